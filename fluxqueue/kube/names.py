@@ -1,0 +1,44 @@
+"""Names users and other components see. Keep them stable: they are fluxqueue's public contract."""
+
+# The scheduler name set on every pod we manage; no other scheduler serves it, so only we bind these pods.
+SCHEDULER_NAME = "fluxqueue"
+# The scheduling gate held on bare pods until fluxqueue has placed them.
+SCHEDULING_GATE = "fluxqueue.io/queued"
+
+PREFIX = "fluxqueue.io/"
+
+# Labels (or annotations) a user may set on a Job, Pod or pod template.
+LABEL_GROUP_NAME = PREFIX + "group-name"  # pods sharing it are one gang
+LABEL_GROUP_SIZE = PREFIX + "group-size"  # how many members the gang waits for
+LABEL_DURATION = PREFIX + "duration"  # walltime in seconds (drives backfill)
+LABEL_EXCLUSIVE = PREFIX + "exclusive"  # "true": whole nodes
+LABEL_SKIP = PREFIX + "skip"  # "true": fluxqueue leaves the object alone
+LABEL_QUEUE = PREFIX + "queue"  # named queue (informational ordering key)
+
+# Set by the webhook on what it mutated (objects and pod templates), so we recognise our own.
+LABEL_MANAGED = PREFIX + "managed"
+# Annotations written by the controller once a unit is placed (annotations: node lists exceed 63 chars).
+ANNOTATION_NODES = PREFIX + "nodes"
+ANNOTATION_FLUXION_JOBID = PREFIX + "fluxion-jobid"
+ANNOTATION_FLUXJOB = PREFIX + "fluxjob"
+
+# The FluxJob custom resource.
+CRD_GROUP = "fluxqueue.io"
+CRD_VERSION = "v1alpha1"
+CRD_KIND = "FluxJob"
+CRD_PLURAL = "fluxjobs"
+CRD_SHORT_NAME = "fj"
+CRD_NAME = f"{CRD_PLURAL}.{CRD_GROUP}"
+
+# Simulation-only annotations understood by the emulator's kubelets.
+SIM_PREFIX = "sim.fluxqueue.io/"
+SIM_RUNTIME = SIM_PREFIX + "runtime"  # e.g. "30s", "2m", "1h"; how long the container "runs"
+SIM_FAIL = SIM_PREFIX + "fail"  # "true": the container exits non-zero at the end of its runtime
+
+# Well-known Kubernetes labels we read.
+LABEL_HOSTNAME = "kubernetes.io/hostname"
+LABEL_ZONE = "topology.kubernetes.io/zone"
+LABEL_RACK = "fluxqueue.io/rack"  # the emulator labels nodes with a rack; real sites may set it too
+LABEL_CONTROL_PLANE = "node-role.kubernetes.io/control-plane"
+LABEL_JOB_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+ANNOTATION_JOB_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
