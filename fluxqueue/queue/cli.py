@@ -1,4 +1,4 @@
-"""`fluxqueue migrate` (and, with the queue store, `fluxqueue queue`)."""
+"""`fluxqueue migrate` and `fluxqueue queue` (the queue, running units or node usage as a table)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,76 @@ async def _run_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def format_table(rows: list[dict]) -> str:
+    """Plain aligned columns, like psql's default output (what a person expects from a CLI listing)."""
+    if not rows:
+        return ""
+    headers = list(rows[0].keys())
+    cells = [[_cell(r[h]) for h in headers] for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    import datetime
+
+    if value is None:
+        return "-"
+    if isinstance(value, datetime.timedelta):
+        seconds = int(value.total_seconds())
+        return (
+            f"{seconds // 3600}h{seconds // 60 % 60:02d}m{seconds % 60:02d}s"
+            if seconds >= 3600
+            else (f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s")
+        )
+    if isinstance(value, datetime.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
+async def _run_queue(args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from fluxqueue.queue.store import QueueStore
+
+    dsn = require_dsn(args)
+    try:
+        store = await QueueStore.open(dsn, min_size=1, max_size=1)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise ConfigError(f"cannot connect to the database: {exc}") from exc
+    try:
+        rows = await store.view(args.view)
+    except asyncpg.UndefinedTableError as exc:
+        raise ConfigError("the fluxqueue schema is missing: run `fluxqueue migrate` first") from exc
+    finally:
+        await store.close()
+    if not rows:
+        print(
+            {"queue": "no units waiting", "running": "nothing running", "nodes": "no allocations"}[args.view]
+        )
+    else:
+        print(format_table(rows))
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
+    q = subparsers.add_parser(
+        "queue",
+        help="show the queue (or running units, or node usage) from the database",
+        description="Print the pending units in scheduling order, from the fluxqueue.queue view.",
+    )
+    add_dsn_argument(q)
+    q.add_argument(
+        "view",
+        nargs="?",
+        default="queue",
+        choices=["queue", "running", "nodes"],
+        help="queue (pending, in order; default), running (holding allocations) or nodes (usage per node)",
+    )
+    q.set_defaults(func=_run_queue)
+
     p = subparsers.add_parser(
         "migrate",
         help="create or upgrade the fluxqueue schema in PostgreSQL",

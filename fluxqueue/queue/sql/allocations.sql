@@ -1,0 +1,54 @@
+-- name: insert_allocation
+INSERT INTO fluxqueue.allocations (unit_id, fluxion_jobid, epoch, r) VALUES ($1, $2, $3, $4);
+
+-- name: insert_allocation_node
+INSERT INTO fluxqueue.allocation_nodes (unit_id, node, cores, memory_bytes, gpus, slots)
+VALUES ($1, $2, $3, $4, $5, $6);
+
+-- name: allocation
+SELECT * FROM fluxqueue.allocations WHERE unit_id = $1;
+
+-- name: allocation_nodes
+SELECT node, cores, memory_bytes, gpus, slots FROM fluxqueue.allocation_nodes WHERE unit_id = $1 ORDER BY node;
+
+-- name: held_allocations
+-- Allocations Fluxion must hold: replayed after a Fluxion or controller restart.
+SELECT a.*, u.duration_s, u.scheduled_at FROM fluxqueue.allocations a JOIN fluxqueue.units u ON u.id = a.unit_id
+WHERE a.released_at IS NULL ORDER BY a.unit_id;
+
+-- name: release_allocation
+UPDATE fluxqueue.allocations SET released_at = now() WHERE unit_id = $1 AND released_at IS NULL
+RETURNING fluxion_jobid;
+
+-- name: update_allocation_id
+-- After a replay under a new id (a server that cannot reuse ids).
+UPDATE fluxqueue.allocations SET fluxion_jobid = $2, epoch = $3 WHERE unit_id = $1;
+
+-- name: record_binding
+INSERT INTO fluxqueue.pod_bindings (unit_id, pod, pod_uid, node) VALUES ($1, $2, $3, $4)
+ON CONFLICT DO NOTHING;
+
+-- name: bindings
+SELECT pod, pod_uid, node, bound_at FROM fluxqueue.pod_bindings WHERE unit_id = $1 ORDER BY bound_at, pod;
+
+-- name: insert_reservation
+INSERT INTO fluxqueue.reservations (unit_id, fluxion_jobid, start_at) VALUES ($1, $2, $3)
+ON CONFLICT (unit_id) DO UPDATE SET fluxion_jobid = EXCLUDED.fluxion_jobid, start_at = EXCLUDED.start_at,
+                                    made_at = now();
+
+-- name: reservations
+SELECT * FROM fluxqueue.reservations ORDER BY unit_id;
+
+-- name: clear_reservations
+DELETE FROM fluxqueue.reservations RETURNING unit_id, fluxion_jobid;
+
+-- name: requeue_unreserved
+-- Units reserved in an earlier pass that this pass did not reserve again go back to plain Queued.
+UPDATE fluxqueue.units SET state = 'Queued', reason = ''
+WHERE state = 'Reserved' AND NOT (id = ANY($1::bigint[])) RETURNING id;
+
+-- name: try_pass_lock
+SELECT pg_try_advisory_lock($1);
+
+-- name: pass_unlock
+SELECT pg_advisory_unlock($1);

@@ -1,0 +1,89 @@
+-- name: insert_unit
+-- Idempotent: a second submission of the same wrapped object (or live group) returns nothing.
+INSERT INTO fluxqueue.units (namespace, name, kind, object_name, owner_uid, size, cpu_millis, memory_bytes,
+                             gpus, exclusive, duration_s, priority, group_name, queue, jobspec, state,
+                             queued_at, reason)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+        CASE WHEN $16 = 'Queued' THEN now() END, $17)
+ON CONFLICT DO NOTHING
+RETURNING *;
+
+-- name: unit_by_owner
+SELECT * FROM fluxqueue.units WHERE owner_uid = $1 AND kind <> 'PodGroup';
+
+-- name: live_group
+SELECT * FROM fluxqueue.units
+WHERE kind = 'PodGroup' AND namespace = $1 AND group_name = $2
+  AND state IN ('Waiting', 'Queued', 'Reserved', 'Scheduled', 'Running');
+
+-- name: unit_by_id
+SELECT * FROM fluxqueue.units WHERE id = $1;
+
+-- name: unit_by_name
+SELECT * FROM fluxqueue.units WHERE namespace = $1 AND name = $2 ORDER BY id DESC LIMIT 1;
+
+-- name: pending_units
+-- The scheduling order (index units_schedule_order).
+SELECT * FROM fluxqueue.units
+WHERE state IN ('Queued', 'Reserved')
+ORDER BY priority DESC, submitted_at ASC, id ASC;
+
+-- name: active_units
+SELECT * FROM fluxqueue.units
+WHERE state IN ('Waiting', 'Queued', 'Reserved', 'Scheduled', 'Running')
+ORDER BY id;
+
+-- name: lock_unit
+SELECT * FROM fluxqueue.units WHERE id = $1 FOR UPDATE;
+
+-- name: set_state
+-- Conditional on the expected current states, so two actors cannot both make the same transition.
+UPDATE fluxqueue.units
+SET state = $2, reason = $3, attempts = attempts + $5,
+    queued_at = CASE WHEN $2 = 'Queued' AND queued_at IS NULL THEN now() ELSE queued_at END,
+    finished_at = CASE WHEN $2 IN ('Succeeded', 'Failed', 'Unsatisfiable', 'Cancelled') THEN now()
+                       ELSE finished_at END
+WHERE id = $1 AND state = ANY($4::text[])
+RETURNING *;
+
+-- name: set_reason
+UPDATE fluxqueue.units SET reason = $2, attempts = attempts + $3 WHERE id = $1 AND reason IS DISTINCT FROM $2
+RETURNING id;
+
+-- name: set_scheduled
+UPDATE fluxqueue.units
+SET state = 'Scheduled', reason = $2, fluxion_jobid = $3, scheduled_at = now(), attempts = attempts + 1
+WHERE id = $1 AND state IN ('Queued', 'Reserved')
+RETURNING *;
+
+-- name: set_released
+UPDATE fluxqueue.units SET released = true WHERE id = $1;
+
+-- name: add_group_member
+INSERT INTO fluxqueue.group_members (unit_id, pod, pod_uid) VALUES ($1, $2, $3)
+ON CONFLICT DO NOTHING;
+
+-- name: group_member_count
+SELECT count(*) FROM fluxqueue.group_members WHERE unit_id = $1;
+
+-- name: group_members
+SELECT pod, pod_uid, joined_at FROM fluxqueue.group_members WHERE unit_id = $1 ORDER BY joined_at, pod;
+
+-- name: history
+SELECT id, unit_id, at, from_state, to_state, reason FROM fluxqueue.state_changes
+WHERE unit_id = $1 ORDER BY id;
+
+-- name: queue_view
+SELECT position, namespace, name, kind, size, cpus_per_pod, memory_per_pod, gpus_per_pod, priority,
+       duration_s, state, waiting, reason
+FROM fluxqueue.queue;
+
+-- name: running_view
+SELECT namespace, name, kind, size, state, fluxion_jobid, nodes, scheduled_at, running_for
+FROM fluxqueue.running;
+
+-- name: nodes_view
+SELECT node, units, pods, cores, memory, gpus FROM fluxqueue.nodes;
+
+-- name: queue_position
+SELECT position FROM fluxqueue.queue WHERE id = $1;

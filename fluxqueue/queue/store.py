@@ -1,0 +1,415 @@
+"""The queue store: a thin async layer over the ``fluxqueue`` schema (asyncpg, one pool).
+
+Every state change is one statement or one transaction, and the ``units_state_history`` trigger writes its
+history row and NOTIFYs ``fluxqueue_wakeup`` inside the same transaction. The SQL is in ``sql/*.sql``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from fluxqueue.log import get_logger
+from fluxqueue.queue.sql import QUERIES
+
+log = get_logger(__name__)
+
+WAKEUP_CHANNEL = "fluxqueue_wakeup"
+# One scheduling pass at a time across every replica (session advisory lock key, "fqpass").
+PASS_LOCK_KEY = 0x66717061_7373
+
+WAITING = "Waiting"
+QUEUED = "Queued"
+RESERVED = "Reserved"
+SCHEDULED = "Scheduled"
+RUNNING = "Running"
+SUCCEEDED = "Succeeded"
+FAILED = "Failed"
+UNSATISFIABLE = "Unsatisfiable"
+CANCELLED = "Cancelled"
+
+PENDING_STATES = (QUEUED, RESERVED)
+HOLDING_STATES = (SCHEDULED, RUNNING)
+ACTIVE_STATES = (WAITING, QUEUED, RESERVED, SCHEDULED, RUNNING)
+TERMINAL_STATES = (SUCCEEDED, FAILED, UNSATISFIABLE, CANCELLED)
+
+
+@dataclass(frozen=True)
+class UnitSubmission:
+    """What the controller knows about a unit when it first sees it."""
+
+    namespace: str
+    name: str  # the FluxJob's name
+    kind: str  # Job | Pod | PodGroup
+    object_name: str
+    owner_uid: str
+    size: int
+    jobspec: dict
+    duration_s: int
+    cpu_millis: int = 0
+    memory_bytes: int = 0
+    gpus: int = 0
+    exclusive: bool = False
+    priority: int = 0
+    group_name: str | None = None
+    queue: str = "default"
+    state: str = QUEUED
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Unit:
+    id: int
+    namespace: str
+    name: str
+    kind: str
+    object_name: str
+    owner_uid: str
+    size: int
+    cpu_millis: int
+    memory_bytes: int
+    gpus: int
+    exclusive: bool
+    duration_s: int
+    priority: int
+    group_name: str | None
+    queue: str
+    jobspec: dict
+    state: str
+    submitted_at: datetime
+    queued_at: datetime | None
+    scheduled_at: datetime | None
+    finished_at: datetime | None
+    reason: str
+    fluxion_jobid: int | None
+    attempts: int
+    released: bool
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> Unit:
+        return cls(**{f.name: record[f.name] for f in fields(cls)})
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class NodeShare:
+    """What one node gives a unit."""
+
+    node: str
+    cores: int
+    memory_bytes: int
+    gpus: int
+    slots: int
+
+
+@dataclass(frozen=True)
+class Allocation:
+    unit_id: int
+    fluxion_jobid: int
+    epoch: int
+    r: str
+    allocated_at: datetime
+    released_at: datetime | None
+    nodes: list[NodeShare] = field(default_factory=list)
+    duration_s: int = 0
+
+    @property
+    def node_names(self) -> list[str]:
+        return [n.node for n in self.nodes]
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    id: int
+    unit_id: int
+    at: datetime
+    from_state: str | None
+    to_state: str
+    reason: str
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+class QueueStore:
+    """Open with ``await QueueStore.open(dsn)``; ``await store.close()`` when done."""
+
+    def __init__(self, pool: asyncpg.Pool, dsn: str):
+        self._pool = pool
+        self._dsn = dsn
+        self._q = QUERIES
+
+    @classmethod
+    async def open(cls, dsn: str, *, min_size: int = 1, max_size: int = 5) -> QueueStore:
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
+        return cls(pool, dsn)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    @property
+    def dsn(self) -> str:
+        return self._dsn
+
+    # ---- submission -----------------------------------------------------------------------------------
+
+    async def submit(self, sub: UnitSubmission) -> tuple[Unit, bool]:
+        """Queue a unit once per wrapped object; returns (the unit, whether this call created it)."""
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(self._q["insert_unit"], *self._insert_args(sub))
+            if row is not None:
+                return Unit.from_record(row), True
+            if sub.kind == "PodGroup":
+                row = await conn.fetchrow(self._q["live_group"], sub.namespace, sub.group_name)
+            else:
+                row = await conn.fetchrow(self._q["unit_by_owner"], sub.owner_uid)
+            if row is None:  # lost a race with a unit that finished in between: try once more
+                row = await conn.fetchrow(self._q["insert_unit"], *self._insert_args(sub))
+                return Unit.from_record(row), True
+            return Unit.from_record(row), False
+
+    async def join_group(self, sub: UnitSubmission, pod: str, pod_uid: str) -> tuple[Unit, int]:
+        """Record one member of a pod group; the group moves Waiting -> Queued once it has ``size`` members.
+
+        Returns the unit and its member count. Joining twice is harmless.
+        """
+        waiting = UnitSubmission(**{**sub.__dict__, "state": WAITING, "kind": "PodGroup"})
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(self._q["insert_unit"], *self._insert_args(waiting))
+            if row is None:
+                row = await conn.fetchrow(self._q["live_group"], sub.namespace, sub.group_name)
+            unit = Unit.from_record(row)
+            await conn.fetchrow(self._q["lock_unit"], unit.id)
+            await conn.execute(self._q["add_group_member"], unit.id, pod, pod_uid)
+            count = await conn.fetchval(self._q["group_member_count"], unit.id)
+            if unit.state == WAITING and count >= unit.size:
+                row = await conn.fetchrow(
+                    self._q["set_state"], unit.id, QUEUED, f"all {unit.size} members present", [WAITING], 0
+                )
+                unit = Unit.from_record(row)
+            return unit, count
+
+    async def group_members(self, unit_id: int) -> list[tuple[str, str]]:
+        rows = await self._pool.fetch(self._q["group_members"], unit_id)
+        return [(r["pod"], r["pod_uid"]) for r in rows]
+
+    @staticmethod
+    def _insert_args(sub: UnitSubmission) -> list[Any]:
+        return [
+            sub.namespace,
+            sub.name,
+            sub.kind,
+            sub.object_name,
+            sub.owner_uid,
+            sub.size,
+            sub.cpu_millis,
+            sub.memory_bytes,
+            sub.gpus,
+            sub.exclusive,
+            sub.duration_s,
+            sub.priority,
+            sub.group_name,
+            sub.queue,
+            sub.jobspec,
+            sub.state,
+            sub.reason,
+        ]
+
+    # ---- reading ----------------------------------------------------------------------------------------
+
+    async def get(self, unit_id: int) -> Unit | None:
+        row = await self._pool.fetchrow(self._q["unit_by_id"], unit_id)
+        return Unit.from_record(row) if row else None
+
+    async def by_owner(self, owner_uid: str) -> Unit | None:
+        row = await self._pool.fetchrow(self._q["unit_by_owner"], owner_uid)
+        return Unit.from_record(row) if row else None
+
+    async def by_name(self, namespace: str, name: str) -> Unit | None:
+        row = await self._pool.fetchrow(self._q["unit_by_name"], namespace, name)
+        return Unit.from_record(row) if row else None
+
+    async def live_group(self, namespace: str, group_name: str) -> Unit | None:
+        row = await self._pool.fetchrow(self._q["live_group"], namespace, group_name)
+        return Unit.from_record(row) if row else None
+
+    async def pending(self) -> list[Unit]:
+        """Queued and Reserved units in scheduling order (priority desc, submitted asc, id)."""
+        return [Unit.from_record(r) for r in await self._pool.fetch(self._q["pending_units"])]
+
+    async def active(self) -> list[Unit]:
+        return [Unit.from_record(r) for r in await self._pool.fetch(self._q["active_units"])]
+
+    async def position(self, unit_id: int) -> int | None:
+        return await self._pool.fetchval(self._q["queue_position"], unit_id)
+
+    async def history(self, unit_id: int) -> list[HistoryRow]:
+        return [HistoryRow(**dict(r)) for r in await self._pool.fetch(self._q["history"], unit_id)]
+
+    async def view(self, name: str) -> list[dict]:
+        """Rows of a human view: ``queue``, ``running`` or ``nodes``."""
+        if name not in ("queue", "running", "nodes"):
+            raise ValueError(f"no view {name!r}")
+        return [dict(r) for r in await self._pool.fetch(self._q[f"{name}_view"])]
+
+    # ---- transitions ------------------------------------------------------------------------------------
+
+    async def transition(
+        self, unit_id: int, to_state: str, reason: str, *, from_states: Iterable[str], attempt: bool = False
+    ) -> Unit | None:
+        """Move to ``to_state`` only from one of ``from_states``; None when the unit was elsewhere."""
+        row = await self._pool.fetchrow(
+            self._q["set_state"], unit_id, to_state, reason, list(from_states), int(attempt)
+        )
+        return Unit.from_record(row) if row else None
+
+    async def set_reason(self, unit_id: int, reason: str, *, attempt: bool = False) -> bool:
+        """Update the human reason without a state change (no history row); True when it changed."""
+        return await self._pool.fetchval(self._q["set_reason"], unit_id, reason, int(attempt)) is not None
+
+    async def schedule(
+        self, unit_id: int, *, jobid: int, epoch: int, r: str, nodes: Iterable[NodeShare], reason: str
+    ) -> Unit | None:
+        """Persist an allocation and move the unit to Scheduled, atomically.
+
+        None when the unit is no longer pending (deleted or scheduled by someone else): the caller must then
+        cancel the Fluxion job it holds.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(self._q["set_scheduled"], unit_id, reason, jobid)
+            if row is None:
+                return None
+            await conn.execute(self._q["insert_allocation"], unit_id, jobid, epoch, r)
+            await conn.executemany(
+                self._q["insert_allocation_node"],
+                [(unit_id, n.node, n.cores, n.memory_bytes, n.gpus, n.slots) for n in nodes],
+            )
+            await conn.execute("DELETE FROM fluxqueue.reservations WHERE unit_id = $1", unit_id)
+            return Unit.from_record(row)
+
+    async def finish(self, unit_id: int, state: str, reason: str) -> tuple[Unit | None, int | None]:
+        """End a unit: terminal state + allocation marked released, in one transaction.
+
+        Returns (the unit, or None when it had already ended; the Fluxion job id to cancel, if it held one).
+        """
+        if state not in TERMINAL_STATES:
+            raise ValueError(f"{state} is not terminal")
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(self._q["set_state"], unit_id, state, reason, list(ACTIVE_STATES), 0)
+            if row is None:
+                return None, None
+            jobid = await conn.fetchval(self._q["release_allocation"], unit_id)
+            return Unit.from_record(row), jobid
+
+    async def mark_released(self, unit_id: int) -> None:
+        await self._pool.execute(self._q["set_released"], unit_id)
+
+    # ---- allocations and bindings -----------------------------------------------------------------------
+
+    async def allocation(self, unit_id: int) -> Allocation | None:
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(self._q["allocation"], unit_id)
+            if row is None:
+                return None
+            nodes = [NodeShare(**dict(r)) for r in await conn.fetch(self._q["allocation_nodes"], unit_id)]
+        return Allocation(**dict(row), nodes=nodes)
+
+    async def held_allocations(self) -> list[Allocation]:
+        """Allocations not yet released, oldest first (what Fluxion must hold)."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(self._q["held_allocations"])
+            out = []
+            for row in rows:
+                d = dict(row)
+                d.pop("scheduled_at", None)
+                nodes = [
+                    NodeShare(**dict(r)) for r in await conn.fetch(self._q["allocation_nodes"], d["unit_id"])
+                ]
+                out.append(Allocation(**d, nodes=nodes))
+        return out
+
+    async def update_allocation_id(self, unit_id: int, jobid: int, epoch: int) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(self._q["update_allocation_id"], unit_id, jobid, epoch)
+            await conn.execute("UPDATE fluxqueue.units SET fluxion_jobid = $2 WHERE id = $1", unit_id, jobid)
+
+    async def record_binding(self, unit_id: int, pod: str, pod_uid: str, node: str) -> None:
+        await self._pool.execute(self._q["record_binding"], unit_id, pod, pod_uid, node)
+
+    async def bindings(self, unit_id: int) -> list[dict]:
+        return [dict(r) for r in await self._pool.fetch(self._q["bindings"], unit_id)]
+
+    # ---- reservations (one pass only) -------------------------------------------------------------------
+
+    async def record_reservation(self, unit_id: int, jobid: int, start_at: datetime, reason: str) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(self._q["insert_reservation"], unit_id, jobid, start_at)
+            await conn.execute(self._q["set_state"], unit_id, RESERVED, reason, [QUEUED, RESERVED], 1)
+
+    async def clear_reservations(self, keep_reserved: Iterable[int] = ()) -> list[tuple[int, int]]:
+        """Forget every reservation row; units not in ``keep_reserved`` go back to Queued.
+
+        Returns (unit_id, fluxion_jobid) of the rows removed, for the caller to cancel in Fluxion.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(self._q["clear_reservations"])
+            await conn.execute(self._q["requeue_unreserved"], list(keep_reserved))
+        return [(r["unit_id"], r["fluxion_jobid"]) for r in rows]
+
+    async def reservations(self) -> list[dict]:
+        return [dict(r) for r in await self._pool.fetch(self._q["reservations"])]
+
+    # ---- coordination -----------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def pass_lock(self) -> AsyncIterator[bool]:
+        """Hold the pass lock for the duration of the block; yields False if another pass holds it."""
+        async with self._pool.acquire() as conn:
+            got = await conn.fetchval(self._q["try_pass_lock"], PASS_LOCK_KEY)
+            try:
+                yield bool(got)
+            finally:
+                if got:
+                    await conn.fetchval(self._q["pass_unlock"], PASS_LOCK_KEY)
+
+    async def listen(self, on_wakeup: Callable[[str], None], *, stop: asyncio.Event) -> None:
+        """LISTEN on ``fluxqueue_wakeup`` until ``stop`` is set, reconnecting after a lost connection.
+
+        The caller also runs a periodic pass, so a notification lost while reconnecting costs one period.
+        """
+        while not stop.is_set():
+            conn = None
+            try:
+                conn = await asyncpg.connect(self._dsn)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+                await conn.add_listener(WAKEUP_CHANNEL, lambda _c, _pid, _ch, payload: on_wakeup(payload))
+                on_wakeup("listening")  # anything sent while we were away: look once
+                stop_task = asyncio.ensure_future(stop.wait())
+                lost_task = asyncio.ensure_future(lost.wait())
+                await asyncio.wait({stop_task, lost_task}, return_when=asyncio.FIRST_COMPLETED)
+                stop_task.cancel()
+                lost_task.cancel()
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("wakeup listener lost its connection; retrying", error=str(exc))
+                await _sleep_or_stop(stop, 1.0)
+            finally:
+                if conn is not None and not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

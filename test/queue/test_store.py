@@ -1,0 +1,209 @@
+"""The queue store against a real PostgreSQL: ordering, idempotence, transitions with history, views."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+
+from fluxqueue.queue.store import (
+    CANCELLED,
+    QUEUED,
+    RESERVED,
+    RUNNING,
+    SCHEDULED,
+    SUCCEEDED,
+    WAITING,
+    NodeShare,
+    QueueStore,
+    UnitSubmission,
+)
+
+
+def submission(
+    name: str,
+    *,
+    priority: int = 0,
+    size: int = 1,
+    kind: str = "Job",
+    uid: str | None = None,
+    group: str | None = None,
+) -> UnitSubmission:
+    return UnitSubmission(
+        namespace="default",
+        name=f"{name}-{kind.lower()}",
+        kind=kind,
+        object_name=name,
+        owner_uid=uid or f"uid-{name}",
+        size=size,
+        jobspec={"version": 1, "resources": []},
+        duration_s=60,
+        cpu_millis=1000,
+        memory_bytes=2**30,
+        priority=priority,
+        group_name=group,
+    )
+
+
+@pytest.fixture
+async def store(migrated_dsn):
+    s = await QueueStore.open(migrated_dsn)
+    yield s
+    await s.close()
+
+
+async def test_pending_units_come_out_by_priority_then_submission_order(store):
+    for name, prio in [("a", 0), ("b", 10), ("c", 0), ("d", 10)]:
+        await store.submit(submission(name, priority=prio))
+    assert [u.object_name for u in await store.pending()] == ["b", "d", "a", "c"]
+    view = await store.view("queue")
+    assert [(r["position"], r["name"]) for r in view] == [
+        (1, "b-job"),
+        (2, "d-job"),
+        (3, "a-job"),
+        (4, "c-job"),
+    ]
+
+
+async def test_submitting_the_same_object_twice_queues_it_once(store):
+    first, created1 = await store.submit(submission("a"))
+    again, created2 = await store.submit(submission("a"))
+    assert created1 and not created2
+    assert again.id == first.id
+    assert len(await store.pending()) == 1
+
+
+async def test_every_transition_leaves_a_history_row_and_terminal_states_release_the_allocation(store):
+    unit, _ = await store.submit(submission("a", size=2))
+    scheduled = await store.schedule(
+        unit.id,
+        jobid=7,
+        epoch=1,
+        r="{}",
+        reason="placed",
+        nodes=[NodeShare("n1", 2, 2**31, 0, 2)],
+    )
+    assert scheduled.state == SCHEDULED and scheduled.fluxion_jobid == 7
+    assert (await store.view("nodes"))[0]["cores"] == 2
+    assert await store.transition(unit.id, RUNNING, "pods running", from_states=[SCHEDULED])
+    done, jobid = await store.finish(unit.id, SUCCEEDED, "Job completed")
+    assert done.state == SUCCEEDED and done.finished_at is not None and jobid == 7
+    # Finishing twice does nothing and returns no job id to cancel again.
+    assert await store.finish(unit.id, CANCELLED, "deleted") == (None, None)
+    assert [(h.from_state, h.to_state) for h in await store.history(unit.id)] == [
+        (None, QUEUED),
+        (QUEUED, SCHEDULED),
+        (SCHEDULED, RUNNING),
+        (RUNNING, SUCCEEDED),
+    ]
+    assert await store.held_allocations() == []
+    assert await store.view("nodes") == []
+
+
+async def test_a_unit_is_scheduled_once_even_when_two_passes_race(store):
+    unit, _ = await store.submit(submission("a"))
+    results = await asyncio.gather(
+        *(
+            store.schedule(unit.id, jobid=j, epoch=1, r="{}", reason="", nodes=[NodeShare("n1", 1, 0, 0, 1)])
+            for j in (1, 2)
+        )
+    )
+    assert sum(r is not None for r in results) == 1
+    held = await store.held_allocations()
+    assert len(held) == 1 and held[0].nodes == [NodeShare("n1", 1, 0, 0, 1)]
+
+
+async def test_only_one_pass_holds_the_pass_lock(store):
+    async with store.pass_lock() as first:
+        async with store.pass_lock() as second:
+            assert first and not second
+    async with store.pass_lock() as again:
+        assert again
+
+
+async def test_a_pod_group_waits_until_its_last_member_joins(store):
+    sub = submission("g", kind="PodGroup", size=3, uid="group:default/g", group="g")
+    for i in range(2):
+        unit, count = await store.join_group(sub, f"p{i}", f"uid{i}")
+        assert unit.state == WAITING and count == i + 1
+    unit, count = await store.join_group(sub, "p1", "uid1")  # a repeated event
+    assert count == 2 and unit.state == WAITING
+    unit, count = await store.join_group(sub, "p2", "uid2")
+    assert unit.state == QUEUED and count == 3
+    assert [p for p, _ in await store.group_members(unit.id)] == ["p0", "p1", "p2"]
+
+
+async def test_reservations_are_cleared_and_unreserved_units_return_to_queued(store):
+    a, _ = await store.submit(submission("a"))
+    b, _ = await store.submit(submission("b"))
+    await store.record_reservation(a.id, 11, datetime.now(UTC), "reserved")
+    await store.record_reservation(b.id, 12, datetime.now(UTC), "reserved")
+    assert {u.state for u in await store.pending()} == {RESERVED}
+    cleared = await store.clear_reservations(keep_reserved=[a.id])
+    assert sorted(cleared) == [(a.id, 11), (b.id, 12)]
+    assert (await store.get(a.id)).state == RESERVED
+    assert (await store.get(b.id)).state == QUEUED
+    assert await store.reservations() == []
+
+
+async def test_a_submission_wakes_a_listener(store):
+    woke: asyncio.Queue[str] = asyncio.Queue()
+    stop = asyncio.Event()
+    task = asyncio.create_task(store.listen(woke.put_nowait, stop=stop))
+    assert await asyncio.wait_for(woke.get(), 5) == "listening"
+    unit, _ = await store.submit(submission("a"))
+    assert await asyncio.wait_for(woke.get(), 5) == f"Queued {unit.id}"
+    stop.set()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_history_is_append_only_and_views_are_readable_in_sql(store, migrated_dsn):
+    unit, _ = await store.submit(submission("a"))
+    conn = await asyncpg.connect(migrated_dsn)
+    try:
+        with pytest.raises(asyncpg.RaiseError):
+            await conn.execute("UPDATE fluxqueue.state_changes SET to_state = 'Failed'")
+        rows = await conn.fetch("SELECT name, to_state FROM fluxqueue.history")
+        assert [tuple(r) for r in rows] == [("a-job", QUEUED)]
+        for view in ("queue", "running", "nodes"):
+            await conn.fetch(f"SELECT * FROM fluxqueue.{view}")
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("UPDATE fluxqueue.units SET state = 'Lost' WHERE id = $1", unit.id)
+    finally:
+        await conn.close()
+
+
+async def test_queue_command_prints_the_queue_as_a_table(store, migrated_dsn):
+    import subprocess
+    import sys
+
+    await store.submit(submission("a", priority=5))
+    await store.submit(submission("b"))
+    out = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "fluxqueue", "queue", "--dsn", migrated_dsn],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[:3] == ["POSITION", "NAMESPACE", "NAME"]
+    assert [line.split()[2] for line in lines[1:]] == ["a-job", "b-job"]
+
+
+def test_queue_command_without_a_database_says_so_in_one_line():
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "fluxqueue", "queue", "--dsn", "postgresql://nobody@127.0.0.1:1/none"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert out.stderr.startswith("fluxqueue: error: cannot connect to the database")
+    assert len(out.stderr.strip().splitlines()) == 1
