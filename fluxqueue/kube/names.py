@@ -21,6 +21,9 @@ LABEL_MANAGED = PREFIX + "managed"
 ANNOTATION_NODES = PREFIX + "nodes"
 ANNOTATION_FLUXION_JOBID = PREFIX + "fluxion-jobid"
 ANNOTATION_FLUXJOB = PREFIX + "fluxjob"
+# Set by the webhook on a Job the user created suspended: it stays the user's (not queued) until they
+# unsuspend it; the webhook then re-suspends it and removes this annotation, which queues it.
+ANNOTATION_USER_SUSPENDED = PREFIX + "user-suspended"
 
 # The FluxJob custom resource.
 CRD_GROUP = "fluxqueue.io"
@@ -42,3 +45,4 @@ LABEL_RACK = "fluxqueue.io/rack"  # the emulator labels nodes with a rack; real 
 LABEL_CONTROL_PLANE = "node-role.kubernetes.io/control-plane"
 LABEL_JOB_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 ANNOTATION_JOB_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+ANNOTATION_MIRROR_POD = "kubernetes.io/config.mirror"  # static pods' API mirrors (kubelet)
