@@ -1,0 +1,280 @@
+"""The cluster as Fluxion sees it: a JGF graph built from Kubernetes Nodes and the pods we do not manage.
+
+Hierarchy: ``cluster -> [zone ->] rack -> node -> {core, memory, gpu}``. The zone level appears only when some
+node carries ``topology.kubernetes.io/zone`` (nodes without it go to zone ``default``); racks come from
+``fluxqueue.io/rack`` (one rack ``rack0`` when absent). Node vertices are named with the exact Kubernetes node
+name, so allocations map back without guessing (prior-art §7.4, §7.6).
+
+What a node offers is its allocatable minus the requests of *foreign* pods bound to it and not finished
+(DaemonSets, system pods, pods of other schedulers, anything that slipped past the webhook), as kube-scheduler
+counts requests (:func:`fluxqueue.placement.resources.pod_requests`):
+
+* cores: ``floor((allocatable cpu - foreign cpu) / 1000m)`` vertices; a pod's slot asks ``ceil(cpu / 1000m)``,
+  so fractional CPU requests are rounded up on the request side and down on the offer side (never over-commit);
+* memory: ``floor((allocatable - foreign) / chunk)`` vertices, each standing for one chunk (default 1 GiB).
+  **Unit convention:** a memory vertex has ``size = chunk / U`` and ``unit`` = the largest of GiB/MiB/KiB/B
+  dividing the chunk exactly (1 GiB chunk: size 1, unit "GiB"); a jobspec asks ``ceil(bytes / chunk) * size``
+  in that unit (see :mod:`fluxqueue.placement.jobspec`). Both sides round so one chunk is never split;
+* gpus: allocatable ``nvidia.com/gpu`` minus foreign GPU requests.
+
+Excluded nodes (recorded with a reason): control-plane role label, cordoned (``spec.unschedulable``), NotReady
+(Ready condition not "True", which also covers a node that never reported), being deleted. Tainted nodes stay
+in the graph with their taints recorded; jobspecs keep pods off them unless tolerated
+(:mod:`fluxqueue.placement.constraints`).
+
+Node properties (RFC 31): every label as ``<key>`` (value = label value) and ``<key>=<value>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fluxqueue.fluxion.jgf import GraphBuilder
+from fluxqueue.kube import names
+from fluxqueue.kube.quantity import format_bytes
+from fluxqueue.placement import constraints
+from fluxqueue.placement.resources import ZERO, Resources, pod_requests, resource_list
+
+CONTROL_PLANE_LABELS = (names.LABEL_CONTROL_PLANE, "node-role.kubernetes.io/master")
+DEFAULT_RACK = "rack0"
+DEFAULT_ZONE = "default"
+TERMINAL_PHASES = ("Succeeded", "Failed")
+_UNITS = (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10), ("B", 1))
+
+
+def memory_unit(chunk_bytes: int) -> tuple[int, str]:
+    """``(size, unit)`` of one memory vertex for a chunk size: 2**30 -> (1, "GiB"), 512Mi -> (512, "MiB")."""
+    if chunk_bytes <= 0:
+        raise ValueError("memory chunk must be positive")
+    for unit, factor in _UNITS:
+        if chunk_bytes % factor == 0:
+            return chunk_bytes // factor, unit
+    raise AssertionError("unreachable: B divides everything")
+
+
+@dataclass(frozen=True)
+class NodeCapacity:
+    """What one node offers fluxqueue (after foreign pods), and what Kubernetes says about it."""
+
+    name: str
+    cores: int
+    memory_chunks: int
+    memory: int  # bytes usable = memory_chunks * chunk
+    gpus: int
+    allocatable: Resources
+    foreign: Resources
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: list[dict[str, Any]] = field(default_factory=list)
+    zone: str = DEFAULT_ZONE
+    rack: str = DEFAULT_RACK
+    pods: int = 110  # allocatable pods minus foreign pods (informational; Fluxion does not model it)
+
+    def slots_for(self, per_pod: Resources, memory_chunk_bytes: int) -> int:
+        """How many pods of this shape the node could hold when empty of fluxqueue work."""
+        from fluxqueue.placement.jobspec import slot_shape
+
+        cores, chunks, gpus = slot_shape(per_pod, memory_chunk_bytes)
+        limits = [self.cores // cores]
+        if chunks:
+            limits.append(self.memory_chunks // chunks)
+        if gpus:
+            limits.append(self.gpus // gpus)
+        return max(0, min(limits))
+
+
+@dataclass
+class ClusterGraph:
+    jgf: dict[str, Any]
+    nodes: dict[str, NodeCapacity]
+    excluded: dict[str, str]  # node name -> reason it is not in the graph
+    memory_chunk_bytes: int = 2**30
+
+    @property
+    def largest_node(self) -> NodeCapacity | None:
+        if not self.nodes:
+            return None
+        return max(self.nodes.values(), key=lambda n: (n.cores, n.memory, n.gpus, n.name))
+
+    def node_capacity(self, name: str) -> NodeCapacity | None:
+        return self.nodes.get(name)
+
+    def node_views(self) -> list[constraints.NodeView]:
+        return [(n.name, n.labels, n.taints) for n in self.nodes.values()]
+
+    def eligible_nodes(self, unit: Any) -> list[NodeCapacity]:
+        return [n for n in self.nodes.values() if constraints.node_allows(unit, n.name, n.labels, n.taints)]
+
+    def fits_ever(self, unit: Any) -> tuple[bool, str]:
+        """Whether the unit could be placed on this graph with nothing else running, judged per node.
+
+        ``(False, reason)`` reads like "asks 96 cores per pod, largest eligible node has 64". Summed capacity
+        is never enough: a pod lives on one node. Re-judge when the graph changes (nodes added, foreign load
+        gone).
+        """
+        if unit.size <= 0:
+            return True, ""
+        if not self.nodes:
+            return False, "no schedulable nodes in the cluster" + _excluded_hint(self.excluded)
+        eligible = self.eligible_nodes(unit)
+        if not eligible:
+            reasons: dict[str, int] = {}
+            for n in self.nodes.values():
+                why = constraints.why_not(unit, n.name, n.labels, n.taints)
+                reasons[why] = reasons.get(why, 0) + 1
+            detail = ", ".join(f"{count} by {why}" for why, count in sorted(reasons.items()))
+            return False, f"no node matches the pod's node constraints ({detail})"
+        cores, chunks, gpus = _shape(unit.per_pod, self.memory_chunk_bytes)
+        best = max(eligible, key=lambda n: (n.cores, n.memory, n.gpus))
+        for need, have_of, what in (
+            (cores, lambda n: n.cores, "cores"),
+            (chunks, lambda n: n.memory_chunks, "memory"),
+            (gpus, lambda n: n.gpus, "GPUs"),
+        ):
+            if need and not any(have_of(n) >= need for n in eligible):
+                largest = max(have_of(n) for n in eligible)
+                if what == "memory":
+                    asked = format_bytes(need * self.memory_chunk_bytes)
+                    got = format_bytes(largest * self.memory_chunk_bytes)
+                    return False, f"asks {asked} memory per pod, largest eligible node has {got}"
+                return False, f"asks {need} {what} per pod, largest eligible node has {largest}"
+        if unit.exclusive:
+            fitting = sum(1 for n in eligible if n.slots_for(unit.per_pod, self.memory_chunk_bytes) >= 1)
+            if fitting < unit.size:
+                return False, f"asks {unit.size} whole nodes, only {fitting} eligible nodes fit one pod"
+            return True, ""
+        capacity = sum(n.slots_for(unit.per_pod, self.memory_chunk_bytes) for n in eligible)
+        if capacity < unit.size:
+            return False, (
+                f"asks {unit.size} pods of {unit.per_pod.describe()}, eligible nodes hold at most {capacity} "
+                f"(largest: {best.name}, {best.cores} cores)"
+            )
+        return True, ""
+
+
+def _shape(per_pod: Resources, chunk: int) -> tuple[int, int, int]:
+    from fluxqueue.placement.jobspec import slot_shape
+
+    return slot_shape(per_pod, chunk)
+
+
+def _excluded_hint(excluded: dict[str, str]) -> str:
+    if not excluded:
+        return ""
+    reasons: dict[str, int] = {}
+    for why in excluded.values():
+        reasons[why] = reasons.get(why, 0) + 1
+    return " (" + ", ".join(f"{c} {why}" for why, c in sorted(reasons.items())) + ")"
+
+
+def exclusion_reason(node: dict[str, Any]) -> str | None:
+    """Why the node must not receive fluxqueue work, or None."""
+    meta = node.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    if meta.get("deletionTimestamp"):
+        return "being deleted"
+    for label in CONTROL_PLANE_LABELS:
+        if label in labels:
+            return "control-plane"
+    if (node.get("spec") or {}).get("unschedulable"):
+        return "cordoned"
+    conditions = (node.get("status") or {}).get("conditions") or []
+    ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+    if ready is None or ready.get("status") != "True":
+        return "NotReady"
+    return None
+
+
+def foreign_load(pods: Iterable[dict[str, Any]]) -> dict[str, Resources]:
+    """Requests of bound, unfinished pods per node (pods counts them)."""
+    load: dict[str, Resources] = {}
+    for pod in pods:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if not node or (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
+            continue
+        load[node] = load.get(node, ZERO) + pod_requests(pod)
+    return load
+
+
+def build_cluster_graph(
+    nodes: Iterable[dict[str, Any]],
+    foreign_pods: Iterable[dict[str, Any]] = (),
+    memory_chunk_bytes: int = 2**30,
+) -> ClusterGraph:
+    """The graph Fluxion is initialised with. Deterministic: nodes sorted by zone, rack, name."""
+    chunk_size, chunk_unit = memory_unit(memory_chunk_bytes)
+    load = foreign_load(foreign_pods)
+    capacities: dict[str, NodeCapacity] = {}
+    excluded: dict[str, str] = {}
+    for node in nodes:
+        meta = node.get("metadata") or {}
+        name = meta.get("name") or ""
+        reason = exclusion_reason(node)
+        if reason:
+            excluded[name] = reason
+            continue
+        status = node.get("status") or {}
+        alloc_list = status.get("allocatable") or status.get("capacity") or {}
+        allocatable = resource_list(alloc_list)
+        try:
+            max_pods = int(alloc_list.get("pods", 110))
+        except (TypeError, ValueError):
+            max_pods = 110
+        allocatable = Resources(allocatable.cpu_milli, allocatable.memory, allocatable.gpus, max_pods)
+        foreign = load.get(name, ZERO)
+        free = allocatable - foreign
+        labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
+        chunks = max(0, free.memory) // memory_chunk_bytes
+        capacities[name] = NodeCapacity(
+            name=name,
+            cores=max(0, free.cpu_milli) // 1000,
+            memory_chunks=chunks,
+            memory=chunks * memory_chunk_bytes,
+            gpus=max(0, free.gpus),
+            allocatable=allocatable,
+            foreign=foreign,
+            labels=labels,
+            taints=list((node.get("spec") or {}).get("taints") or []),
+            zone=labels.get(names.LABEL_ZONE, DEFAULT_ZONE),
+            rack=labels.get(names.LABEL_RACK, DEFAULT_RACK),
+            pods=max(0, free.pods),
+        )
+    with_zones = any(names.LABEL_ZONE in c.labels for c in capacities.values())
+    builder = GraphBuilder()
+    zone_vertices: dict[str, int] = {}
+    rack_vertices: dict[tuple[str, str], int] = {}
+    ordered = sorted(capacities.values(), key=lambda c: (c.zone, c.rack, c.name))
+    for index, cap in enumerate(ordered):
+        parent = builder.root
+        if with_zones:
+            if cap.zone not in zone_vertices:
+                zone_vertices[cap.zone] = builder.add(builder.root, "zone", _vertex_name(cap.zone))
+            parent = zone_vertices[cap.zone]
+        rack_key = (cap.zone if with_zones else "", cap.rack)
+        if rack_key not in rack_vertices:
+            rack_vertices[rack_key] = builder.add(parent, "rack", _vertex_name(cap.rack))
+        n = builder.add(
+            rack_vertices[rack_key],
+            "node",
+            cap.name,
+            vid=index,
+            properties=constraints.node_properties(cap.labels),
+        )
+        if cap.cores:
+            builder.add_many(n, "core", cap.cores)
+        if cap.gpus:
+            builder.add_many(n, "gpu", cap.gpus)
+        if cap.memory_chunks:
+            builder.add_many(n, "memory", cap.memory_chunks, size=chunk_size, unit=chunk_unit)
+    return ClusterGraph(
+        jgf=builder.to_jgf(),
+        nodes={c.name: c for c in ordered},
+        excluded=excluded,
+        memory_chunk_bytes=memory_chunk_bytes,
+    )
+
+
+def _vertex_name(label_value: str) -> str:
+    # Vertex names become path components; label values cannot hold "/" but be defensive.
+    return label_value.replace("/", "_") or "unnamed"
