@@ -126,12 +126,12 @@ def test_webhook_never_blocks_the_cluster_by_default(rendered):
         assert ns_expr == {
             "key": "kubernetes.io/metadata.name",
             "operator": "NotIn",
-            "values": ["kube-system", NAMESPACE],
+            "values": ["kube-system", "kube-public", "kube-node-lease", NAMESPACE],
         }
         (obj_expr,) = hook["objectSelector"]["matchExpressions"]
         assert obj_expr == {"key": names.LABEL_SKIP, "operator": "NotIn", "values": ["true"]}
     rules = {(r["apiGroups"][0], r["resources"][0]): r["operations"] for h in hooks for r in h["rules"]}
-    assert rules == {("", "pods"): ["CREATE"], ("batch", "jobs"): ["CREATE"]}
+    assert rules == {("", "pods"): ["CREATE"], ("batch", "jobs"): ["CREATE", "UPDATE"]}
 
 
 def test_fail_closed_option_is_applied_to_every_webhook(rendered):
