@@ -1,0 +1,306 @@
+"""managedFields and server-side apply, minimal but honest.
+
+Follows k8s.io/apimachinery/pkg/util/managedfields and structured-merge-diff: each manager owns a set of
+field paths (``f:`` map keys, ``k:{...}`` list items keyed by their merge key, ``v:`` set members; other lists
+are atomic). An Update takes ownership of the fields it changed from whoever held them; an Apply owns exactly
+the fields in its configuration, conflicts (409) when another manager owns a field it sets to a different
+value unless forced, and removes fields it stopped applying that nobody else owns.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from .errors import APIError
+from .patch import MERGE_PRIMITIVE, merge_key
+from .store import clone
+
+Path = tuple[str, ...]
+_META_FIELDS = ("labels", "annotations", "finalizers", "ownerReferences")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def flatten(obj: dict[str, Any], kind: str) -> dict[Path, Any]:
+    """Owned-field paths of an object -> their values (list item markers map to None)."""
+    out: dict[Path, Any] = {}
+    for k, v in obj.items():
+        if k in ("apiVersion", "kind", "status"):
+            continue
+        if k == "metadata":
+            md = v or {}
+            for mk in _META_FIELDS:
+                if mk in md:
+                    _walk(out, ("f:metadata", "f:" + mk), md[mk], ("metadata",), mk, kind)
+            continue
+        _walk(out, ("f:" + k,), v, (), k, kind)
+    return out
+
+
+def flatten_status(obj: dict[str, Any], kind: str) -> dict[Path, Any]:
+    out: dict[Path, Any] = {}
+    if "status" in obj:
+        _walk(out, ("f:status",), obj["status"], (), "status", kind)
+    return out
+
+
+def _walk(out: dict[Path, Any], p: Path, v: Any, parent: tuple[str, ...], name: str, kind: str) -> None:
+    if isinstance(v, dict) and v:
+        for k, child in v.items():
+            _walk(out, (*p, "f:" + k), child, (*parent, name), k, kind)
+    elif isinstance(v, list) and v:
+        key = merge_key(parent, name, kind)
+        if name in MERGE_PRIMITIVE and all(not isinstance(x, dict | list) for x in v):
+            for x in v:
+                out[(*p, "v:" + json.dumps(x, separators=(",", ":")))] = None
+        elif key and all(isinstance(x, dict) and key in x for x in v):
+            for item in v:
+                ip = (*p, "k:" + json.dumps({key: item[key]}, separators=(",", ":")))
+                out[ip] = None
+                for k, child in item.items():
+                    _walk(out, (*ip, "f:" + k), child, (*parent, name), k, kind)
+        else:
+            out[p] = v
+    else:
+        out[p] = v
+
+
+def to_fields_v1(paths: set[Path]) -> dict[str, Any]:
+    root: dict[str, Any] = {}
+    for p in sorted(paths):
+        node = root
+        for i, part in enumerate(p):
+            node = node.setdefault(part, {})
+            if i < len(p) - 1 and part.startswith("k:"):
+                node.setdefault(".", {})
+    return root
+
+
+def from_fields_v1(doc: dict[str, Any], prefix: Path = ()) -> set[Path]:
+    out: set[Path] = set()
+    for k, child in (doc or {}).items():
+        if k == ".":
+            out.add(prefix)
+            continue
+        p = (*prefix, k)
+        if not child:
+            out.add(p)
+        else:
+            out |= from_fields_v1(child, p)
+    return out
+
+
+def render(p: Path) -> str:
+    s = ""
+    for part in p:
+        if part.startswith("f:"):
+            s += "." + part[2:]
+        elif part.startswith("k:"):
+            kv = json.loads(part[2:])
+            s += "[" + ",".join(f"{k}={json.dumps(v)}" for k, v in kv.items()) + "]"
+        elif part.startswith("v:"):
+            s += "[" + part[2:] + "]"
+    return s
+
+
+class Entries:
+    """The managedFields list as {(manager, operation, subresource): (apiVersion, time, paths)}."""
+
+    def __init__(self, managed: list[dict[str, Any]] | None):
+        self.entries: dict[tuple[str, str, str], list[Any]] = {}
+        for e in managed or []:
+            k = (e.get("manager", ""), e.get("operation", "Update"), e.get("subresource", ""))
+            self.entries[k] = [
+                e.get("apiVersion", ""),
+                e.get("time", ""),
+                from_fields_v1(e.get("fieldsV1") or {}),
+            ]
+
+    def to_list(self) -> list[dict[str, Any]]:
+        out = []
+        for (manager, op, sub), (api_version, t, paths) in self.entries.items():
+            if not paths:
+                continue
+            e = {
+                "manager": manager,
+                "operation": op,
+                "apiVersion": api_version,
+                "time": t,
+                "fieldsType": "FieldsV1",
+                "fieldsV1": to_fields_v1(paths),
+            }
+            if sub:
+                e["subresource"] = sub
+            out.append(e)
+        return out
+
+    def take(
+        self, key: tuple[str, str, str], api_version: str, paths: set[Path], owned: set[Path] | None = None
+    ) -> None:
+        """Give ``paths`` to ``key`` (removing them from the others); ``owned`` replaces its whole set."""
+        for k, entry in self.entries.items():
+            if k != key:
+                entry[2] -= paths
+        cur = self.entries.get(key)
+        new = set(owned) if owned is not None else (set(cur[2]) if cur else set()) | paths
+        if cur is None or cur[2] != new:
+            self.entries[key] = [api_version, _now(), new]
+        else:
+            cur[0] = api_version
+
+    def forget(self, paths: set[Path]) -> None:
+        for entry in self.entries.values():
+            entry[2] -= paths
+
+
+def _under(p: Path, prefixes: set[Path]) -> bool:
+    return any(p[: len(q)] == q for q in prefixes)
+
+
+def record_update(
+    old: dict[str, Any] | None,
+    new: dict[str, Any],
+    manager: str,
+    api_version: str,
+    kind: str,
+    subresource: str = "",
+) -> None:
+    """Set new.metadata.managedFields after a create/update/patch by ``manager``."""
+    flat = flatten_status if subresource == "status" else flatten
+    new_flat = flat(new, kind)
+    old_flat = flat(old, kind) if old is not None else {}
+    changed = {p for p, v in new_flat.items() if p not in old_flat or old_flat[p] != v}
+    removed = set(old_flat) - set(new_flat)
+    entries = Entries((old or new)["metadata"].get("managedFields") if old is not None else None)
+    if removed:
+        entries.forget(removed)
+    if changed:
+        entries.take((manager, "Update", subresource), api_version, changed)
+    new["metadata"]["managedFields"] = entries.to_list()
+
+
+def _merge(live: Any, applied: Any, parent: tuple[str, ...], name: str, kind: str) -> Any:
+    if isinstance(applied, dict) and isinstance(live, dict):
+        out = dict(live)
+        for k, v in applied.items():
+            out[k] = _merge(live.get(k), v, (*parent, name) if name else parent, k, kind)
+        return out
+    if isinstance(applied, list) and isinstance(live, list):
+        key = merge_key(parent, name, kind)
+        if name in MERGE_PRIMITIVE:
+            return live + [x for x in applied if x not in live]
+        if key and all(isinstance(x, dict) and key in x for x in applied + live):
+            out = list(live)
+            for item in applied:
+                idx = next((i for i, x in enumerate(out) if x.get(key) == item[key]), None)
+                if idx is None:
+                    out.append(clone(item))
+                else:
+                    out[idx] = _merge(out[idx], item, parent, name, kind)
+            return out
+    return clone(applied)
+
+
+def _delete_path(obj: dict[str, Any], p: Path, kind: str) -> None:
+    cur: Any = obj
+    for i, part in enumerate(p):
+        last = i == len(p) - 1
+        if part.startswith("f:"):
+            k = part[2:]
+            if not isinstance(cur, dict) or k not in cur:
+                return
+            if last:
+                del cur[k]
+                return
+            cur = cur[k]
+        elif part.startswith("k:") or part.startswith("v:"):
+            if not isinstance(cur, list):
+                return
+            if part.startswith("v:"):
+                val = json.loads(part[2:])
+                match = [j for j, x in enumerate(cur) if x == val]
+            else:
+                kv = json.loads(part[2:])
+                match = [
+                    j
+                    for j, x in enumerate(cur)
+                    if isinstance(x, dict) and all(x.get(a) == b for a, b in kv.items())
+                ]
+            if not match:
+                return
+            if last:
+                cur.pop(match[0])
+                return
+            cur = cur[match[0]]
+
+
+def apply(
+    live: dict[str, Any] | None,
+    applied: dict[str, Any],
+    manager: str,
+    api_version: str,
+    kind: str,
+    force: bool,
+    subresource: str = "",
+) -> dict[str, Any]:
+    """Server-side apply of ``applied`` by ``manager`` onto ``live`` (None: create). Raises 409 on conflicts."""
+    flat = flatten_status if subresource == "status" else flatten
+    applied_flat = flat(applied, kind)
+    key = (manager, "Apply", subresource)
+    if live is None:
+        obj = clone(applied)
+        entries = Entries(None)
+        entries.take(key, api_version, set(applied_flat), owned=set(applied_flat))
+        obj.setdefault("metadata", {})["managedFields"] = entries.to_list()
+        return obj
+    live_flat = flat(live, kind)
+    entries = Entries(live["metadata"].get("managedFields"))
+    conflicts: list[tuple[str, Path, str]] = []
+    for k, (av, _t, paths) in entries.entries.items():
+        if k == key:
+            continue
+        for p in paths & set(applied_flat):
+            if p in live_flat and live_flat[p] != applied_flat[p]:
+                conflicts.append((k[0], p, av))
+    if conflicts and not force:
+        causes = [
+            {
+                "reason": "FieldManagerConflict",
+                "message": f'conflict with "{m}" using {av}',
+                "field": render(p),
+            }
+            for m, p, av in sorted(conflicts)
+        ]
+        lines = "\n".join(f"- {c['message']}: {c['field']}" for c in causes)
+        n = len(causes)
+        if n == 1:
+            msg = f"Apply failed with 1 conflict: {causes[0]['message']}: {causes[0]['field']}"
+        else:
+            msg = f"Apply failed with {n} conflicts: {lines}"
+        raise APIError(409, "Conflict", msg, {"causes": causes})
+    previously = set(entries.entries.get(key, [None, None, set()])[2])
+    merged = _merge(live, {k: v for k, v in applied.items() if k != "metadata"}, (), "", kind)
+    amd = applied.get("metadata") or {}
+    md = dict(merged["metadata"])
+    for mk in _META_FIELDS:
+        if mk in amd:
+            md[mk] = _merge(md.get(mk), amd[mk], ("metadata",), mk, kind)
+    merged["metadata"] = md
+    forced = {p for _m, p, _av in conflicts}
+    if forced:
+        entries.forget(forced)
+    entries.take(key, api_version, set(), owned=set(applied_flat))
+    others: set[Path] = set()
+    for k, (_av, _t, paths) in entries.entries.items():
+        if k != key:
+            others |= paths
+    dropped = previously - set(applied_flat)
+    for p in sorted(dropped, key=len, reverse=True):
+        if p not in others and not _under(p, others) and not any(o[: len(p)] == p for o in others):
+            _delete_path(merged, p, kind)
+    merged["metadata"]["managedFields"] = entries.to_list()
+    return merged

@@ -1,0 +1,290 @@
+"""In-memory storage: objects per type, one monotonic resourceVersion, bounded event history, watch fan-out.
+
+Stored objects are never mutated after they are committed: an update stores a new dict. That lets the event
+history and every watcher share one object (and, for HTTP watchers, one serialized line per event) instead
+of copying per watcher. Readers that hand objects to callers copy them (:func:`clone`).
+
+Watch semantics follow the apiserver watch cache (k8s.io/apiserver/pkg/storage/cacher): a watch from
+resourceVersion N replays the events after N that are still in the bounded history, and a version older
+than the history answers 410 Gone "too old resource version"; with a selector, an object that stops matching
+is sent as DELETED and one that starts matching as ADDED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import APIError, gone
+from .selectors import Requirement, labels_match
+
+Obj = dict[str, Any]
+
+try:  # orjson is much faster for the watch/list hot paths; plain json works the same way.
+    import orjson
+
+    def dumps(value: Any) -> bytes:
+        return orjson.dumps(value)
+
+except ImportError:  # pragma: no cover
+
+    def dumps(value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":")).encode()
+
+
+def clone(o: Any) -> Any:
+    """Deep copy of a JSON-like value (several times faster than copy.deepcopy)."""
+    t = type(o)
+    if t is dict:
+        return {k: clone(v) for k, v in o.items()}
+    if t is list:
+        return [clone(v) for v in o]
+    return o
+
+
+@dataclass(slots=True)
+class Event:
+    rv: int
+    type: str  # ADDED MODIFIED DELETED
+    obj: Obj
+    old: Obj | None
+    _line: bytes | None = None
+
+    def line(self) -> bytes:
+        """The event as one JSON line for HTTP watch streams, serialized once for all watchers."""
+        if self._line is None:
+            self._line = dumps({"type": self.type, "object": self.obj}) + b"\n"
+        return self._line
+
+
+WatchItem = tuple[str, Obj, Event | None]  # (type as this watcher sees it, object, shared event or None)
+
+
+@dataclass(eq=False)
+class Watcher:
+    namespace: str | None
+    labels: list[Requirement]
+    fields: Callable[[Obj], bool] | None
+    queue: asyncio.Queue[WatchItem] = field(default_factory=asyncio.Queue)
+    closed: bool = False
+
+    def matches(self, obj: Obj | None) -> bool:
+        if obj is None:
+            return False
+        md = obj["metadata"]
+        if self.namespace is not None and md.get("namespace") != self.namespace:
+            return False
+        if self.labels and not labels_match(self.labels, md.get("labels")):
+            return False
+        return not (self.fields is not None and not self.fields(obj))
+
+    def offer(self, ev: Event) -> None:
+        new_ok = self.matches(ev.obj)
+        if ev.type == "ADDED":
+            if new_ok:
+                self.queue.put_nowait(("ADDED", ev.obj, ev))
+        elif ev.type == "DELETED":
+            if new_ok:
+                self.queue.put_nowait(("DELETED", ev.obj, ev))
+        else:
+            old_ok = self.matches(ev.old) if ev.old is not None else new_ok
+            if new_ok and old_ok:
+                self.queue.put_nowait(("MODIFIED", ev.obj, ev))
+            elif new_ok:
+                self.queue.put_nowait(("ADDED", ev.obj, None))
+            elif old_ok:
+                self.queue.put_nowait(("DELETED", ev.obj, None))
+
+
+class Table:
+    """The objects of one resource type, their recent events and their watchers."""
+
+    def __init__(self, history: int, index_node: bool = False):
+        self.by_ns: dict[str, dict[str, Obj]] = {}
+        self.history: deque[Event] = deque(maxlen=history)
+        self.compacted_rv = 0  # events at or below this version have left the history
+        self.watchers: set[Watcher] = set()
+        # pods by spec.nodeName, so kubelets and "pods on node X" lists do not scan 50,000 pods
+        self.node_index: dict[str, dict[tuple[str, str], Obj]] | None = {} if index_node else None
+        self.count = 0
+
+    def get(self, ns: str, name: str) -> Obj | None:
+        bucket = self.by_ns.get(ns)
+        return bucket.get(name) if bucket else None
+
+    def _index(self, obj: Obj, add: bool) -> None:
+        if self.node_index is None:
+            return
+        node = (obj.get("spec") or {}).get("nodeName")
+        if not node:
+            return
+        md = obj["metadata"]
+        k = (md.get("namespace", ""), md["name"])
+        if add:
+            self.node_index.setdefault(node, {})[k] = obj
+        else:
+            bucket = self.node_index.get(node)
+            if bucket is not None:
+                bucket.pop(k, None)
+                if not bucket:
+                    del self.node_index[node]
+
+    def record(self, ev: Event) -> None:
+        if len(self.history) == self.history.maxlen:
+            self.compacted_rv = self.history[0].rv
+        self.history.append(ev)
+        dead = []
+        for w in self.watchers:
+            if w.closed:
+                dead.append(w)
+            else:
+                w.offer(ev)
+        for w in dead:
+            self.watchers.discard(w)
+
+
+class Store:
+    def __init__(self, history: int = 10_000):
+        self._history = history
+        self.tables: dict[tuple[str, str], Table] = {}  # by (group, plural): versions share storage
+        self.rv = 1
+
+    def table(self, group: str, plural: str) -> Table:
+        t = self.tables.get((group, plural))
+        if t is None:
+            t = self.tables[(group, plural)] = Table(
+                self._history, index_node=(group, plural) == ("", "pods")
+            )
+        return t
+
+    def next_rv(self) -> int:
+        self.rv += 1
+        return self.rv
+
+    # Writes. Callers pass a fully prepared object; the store only assigns the resourceVersion.
+    def put(self, t: Table, obj: Obj, old: Obj | None) -> Obj:
+        rv = self.next_rv()
+        md = obj["metadata"]
+        md["resourceVersion"] = str(rv)
+        ns, name = md.get("namespace", ""), md["name"]
+        bucket = t.by_ns.setdefault(ns, {})
+        if old is not None:
+            t._index(old, add=False)
+        else:
+            t.count += 1
+        bucket[name] = obj
+        t._index(obj, add=True)
+        t.record(Event(rv, "MODIFIED" if old is not None else "ADDED", obj, old))
+        return obj
+
+    def remove(self, t: Table, old: Obj) -> Obj:
+        rv = self.next_rv()
+        md = old["metadata"]
+        ns, name = md.get("namespace", ""), md["name"]
+        bucket = t.by_ns.get(ns)
+        if bucket is not None and bucket.pop(name, None) is not None:
+            t.count -= 1
+            if not bucket:
+                del t.by_ns[ns]
+        t._index(old, add=False)
+        # The DELETED event carries the last state with the deletion's resourceVersion, as etcd3 watch does.
+        final = dict(old)
+        final["metadata"] = dict(md)
+        final["metadata"]["resourceVersion"] = str(rv)
+        t.record(Event(rv, "DELETED", final, old))
+        return final
+
+    # Reads.
+    def candidates(self, t: Table, namespace: str | None, node_name: str | None) -> list[Obj]:
+        if node_name is not None and t.node_index is not None:
+            objs = list(t.node_index.get(node_name, {}).values())
+            if namespace is not None:
+                objs = [o for o in objs if o["metadata"].get("namespace") == namespace]
+            return objs
+        if namespace is not None:
+            return list(t.by_ns.get(namespace, {}).values())
+        out: list[Obj] = []
+        for bucket in t.by_ns.values():
+            out.extend(bucket.values())
+        return out
+
+    def list(
+        self,
+        t: Table,
+        namespace: str | None,
+        labels: list[Requirement],
+        fields: Callable[[Obj], bool] | None,
+        node_name: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
+    ) -> tuple[list[Obj], str, str | None, int | None]:
+        """(items, resourceVersion, continue token, remainingItemCount)."""
+        objs = self.candidates(t, namespace, node_name)
+        if labels:
+            objs = [o for o in objs if labels_match(labels, o["metadata"].get("labels"))]
+        if fields is not None:
+            objs = [o for o in objs if fields(o)]
+        if limit or continue_token:
+            objs.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+        if continue_token:
+            start = decode_continue(continue_token)
+            objs = [o for o in objs if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > start]
+        token = None
+        remaining = None
+        if limit and len(objs) > limit:
+            last = objs[limit - 1]["metadata"]
+            token = encode_continue((last.get("namespace", ""), last["name"]), self.rv)
+            remaining = len(objs) - limit
+            objs = objs[:limit]
+        return objs, str(self.rv), token, remaining
+
+    def watch(
+        self,
+        t: Table,
+        namespace: str | None,
+        labels: list[Requirement],
+        fields: Callable[[Obj], bool] | None,
+        resource_version: str | None,
+    ) -> Watcher:
+        w = Watcher(namespace, labels, fields)
+        if resource_version in (None, "", "0"):
+            # "Get state and start at most recent": synthetic ADDED for what exists now.
+            for o in self.candidates(t, namespace, None):
+                if w.matches(o):
+                    w.queue.put_nowait(("ADDED", o, None))
+        else:
+            try:
+                since = int(resource_version)
+            except ValueError:
+                raise APIError(400, "BadRequest", f"invalid resource version: {resource_version}") from None
+            if since < t.compacted_rv:
+                # apiserver cacher: "too old resource version: %d (%d)"
+                raise gone(f"too old resource version: {since} ({t.compacted_rv + 1})")
+            for ev in t.history:
+                if ev.rv > since:
+                    w.offer(ev)
+        t.watchers.add(w)
+        return w
+
+    def unwatch(self, t: Table, w: Watcher) -> None:
+        w.closed = True
+        t.watchers.discard(w)
+
+
+def encode_continue(last: tuple[str, str], rv: int) -> str:
+    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": list(last)}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_continue(token: str) -> tuple[str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        start = json.loads(raw)["start"]
+        return (start[0], start[1])
+    except Exception:
+        raise APIError(400, "BadRequest", "continue key is not valid: invalid continue token") from None

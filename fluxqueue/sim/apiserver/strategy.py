@@ -1,0 +1,44 @@
+"""Per-type behaviour hooks, as the registry "strategies" of k8s.io/kubernetes/pkg/registry/*/strategy.go.
+
+The request pipeline (:mod:`.engine`) calls, in the real apiserver's order:
+create: ``default`` -> mutating admission -> ``default`` again -> ``prepare_create`` -> name generation and
+system fields -> ``validate_create`` -> validating admission -> storage;
+update: ``default`` -> mutating admission -> ``prepare_update`` -> ``validate_update`` -> validating
+admission -> storage. Status subresource writes use ``prepare_status_update``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Obj = dict[str, Any]
+
+
+class Strategy:
+    def default(self, obj: Obj) -> None:
+        """Defaulting applied on decode (pkg/apis/*/v1/defaults.go)."""
+
+    def prepare_create(self, obj: Obj) -> None:
+        """PrepareForCreate: clear what clients may not set."""
+
+    def after_system_fields(self, obj: Obj) -> None:
+        """Hooks that need the uid / final name (e.g. the Job selector)."""
+
+    def validate_create(self, obj: Obj) -> list[tuple[str, str]]:
+        return []
+
+    def prepare_update(self, new: Obj, old: Obj) -> None:
+        """PrepareForUpdate of the main resource."""
+
+    def validate_update(self, new: Obj, old: Obj) -> list[tuple[str, str]]:
+        return []
+
+    def prepare_status_update(self, new: Obj, old: Obj) -> None:
+        """Status writes keep everything but status (and metadata labels/annotations stay as they were)."""
+
+    def graceful_delete_seconds(self, obj: Obj, requested: int | None) -> int:
+        """0 deletes at once; more marks the object terminating (pods only)."""
+        return 0
+
+
+DEFAULT = Strategy()
