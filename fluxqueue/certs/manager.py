@@ -15,6 +15,8 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
+from cryptography import x509
+
 from fluxqueue.certs.authority import CertMaterial, RotationPolicy, ServingIdentity, load_bundle, plan
 from fluxqueue.certs.store import (
     CertStore,
@@ -71,6 +73,7 @@ class CertificateManager:
         labels: dict[str, str] | None = None,
         interval: float = 300.0,
         retry_interval: float = 5.0,
+        metrics: Any = None,
     ) -> None:
         self.store: CertStore = client if hasattr(client, "get_secret") else ResourceClientStore(client)
         self.namespace = namespace
@@ -82,6 +85,8 @@ class CertificateManager:
         self.labels = dict(labels or DEFAULT_LABELS)
         self.interval = interval
         self.retry_interval = retry_interval
+        # A fluxqueue.metrics.Metrics (optional): the served certificate's expiry is exported for alerting.
+        self.metrics = metrics
         self.material: CertMaterial | None = None
         self.injected = False
         self._tls = ReloadableServerContext()
@@ -114,7 +119,14 @@ class CertificateManager:
         material = await self._converge_secret()
         if self._tls.cert_pem != material.tls_cert:
             await self._tls.aload(material.tls_cert, material.tls_key)
-            log.info("serving certificate loaded", secret=f"{self.namespace}/{self.secret_name}")
+            expires = x509.load_pem_x509_certificate(material.tls_cert).not_valid_after_utc
+            log.info(
+                "serving certificate loaded",
+                secret=f"{self.namespace}/{self.secret_name}",
+                expires=expires.isoformat(),
+            )
+            if self.metrics is not None:
+                self.metrics.certificate_expiry.set(expires.timestamp())
         self.material = material
         if self.webhook_configuration:
             self.injected = await self._inject(material.ca_bundle)

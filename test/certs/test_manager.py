@@ -14,6 +14,7 @@ from fluxqueue.certs import CertificateManager, RotationPolicy, ServingIdentity
 from fluxqueue.certs.authority import load_bundle
 from fluxqueue.certs.store import material_from_secret
 from fluxqueue.kube import names
+from fluxqueue.metrics import Metrics
 from fluxqueue.sim.apiserver import APIServer
 from fluxqueue.sim.apiserver import resources as R
 from fluxqueue.sim.chartrender import one_of_kind, render_chart, sim_values
@@ -137,6 +138,7 @@ def _material_for_other_ca():
 async def test_racing_replicas_agree_on_one_ca(api, chart_webhook):
     await api.client.create(R.MUTATING_WEBHOOKS, chart_webhook)
     replicas = [manager(api) for _ in range(3)]
+    replicas[0].metrics = Metrics()
     served = await asyncio.gather(*(r.reconcile() for r in replicas))
     secret = await api.client.get(R.SECRETS, SECRET, namespace=NS)
     stored = material_from_secret(secret)
@@ -144,6 +146,10 @@ async def test_racing_replicas_agree_on_one_ca(api, chart_webhook):
     assert {m.tls_cert for m in served} == {stored.tls_cert}
     assert {r._tls.cert_pem for r in replicas} == {stored.tls_cert}
     assert all(r.ready for r in replicas)
+    expiry = replicas[0].metrics.registry.get_sample_value(
+        "fluxqueue_webhook_certificate_expiry_timestamp_seconds"
+    )
+    assert expiry == x509.load_pem_x509_certificate(stored.tls_cert).not_valid_after_utc.timestamp()
 
 
 async def test_rotation_by_one_replica_is_picked_up_by_another_without_restart(api, chart_webhook):
