@@ -67,7 +67,9 @@ async def handle_mutate(request: web.Request) -> web.Response:
     req = review["request"]
     if decision.outcome in (MUTATED, REJECTED, ERROR):
         meta = (req.get("object") or {}).get("metadata") or {}
-        log.info(
+        # Every admitted pod at info would drown the log at scale; rejections are what users ask about.
+        emit = log.debug if decision.outcome == MUTATED else log.info
+        emit(
             "admission",
             outcome=decision.outcome,
             reason=decision.reason,
