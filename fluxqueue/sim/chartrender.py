@@ -137,3 +137,47 @@ def controller_container(manifests: list[dict]) -> dict:
             if container["name"] == "controller":
                 return container
     raise ValueError("no controller container in the rendered chart")
+
+
+# Resource keys of the kinds the chart renders, for creating them through a client with dict bodies.
+_PLURALS = {
+    "CustomResourceDefinition": "customresourcedefinitions",
+    "MutatingWebhookConfiguration": "mutatingwebhookconfigurations",
+    "Namespace": "namespaces",
+    "ServiceAccount": "serviceaccounts",
+    "Secret": "secrets",
+    "Service": "services",
+    "ClusterRole": "clusterroles",
+    "ClusterRoleBinding": "clusterrolebindings",
+    "Role": "roles",
+    "RoleBinding": "rolebindings",
+    "Deployment": "deployments",
+    "StatefulSet": "statefulsets",
+    "PodDisruptionBudget": "poddisruptionbudgets",
+    "NetworkPolicy": "networkpolicies",
+}
+CLUSTER_SCOPED = {
+    "CustomResourceDefinition",
+    "MutatingWebhookConfiguration",
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+}
+
+
+def resource_key(obj: dict) -> tuple[str, str, str]:
+    group, _, version = obj["apiVersion"].rpartition("/")
+    return group, version, _PLURALS[obj["kind"]]
+
+
+async def install(client, manifests: list[dict], kinds: tuple[str, ...] | None = None) -> list[dict]:
+    """Create ``manifests`` (or only those of ``kinds``) through ``client`` (the emulator's in-process client
+    or ``fluxqueue.kube.client``), CRDs first. For ``fluxqueue sim up``: ``kinds=("CustomResourceDefinition",
+    "MutatingWebhookConfiguration")`` registers exactly what production registers."""
+    created = []
+    for obj in manifests:
+        if kinds is not None and obj["kind"] not in kinds:
+            continue
+        namespace = None if obj["kind"] in CLUSTER_SCOPED else obj["metadata"].get("namespace")
+        created.append(await client.create(resource_key(obj), obj, namespace=namespace))
+    return created
