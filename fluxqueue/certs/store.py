@@ -25,7 +25,6 @@ KEY_CA_CERT = "ca.crt"
 KEY_CA_KEY = "ca.key"
 KEY_CA_BUNDLE = "ca-bundle.crt"
 ANNOTATION_CA_STAGED_AT = PREFIX + "ca-staged-at"
-LABEL_COMPONENT = "app.kubernetes.io/component"
 
 
 class NotFound(Exception):
