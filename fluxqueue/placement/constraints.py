@@ -166,7 +166,9 @@ def _expression_constraint(expr: dict[str, Any], nodes: list[NodeView]) -> dict[
     if op == "In" and values:
         return _any([{"properties": [label_property(key, v)]} for v in values])
     if op == "NotIn":
-        return {"properties": ["^" + label_property(key, v) for v in values]} if values else {"and": []}
+        if not values:  # matches every node; RFC 31 has no "true", and and/or/not need a non-empty list
+            return {"not": [{"hostlist": []}]}
+        return {"properties": ["^" + label_property(key, v) for v in values]}
     if op == "Exists":
         return {"properties": [key]}
     if op == "DoesNotExist":
