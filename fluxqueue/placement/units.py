@@ -358,3 +358,27 @@ def unit_from_pod_group(pods: list[dict[str, Any]], defaults: UnitDefaults | Non
         tolerations=first.tolerations,
         members=tuple(m for u in units for m in u.members),
     )
+
+
+def unit_ref_of_pod(
+    pod: dict[str, Any], scheduler_name: str = names.SCHEDULER_NAME
+) -> tuple[str, str, str] | None:
+    """``(kind, namespace, name)`` of the unit a fluxqueue pod belongs to, or None for pods that are not ours.
+
+    Mirrors the webhook's decisions: a pod is ours when it names our scheduler; a pod whose controller owner
+    is a Job belongs to that Job's unit; a pod with group labels to its PodGroup; any other pod is its own
+    unit. Raises UnitError for group labels the webhook would have refused.
+    """
+    spec = pod.get("spec") or {}
+    if spec.get("schedulerName") != scheduler_name:
+        return None
+    meta = pod.get("metadata") or {}
+    namespace = meta.get("namespace") or "default"
+    refs = [r for r in meta.get("ownerReferences") or [] if isinstance(r, dict)]
+    owner = next((r for r in refs if r.get("controller")), None)
+    if owner and owner.get("kind") == KIND_JOB and str(owner.get("apiVersion", "")).startswith("batch/"):
+        return (KIND_JOB, namespace, owner.get("name") or "")
+    group = group_of(pod)
+    if group is not None:
+        return (KIND_POD_GROUP, namespace, group[1])
+    return (KIND_POD, namespace, meta.get("name") or "")

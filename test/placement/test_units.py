@@ -203,3 +203,22 @@ def test_group_members_must_agree_on_the_size():
     b = pod("b", labels={"fluxqueue.io/group-name": "g", "fluxqueue.io/group-size": "3"})
     with pytest.raises(UnitError, match="disagree"):
         unit_from_pod_group([a, b])
+
+
+def test_unit_ref_of_pod_follows_the_webhook_rules():
+    from fluxqueue.placement.units import unit_ref_of_pod
+
+    def ours(p, **meta):
+        p["spec"]["schedulerName"] = "fluxqueue"
+        p["metadata"].update(meta)
+        return p
+
+    job_owner = [{"apiVersion": "batch/v1", "kind": "Job", "name": "train", "uid": "x", "controller": True}]
+    assert unit_ref_of_pod(ours(pod("train-0"), ownerReferences=job_owner)) == ("Job", "ml", "train")
+    grouped = ours(pod("m0", labels={"fluxqueue.io/group-name": "mpi", "fluxqueue.io/group-size": "2"}))
+    assert unit_ref_of_pod(grouped) == ("PodGroup", "ml", "mpi")
+    rs_owner = [
+        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "uid": "y", "controller": True}
+    ]
+    assert unit_ref_of_pod(ours(pod("web-abc"), ownerReferences=rs_owner)) == ("Pod", "ml", "web-abc")
+    assert unit_ref_of_pod(pod("other")) is None

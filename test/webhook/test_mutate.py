@@ -384,3 +384,11 @@ def test_other_kinds_are_allowed_unchanged():
     r = review(obj)
     r["request"]["kind"] = {"group": "apps", "version": "v1", "kind": "Deployment"}
     assert mutate(r, CONFIG)["response"] == {"uid": "uid-1", "allowed": True}
+
+
+def test_a_skip_label_that_is_not_true_or_false_is_refused():
+    resp, _ = admit(pod(labels={"fluxqueue.io/skip": "yes"}))
+    assert (
+        resp["allowed"] is False
+        and 'fluxqueue.io/skip must be "true" or "false"' in resp["status"]["message"]
+    )

@@ -92,6 +92,7 @@ async def cluster():
             assert exc.code == 409
     await api.client.create(R.MUTATING_WEBHOOKS, webhook_configuration(ca_cert))
     yield api.client
+    await api.engine.admission.close()  # APIServer.stop() leaves the webhook-calling session open (for now)
     await api.stop()
     await webhook.stop()
 
