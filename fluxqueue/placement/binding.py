@@ -8,7 +8,9 @@ Rules:
   ``batch.kubernetes.io/job-completion-index`` annotation or label) then by name; nodes by name. Index ``i``
   therefore lands on the ``i``-th slot, so a restart re-derives the same placement;
 * when the allocation does not say how many slots a node holds (``slots == 0``), they are derived from the
-  allocated amounts and the per-pod shape (``min(cores // cores per slot, ...)``), as fluence classic does.
+  allocated amounts and the per-pod shape (``min(cores // cores per slot, ...)``), as fluence classic does;
+  pass ``per_pod`` (the unit's) so this works with R from any Fluxion;
+* an exclusive unit holds whole nodes, one pod each (``exclusive=True``), whatever the cores would allow.
 
 Pods that do not fit (more pods than slots, e.g. a replacement pod while the failed one still holds its slot)
 are left out of the result: the caller leaves them pending.
@@ -61,9 +63,12 @@ def assign_pods(
     pods: list[dict[str, Any]],
     per_pod: Resources | None = None,
     memory_chunk_bytes: int = 2**30,
+    exclusive: bool = False,
 ) -> dict[str, str]:
     """``{pod name: node}`` for the unbound, unfinished pods that fit the allocation ``{node: NodeAssignment}``."""
     free = {name: slots_of(a, per_pod, memory_chunk_bytes) for name, a in sorted(nodes.items())}
+    if exclusive:
+        free = dict.fromkeys(free, 1)
     pending = []
     for pod in sorted(pods, key=_pod_order):
         spec = pod.get("spec") or {}

@@ -181,13 +181,15 @@ def _job_create(job: dict[str, Any], namespace: str, config: WebhookConfig) -> A
         return Admission(REJECTED, "invalid labels", message=f"fluxqueue: {exc}")
     p = _Patch(job)
     p.set(["metadata", "labels", names.LABEL_MANAGED], "true")
+    warnings = []
     if spec.get("suspend") is True:
         p.set(["metadata", "annotations", names.ANNOTATION_USER_SUSPENDED], "true")
+        warnings.append("fluxqueue: the Job was created suspended; fluxqueue queues it when you unsuspend it")
     else:
         p.set(["spec", "suspend"], True)
     p.set(["spec", "template", "metadata", "labels", names.LABEL_MANAGED], "true")
     p.set(["spec", "template", "spec", "schedulerName"], config.scheduler_name)
-    return Admission(MUTATED, "job", patch=p.ops)
+    return Admission(MUTATED, "job", patch=p.ops, warnings=warnings)
 
 
 def _job_update(job: dict[str, Any], old: dict[str, Any] | None, config: WebhookConfig) -> Admission:

@@ -62,3 +62,9 @@ def test_assignment_never_exceeds_slots_and_is_deterministic(slots, pending, bou
     free = sum(max(0, s - bound_to.count(n)) for n, s in slots.items())
     assert len(result) == min(pending, free)  # every pod that can be placed is
     assert all(name.startswith("p") for name in result)
+
+
+def test_exclusive_units_put_one_pod_per_node_even_when_cores_would_fit_more():
+    alloc = {"n1": NodeAssignment(cores=32), "n2": NodeAssignment(cores=32)}
+    result = assign_pods(alloc, [pod("a", 0), pod("b", 1)], per_pod=Resources(2000, 0, 0, 1), exclusive=True)
+    assert result == {"a": "n1", "b": "n2"}

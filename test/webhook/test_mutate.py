@@ -298,6 +298,7 @@ def test_a_job_created_suspended_stays_the_users_until_unsuspended():
     resp, out = admit(created, kind="Job")
     assert out["spec"]["suspend"] is True
     assert out["metadata"]["annotations"] == {"fluxqueue.io/user-suspended": "true"}
+    assert any("unsuspend" in w for w in resp["warnings"])
     # The user unsuspends: the webhook keeps it suspended and drops the mark, which queues it.
     unsuspended = copy.deepcopy(out)
     unsuspended["spec"]["suspend"] = False
