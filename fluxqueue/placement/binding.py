@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from fluxqueue.kube import names
-from fluxqueue.placement.jobspec import slot_shape
 from fluxqueue.placement.resources import Resources
+from fluxqueue.placement.slots import slot_shape
 
 _TERMINAL = ("Succeeded", "Failed")
 

@@ -9,12 +9,9 @@ What a node offers is its allocatable minus the requests of *foreign* pods bound
 (DaemonSets, system pods, pods of other schedulers, anything that slipped past the webhook), as kube-scheduler
 counts requests (:func:`fluxqueue.placement.resources.pod_requests`):
 
-* cores: ``floor((allocatable cpu - foreign cpu) / 1000m)`` vertices; a pod's slot asks ``ceil(cpu / 1000m)``,
-  so fractional CPU requests are rounded up on the request side and down on the offer side (never over-commit);
-* memory: ``floor((allocatable - foreign) / chunk)`` vertices, each standing for one chunk (default 1 GiB).
-  **Unit convention:** a memory vertex has ``size = chunk / U`` and ``unit`` = the largest of GiB/MiB/KiB/B
-  dividing the chunk exactly (1 GiB chunk: size 1, unit "GiB"); a jobspec asks ``ceil(bytes / chunk) * size``
-  in that unit (see :mod:`fluxqueue.placement.jobspec`). Both sides round so one chunk is never split;
+* cores: ``floor((allocatable cpu - foreign cpu) / 1000m)`` vertices;
+* memory: ``floor((allocatable - foreign) / chunk)`` vertices of one chunk each (default 1 GiB; the unit
+  convention is in :mod:`fluxqueue.placement.slots`);
 * gpus: allocatable ``nvidia.com/gpu`` minus foreign GPU requests.
 
 Excluded nodes (recorded with a reason): control-plane role label, cordoned (``spec.unschedulable``), NotReady
@@ -36,22 +33,12 @@ from fluxqueue.kube import names
 from fluxqueue.kube.quantity import format_bytes
 from fluxqueue.placement import constraints
 from fluxqueue.placement.resources import ZERO, Resources, pod_requests, resource_list
+from fluxqueue.placement.slots import memory_unit, slot_shape
 
 CONTROL_PLANE_LABELS = (names.LABEL_CONTROL_PLANE, "node-role.kubernetes.io/master")
 DEFAULT_RACK = "rack0"
 DEFAULT_ZONE = "default"
 TERMINAL_PHASES = ("Succeeded", "Failed")
-_UNITS = (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10), ("B", 1))
-
-
-def memory_unit(chunk_bytes: int) -> tuple[int, str]:
-    """``(size, unit)`` of one memory vertex for a chunk size: 2**30 -> (1, "GiB"), 512Mi -> (512, "MiB")."""
-    if chunk_bytes <= 0:
-        raise ValueError("memory chunk must be positive")
-    for unit, factor in _UNITS:
-        if chunk_bytes % factor == 0:
-            return chunk_bytes // factor, unit
-    raise AssertionError("unreachable: B divides everything")
 
 
 @dataclass(frozen=True)
@@ -73,8 +60,6 @@ class NodeCapacity:
 
     def slots_for(self, per_pod: Resources, memory_chunk_bytes: int) -> int:
         """How many pods of this shape the node could hold when empty of fluxqueue work."""
-        from fluxqueue.placement.jobspec import slot_shape
-
         cores, chunks, gpus = slot_shape(per_pod, memory_chunk_bytes)
         limits = [self.cores // cores]
         if chunks:
@@ -125,7 +110,7 @@ class ClusterGraph:
                 reasons[why] = reasons.get(why, 0) + 1
             detail = ", ".join(f"{count} by {why}" for why, count in sorted(reasons.items()))
             return False, f"no node matches the pod's node constraints ({detail})"
-        cores, chunks, gpus = _shape(unit.per_pod, self.memory_chunk_bytes)
+        cores, chunks, gpus = slot_shape(unit.per_pod, self.memory_chunk_bytes)
         best = max(eligible, key=lambda n: (n.cores, n.memory, n.gpus))
         for need, have_of, what in (
             (cores, lambda n: n.cores, "cores"),
@@ -151,12 +136,6 @@ class ClusterGraph:
                 f"(largest: {best.name}, {best.cores} cores)"
             )
         return True, ""
-
-
-def _shape(per_pod: Resources, chunk: int) -> tuple[int, int, int]:
-    from fluxqueue.placement.jobspec import slot_shape
-
-    return slot_shape(per_pod, chunk)
 
 
 def _excluded_hint(excluded: dict[str, str]) -> str:

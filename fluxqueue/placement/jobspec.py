@@ -17,29 +17,19 @@ jobspec parser accepts.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from fluxqueue.placement import constraints
-from fluxqueue.placement.resources import Resources
+from fluxqueue.placement.slots import memory_unit, slot_shape
 from fluxqueue.placement.units import SchedulingUnit, UnitError
 
 SLOT_LABEL = "task"
-
-
-def slot_shape(per_pod: Resources, memory_chunk_bytes: int = 2**30) -> tuple[int, int, int]:
-    """``(cores, memory chunks, gpus)`` one pod's slot asks for."""
-    cores = max(1, math.ceil(per_pod.cpu_milli / 1000))
-    chunks = math.ceil(per_pod.memory / memory_chunk_bytes) if per_pod.memory > 0 else 0
-    return cores, chunks, max(0, per_pod.gpus)
 
 
 def jobspec_for(unit: SchedulingUnit, graph: Any) -> dict[str, Any]:
     """The jobspec for ``unit`` against ``graph`` (a ClusterGraph: memory convention and host lists)."""
     if unit.size <= 0:
         raise UnitError(f"{unit.kind} {unit.namespace}/{unit.name} asks for 0 pods; nothing to place")
-    from fluxqueue.placement.graph import memory_unit
-
     chunk = graph.memory_chunk_bytes
     chunk_size, chunk_unit = memory_unit(chunk)
     cores, chunks, gpus = slot_shape(unit.per_pod, chunk)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fluxqueue.kube.quantity import cpu_millis, to_int_ceil
+from fluxqueue.kube.quantity import cpu_millis, format_bytes, to_int_ceil
 
 GPU_RESOURCE = "nvidia.com/gpu"
 
@@ -67,8 +67,6 @@ class Resources:
 
     def describe(self) -> str:
         """Human form, e.g. ``2500m cpu, 4Gi memory, 1 gpu``."""
-        from fluxqueue.kube.quantity import format_bytes
-
         parts = [f"{self.cpu_milli}m cpu" if self.cpu_milli % 1000 else f"{self.cpu_milli // 1000} cpu"]
         parts.append(f"{format_bytes(self.memory)} memory")
         if self.gpus:
