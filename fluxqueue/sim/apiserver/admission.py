@@ -25,7 +25,7 @@ from fluxqueue.log import get_logger
 from .errors import APIError
 from .patch import json_patch
 from .resources import MUTATING_WEBHOOKS, NAMESPACES, VALIDATING_WEBHOOKS, ResourceType
-from .selectors import labels_match, selector_from_label_selector_object
+from .selection import labels_match, selector_from_label_selector_object
 
 if TYPE_CHECKING:
     from .engine import Ctx

@@ -27,7 +27,7 @@ from .errors import APIError
 from .patch import json_merge_patch, json_patch, strategic_merge_patch
 from .podrules import PodStrategy, bind
 from .resources import CRDS, NAMESPACES, PODS, Key, Registry, ResourceType
-from .selectors import field_matcher, parse_field_selector, parse_label_selector
+from .selection import field_matcher, parse_field_selector, parse_label_selector
 from .store import Event, Obj, Store, Table, clone
 from .strategy import DEFAULT, Strategy
 from .workloads import STRATEGIES as WORKLOAD_STRATEGIES

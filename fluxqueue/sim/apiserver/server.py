@@ -38,6 +38,7 @@ class APIServer:
         self.engine.bookmark_interval = bookmark_interval
         self.engine.terminating_pod_timeout = terminating_pod_timeout
         self.tls = tls
+        self.trace = False  # log every HTTP request (debugging real clients)
         self.token = token or secrets.token_hex(16)
         self.client = Client(self.engine)
         self.url = ""
@@ -80,7 +81,9 @@ class APIServer:
             self._certs = serving_bundle(["localhost", "kubernetes", "kubernetes.default.svc"], ips)
             ssl_ctx = self._certs.server_context()
         app = make_app(self)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
+        self._runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=0.5, handler_cancellation=True
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=ssl_ctx, backlog=512)
         await site.start()
@@ -92,6 +95,7 @@ class APIServer:
 
     async def stop(self) -> None:
         await self.engine.close()
+        await self.engine.admission.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import APIError, gone
-from .selectors import Requirement, labels_match
+from .selection import Requirement, labels_match
 
 Obj = dict[str, Any]
 

@@ -159,7 +159,7 @@ class _TemplatedStrategy(Strategy):
         if not sel:
             return [("spec.selector", "Required value")]
         labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-        from .selectors import labels_match, selector_from_label_selector_object
+        from .selection import labels_match, selector_from_label_selector_object
 
         if not labels_match(selector_from_label_selector_object(sel), labels):
             return [

@@ -1,0 +1,411 @@
+"""The REST API over aiohttp: routing, content negotiation, watch streaming, discovery and OpenAPI.
+
+URL layout and status codes follow k8s.io/apiserver/pkg/endpoints (handlers/create.go: 201 on create,
+delete.go: 200 with the object, watch.go: newline-delimited JSON events; a too-old resourceVersion is
+reported as an ERROR event carrying a 410 Status, as the watch cache does, cacher.go newErrWatcher).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from aiohttp import web
+
+from fluxqueue.log import get_logger
+
+from . import discovery, protobuf, tables
+from .engine import Ctx
+from .errors import APIError
+from .openapi import SchemaIndex
+from .resources import ResourceType
+from .store import dumps
+
+if TYPE_CHECKING:
+    from .server import APIServer
+
+log = get_logger(__name__)
+
+VERSION = {
+    "major": "1",
+    "minor": "35",
+    "emulationMajor": "1",
+    "emulationMinor": "35",
+    "minCompatibilityMajor": "1",
+    "minCompatibilityMinor": "34",
+    "gitVersion": "v1.35.0-fluxqueue-sim",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z",
+    "goVersion": "go1.25.0",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+AGG_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+PATCH_TYPES = {
+    "application/json-patch+json": "json",
+    "application/merge-patch+json": "merge",
+    "application/strategic-merge-patch+json": "strategic",
+    "application/apply-patch+yaml": "apply",
+}
+
+
+def _json(body: Any, status: int = 200, content_type: str = "application/json") -> web.Response:
+    return web.Response(body=dumps(body), status=status, headers={"Content-Type": content_type})
+
+
+def _error(e: APIError) -> web.Response:
+    return _json(e.status, e.code)
+
+
+def _accepts_table(accept: str) -> bool:
+    return "as=Table" in accept
+
+
+def _bool(v: str | None) -> bool:
+    return v is not None and v.lower() in ("1", "true", "yes", "")
+
+
+class Routes:
+    def __init__(self, server: APIServer):
+        self.server = server
+        self.engine = server.engine
+        self.schemas = SchemaIndex()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.server.trace:
+            log.info(
+                "request",
+                method=request.method,
+                path=request.path_qs,
+                ctype=request.headers.get("Content-Type", ""),
+                accept=request.headers.get("Accept", ""),
+                ua=request.headers.get("User-Agent", ""),
+            )
+        try:
+            self._authenticate(request)
+            return await self._dispatch(request)
+        except APIError as e:
+            return _error(e)
+        except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as e:
+            return _error(APIError(400, "BadRequest", f"the body of the request could not be decoded: {e}"))
+
+    def _authenticate(self, request: web.Request) -> None:
+        auth = request.headers.get("Authorization", "")
+        if auth != f"Bearer {self.server.token}":
+            raise APIError(401, "Unauthorized", "Unauthorized")
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        segs = [s for s in path.split("/") if s]
+        accept = request.headers.get("Accept", "")
+        if path in ("/healthz", "/livez", "/readyz"):
+            return web.Response(text="ok")
+        if path == "/version":
+            return _json(VERSION)
+        if path == "/":
+            return _json(
+                {"paths": ["/api", "/api/v1", "/apis", "/healthz", "/openapi/v2", "/openapi/v3", "/version"]}
+            )
+        if segs[0] == "openapi":
+            return self._openapi(request, segs, accept)
+        if segs == ["api"]:
+            if "apidiscovery.k8s.io" in accept and "v=v2" in accept:
+                return _json(discovery.aggregated(self.engine.registry, core=True), content_type=AGG_V2)
+            return _json(discovery.api_versions(request.host))
+        if segs == ["apis"]:
+            if "apidiscovery.k8s.io" in accept and "v=v2" in accept:
+                return _json(discovery.aggregated(self.engine.registry, core=False), content_type=AGG_V2)
+            return _json(discovery.group_list(self.engine.registry))
+        if segs[0] == "api":
+            group, rest = "", segs[1:]
+        elif segs[0] == "apis":
+            group, rest = segs[1], segs[2:]
+            if not rest:
+                versions = self.engine.registry.groups().get(group)
+                if not versions:
+                    raise APIError(404, "NotFound", "the server could not find the requested resource")
+                return _json(discovery.group_doc(group, versions))
+        else:
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        version, rest = rest[0], rest[1:]
+        if group and version not in (self.engine.registry.groups().get(group) or []):
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        if not group and version != "v1":
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        if not rest:
+            return _json(discovery.resource_list(self.engine.registry, group, version))
+        ns = None
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            cand = self.engine.registry.get((group, version, rest[2]))
+            if cand is not None and cand.namespaced:
+                ns, rest = rest[1], rest[2:]
+        plural = rest[0]
+        name = rest[1] if len(rest) > 1 else None
+        sub = "/".join(rest[2:]) if len(rest) > 2 else None
+        if plural == "bindings" and not group and ns is not None and request.method == "POST":
+            plural, sub = "pods", "binding"  # the legacy POST /namespaces/{ns}/bindings
+        rt = self.engine.registry.get((group, version, plural))
+        if rt is None:
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        if rt.namespaced and ns is None and request.method not in ("GET",):
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        return await self._resource(request, rt, ns, name, sub, accept)
+
+    def _openapi(self, request: web.Request, segs: list[str], accept: str) -> web.Response:
+        reg = self.engine.registry
+        if segs[1:] == ["v2"]:
+            if "protobuf" in accept and "json" not in accept:
+                raise APIError(406, "NotAcceptable", "only application/json is served")
+            return web.Response(body=self.schemas.v2_doc(reg), headers={"Content-Type": "application/json"})
+        if segs[1:] == ["v3"]:
+            return _json(self.schemas.v3_root(reg))
+        if len(segs) >= 3 and segs[1] == "v3":
+            rest = segs[2:]
+            if rest[0] == "api" and len(rest) == 2:
+                group, version = "", rest[1]
+            elif rest[0] == "apis" and len(rest) == 3:
+                group, version = rest[1], rest[2]
+            else:
+                raise APIError(404, "NotFound", "the server could not find the requested resource")
+            if version not in (reg.groups().get(group) or []):
+                raise APIError(404, "NotFound", "the server could not find the requested resource")
+            _h, body = self.schemas.v3_doc(reg, group, version)
+            return web.Response(
+                body=body, headers={"Content-Type": "application/json", "Cache-Control": "public, immutable"}
+            )
+        raise APIError(404, "NotFound", "the server could not find the requested resource")
+
+    def _ctx(self, request: web.Request, body_opts: dict[str, Any] | None = None) -> Ctx:
+        q = request.query
+        dry = q.getall("dryRun", []) + ((body_opts or {}).get("dryRun") or [])
+        return Ctx(
+            user_agent=request.headers.get("User-Agent", ""),
+            dry_run="All" in dry,
+            field_manager=q.get("fieldManager"),
+            force=_bool(q.get("force")) if "force" in q else False,
+        )
+
+    async def _body(self, request: web.Request) -> Any:
+        raw = await request.read()
+        if not raw:
+            return None
+        ctype = request.headers.get("Content-Type", "application/json").split(";")[0].strip()
+        if "yaml" in ctype:
+            return yaml.safe_load(raw)
+        if ctype == "application/vnd.kubernetes.protobuf":
+            return protobuf.decode(raw)
+        return json.loads(raw)
+
+    def _strict(self, request: web.Request, rt: ResourceType, body: Any) -> list[str]:
+        """fieldValidation=Strict|Warn: unknown fields are an error or a warning (default Warn)."""
+        mode = request.query.get("fieldValidation", "Warn")
+        if mode == "Ignore" or not isinstance(body, dict):
+            return []
+        unknown = self.schemas.unknown_fields(rt, body)
+        if unknown and mode == "Strict":
+            if rt.custom:
+                msg = ", ".join(f'unknown field "{u.lstrip(".")}"' for u in unknown)
+            else:
+                msg = ", ".join(f'unknown field "{u}"' for u in unknown)
+            raise APIError(400, "BadRequest", f"strict decoding error: {msg}")
+        return [f'unknown field "{u.lstrip(".")}"' for u in unknown]
+
+    async def _resource(
+        self,
+        request: web.Request,
+        rt: ResourceType,
+        ns: str | None,
+        name: str | None,
+        sub: str | None,
+        accept: str,
+    ) -> web.StreamResponse:
+        m = request.method
+        q = request.query
+        e = self.engine
+        if m == "GET":
+            if name is None:
+                if _bool(q.get("watch")) if "watch" in q else False:
+                    return await self._watch(request, rt, ns, accept)
+                limit = int(q["limit"]) if q.get("limit") else None
+                lst = await e.list(
+                    rt, ns, q.get("labelSelector"), q.get("fieldSelector"), limit, q.get("continue") or None
+                )
+                if _accepts_table(accept):
+                    return _json(
+                        tables.to_table(
+                            rt,
+                            lst["items"],
+                            lst["metadata"]["resourceVersion"],
+                            q.get("includeObject", "Metadata"),
+                            lst["metadata"].get("continue"),
+                        )
+                    )
+                return _json(lst)
+            if sub == "log":
+                return await self._log(rt, ns, name, q)
+            obj = await e.get(rt, name, ns, sub if sub == "scale" else None)
+            if sub not in (None, "status", "scale"):
+                raise APIError(404, "NotFound", "the server could not find the requested resource")
+            if _accepts_table(accept) and sub is None:
+                return _json(
+                    tables.to_table(
+                        rt,
+                        [obj],
+                        obj["metadata"].get("resourceVersion", ""),
+                        q.get("includeObject", "Metadata"),
+                    )
+                )
+            return _json(obj)
+        if m == "POST":
+            body = await self._body(request)
+            if sub is None and name is not None:
+                raise APIError(
+                    405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+                )
+            warnings = self._strict(request, rt, body) if sub is None else []
+            ctx = self._ctx(request)
+            if sub is not None:
+                if isinstance(body, dict) and name and not (body.get("metadata") or {}).get("name"):
+                    body.setdefault("metadata", {})["name"] = name
+                obj = await e.create(rt, body, ns, sub, ctx)
+                return _json(obj, 201)
+            obj = await e.create(rt, body, ns, None, ctx)
+            return self._with_warnings(_json(obj, 201), warnings)
+        if m == "PUT":
+            body = await self._body(request)
+            if name is None:
+                raise APIError(
+                    405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+                )
+            warnings = self._strict(request, rt, body) if sub is None else []
+            if sub == "finalize" and rt.plural == "namespaces":
+                return _json(await e.get(rt, name))
+            obj = await e.update(rt, body, ns, sub, self._ctx(request), name=name)
+            return self._with_warnings(_json(obj), warnings)
+        if m == "PATCH":
+            if name is None:
+                raise APIError(
+                    405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+                )
+            ctype = request.headers.get("Content-Type", "").split(";")[0].strip()
+            ptype = PATCH_TYPES.get(ctype)
+            if ptype is None:
+                raise APIError(
+                    415,
+                    "UnsupportedMediaType",
+                    f"the body of the request was in an unknown format - accepted media types include: {', '.join(PATCH_TYPES)}",
+                )
+            body = await self._body(request)
+            ctx = self._ctx(request)
+            warnings = self._strict(request, rt, body) if ptype == "apply" else []
+            existed = e.table(rt).get(ns or "", name) is not None
+            obj = await e.patch(rt, name, body, ns, ptype, sub, ctx)
+            return self._with_warnings(_json(obj, 201 if ptype == "apply" and not existed else 200), warnings)
+        if m == "DELETE":
+            body = await self._body(request) or {}
+            ctx = self._ctx(request, body)
+            policy = q.get("propagationPolicy") or body.get("propagationPolicy")
+            if policy is None and ("orphanDependents" in body or "orphanDependents" in q):
+                orphan = body.get("orphanDependents", _bool(q.get("orphanDependents")))
+                policy = "Orphan" if orphan else "Background"
+            grace = q.get("gracePeriodSeconds") or body.get("gracePeriodSeconds")
+            grace = int(grace) if grace is not None else None
+            if name is None:
+                return _json(
+                    await e.delete_collection(
+                        rt, ns, q.get("labelSelector"), q.get("fieldSelector"), policy, grace, ctx
+                    )
+                )
+            obj = await e.delete(rt, name, ns, policy, grace, ctx, body.get("preconditions"))
+            return _json(obj)
+        raise APIError(
+            405, "MethodNotAllowed", f"the server does not allow this method on the requested resource ({m})"
+        )
+
+    @staticmethod
+    def _with_warnings(resp: web.Response, warnings: list[str]) -> web.Response:
+        for w in warnings[:10]:
+            resp.headers.add("Warning", f'299 - "{w}"')
+        return resp
+
+    async def _log(self, rt: ResourceType, ns: str | None, name: str, q: Any) -> web.Response:
+        pod = await self.engine.get(rt, name, ns)
+        containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+        container = q.get("container") or (containers[0] if len(containers) == 1 else None)
+        if container is None:
+            raise APIError(
+                400,
+                "BadRequest",
+                f"a container name must be specified for pod {name}, choose one of: {containers}",
+            )
+        if container not in containers:
+            raise APIError(400, "BadRequest", f"container {container} is not valid for pod {name}")
+        if not (pod.get("spec") or {}).get("nodeName") or (pod.get("status") or {}).get("phase") == "Pending":
+            raise APIError(
+                400,
+                "BadRequest",
+                f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating',
+            )
+        # Simulated containers run nothing and so print nothing.
+        return web.Response(text="", content_type="text/plain")
+
+    async def _watch(
+        self, request: web.Request, rt: ResourceType, ns: str | None, accept: str
+    ) -> web.StreamResponse:
+        q = request.query
+        timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else None
+        table = _accepts_table(accept)
+        resp = web.StreamResponse(
+            status=200, headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"}
+        )
+        resp.enable_chunked_encoding()
+        try:
+            stream = await self.engine.watch(
+                rt,
+                ns,
+                q.get("resourceVersion"),
+                q.get("labelSelector"),
+                q.get("fieldSelector"),
+                _bool(q.get("allowWatchBookmarks")) if "allowWatchBookmarks" in q else False,
+                timeout,
+            )
+        except APIError as e:
+            if e.code != 410:
+                raise
+            await resp.prepare(request)
+            await resp.write(dumps({"type": "ERROR", "object": e.status}) + b"\n")
+            return resp
+        await resp.prepare(request)
+        first = True
+        try:
+            async for typ, obj, ev in stream:
+                if table and typ != "BOOKMARK":
+                    t = tables.to_table(
+                        rt,
+                        [obj],
+                        obj["metadata"].get("resourceVersion", ""),
+                        q.get("includeObject", "Metadata"),
+                        with_columns=first,
+                    )
+                    first = False
+                    line = dumps({"type": typ, "object": t}) + b"\n"
+                elif ev is not None and ev.type == typ:
+                    line = ev.line()
+                else:
+                    line = dumps({"type": typ, "object": obj}) + b"\n"
+                await resp.write(line)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            await stream.aclose()
+        return resp
+
+
+def make_app(server: APIServer) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    routes = Routes(server)
+    app.router.add_route("*", "/{tail:.*}", routes.handle)
+    return app

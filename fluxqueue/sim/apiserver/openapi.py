@@ -1,0 +1,332 @@
+"""OpenAPI documents for kubectl (v3 per group-version, v2 as one document) and strict field validation.
+
+Built-in schemas come from the JSON schemas the kubernetes-validate package ships (generated from the real
+Kubernetes OpenAPI; they keep x-kubernetes-patch-merge-key and friends), converted back to OpenAPI form with
+``x-kubernetes-group-version-kind`` on each kind. Every PATCH operation declares the ``fieldValidation``
+query parameter: that is how kubectl (QueryParamVerifierV3) decides to let the server validate fields
+(``fieldValidation=Strict``), which :meth:`SchemaIndex.unknown_fields` then does like the real decoder
+("strict decoding error: unknown field ...").
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from typing import Any
+
+from .resources import Registry, ResourceType
+
+SCHEMA_VERSION = "v1.35.0"
+OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+
+
+@functools.lru_cache(maxsize=1)
+def _raw_definitions() -> dict[str, Any]:
+    import kubernetes_validate
+
+    base = os.path.join(os.path.dirname(kubernetes_validate.__file__), "kubernetes-json-schema")
+    candidates = sorted(d for d in os.listdir(base) if d.endswith("-local") and not d.endswith("strict"))
+    want = f"{SCHEMA_VERSION}-local"
+    chosen = want if want in candidates else candidates[-1]
+    with open(os.path.join(base, chosen, "_definitions.json")) as f:
+        return json.load(f)["$defs"]
+
+
+def _convert(node: Any, ref_prefix: str) -> Any:
+    if isinstance(node, dict):
+        out = {}
+        for k, v in node.items():
+            if k == "$ref" and isinstance(v, str):
+                out[k] = ref_prefix + v.rsplit("/", 1)[-1]
+            elif k == "type" and isinstance(v, list):
+                types = [t for t in v if t != "null"]
+                if len(types) == 1:
+                    out[k] = types[0]
+            else:
+                out[k] = _convert(v, ref_prefix)
+        return out
+    if isinstance(node, list):
+        return [_convert(x, ref_prefix) for x in node]
+    return node
+
+
+class SchemaIndex:
+    def __init__(self) -> None:
+        self._defs: dict[str, dict[str, Any]] | None = None
+        self._gvk: dict[tuple[str, str, str], str] = {}
+        self._cache: dict[tuple[str, str, str], tuple[str, bytes]] = {}
+
+    def defs(self) -> dict[str, dict[str, Any]]:
+        if self._defs is None:
+            raw = _raw_definitions()
+            defs = {name: _convert(schema, "#/components/schemas/") for name, schema in raw.items()}
+            defs["io.k8s.apimachinery.pkg.util.intstr.IntOrString"] = {
+                "type": "string",
+                "format": "int-or-string",
+            }
+            defs["io.k8s.apimachinery.pkg.api.resource.Quantity"] = {"type": "string"}
+            for name, schema in defs.items():
+                props = schema.get("properties") or {}
+                av = (props.get("apiVersion") or {}).get("enum")
+                kind = (props.get("kind") or {}).get("enum")
+                if av and kind and len(av) == 1 and len(kind) == 1:
+                    group, _, version = av[0].rpartition("/")
+                    schema["x-kubernetes-group-version-kind"] = [
+                        {"group": group, "version": version, "kind": kind[0]}
+                    ]
+                    self._gvk[(group, version, kind[0])] = name
+                    for f in ("apiVersion", "kind"):
+                        props[f] = {k: v for k, v in props[f].items() if k != "enum"}
+            self._defs = defs
+        return self._defs
+
+    def def_name(self, group: str, version: str, kind: str) -> str | None:
+        self.defs()
+        return self._gvk.get((group, version, kind))
+
+    def _closure(self, roots: list[str]) -> dict[str, Any]:
+        defs = self.defs()
+        seen: dict[str, Any] = {}
+        stack = list(roots)
+        while stack:
+            n = stack.pop()
+            if n in seen or n not in defs:
+                continue
+            seen[n] = defs[n]
+            stack.extend(_refs(defs[n]))
+        return seen
+
+    # ----- documents
+    def v3_root(self, registry: Registry) -> dict[str, Any]:
+        paths = {}
+        for group, versions in registry.groups().items():
+            for v in versions:
+                p = f"api/{v}" if not group else f"apis/{group}/{v}"
+                h, _ = self.v3_doc(registry, group, v)
+                paths[p] = {"serverRelativeURL": f"/openapi/v3/{p}?hash={h}"}
+        return {"paths": paths}
+
+    def v3_doc(self, registry: Registry, group: str, version: str) -> tuple[str, bytes]:
+        types = [rt for rt in registry.all() if rt.group == group and rt.version == version]
+        sig = "|".join(
+            sorted(
+                f"{rt.plural}:{json.dumps(rt.schema, sort_keys=True) if rt.custom else ''}" for rt in types
+            )
+        )
+        key = (group, version, hashlib.sha256(sig.encode()).hexdigest())
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        schemas: dict[str, Any] = {}
+        roots = []
+        paths: dict[str, Any] = {}
+        for rt in types:
+            ref = self._schema_name(rt, schemas, roots)
+            paths.update(_paths(rt, ref))
+        schemas.update(self._closure(roots))
+        doc = {
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": SCHEMA_VERSION},
+            "paths": paths,
+            "components": {"schemas": schemas},
+        }
+        body = json.dumps(doc).encode()
+        h = hashlib.sha512(body).hexdigest()[:64].upper()
+        self._cache[key] = (h, body)
+        return h, body
+
+    def _schema_name(self, rt: ResourceType, schemas: dict[str, Any], roots: list[str]) -> str:
+        if rt.custom:
+            name = f"{_reverse_domain(rt.group)}.{rt.version}.{rt.kind}"
+            schema = json.loads(
+                json.dumps(rt.schema or {"type": "object", "x-kubernetes-preserve-unknown-fields": True})
+            )
+            props = schema.setdefault("properties", {})
+            props["apiVersion"] = {"type": "string"}
+            props["kind"] = {"type": "string"}
+            props["metadata"] = {"$ref": f"#/components/schemas/{OBJECT_META}"}
+            schema["type"] = "object"
+            schema["x-kubernetes-group-version-kind"] = [
+                {"group": rt.group, "version": rt.version, "kind": rt.kind}
+            ]
+            schemas[name] = schema
+            roots.append(OBJECT_META)
+            return name
+        name = self.def_name(rt.group, rt.version, rt.kind)
+        if name is None:
+            name = f"{_reverse_domain(rt.group or 'core')}.{rt.version}.{rt.kind}"
+            schemas[name] = {
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": True,
+                "x-kubernetes-group-version-kind": [
+                    {"group": rt.group, "version": rt.version, "kind": rt.kind}
+                ],
+            }
+            return name
+        roots.append(name)
+        return name
+
+    def v2_doc(self, registry: Registry) -> bytes:
+        defs = {n: _reref(s, "#/definitions/") for n, s in self.defs().items()}
+        return json.dumps(
+            {
+                "swagger": "2.0",
+                "info": {"title": "Kubernetes", "version": SCHEMA_VERSION},
+                "paths": {},
+                "definitions": defs,
+            }
+        ).encode()
+
+    # ----- strict field validation
+    def unknown_fields(self, rt: ResourceType, obj: dict[str, Any]) -> list[str]:
+        if rt.custom:
+            if rt.schema is None:
+                return []
+            out: list[str] = []
+            _unknown_custom(obj, rt.schema, "", out, root=True)
+            return out
+        name = self.def_name(rt.group, rt.version, rt.kind)
+        if name is None:
+            return []
+        out = []
+        _unknown(obj, self.defs()[name], "", out, self.defs())
+        return out
+
+
+def _reverse_domain(group: str) -> str:
+    return ".".join(reversed(group.split(".")))
+
+
+def _refs(node: Any) -> list[str]:
+    out = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "$ref" and isinstance(v, str):
+                out.append(v.rsplit("/", 1)[-1])
+            else:
+                out.extend(_refs(v))
+    elif isinstance(node, list):
+        for x in node:
+            out.extend(_refs(x))
+    return out
+
+
+def _reref(node: Any, prefix: str) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: (prefix + v.rsplit("/", 1)[-1] if k == "$ref" and isinstance(v, str) else _reref(v, prefix))
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_reref(x, prefix) for x in node]
+    return node
+
+
+_PARAMS = [
+    {"name": n, "in": "query", "description": n, "schema": {"type": t}, "uniqueItems": True}
+    for n, t in (
+        ("dryRun", "string"),
+        ("fieldManager", "string"),
+        ("fieldValidation", "string"),
+        ("force", "boolean"),
+        ("pretty", "string"),
+    )
+]
+
+
+def _paths(rt: ResourceType, ref: str) -> dict[str, Any]:
+    base = f"/api/{rt.version}" if not rt.group else f"/apis/{rt.group}/{rt.version}"
+    coll = f"{base}/namespaces/{{namespace}}/{rt.plural}" if rt.namespaced else f"{base}/{rt.plural}"
+    item = coll + "/{name}"
+    gvk = {"group": rt.group, "version": rt.version, "kind": rt.kind}
+    content = {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+
+    def op(action: str, verb_params: bool = True) -> dict[str, Any]:
+        o: dict[str, Any] = {
+            "operationId": f"{action}{rt.kind}",
+            "x-kubernetes-action": action,
+            "x-kubernetes-group-version-kind": gvk,
+            "responses": {"200": {"description": "OK", "content": content}},
+        }
+        if verb_params:
+            o["parameters"] = _PARAMS
+            o["requestBody"] = {"content": content, "required": True}
+        return o
+
+    paths = {
+        coll: {"get": op("list", False), "post": op("post")},
+        item: {
+            "get": op("get", False),
+            "put": op("put"),
+            "patch": op("patch"),
+            "delete": op("delete", False),
+        },
+    }
+    for sub in ("status", "scale"):
+        if sub in rt.subresources:
+            paths[f"{item}/{sub}"] = {"get": op("get", False), "put": op("put"), "patch": op("patch")}
+            if sub == "scale":
+                for o in paths[f"{item}/{sub}"].values():
+                    o["x-kubernetes-group-version-kind"] = {
+                        "group": "autoscaling",
+                        "version": "v1",
+                        "kind": "Scale",
+                    }
+    return paths
+
+
+def _resolve(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    seen = 0
+    while "$ref" in schema and seen < 10:
+        schema = defs.get(schema["$ref"].rsplit("/", 1)[-1], {})
+        seen += 1
+    if "allOf" in schema and len(schema["allOf"]) == 1:
+        return _resolve(schema["allOf"][0], defs)
+    return schema
+
+
+def _unknown(value: Any, schema: dict[str, Any], path: str, out: list[str], defs: dict[str, Any]) -> None:
+    schema = _resolve(schema, defs)
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        addl = schema.get("additionalProperties")
+        if props is None and addl is None:
+            return
+        for k, v in value.items():
+            p = f"{path}.{k}" if path else k
+            if props is not None and k in props:
+                _unknown(v, props[k], p, out, defs)
+            elif isinstance(addl, dict):
+                _unknown(v, addl, p, out, defs)
+            elif (
+                addl is None and props is not None and not schema.get("x-kubernetes-preserve-unknown-fields")
+            ):
+                out.append(p)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, v in enumerate(value):
+            _unknown(v, schema["items"], f"{path}[{i}]", out, defs)
+
+
+def _unknown_custom(
+    value: Any, schema: dict[str, Any], path: str, out: list[str], root: bool = False
+) -> None:
+    if isinstance(value, dict):
+        if schema.get("x-kubernetes-preserve-unknown-fields"):
+            return
+        props = schema.get("properties") or {}
+        addl = schema.get("additionalProperties")
+        for k, v in value.items():
+            if root and k in ("apiVersion", "kind", "metadata"):
+                continue
+            p = f"{path}.{k}"
+            if k in props:
+                _unknown_custom(v, props[k], p, out)
+            elif isinstance(addl, dict):
+                _unknown_custom(v, addl, p, out)
+            elif addl is not True:
+                out.append(p)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, v in enumerate(value):
+            _unknown_custom(v, schema["items"], f"{path}[{i}]", out)
