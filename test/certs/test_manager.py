@@ -193,3 +193,33 @@ async def test_an_emptied_secret_heals_and_the_webhook_is_readied_once_it_exists
     await api.client.create(R.MUTATING_WEBHOOKS, chart_webhook)
     await certs.reconcile()
     assert certs.ready
+
+
+async def test_options_parse_the_flags_the_chart_renders(api, chart_webhook, tools):
+    import argparse
+
+    from fluxqueue.certs.options import add_arguments, manager_from_args
+    from fluxqueue.sim.chartrender import controller_container
+
+    manifests = await render_chart(sim_values(), namespace=NS, helm=str(tools.helm))
+    flags = [a for a in controller_container(manifests)["args"] if a.split("=")[0] in _cert_flags()]
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(flags)
+    certs = manager_from_args(args, api.client, NS)
+    assert certs.secret_name == SECRET and certs.webhook_configuration == WEBHOOK
+    assert certs.identity == IDENTITY
+    assert certs.policy.ca_validity == dt.timedelta(days=1825)
+    await api.client.create(R.MUTATING_WEBHOOKS, chart_webhook)
+    await certs.reconcile()
+    assert certs.ready
+
+
+def _cert_flags() -> set[str]:
+    import argparse
+
+    from fluxqueue.certs.options import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return {s for a in parser._actions for s in a.option_strings if s.startswith("--")}
