@@ -200,3 +200,22 @@ def metrics_app(
 ) -> web.Application:
     """A standalone aiohttp app serving /metrics, /healthz and /readyz (the chart's metrics/probe port)."""
     return add_routes(web.Application(), metrics, ready, alive)
+
+
+async def serve_metrics(
+    host: str = "0.0.0.0",
+    port: int = 8080,
+    metrics: Metrics = METRICS,
+    ready: ReadyCheck | None = None,
+    alive: ReadyCheck | None = None,
+) -> tuple[web.AppRunner, int]:
+    """Serve /metrics, /healthz, /readyz on plain HTTP (the chart's `metrics` port, which the probes use).
+
+    Returns the runner (``await runner.cleanup()`` to stop) and the bound port (``port=0`` picks one)."""
+    runner = web.AppRunner(metrics_app(metrics, ready, alive), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server = getattr(site, "_server", None)
+    bound = server.sockets[0].getsockname()[1] if server is not None and server.sockets else port
+    return runner, bound

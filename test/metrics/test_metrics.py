@@ -98,3 +98,21 @@ async def test_endpoints_serve_metrics_liveness_and_readiness_from_the_callback(
     state["ready"] = True
     resp = await client.get("/readyz")
     assert resp.status == 200
+
+
+async def test_serve_metrics_listens_on_its_own_port():
+    import aiohttp
+
+    from fluxqueue.metrics import serve_metrics
+
+    m = Metrics()
+    m.binds.inc()
+    runner, port = await serve_metrics("127.0.0.1", 0, m, ready=lambda: True)
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as r:
+                assert "fluxqueue_binds_total 1.0" in await r.text()
+            async with session.get(f"http://127.0.0.1:{port}/readyz") as r:
+                assert r.status == 200
+    finally:
+        await runner.cleanup()
