@@ -42,6 +42,7 @@ class APIServer:
         self.token = token or secrets.token_hex(16)
         self.client = Client(self.engine)
         self.url = ""
+        self.kubeconfig_path: Path | None = None  # set by write_kubeconfig
         self._services: dict[tuple[str, str, int], str] = {}
         self._runner: Any = None
         self._certs: Any = None
@@ -121,4 +122,5 @@ class APIServer:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(yaml.safe_dump(self.kubeconfig(context), sort_keys=False))
         p.chmod(0o600)
+        self.kubeconfig_path = p
         return p

@@ -1,0 +1,214 @@
+"""Mutating admission over TLS: a real HTTPS webhook (own CA, caBundle), service references, failure policies."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+
+import pytest
+from aiohttp import web
+
+from fluxqueue.sim.apiserver import APIError, APIServer
+from fluxqueue.sim.apiserver import resources as R
+from fluxqueue.sim.apiserver.tls import issue, make_ca
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+async def webhook():
+    """An HTTPS admission webhook that labels pods and records the reviews it got."""
+    ca_pem, ca_key, ca_cert = make_ca("test-webhook-ca")
+    cert_pem, key_pem = issue(ca_key, ca_cert, ["hook.hooks.svc"], ["127.0.0.1"])
+    seen: list[dict] = []
+
+    async def mutate(request: web.Request) -> web.Response:
+        review = await request.json()
+        seen.append(review)
+        req = review["request"]
+        patch = [{"op": "add", "path": "/metadata/labels", "value": {"mutated": "yes"}}]
+        resp = {
+            "uid": req["uid"],
+            "allowed": True,
+            "patchType": "JSONPatch",
+            "patch": base64.b64encode(json.dumps(patch).encode()).decode(),
+        }
+        return web.json_response(
+            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": resp}
+        )
+
+    async def deny(request: web.Request) -> web.Response:
+        review = await request.json()
+        resp = {
+            "uid": review["request"]["uid"],
+            "allowed": False,
+            "status": {"code": 403, "message": "no thanks"},
+        }
+        return web.json_response(
+            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": resp}
+        )
+
+    app = web.Application()
+    app.router.add_post("/mutate", mutate)
+    app.router.add_post("/deny", deny)
+    import ssl
+    import tempfile
+    from pathlib import Path
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "c").write_bytes(cert_pem)
+        (Path(d) / "k").write_bytes(key_pem)
+        ctx.load_cert_chain(str(Path(d) / "c"), str(Path(d) / "k"))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = _free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=ctx)
+    await site.start()
+    yield {"url": f"https://127.0.0.1:{port}", "ca": base64.b64encode(ca_pem).decode(), "seen": seen}
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def api():
+    server = APIServer()
+    yield server
+    await server.stop()
+
+
+def hook_config(name: str, client_config: dict, failure_policy: str = "Fail", **extra) -> dict:
+    return {
+        "metadata": {"name": name},
+        "webhooks": [
+            {
+                "name": f"{name}.example.com",
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": failure_policy,
+                "timeoutSeconds": 2,
+                "clientConfig": client_config,
+                "rules": [
+                    {
+                        "operations": ["CREATE"],
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "resources": ["pods"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                **extra,
+            }
+        ],
+    }
+
+
+def pod(name: str) -> dict:
+    return {"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+
+
+async def test_mutating_webhook_over_tls_patches_pods(api, webhook):
+    c = api.client
+    await c.create(
+        R.MUTATING_WEBHOOKS,
+        hook_config("labeler", {"url": webhook["url"] + "/mutate", "caBundle": webhook["ca"]}),
+    )
+    p = await c.create(
+        R.PODS,
+        {"metadata": {"generateName": "w-"}, "spec": pod("x")["spec"]},
+        namespace="default",
+        dry_run=True,
+    )
+    assert p["metadata"]["labels"] == {"mutated": "yes"}
+    req = webhook["seen"][0]["request"]
+    assert req["operation"] == "CREATE" and req["dryRun"] is True and req["namespace"] == "default"
+    assert req["kind"] == {"group": "", "version": "v1", "kind": "Pod"}
+    assert req["resource"] == {"group": "", "version": "v1", "resource": "pods"}
+    assert req["userInfo"]["username"] == "admin" and req["oldObject"] is None
+    # admission runs before name generation and system fields (prior-art §12)
+    assert req["object"]["metadata"].get("name", "") == "" and "uid" not in req["object"]["metadata"]
+    assert req["object"]["spec"]["schedulerName"] == "default-scheduler"
+    # not a pod: not called
+    await c.create(R.CONFIGMAPS, {"metadata": {"name": "cm"}}, namespace="default")
+    assert len(webhook["seen"]) == 1
+
+
+async def test_service_reference_is_resolved_and_verified(api, webhook):
+    c = api.client
+    api.register_service("hooks", "hook", 443, webhook["url"])
+    svc = {
+        "service": {"namespace": "hooks", "name": "hook", "path": "/mutate", "port": 443},
+        "caBundle": webhook["ca"],
+    }
+    await c.create(
+        R.MUTATING_WEBHOOKS,
+        hook_config(
+            "svc", svc, objectSelector={"matchExpressions": [{"key": "skip", "operator": "DoesNotExist"}]}
+        ),
+    )
+    assert (await c.create(R.PODS, pod("a"), namespace="default"))["metadata"]["labels"] == {"mutated": "yes"}
+    skipped = pod("b")
+    skipped["metadata"]["labels"] = {"skip": "1"}
+    assert (await c.create(R.PODS, skipped, namespace="default"))["metadata"]["labels"] == {"skip": "1"}
+
+
+async def test_wrong_ca_bundle_fails_the_request(api, webhook):
+    other_ca, _k, _c = make_ca("someone-else")
+    cfg = {"url": webhook["url"] + "/mutate", "caBundle": base64.b64encode(other_ca).decode()}
+    await api.client.create(R.MUTATING_WEBHOOKS, hook_config("badca", cfg))
+    with pytest.raises(APIError) as e:
+        await api.client.create(R.PODS, pod("a"), namespace="default")
+    assert e.value.code == 500 and 'failed calling webhook "badca.example.com"' in e.value.message
+
+
+async def test_down_webhook_with_failure_policy_fail_rejects(api):
+    cfg = {"url": f"https://127.0.0.1:{_free_port()}/mutate"}
+    await api.client.create(R.MUTATING_WEBHOOKS, hook_config("down", cfg, "Fail"))
+    with pytest.raises(APIError) as e:
+        await api.client.create(R.PODS, pod("a"), namespace="default")
+    assert e.value.code == 500 and e.value.reason == "InternalError"
+    assert 'failed calling webhook "down.example.com"' in e.value.message
+    assert (await api.client.list(R.PODS))["items"] == []
+
+
+async def test_down_webhook_with_failure_policy_ignore_lets_the_request_through(api):
+    cfg = {"url": f"https://127.0.0.1:{_free_port()}/mutate"}
+    await api.client.create(R.MUTATING_WEBHOOKS, hook_config("down", cfg, "Ignore"))
+    p = await api.client.create(R.PODS, pod("a"), namespace="default")
+    assert p["metadata"]["name"] == "a"
+
+
+async def test_unregistered_service_is_a_failed_call(api):
+    svc = {"service": {"namespace": "x", "name": "nowhere", "path": "/m"}}
+    await api.client.create(R.MUTATING_WEBHOOKS, hook_config("nosvc", svc, "Fail"))
+    with pytest.raises(APIError) as e:
+        await api.client.create(R.PODS, pod("a"), namespace="default")
+    assert e.value.code == 500 and 'service "nowhere" not found' in e.value.message
+
+
+async def test_denial_and_side_effects_on_dry_run(api, webhook):
+    c = api.client
+    await c.create(
+        R.VALIDATING_WEBHOOKS,
+        hook_config("denier", {"url": webhook["url"] + "/deny", "caBundle": webhook["ca"]}),
+    )
+    with pytest.raises(APIError) as e:
+        await c.create(R.PODS, pod("a"), namespace="default")
+    assert (
+        e.value.code == 403
+        and e.value.message == 'admission webhook "denier.example.com" denied the request: no thanks'
+    )
+    await c.delete(R.VALIDATING_WEBHOOKS, "denier")
+    await c.create(
+        R.MUTATING_WEBHOOKS,
+        hook_config(
+            "side", {"url": webhook["url"] + "/mutate", "caBundle": webhook["ca"]}, sideEffects="Some"
+        ),
+    )
+    with pytest.raises(APIError) as e:
+        await c.create(R.PODS, pod("a"), namespace="default", dry_run=True)
+    assert e.value.code == 400 and "does not support dry run" in e.value.message
