@@ -1,0 +1,436 @@
+"""A thin async Kubernetes API client on aiohttp, working with plain dicts (kopf's ``_cogs/clients`` style).
+
+Resources are named by ``(group, version, plural)`` keys, e.g. ``PODS == ("", "v1", "pods")``, and the method
+signatures match the emulator's in-process client, so code written against one runs against the other.
+
+Configuration: a kubeconfig file (token, client certificate, CA data or file, insecure-skip-tls-verify) or the
+in-cluster service account. Every request passes a client-side token bucket (``qps``/``burst``), set
+explicitly because client-go's defaults (5/10) throttle a scheduler long before the API server would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import ssl
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import yaml
+
+from fluxqueue.errors import ConfigError
+from fluxqueue.kube import names
+from fluxqueue.log import get_logger
+
+log = get_logger(__name__)
+
+Key = tuple[str, str, str]
+
+NAMESPACES: Key = ("", "v1", "namespaces")
+NODES: Key = ("", "v1", "nodes")
+PODS: Key = ("", "v1", "pods")
+EVENTS: Key = ("", "v1", "events")
+LEASES: Key = ("coordination.k8s.io", "v1", "leases")
+JOBS: Key = ("batch", "v1", "jobs")
+PRIORITYCLASSES: Key = ("scheduling.k8s.io", "v1", "priorityclasses")
+CRDS: Key = ("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+MUTATING_WEBHOOKS: Key = ("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations")
+SECRETS: Key = ("", "v1", "secrets")
+FLUXJOBS: Key = (names.CRD_GROUP, names.CRD_VERSION, names.CRD_PLURAL)
+
+# Plurals of the cluster-scoped types we touch (everything else is namespaced).
+CLUSTER_SCOPED = frozenset(
+    {
+        "namespaces",
+        "nodes",
+        "priorityclasses",
+        "customresourcedefinitions",
+        "mutatingwebhookconfigurations",
+        "validatingwebhookconfigurations",
+        "clusterroles",
+        "clusterrolebindings",
+        "persistentvolumes",
+        "storageclasses",
+    }
+)
+
+PATCH_CONTENT_TYPES = {
+    "merge": "application/merge-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+    "json": "application/json-patch+json",
+}
+
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+class APIError(Exception):
+    """A non-2xx answer from the API server, with the Status it returned."""
+
+    def __init__(self, code: int, reason: str, message: str, status: dict | None = None):
+        super().__init__(f"{code} {reason}: {message}")
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.status = status or {}
+
+
+@dataclass
+class KubeConfig:
+    server: str
+    token: str | None = None
+    ca_file: str | None = None
+    ca_data: bytes | None = None
+    cert_data: bytes | None = None
+    key_data: bytes | None = None
+    insecure: bool = False
+    namespace: str = "default"
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        if not self.server.startswith("https"):
+            return False
+        ctx = ssl.create_default_context()
+        if self.insecure:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        elif self.ca_data:
+            ctx.load_verify_locations(cadata=self.ca_data.decode())
+        elif self.ca_file:
+            ctx.load_verify_locations(cafile=self.ca_file)
+        if self.cert_data and self.key_data:
+            # ssl can only load a client certificate from files; keep them private and short-lived.
+            with tempfile.TemporaryDirectory() as tmp:
+                cert, key = Path(tmp, "tls.crt"), Path(tmp, "tls.key")
+                cert.write_bytes(self.cert_data)
+                key.touch(0o600)
+                key.write_bytes(self.key_data)
+                ctx.load_cert_chain(str(cert), str(key))
+        return ctx
+
+
+def _data_or_file(entry: dict, field: str, base: Path) -> bytes | None:
+    if entry.get(f"{field}-data"):
+        return base64.b64decode(entry[f"{field}-data"])
+    if entry.get(field):
+        path = Path(entry[field])
+        return (path if path.is_absolute() else base / path).read_bytes()
+    return None
+
+
+def load_kubeconfig(path: str | os.PathLike, context: str | None = None) -> KubeConfig:
+    """Read a kubeconfig file (the subset kubectl uses for token and certificate authentication)."""
+    path = Path(path).expanduser()
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read kubeconfig {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"kubeconfig {path} is not valid YAML") from exc
+    ctx_name = context or doc.get("current-context")
+    by_name = {
+        kind: {e["name"]: e[kind[:-1]] for e in doc.get(kind) or []}
+        for kind in ("contexts", "clusters", "users")
+    }
+    ctx = by_name["contexts"].get(ctx_name)
+    if ctx is None:
+        raise ConfigError(f"kubeconfig {path} has no context {ctx_name!r}")
+    cluster = by_name["clusters"].get(ctx.get("cluster"))
+    if cluster is None or not cluster.get("server"):
+        raise ConfigError(f"kubeconfig {path}: context {ctx_name!r} names no cluster with a server")
+    user = by_name["users"].get(ctx.get("user")) or {}
+    base = path.parent
+    token = user.get("token")
+    if not token and user.get("tokenFile"):
+        token = Path(user["tokenFile"]).read_text().strip()
+    ca_path = cluster.get("certificate-authority")
+    return KubeConfig(
+        server=cluster["server"].rstrip("/"),
+        token=token,
+        ca_file=str(base / ca_path) if ca_path and not Path(ca_path).is_absolute() else ca_path,
+        ca_data=base64.b64decode(cluster["certificate-authority-data"])
+        if cluster.get("certificate-authority-data")
+        else None,
+        cert_data=_data_or_file(user, "client-certificate", base),
+        key_data=_data_or_file(user, "client-key", base),
+        insecure=bool(cluster.get("insecure-skip-tls-verify")),
+        namespace=ctx.get("namespace") or "default",
+    )
+
+
+def in_cluster_config() -> KubeConfig:
+    """The pod's service account (KUBERNETES_SERVICE_HOST/PORT and the mounted token and CA)."""
+    host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port:
+        raise ConfigError("not running in a cluster (KUBERNETES_SERVICE_HOST unset): pass --kubeconfig")
+    if ":" in host:
+        host = f"[{host}]"
+    token_file = SERVICE_ACCOUNT_DIR / "token"
+    try:
+        token = token_file.read_text().strip()
+        namespace = (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the service account token: {exc}") from exc
+    return KubeConfig(
+        server=f"https://{host}:{port}",
+        token=token,
+        ca_file=str(SERVICE_ACCOUNT_DIR / "ca.crt"),
+        namespace=namespace,
+    )
+
+
+class TokenBucket:
+    """Client-side rate limit: ``qps`` tokens per second, at most ``burst`` saved (client-go's flowcontrol)."""
+
+    def __init__(self, qps: float, burst: int):
+        self.qps = qps
+        self.burst = max(1, burst)
+        self._tokens = float(self.burst)
+        self._stamp = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        if self.qps <= 0:  # unlimited
+            return
+        async with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.qps)
+            self._stamp = now
+            if self._tokens < 1:
+                wait = (1 - self._tokens) / self.qps
+                await asyncio.sleep(wait)
+                self._stamp = time.monotonic()
+                self._tokens = 1
+            self._tokens -= 1
+
+
+def resource_path(
+    key: Key, namespace: str | None = None, name: str | None = None, subresource: str | None = None
+) -> str:
+    group, version, plural = key
+    path = f"/api/{version}" if not group else f"/apis/{group}/{version}"
+    if namespace and plural not in CLUSTER_SCOPED:
+        path += f"/namespaces/{quote(namespace, safe='')}"
+    path += f"/{plural}"
+    if name:
+        path += f"/{quote(name, safe='')}"
+    if subresource:
+        path += f"/{subresource}"
+    return path
+
+
+class KubeClient:
+    """``async with KubeClient(config, qps=..., burst=...) as c:`` or ``await c.close()``."""
+
+    def __init__(self, config: KubeConfig, *, qps: float = 50, burst: int = 100, timeout: float = 30):
+        self.config = config
+        self.limiter = TokenBucket(qps, burst)
+        self._timeout = timeout
+        self._ssl = config.ssl_context()
+        self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_kubeconfig(cls, path: str | os.PathLike | None, **kwargs: Any) -> KubeClient:
+        return cls(load_kubeconfig(path) if path else in_cluster_config(), **kwargs)
+
+    async def __aenter__(self) -> KubeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            headers = {"Accept": "application/json", "User-Agent": "fluxqueue"}
+            if self.config.token:
+                headers["Authorization"] = f"Bearer {self.config.token}"
+            self._session = aiohttp.ClientSession(
+                base_url=self.config.server,
+                headers=headers,
+                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=64),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> dict:
+        await self.limiter.acquire()
+        data = None if body is None else json.dumps(body)
+        headers = {"Content-Type": content_type} if data is not None else None
+        params = {k: str(v) for k, v in (params or {}).items() if v is not None}
+        try:
+            async with self.session.request(
+                method,
+                path,
+                params=params,
+                data=data,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+            ) as resp:
+                text = await resp.text()
+                if resp.status >= 400:
+                    raise _api_error(resp.status, text)
+                return json.loads(text) if text else {}
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            raise APIError(503, "ServiceUnavailable", f"{method} {path}: {exc!r}") from exc
+
+    # ---- verbs (same signatures as the emulator's in-process client) -----------------------------------
+
+    async def get(
+        self, key: Key, name: str, namespace: str | None = None, subresource: str | None = None
+    ) -> dict:
+        return await self.request("GET", resource_path(key, namespace, name, subresource))
+
+    async def list(
+        self,
+        key: Key,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int | None = None,
+        continue_: str | None = None,
+    ) -> dict:
+        params = {
+            "labelSelector": label_selector,
+            "fieldSelector": field_selector,
+            "limit": limit,
+            "continue": continue_,
+        }
+        return await self.request("GET", resource_path(key, namespace), params=params)
+
+    async def create(
+        self,
+        key: Key,
+        body: dict,
+        namespace: str | None = None,
+        subresource: str | None = None,
+        name: str | None = None,
+        dry_run: bool = False,
+    ) -> dict:
+        if subresource and not name:
+            name = body.get("metadata", {}).get("name")
+        path = resource_path(key, namespace, name if subresource else None, subresource)
+        return await self.request("POST", path, body=body, params={"dryRun": "All" if dry_run else None})
+
+    async def update(
+        self, key: Key, body: dict, namespace: str | None = None, subresource: str | None = None
+    ) -> dict:
+        name = body["metadata"]["name"]
+        return await self.request("PUT", resource_path(key, namespace, name, subresource), body=body)
+
+    async def patch(
+        self,
+        key: Key,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        patch_type: str = "merge",
+        subresource: str | None = None,
+    ) -> dict:
+        return await self.request(
+            "PATCH",
+            resource_path(key, namespace, name, subresource),
+            body=patch,
+            content_type=PATCH_CONTENT_TYPES[patch_type],
+        )
+
+    async def delete(
+        self,
+        key: Key,
+        name: str,
+        namespace: str | None = None,
+        propagation_policy: str | None = None,
+        preconditions: dict | None = None,
+    ) -> dict:
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions"}
+        if propagation_policy:
+            body["propagationPolicy"] = propagation_policy
+        if preconditions:
+            body["preconditions"] = preconditions
+        return await self.request("DELETE", resource_path(key, namespace, name), body=body)
+
+    async def watch(
+        self,
+        key: Key,
+        namespace: str | None = None,
+        resource_version: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        timeout_seconds: int = 300,
+    ) -> AsyncIterator[dict]:
+        """One watch stream: yields ADDED/MODIFIED/DELETED/BOOKMARK events; ends when the server closes it.
+
+        Raises APIError(410) when ``resource_version`` is too old (the caller relists; see ``kube.watch``).
+        """
+        params = {
+            "watch": "1",
+            "allowWatchBookmarks": "true",
+            "resourceVersion": resource_version,
+            "labelSelector": label_selector,
+            "fieldSelector": field_selector,
+            "timeoutSeconds": timeout_seconds,
+        }
+        params = {k: str(v) for k, v in params.items() if v is not None}
+        await self.limiter.acquire()
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self._timeout, sock_read=timeout_seconds + 30
+        )
+        try:
+            async with self.session.get(
+                resource_path(key, namespace), params=params, timeout=timeout
+            ) as resp:
+                if resp.status >= 400:
+                    raise _api_error(resp.status, await resp.text())
+                buffer = b""
+                async for chunk in resp.content.iter_any():
+                    buffer += chunk
+                    while b"\n" in buffer:
+                        line, buffer = buffer.split(b"\n", 1)
+                        if not line.strip():
+                            continue
+                        event = json.loads(line)
+                        if event.get("type") == "ERROR":
+                            status = event.get("object") or {}
+                            raise APIError(
+                                int(status.get("code") or 500),
+                                status.get("reason") or "Error",
+                                status.get("message") or "",
+                                status,
+                            )
+                        yield event
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+            raise APIError(503, "ServiceUnavailable", f"watch {key[2]}: {exc!r}") from exc
+
+
+def _api_error(code: int, text: str) -> APIError:
+    try:
+        status = json.loads(text)
+    except ValueError:
+        status = {}
+    if not isinstance(status, dict):
+        status = {}
+    return APIError(code, status.get("reason") or "Unknown", status.get("message") or text[:500], status)
+
+
+def object_key(obj: dict) -> str:
+    meta = obj.get("metadata", {})
+    ns = meta.get("namespace")
+    return f"{ns}/{meta.get('name')}" if ns else meta.get("name", "")

@@ -1,0 +1,145 @@
+"""List-then-watch loops with a local cache (an informer), surviving disconnects and 410 Gone.
+
+Like client-go's reflector and kopf's watcher: list to get a consistent snapshot and a resourceVersion, watch
+from there, and when the server says the version is too old (410) list again and report the differences as
+events, so a handler never misses a deletion. Handlers receive ``(type, obj, old)``; for deletions ``obj`` is
+the last state we saw (never a tombstone placeholder).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fluxqueue.kube.client import APIError, Key, object_key
+from fluxqueue.log import get_logger
+
+log = get_logger(__name__)
+
+Handler = Callable[[str, dict, dict | None], Awaitable[None] | None]
+
+
+class Informer:
+    def __init__(
+        self,
+        client: Any,
+        key: Key,
+        handler: Handler | None = None,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        backoff: float = 1.0,
+    ):
+        self.client = client
+        self.key = key
+        self.handler = handler
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.field_selector = field_selector
+        self.cache: dict[str, dict] = {}
+        self.synced = asyncio.Event()
+        self.relists = 0
+        self._backoff = backoff
+        self._rv: str | None = None
+
+    def get(self, namespace: str | None, name: str) -> dict | None:
+        return self.cache.get(f"{namespace}/{name}" if namespace else name)
+
+    def items(self) -> list[dict]:
+        return list(self.cache.values())
+
+    async def _emit(self, kind: str, obj: dict, old: dict | None) -> None:
+        if self.handler is None:
+            return
+        try:
+            result = self.handler(kind, obj, old)
+            if inspect.isawaitable(result):
+                await result
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("watch handler failed", resource=self.key[2], object=object_key(obj), event=kind)
+
+    async def _relist(self) -> None:
+        listing = await self.client.list(
+            self.key,
+            namespace=self.namespace,
+            label_selector=self.label_selector,
+            field_selector=self.field_selector,
+        )
+        self.relists += 1
+        fresh = {object_key(o): o for o in listing.get("items", [])}
+        self._rv = listing.get("metadata", {}).get("resourceVersion")
+        previous, self.cache = self.cache, dict(fresh)
+        for k, obj in fresh.items():
+            old = previous.get(k)
+            if old is None:
+                await self._emit("ADDED", obj, None)
+            elif old.get("metadata", {}).get("resourceVersion") != obj.get("metadata", {}).get(
+                "resourceVersion"
+            ):
+                await self._emit("MODIFIED", obj, old)
+        for k, old in previous.items():
+            if k not in fresh:
+                await self._emit("DELETED", old, old)
+        self.synced.set()
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        while True:
+            try:
+                if self._rv is None:
+                    await self._relist()
+                async for event in self.client.watch(
+                    self.key,
+                    namespace=self.namespace,
+                    resource_version=self._rv,
+                    label_selector=self.label_selector,
+                    field_selector=self.field_selector,
+                ):
+                    obj = event.get("object") or {}
+                    rv = obj.get("metadata", {}).get("resourceVersion")
+                    if rv:
+                        self._rv = rv
+                    kind = event.get("type")
+                    if kind == "BOOKMARK":
+                        continue
+                    k = object_key(obj)
+                    old = self.cache.get(k)
+                    if kind == "DELETED":
+                        self.cache.pop(k, None)
+                        await self._emit("DELETED", obj, old)
+                    elif kind in ("ADDED", "MODIFIED"):
+                        self.cache[k] = obj
+                        await self._emit("ADDED" if old is None else "MODIFIED", obj, old)
+            except asyncio.CancelledError:
+                raise
+            except APIError as exc:
+                if exc.code == 410:
+                    log.info("watch expired; relisting", resource=self.key[2])
+                    self._rv = None
+                    continue
+                log.warning("watch interrupted; retrying", resource=self.key[2], error=str(exc))
+                if exc.code >= 500 or exc.code == 429:
+                    await asyncio.sleep(self._backoff)
+                else:
+                    self._rv = None
+                    await asyncio.sleep(self._backoff)
+            except Exception as exc:
+                log.warning("watch failed; relisting", resource=self.key[2], error=repr(exc))
+                self._rv = None
+                await asyncio.sleep(self._backoff)
+            else:
+                continue  # the server ended the stream (timeoutSeconds): resume from the last version
+
+
+async def stop_task(task: asyncio.Task | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
