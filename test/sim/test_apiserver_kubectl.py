@@ -97,6 +97,22 @@ async def test_pods_table_wide_logs_and_server_dry_run(kubectl, apiserver):
     assert typo.returncode != 0 and 'unknown field "datta"' in typo.stderr
 
 
+async def test_imperative_creates_sent_as_protobuf(kubectl, apiserver):
+    # typed client-go clients encode built-in objects as protobuf; the emulator decodes them
+    await kubectl("create", "namespace", "team")
+    await kubectl("-n", "team", "create", "job", "j1", "--image=busybox", "--", "echo", "hi")
+    await kubectl("-n", "team", "create", "deployment", "d1", "--image=nginx", "--replicas=2")
+    await kubectl("-n", "team", "create", "secret", "generic", "s1", "--from-literal=a=b")
+    job = await apiserver.client.get(R.JOBS, "j1", namespace="team")
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    assert (c["image"], c["command"]) == ("busybox", ["echo", "hi"])
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    assert (await apiserver.client.get(R.DEPLOYMENTS, "d1", namespace="team"))["spec"]["replicas"] == 2
+    assert (await apiserver.client.get(R.SECRETS, "s1", namespace="team"))["data"] == {"a": "Yg=="}
+    await kubectl("delete", "namespace", "team", "--wait=true", limit_s=30)
+    assert (await apiserver.client.list(R.JOBS, namespace="team"))["items"] == []
+
+
 async def test_get_watch_streams_changes(apiserver, tools):
     env = dict(os.environ, KUBECONFIG=str(apiserver.kubeconfig_path))
     proc = await asyncio.create_subprocess_exec(

@@ -197,3 +197,28 @@ async def test_running_job_template_is_immutable(api):
             namespace="default",
         )
     assert e.value.code == 422
+
+
+async def test_priority_class_name_resolves_to_priority_before_webhooks(api):
+    c = api.client
+    await c.create(
+        R.PRIORITYCLASSES,
+        {
+            "apiVersion": "scheduling.k8s.io/v1",
+            "kind": "PriorityClass",
+            "metadata": {"name": "high"},
+            "value": 1000,
+        },
+    )
+    pod = gated_pod()
+    pod["spec"]["priorityClassName"] = "high"
+    p = await c.create(R.PODS, pod, namespace="default")
+    assert p["spec"]["priority"] == 1000 and p["spec"]["preemptionPolicy"] == "PreemptLowerPriority"
+    critical = gated_pod("c")
+    critical["spec"]["priorityClassName"] = "system-node-critical"
+    assert (await c.create(R.PODS, critical, namespace="default"))["spec"]["priority"] == 2000001000
+    missing = gated_pod("m")
+    missing["spec"]["priorityClassName"] = "nope"
+    with pytest.raises(APIError) as e:
+        await c.create(R.PODS, missing, namespace="default")
+    assert e.value.code == 403 and "no PriorityClass with name nope was found" in e.value.message

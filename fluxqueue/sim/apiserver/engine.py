@@ -20,8 +20,8 @@ from typing import Any
 
 from fluxqueue.log import get_logger
 
+from . import builtin_admission, fieldmanager
 from . import errors as E
-from . import fieldmanager
 from .coretypes import STRATEGIES as CORE_STRATEGIES
 from .errors import APIError
 from .patch import json_merge_patch, json_patch, strategic_merge_patch
@@ -80,6 +80,7 @@ class Engine:
         self._tasks: set[asyncio.Task[Any]] = set()
         for ns in INITIAL_NAMESPACES:
             self._seed_namespace(ns)
+        builtin_admission.seed_priority_classes(self)
 
     # ----- helpers
     def _seed_namespace(self, name: str) -> None:
@@ -365,6 +366,8 @@ class Engine:
         ):
             obj["metadata"].pop(k, None)
         strat.default(obj)
+        if rt.key == PODS:
+            builtin_admission.admit_pod_create(self, obj)
         fieldmanager.record_update(None, obj, ctx.manager(), rt.api_version, rt.kind)
         if self.admission is not None:
             obj = await self.admission.mutate(rt, "CREATE", obj, None, ns, name, None, ctx)
@@ -584,6 +587,8 @@ class Engine:
             if rt.key == CRDS and self.crds is not None:
                 self.crds.default_crd(body)
             strat.default(body)
+            if rt.key == PODS:
+                builtin_admission.admit_pod_create(self, body)
             mf = body["metadata"].get("managedFields")
             if self.admission is not None:
                 body = await self.admission.mutate(rt, "CREATE", body, None, ns, name, None, ctx)

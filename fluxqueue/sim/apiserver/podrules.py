@@ -99,10 +99,6 @@ class PodStrategy(Strategy):
 
     def prepare_create(self, obj: Obj) -> None:
         spec = obj["spec"]
-        # Priority admission plugin: priority from the class (0 without one), preemptionPolicy default.
-        spec.setdefault("priority", 0)
-        spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
-        _add_default_tolerations(spec)
         status: dict[str, Any] = {"phase": "Pending", "qosClass": qos_class(spec)}
         if spec.get("schedulingGates"):
             # strategy.go applySchedulingGatedCondition

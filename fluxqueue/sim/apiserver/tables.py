@@ -203,6 +203,10 @@ def _event_row(o: Obj) -> list[Any]:
     ]
 
 
+def _secret_row(o: Obj) -> list[Any]:
+    return [o["metadata"]["name"], o.get("type", "Opaque"), len(o.get("data") or {}), age(o)]
+
+
 BUILTIN: dict[tuple[str, str], tuple[list[dict[str, Any]], Callable[[Obj], list[Any]]]] = {
     ("", "pods"): (
         [
@@ -256,6 +260,7 @@ BUILTIN: dict[tuple[str, str], tuple[list[dict[str, Any]], Callable[[Obj], list[
     ),
     ("", "namespaces"): ([NAME, _col("Status"), AGE], _ns_row),
     ("", "configmaps"): ([NAME, _col("Data", "integer"), AGE], _cm_row),
+    ("", "secrets"): ([NAME, _col("Type"), _col("Data", "integer"), AGE], _secret_row),
     ("", "events"): (
         [_col("Last Seen"), _col("Type"), _col("Reason"), _col("Object"), _col("Message")],
         _event_row,
