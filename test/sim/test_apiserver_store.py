@@ -293,3 +293,18 @@ async def test_foreground_deletion_marks_the_owner_for_the_garbage_collector(api
     await c.create(R.CONFIGMAPS, {"metadata": {"name": "o"}}, namespace="default")
     out = await c.delete(R.CONFIGMAPS, "o", namespace="default", propagation_policy="Foreground")
     assert out["metadata"]["finalizers"] == ["foregroundDeletion"] and out["metadata"]["deletionTimestamp"]
+
+
+async def test_watch_list_sends_initial_state_then_an_end_bookmark(api):
+    c = api.client
+    await c.create(R.CONFIGMAPS, {"metadata": {"name": "a"}}, namespace="default")
+    got = []
+    async for ev in c.watch(
+        R.CONFIGMAPS, namespace="default", send_initial_events=True, allow_bookmarks=True
+    ):
+        got.append(
+            (ev["type"], ev["object"]["metadata"].get("name"), ev["object"]["metadata"].get("annotations"))
+        )
+        if ev["type"] == "BOOKMARK":
+            break
+    assert got == [("ADDED", "a", None), ("BOOKMARK", None, {"k8s.io/initial-events-end": "true"})]

@@ -126,10 +126,18 @@ class Client:
         field_selector: str | None = None,
         allow_bookmarks: bool = False,
         timeout_seconds: float | None = None,
+        send_initial_events: bool = False,
     ) -> AsyncIterator[Obj]:
         """Events {"type", "object"} until the caller stops iterating; APIError(410) when the version is too old."""
         stream = await self._engine.watch(
-            key, namespace, resource_version, label_selector, field_selector, allow_bookmarks, timeout_seconds
+            key,
+            namespace,
+            resource_version,
+            label_selector,
+            field_selector,
+            allow_bookmarks,
+            timeout_seconds,
+            send_initial_events,
         )
         try:
             async for typ, obj, _ev in stream:

@@ -202,7 +202,7 @@ class Engine:
         name = md.get("name") or ""
         rx = _DNS_LABEL if (rt.group, rt.plural) in _DNS_LABEL_TYPES else _DNS_SUBDOMAIN
         limit = 63 if rx is _DNS_LABEL else 253
-        if rt.kind not in ("Event",) and (not rx.match(name) or len(name) > limit) and not rt.custom:
+        if rt.kind != "Event" and (not rx.match(name) or len(name) > limit):
             what = "RFC 1123 label" if rx is _DNS_LABEL else "RFC 1123 subdomain"
             errs.append(
                 (
@@ -295,6 +295,7 @@ class Engine:
         field_selector: str | None = None,
         allow_bookmarks: bool = False,
         timeout_seconds: float | None = None,
+        send_initial_events: bool = False,
     ) -> AsyncIterator[tuple[str, Obj, Event | None]]:
         """Events as (type, object, shared event or None); raises APIError(410) when the version is too old."""
         rt = self.resolve(key)
@@ -302,7 +303,7 @@ class Engine:
         labels = parse_label_selector(label_selector)
         fields = field_matcher(rt.group, rt.plural, rt.kind, parse_field_selector(field_selector))
         t = self.table(rt)
-        w = self.store.watch(t, ns, labels, fields, resource_version)
+        w = self.store.watch(t, ns, labels, fields, resource_version, send_initial_events)
         return self._watch_stream(rt, t, w, allow_bookmarks, timeout_seconds)
 
     async def _watch_stream(self, rt, t, w, allow_bookmarks, timeout_seconds):
@@ -330,6 +331,8 @@ class Engine:
                         yield ("BOOKMARK", bm, None)
                     continue
                 typ, obj, ev = item
+                if typ == "BOOKMARK":
+                    obj = {"kind": rt.kind, "apiVersion": rt.api_version, **obj}
                 if rt.custom and obj.get("apiVersion") != rt.api_version:
                     obj, ev = self._out(rt, obj), None
                 yield (typ, obj, ev)

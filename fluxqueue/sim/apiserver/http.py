@@ -371,6 +371,7 @@ class Routes:
                 q.get("fieldSelector"),
                 _bool(q.get("allowWatchBookmarks")) if "allowWatchBookmarks" in q else False,
                 timeout,
+                _bool(q.get("sendInitialEvents")) if "sendInitialEvents" in q else False,
             )
         except APIError as e:
             if e.code != 410:

@@ -250,13 +250,23 @@ class Store:
         labels: list[Requirement],
         fields: Callable[[Obj], bool] | None,
         resource_version: str | None,
+        send_initial_events: bool = False,
     ) -> Watcher:
         w = Watcher(namespace, labels, fields)
-        if resource_version in (None, "", "0"):
+        if resource_version in (None, "", "0") or send_initial_events:
             # "Get state and start at most recent": synthetic ADDED for what exists now.
             for o in self.candidates(t, namespace, None):
                 if w.matches(o):
                     w.queue.put_nowait(("ADDED", o, None))
+            if send_initial_events:
+                # WatchList (KEP-3157): a bookmark annotated k8s.io/initial-events-end closes the initial state.
+                end = {
+                    "metadata": {
+                        "resourceVersion": str(self.rv),
+                        "annotations": {"k8s.io/initial-events-end": "true"},
+                    }
+                }
+                w.queue.put_nowait(("BOOKMARK", end, None))
         else:
             try:
                 since = int(resource_version)
