@@ -308,3 +308,27 @@ async def test_watch_list_sends_initial_state_then_an_end_bookmark(api):
         if ev["type"] == "BOOKMARK":
             break
     assert got == [("ADDED", "a", None), ("BOOKMARK", None, {"k8s.io/initial-events-end": "true"})]
+
+
+async def test_node_watchers_see_only_their_pods(api):
+    c = api.client
+    seen: dict[str, list] = {"n1": [], "n2": []}
+
+    async def kubelet(node: str):
+        async for ev in c.watch(R.PODS, field_selector=f"spec.nodeName={node}", copy_objects=False):
+            seen[node].append((ev["type"], ev["object"]["metadata"]["name"]))
+
+    tasks = [asyncio.create_task(kubelet(n)) for n in seen]
+    await asyncio.sleep(0.01)
+    await c.create(R.PODS, pod("p"), namespace="default")
+    await c.create(
+        R.PODS,
+        {"metadata": {"name": "p"}, "target": {"name": "n1"}},
+        namespace="default",
+        subresource="binding",
+    )
+    await c.delete(R.PODS, "p", namespace="default", grace_period_seconds=0)
+    await asyncio.sleep(0.05)
+    for t in tasks:
+        t.cancel()
+    assert seen == {"n1": [("ADDED", "p"), ("DELETED", "p")], "n2": []}

@@ -301,9 +301,13 @@ class Engine:
         rt = self.resolve(key)
         ns = namespace if rt.namespaced and namespace else None
         labels = parse_label_selector(label_selector)
-        fields = field_matcher(rt.group, rt.plural, rt.kind, parse_field_selector(field_selector))
+        freqs = parse_field_selector(field_selector)
+        fields = field_matcher(rt.group, rt.plural, rt.kind, freqs)
+        node_key = None
+        if rt.key == PODS:
+            node_key = next((v for p, eq, v in freqs if p == "spec.nodeName" and eq), None)
         t = self.table(rt)
-        w = self.store.watch(t, ns, labels, fields, resource_version, send_initial_events)
+        w = self.store.watch(t, ns, labels, fields, resource_version, send_initial_events, node_key)
         return self._watch_stream(rt, t, w, allow_bookmarks, timeout_seconds)
 
     async def _watch_stream(self, rt, t, w, allow_bookmarks, timeout_seconds):

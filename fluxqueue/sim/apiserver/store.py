@@ -72,6 +72,9 @@ class Watcher:
     fields: Callable[[Obj], bool] | None
     queue: asyncio.Queue[WatchItem] = field(default_factory=asyncio.Queue)
     closed: bool = False
+    # spec.nodeName=X watchers (one per kubelet) are indexed by X, so an event is offered only to the
+    # watchers of the nodes it concerns instead of to thousands of kubelets.
+    node_key: str | None = None
 
     def matches(self, obj: Obj | None) -> bool:
         if obj is None:
@@ -109,6 +112,7 @@ class Table:
         self.history: deque[Event] = deque(maxlen=history)
         self.compacted_rv = 0  # events at or below this version have left the history
         self.watchers: set[Watcher] = set()
+        self.node_watchers: dict[str, set[Watcher]] = {}
         # pods by spec.nodeName, so kubelets and "pods on node X" lists do not scan 50,000 pods
         self.node_index: dict[str, dict[tuple[str, str], Obj]] | None = {} if index_node else None
         self.count = 0
@@ -138,14 +142,31 @@ class Table:
         if len(self.history) == self.history.maxlen:
             self.compacted_rv = self.history[0].rv
         self.history.append(ev)
-        dead = []
         for w in self.watchers:
-            if w.closed:
-                dead.append(w)
-            else:
-                w.offer(ev)
-        for w in dead:
-            self.watchers.discard(w)
+            w.offer(ev)
+        if self.node_watchers:
+            nodes = {_node_of(ev.obj)}
+            if ev.old is not None:
+                nodes.add(_node_of(ev.old))
+            for n in nodes:
+                for w in self.node_watchers.get(n, ()):
+                    w.offer(ev)
+
+    def add_watcher(self, w: Watcher) -> None:
+        if w.node_key is not None and self.node_index is not None:
+            self.node_watchers.setdefault(w.node_key, set()).add(w)
+        else:
+            self.watchers.add(w)
+
+    def remove_watcher(self, w: Watcher) -> None:
+        w.closed = True
+        self.watchers.discard(w)
+        if w.node_key is not None:
+            bucket = self.node_watchers.get(w.node_key)
+            if bucket is not None:
+                bucket.discard(w)
+                if not bucket:
+                    del self.node_watchers[w.node_key]
 
 
 class Store:
@@ -251,11 +272,12 @@ class Store:
         fields: Callable[[Obj], bool] | None,
         resource_version: str | None,
         send_initial_events: bool = False,
+        node_key: str | None = None,
     ) -> Watcher:
-        w = Watcher(namespace, labels, fields)
+        w = Watcher(namespace, labels, fields, node_key=node_key)
         if resource_version in (None, "", "0") or send_initial_events:
             # "Get state and start at most recent": synthetic ADDED for what exists now.
-            for o in self.candidates(t, namespace, None):
+            for o in self.candidates(t, namespace, node_key or None):
                 if w.matches(o):
                     w.queue.put_nowait(("ADDED", o, None))
             if send_initial_events:
@@ -278,12 +300,15 @@ class Store:
             for ev in t.history:
                 if ev.rv > since:
                     w.offer(ev)
-        t.watchers.add(w)
+        t.add_watcher(w)
         return w
 
     def unwatch(self, t: Table, w: Watcher) -> None:
-        w.closed = True
-        t.watchers.discard(w)
+        t.remove_watcher(w)
+
+
+def _node_of(obj: Obj) -> str:
+    return (obj.get("spec") or {}).get("nodeName") or ""
 
 
 def encode_continue(last: tuple[str, str], rv: int) -> str:
