@@ -37,6 +37,7 @@ CRD_NAME = f"{CRD_PLURAL}.{CRD_GROUP}"
 SIM_PREFIX = "sim.fluxqueue.io/"
 SIM_RUNTIME = SIM_PREFIX + "runtime"  # e.g. "30s", "2m", "1h"; how long the container "runs"
 SIM_FAIL = SIM_PREFIX + "fail"  # "true": the container exits non-zero at the end of its runtime
+SIM_SUBMIT_AT = SIM_PREFIX + "submit-at"  # `fluxqueue sim run`: when (sim time) to submit a manifest
 
 # Well-known Kubernetes labels we read.
 LABEL_HOSTNAME = "kubernetes.io/hostname"

@@ -1,0 +1,60 @@
+"""Workloads for `fluxqueue sim run`: generated mixes, manifest directories and SWF traces.
+
+All sources yield the same thing, a list of `WorkloadItem` (submit offset in simulated seconds, manifests).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fluxqueue.sim.workload.generate import GeneratorSpec, generate
+from fluxqueue.sim.workload.manifests import SETUP_KIND, load_manifests
+from fluxqueue.sim.workload.model import (
+    KIND_GROUP,
+    KIND_JOB,
+    KIND_POD,
+    WorkloadItem,
+    parse_sim_seconds,
+    unit_key,
+)
+from fluxqueue.sim.workload.swf import SWFTrace, parse_swf, parse_swf_text, swf_items
+
+__all__ = [
+    "KIND_GROUP",
+    "KIND_JOB",
+    "KIND_POD",
+    "SETUP_KIND",
+    "GeneratorSpec",
+    "SWFTrace",
+    "WorkloadItem",
+    "generate",
+    "load_manifests",
+    "load_workload",
+    "parse_sim_seconds",
+    "parse_swf",
+    "parse_swf_text",
+    "swf_items",
+    "unit_key",
+]
+
+
+def load_workload(
+    source: str,
+    spec: GeneratorSpec,
+    cores_per_pod: int = 8,
+    swf_limit: int | None = None,
+) -> list[WorkloadItem]:
+    """``"generated"``, a ``.swf`` file, or a directory/file of manifests."""
+    if source == "generated":
+        return generate(spec)
+    path = Path(source)
+    if path.suffix.lower() == ".swf":
+        memory_per_core = spec.memory_bytes // max(1, spec.cpus)
+        return swf_items(
+            parse_swf(path),
+            cores_per_pod=min(cores_per_pod, spec.cpus),
+            memory_per_core=memory_per_core // 2,
+            namespace=spec.namespace,
+            limit=swf_limit if swf_limit is not None else spec.jobs or None,
+        )
+    return load_manifests(path, spec.namespace)
