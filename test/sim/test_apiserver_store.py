@@ -332,3 +332,12 @@ async def test_node_watchers_see_only_their_pods(api):
     for t in tasks:
         t.cancel()
     assert seen == {"n1": [("ADDED", "p"), ("DELETED", "p")], "n2": []}
+
+
+async def test_creating_an_object_that_carries_a_resource_version_fails_like_etcd(api):
+    c = api.client
+    cm = await c.create(R.CONFIGMAPS, {"metadata": {"name": "a"}}, namespace="default")
+    cm["metadata"]["name"] = "b"
+    with pytest.raises(APIError) as e:
+        await c.create(R.CONFIGMAPS, cm, namespace="default")
+    assert e.value.code == 500 and "resourceVersion should not be set" in e.value.message

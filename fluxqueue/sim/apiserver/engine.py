@@ -363,6 +363,9 @@ class Engine:
         name = obj["metadata"].get("name") or ""
         self._check_namespace_writable(rt, ns, name)
         strat = self.strategy(rt)
+        if obj["metadata"].get("resourceVersion"):
+            # etcd3 store Create refuses it (a copied object must be stripped before it is re-created)
+            raise E.internal("resourceVersion should not be set on objects to be created")
         for k in (
             "uid",
             "resourceVersion",
