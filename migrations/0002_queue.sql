@@ -18,7 +18,9 @@ CREATE TABLE fluxqueue.units (
     priority        integer NOT NULL DEFAULT 0,
     group_name      text,
     queue           text NOT NULL DEFAULT 'default',
-    jobspec         jsonb NOT NULL,
+    jobspec         jsonb NOT NULL,                -- as generated at submission (shown on the FluxJob)
+    placement       jsonb NOT NULL DEFAULT '{}',   -- nodeSelector/affinity/tolerations: the jobspec is
+                                                   -- regenerated from these whenever the graph changes
     state           text NOT NULL CHECK (state IN ('Waiting', 'Queued', 'Reserved', 'Scheduled', 'Running',
                                                    'Succeeded', 'Failed', 'Unsatisfiable', 'Cancelled')),
     submitted_at    timestamptz NOT NULL DEFAULT now(),

@@ -62,6 +62,7 @@ class UnitSubmission:
     queue: str = "default"
     state: str = QUEUED
     reason: str = ""
+    placement: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class Unit:
     fluxion_jobid: int | None
     attempts: int
     released: bool
+    placement: dict
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> Unit:
@@ -224,6 +226,7 @@ class QueueStore:
             sub.jobspec,
             sub.state,
             sub.reason,
+            sub.placement,
         ]
 
     # ---- reading ----------------------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 -- Idempotent: a second submission of the same wrapped object (or live group) returns nothing.
 INSERT INTO fluxqueue.units (namespace, name, kind, object_name, owner_uid, size, cpu_millis, memory_bytes,
                              gpus, exclusive, duration_s, priority, group_name, queue, jobspec, state,
-                             queued_at, reason)
+                             queued_at, reason, placement)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-        CASE WHEN $16 = 'Queued' THEN now() END, $17)
+        CASE WHEN $16 = 'Queued' THEN now() END, $17, $18)
 ON CONFLICT DO NOTHING
 RETURNING *;
 

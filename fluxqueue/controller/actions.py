@@ -1,0 +1,176 @@
+"""What acts on Kubernetes: FluxJob objects and status, Events, unsuspending Jobs, ungating and binding pods.
+
+Each action is idempotent, so a retry after a crash (or a repeated watch event) does no harm: creating a
+FluxJob that exists is fine, unsuspending an unsuspended Job is fine, a pod already bound where we want it
+counts as done.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fluxqueue.controller.fluxjob import fluxjob_body, owner_reference
+from fluxqueue.kube import names
+from fluxqueue.kube.client import FLUXJOBS, JOBS, PODS, APIError
+from fluxqueue.kube.events import EventRecorder
+from fluxqueue.log import get_logger
+from fluxqueue.queue.store import Unit
+
+log = get_logger(__name__)
+
+
+class Actions:
+    def __init__(self, client: Any, recorder: EventRecorder):
+        self.client = client
+        self.recorder = recorder
+
+    # ---- FluxJob ------------------------------------------------------------------------------------
+
+    async def ensure_fluxjob(self, unit: Unit, owners: list[dict]) -> dict | None:
+        """Create the FluxJob for ``unit`` unless it exists; returns it (None when it cannot be created)."""
+        body = fluxjob_body(unit, owners)
+        try:
+            return await self.client.create(FLUXJOBS, body, namespace=unit.namespace)
+        except APIError as exc:
+            if exc.code == 409:
+                try:
+                    return await self.client.get(FLUXJOBS, unit.name, namespace=unit.namespace)
+                except APIError:
+                    return None
+            log.warning("could not create FluxJob", fluxjob=unit.key, error=str(exc))
+            return None
+
+    async def add_owner(self, unit: Unit, fluxjob: dict, owner: dict) -> None:
+        """Add a pod group member as an owner of the group's FluxJob (GC deletes it after the last one)."""
+        refs = (fluxjob.get("metadata") or {}).get("ownerReferences") or []
+        uid = owner["metadata"]["uid"]
+        if any(r.get("uid") == uid for r in refs):
+            return
+        ref = owner_reference(owner, controller=False)
+        patch = (
+            [{"op": "add", "path": "/metadata/ownerReferences/-", "value": ref}]
+            if refs
+            else [{"op": "add", "path": "/metadata/ownerReferences", "value": [ref]}]
+        )
+        try:
+            await self.client.patch(FLUXJOBS, unit.name, patch, namespace=unit.namespace, patch_type="json")
+        except APIError as exc:
+            log.warning("could not add FluxJob owner", fluxjob=unit.key, error=str(exc))
+
+    async def set_status(self, unit: Unit, status: dict) -> bool:
+        """Write the status subresource; False when the FluxJob does not exist (yet, or any more)."""
+        try:
+            await self.client.patch(
+                FLUXJOBS,
+                unit.name,
+                {"status": status},
+                namespace=unit.namespace,
+                patch_type="merge",
+                subresource="status",
+            )
+            return True
+        except APIError as exc:
+            if exc.code != 404:
+                log.warning("could not update FluxJob status", fluxjob=unit.key, error=str(exc))
+            return False
+
+    def fluxjob_ref(self, unit: Unit) -> dict:
+        """Enough of the FluxJob for an Event's involvedObject."""
+        return {
+            "apiVersion": f"{names.CRD_GROUP}/{names.CRD_VERSION}",
+            "kind": names.CRD_KIND,
+            "metadata": {"name": unit.name, "namespace": unit.namespace},
+        }
+
+    async def event(self, objs: list[dict | None], reason: str, message: str, type_: str = "Normal") -> None:
+        for obj in objs:
+            if obj:
+                await self.recorder.record(obj, reason, message, type_)
+
+    # ---- starting work ------------------------------------------------------------------------------
+
+    async def unsuspend_job(
+        self, namespace: str, name: str, nodes: list[str], jobid: int, fluxjob: str
+    ) -> dict:
+        """Let the Job controller create the pods (we bind them as they appear).
+
+        The placement goes in annotations (a node list outgrows a 63-character label value, prior-art §12).
+        """
+        patch = {
+            "metadata": {
+                "annotations": {
+                    names.ANNOTATION_NODES: ",".join(nodes),
+                    names.ANNOTATION_FLUXION_JOBID: str(jobid),
+                    names.ANNOTATION_FLUXJOB: fluxjob,
+                }
+            },
+            "spec": {"suspend": False},
+        }
+        return await self.client.patch(JOBS, name, patch, namespace=namespace, patch_type="merge")
+
+    async def bind_pod(
+        self, pod: dict, node: str, *, jobid: int | None = None, fluxjob: str | None = None
+    ) -> bool:
+        """Remove our gate (if held) and POST a Binding; True once the pod is on ``node``.
+
+        The API server refuses to bind a gated pod (409, prior-art §12), so the gate goes first.
+        """
+        meta = pod["metadata"]
+        ns, name = meta.get("namespace"), meta["name"]
+        gates = (pod.get("spec") or {}).get("schedulingGates") or []
+        index = next((i for i, g in enumerate(gates) if g.get("name") == names.SCHEDULING_GATE), None)
+        if index is not None:
+            ops: list[dict] = [
+                {"op": "test", "path": f"/spec/schedulingGates/{index}/name", "value": names.SCHEDULING_GATE},
+                {"op": "remove", "path": f"/spec/schedulingGates/{index}"},
+            ]
+            if fluxjob:
+                if not meta.get("annotations"):
+                    ops.append({"op": "add", "path": "/metadata/annotations", "value": {}})
+                ops.append(
+                    {"op": "add", "path": "/metadata/annotations/fluxqueue.io~1fluxjob", "value": fluxjob}
+                )
+                if jobid is not None:
+                    ops.append(
+                        {
+                            "op": "add",
+                            "path": "/metadata/annotations/fluxqueue.io~1fluxion-jobid",
+                            "value": str(jobid),
+                        }
+                    )
+            try:
+                await self.client.patch(PODS, name, ops, namespace=ns, patch_type="json")
+            except APIError as exc:
+                if exc.code == 404:
+                    return False
+                if exc.code not in (409, 422):  # 422: the gate is already gone (test op failed); go on
+                    raise
+        binding = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": name, "namespace": ns},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        }
+        try:
+            await self.client.create(PODS, binding, namespace=ns, subresource="binding", name=name)
+            return True
+        except APIError as exc:
+            if exc.code == 404:
+                return False
+            if exc.code == 409:
+                current = await self.client.get(PODS, name, namespace=ns)
+                bound = (current.get("spec") or {}).get("nodeName")
+                if bound == node:
+                    return True
+                if bound:
+                    log.error("pod already bound elsewhere", pod=f"{ns}/{name}", node=bound, wanted=node)
+                    return True
+            raise
+
+    async def delete_pod(self, pod: dict) -> None:
+        meta = pod["metadata"]
+        try:
+            await self.client.delete(PODS, meta["name"], namespace=meta.get("namespace"))
+        except APIError as exc:
+            if exc.code != 404:
+                raise

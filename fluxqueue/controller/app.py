@@ -1,0 +1,242 @@
+"""The controller process: webhook server on every replica, and on the leader only: watches, the scheduling
+loop, the wake-up listener and the reconcile sweep.
+
+``Controller(settings)``; ``await ctl.start()``; ``await ctl.stop()``. ``fluxqueue sim up`` runs it
+in-process; ``fluxqueue controller`` runs it as a command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from typing import Any
+
+from fluxqueue.controller.actions import Actions
+from fluxqueue.controller.context import Context
+from fluxqueue.controller.crd import fluxjob_crd
+from fluxqueue.controller.instruments import Instruments
+from fluxqueue.controller.reactor import Reactor
+from fluxqueue.controller.scheduler import Scheduler
+from fluxqueue.controller.settings import ControllerSettings
+from fluxqueue.errors import ConfigError
+from fluxqueue.kube import names
+from fluxqueue.kube.client import CRDS, FLUXJOBS, JOBS, NODES, PODS, APIError, KubeClient
+from fluxqueue.kube.events import EventRecorder
+from fluxqueue.kube.leader import LeaderElector, default_identity
+from fluxqueue.kube.watch import Informer, stop_task
+from fluxqueue.log import get_logger
+from fluxqueue.queue.migrate import migrate
+from fluxqueue.queue.store import QueueStore
+
+log = get_logger(__name__)
+
+
+class Controller:
+    def __init__(
+        self,
+        settings: ControllerSettings,
+        *,
+        metrics: Any = None,
+        cert_manager: Any = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ):
+        self.settings = settings
+        self.identity = settings.identity or default_identity()
+        self.metrics = metrics
+        self.cert_manager = cert_manager
+        self._ssl_context = ssl_context
+        self.client: KubeClient | None = None
+        self.store: QueueStore | None = None
+        self.fluxion: Any = None
+        self.ctx: Context | None = None
+        self.scheduler: Scheduler | None = None
+        self.reactor: Reactor | None = None
+        self.elector: LeaderElector | None = None
+        self.webhook: Any = None
+        self._metrics_runner: Any = None
+        self.metrics_port: int | None = None
+        self._task: asyncio.Task | None = None
+        self._stop = asyncio.Event()
+        self.leading = asyncio.Event()
+
+    @property
+    def webhook_port(self) -> int | None:
+        return self.webhook.port if self.webhook is not None else None
+
+    async def start(self) -> None:
+        s = self.settings.validate()
+        self.client = KubeClient.from_kubeconfig(s.kubeconfig, qps=s.qps, burst=s.burst)
+        try:
+            await migrate(s.dsn)
+            self.store = await QueueStore.open(s.dsn, max_size=8)
+        except OSError as exc:
+            await self.client.close()
+            raise ConfigError(f"cannot reach the database: {exc}") from exc
+        from fluxqueue.fluxion.client import FluxionClient
+
+        self.fluxion = FluxionClient(s.fluxion_address)
+        await self._start_webhook()
+        if s.metrics_port:
+            from fluxqueue.metrics import METRICS, serve_metrics
+
+            self._metrics_runner, self.metrics_port = await serve_metrics(
+                s.metrics_host, s.metrics_port, self.metrics or METRICS, ready=lambda: True
+            )
+        self.elector = LeaderElector(
+            self.client,
+            s.namespace,
+            s.lease_name,
+            self.identity,
+            lease_duration=s.lease_duration,
+            renew_deadline=s.renew_deadline,
+            retry_period=s.retry_period,
+        )
+        if s.leader_election:
+            self._task = asyncio.create_task(self.elector.run(self._lead), name="fluxqueue-controller")
+        else:
+            self._task = asyncio.create_task(self._lead(), name="fluxqueue-controller")
+        log.info(
+            "controller started", identity=self.identity, strategy=s.strategy, webhook_port=self.webhook_port
+        )
+
+    async def _start_webhook(self) -> None:
+        s = self.settings
+        if s.webhook_port is None:
+            return
+        from fluxqueue.webhook.config import WebhookConfig
+        from fluxqueue.webhook.server import make_app, serve
+
+        context = self._ssl_context
+        if context is None and s.webhook_cert_file:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                context.load_cert_chain(s.webhook_cert_file, s.webhook_key_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot load the webhook certificate: {exc}") from exc
+        if context is None and self.cert_manager is not None:
+            await self.cert_manager.start()
+            context = self.cert_manager.server_ssl_context
+        config = WebhookConfig(
+            namespace=s.namespace,
+            extra_system_namespaces=tuple(s.skip_namespaces),
+            default_duration=s.default_duration,
+            priority_classes=dict(s.priority_classes),
+        )
+        app = make_app(config, metrics=self.metrics if self.metrics is not None else "default")
+        self.webhook = await serve(app, s.webhook_host, s.webhook_port, ssl_context=context)
+
+    async def _install_crd(self) -> None:
+        assert self.client is not None
+        try:
+            await self.client.get(CRDS, names.CRD_NAME)
+        except APIError as exc:
+            if exc.code != 404:
+                raise
+            try:
+                await self.client.create(CRDS, fluxjob_crd())
+                log.info("installed the FluxJob CRD")
+            except APIError as exc2:
+                if exc2.code != 409:
+                    raise
+
+    async def _lead(self) -> None:
+        """Everything only the leader does; cancelled when leadership is lost."""
+        s = self.settings
+        assert self.client is not None and self.store is not None
+        if s.install_crd:
+            await self._install_crd()
+        recorder = EventRecorder(self.client, component="fluxqueue", host=self.identity)
+        ctx = Context(
+            settings=s,
+            client=self.client,
+            store=self.store,
+            fluxion=self.fluxion,
+            actions=Actions(self.client, recorder),
+            jobs=Informer(self.client, JOBS, label_selector=f"{names.LABEL_MANAGED}=true"),
+            pods=Informer(self.client, PODS),
+            nodes=Informer(self.client, NODES),
+            fluxjobs=Informer(self.client, FLUXJOBS),
+            metrics=Instruments(self.metrics) if self.metrics is not None else None,
+        )
+        self.ctx = ctx
+        scheduler = self.scheduler = Scheduler(ctx)
+        reactor = self.reactor = Reactor(ctx, scheduler)
+        if ctx.metrics is not None:
+            ctx.metrics.set_leader(True)
+        await reactor.load()
+        tasks: list[asyncio.Task] = []
+        try:
+            # Caches first (no handlers yet), so the first graph and sweep see the whole cluster.
+            for inf in (ctx.nodes, ctx.pods, ctx.jobs, ctx.fluxjobs):
+                tasks.append(asyncio.create_task(inf.run(), name=f"watch-{inf.key[2]}"))
+            await asyncio.gather(
+                *(inf.synced.wait() for inf in (ctx.nodes, ctx.pods, ctx.jobs, ctx.fluxjobs))
+            )
+            await scheduler.graphs.ensure()  # re-Init Fluxion and replay what the database holds
+            await reactor.sweep()  # finish, release or adopt whatever happened while nobody led
+            ctx.nodes.handler = reactor.on_node
+            ctx.pods.handler = reactor.on_pod
+            ctx.jobs.handler = reactor.on_job
+            stop_listen = asyncio.Event()
+            tasks.append(asyncio.create_task(scheduler.run(), name="scheduling-loop"))
+            tasks.append(asyncio.create_task(self._sweep_loop(), name="sweep"))
+            tasks.append(
+                asyncio.create_task(
+                    self.store.listen(lambda _p: ctx.wake("notify"), stop=stop_listen), name="listen"
+                )
+            )
+            ctx.wake("leader")
+            self.leading.set()
+            await asyncio.gather(*tasks)
+        finally:
+            self.leading.clear()
+            if ctx.metrics is not None:
+                ctx.metrics.set_leader(False)
+            for t in tasks:
+                await stop_task(t)
+            await scheduler.drain()
+
+    async def _sweep_loop(self) -> None:
+        assert self.reactor is not None
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval)
+            try:
+                await self.reactor.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sweep failed")
+
+    async def stop(self, *, release_lease: bool = True) -> None:
+        await stop_task(self._task)
+        self._task = None
+        if release_lease and self.elector is not None and self.settings.leader_election:
+            with contextlib.suppress(Exception):
+                await self.elector.release()
+        if self.webhook is not None:
+            await self.webhook.stop()
+            self.webhook = None
+        if self.cert_manager is not None:
+            with contextlib.suppress(Exception):
+                await self.cert_manager.stop()
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
+        if self.fluxion is not None:
+            with contextlib.suppress(Exception):
+                await self.fluxion.close()
+        if self.store is not None:
+            await self.store.close()
+        if self.client is not None:
+            await self.client.close()
+        log.info("controller stopped", identity=self.identity)
+
+    async def run_forever(self) -> None:
+        await self.start()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.stop()
+
+    def request_stop(self) -> None:
+        self._stop.set()

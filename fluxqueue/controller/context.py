@@ -1,0 +1,43 @@
+"""What the controller's parts share: clients, caches, the store, and the wake-up signal."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from fluxqueue.controller.actions import Actions
+from fluxqueue.controller.settings import ControllerSettings
+from fluxqueue.kube.watch import Informer
+from fluxqueue.queue.store import QueueStore
+
+
+@dataclass
+class Context:
+    settings: ControllerSettings
+    client: Any  # fluxqueue.kube.client.KubeClient
+    store: QueueStore
+    fluxion: Any  # fluxqueue.fluxion.client.FluxionClient
+    actions: Actions
+    jobs: Informer
+    pods: Informer
+    nodes: Informer
+    fluxjobs: Informer
+    metrics: Any = None
+    wake_event: asyncio.Event = field(default_factory=asyncio.Event)
+    # The cluster graph must be rebuilt (nodes or foreign pods changed).
+    graph_dirty: bool = True
+    # One lock per unit id: releases and bindings of one unit never interleave.
+    unit_locks: dict[int, asyncio.Lock] = field(default_factory=dict)
+
+    def wake(self, why: str = "") -> None:
+        self.wake_event.set()
+
+    def lock_for(self, unit_id: int) -> asyncio.Lock:
+        lock = self.unit_locks.get(unit_id)
+        if lock is None:
+            lock = self.unit_locks[unit_id] = asyncio.Lock()
+        return lock
+
+    def skipped_namespace(self, namespace: str | None) -> bool:
+        return namespace == self.settings.namespace or namespace in self.settings.skip_namespaces

@@ -1,0 +1,142 @@
+"""The FluxJob object: its body at creation and its status from the queue row (pure functions)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import yaml
+
+from fluxqueue.kube import names
+from fluxqueue.queue.store import (
+    CANCELLED,
+    FAILED,
+    QUEUED,
+    RESERVED,
+    RUNNING,
+    SCHEDULED,
+    SUCCEEDED,
+    UNSATISFIABLE,
+    WAITING,
+    Unit,
+)
+
+API_VERSION = f"{names.CRD_GROUP}/{names.CRD_VERSION}"
+
+
+def rfc3339(value: datetime | None) -> str | None:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+
+def owner_reference(obj: dict, *, controller: bool = True) -> dict:
+    meta = obj["metadata"]
+    return {
+        "apiVersion": obj.get("apiVersion") or ("batch/v1" if obj.get("kind") == "Job" else "v1"),
+        "kind": obj.get("kind") or "Pod",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": controller,
+        "blockOwnerDeletion": False,
+    }
+
+
+def fluxjob_body(unit: Unit, owners: list[dict]) -> dict:
+    """A FluxJob for ``unit``, owned by the wrapped object(s) so the garbage collector deletes it with them.
+
+    A pod group is owned by every member (no controller owner): it goes once the last member is gone.
+    """
+    refs = [owner_reference(o, controller=unit.kind != "PodGroup") for o in owners]
+    wrapped = {"kind": unit.kind, "name": unit.object_name}
+    if owners and unit.kind != "PodGroup":
+        wrapped["apiVersion"] = refs[0]["apiVersion"]
+        wrapped["uid"] = owners[0]["metadata"]["uid"]
+    spec = {
+        "wrapped": wrapped,
+        "size": unit.size,
+        "resources": {
+            "cpu": f"{unit.cpu_millis}m",
+            "memory": str(unit.memory_bytes),
+            "gpus": unit.gpus,
+        },
+        "duration": unit.duration_s,
+        "priority": unit.priority,
+        "exclusive": unit.exclusive,
+        "queue": unit.queue,
+        "jobspec": yaml.safe_dump(unit.jobspec, sort_keys=False),
+    }
+    if unit.group_name:
+        spec["group"] = unit.group_name
+    return {
+        "apiVersion": API_VERSION,
+        "kind": names.CRD_KIND,
+        "metadata": {
+            "name": unit.name,
+            "namespace": unit.namespace,
+            "labels": {names.LABEL_MANAGED: "true"},
+            "ownerReferences": refs,
+        },
+        "spec": spec,
+    }
+
+
+_CONDITION_OF = {
+    QUEUED: ("Queued", "True"),
+    RESERVED: ("Queued", "True"),
+    SCHEDULED: ("Scheduled", "True"),
+    RUNNING: ("Scheduled", "True"),
+}
+
+
+def fluxjob_status(
+    unit: Unit,
+    *,
+    nodes: list[str] | None = None,
+    position: int | None = None,
+    reserved_start: datetime | None = None,
+    members: int | None = None,
+) -> dict:
+    """The status subresource for a unit as the queue has it."""
+    status: dict = {"phase": unit.state, "reason": unit.reason}
+    if nodes:
+        status["nodes"] = nodes
+        status["nodeList"] = ",".join(nodes)
+    if unit.fluxion_jobid is not None and unit.state in (SCHEDULED, RUNNING, SUCCEEDED, FAILED, CANCELLED):
+        status["fluxionJobID"] = unit.fluxion_jobid
+    if position is not None and unit.state in (QUEUED, RESERVED):
+        status["queuePosition"] = position
+    if reserved_start is not None and unit.state == RESERVED:
+        status["reservedStart"] = rfc3339(reserved_start)
+    if members is not None and unit.state == WAITING:
+        status["members"] = members
+    for key, value in (
+        ("queuedAt", unit.queued_at),
+        ("scheduledAt", unit.scheduled_at),
+        ("finishedAt", unit.finished_at),
+    ):
+        if value:
+            status[key] = rfc3339(value)
+    conditions = []
+    if unit.queued_at:
+        conditions.append(_cond("Queued", "True", "Queued", "in the queue", unit.queued_at))
+    if unit.scheduled_at:
+        conditions.append(
+            _cond(
+                "Scheduled",
+                "True",
+                "Scheduled",
+                unit.reason if unit.state == SCHEDULED else "placed by Fluxion",
+                unit.scheduled_at,
+            )
+        )
+    if unit.finished_at:
+        conditions.append(_cond("Finished", "True", unit.state, unit.reason, unit.finished_at))
+    if unit.state == UNSATISFIABLE:
+        conditions.append(_cond("Unsatisfiable", "True", "Unsatisfiable", unit.reason, unit.finished_at))
+    status["conditions"] = conditions
+    return status
+
+
+def _cond(type_: str, status: str, reason: str, message: str, when: datetime | None) -> dict:
+    cond = {"type": type_, "status": status, "reason": reason, "message": message or ""}
+    if when:
+        cond["lastTransitionTime"] = rfc3339(when)
+    return cond

@@ -1,0 +1,398 @@
+"""What reacts: watch events on Jobs, Pods, Nodes turned into submissions, bindings and releases.
+
+Every handler is idempotent and cheap for events that change nothing; the periodic sweep calls the same
+handlers for every cached object, so an event missed while disconnected (or a pod gated while the controller
+was down) is picked up within one sweep: nothing stays gated forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from fluxqueue.controller.context import Context
+from fluxqueue.controller.release import group_outcome, job_outcome, job_started, pod_outcome, pod_running
+from fluxqueue.controller.scheduler import Scheduler, is_ours
+from fluxqueue.controller.units import owner_key, submission_for
+from fluxqueue.kube import names
+from fluxqueue.log import get_logger
+from fluxqueue.placement.jobspec import jobspec_for
+from fluxqueue.placement.units import (
+    KIND_POD_GROUP,
+    UnitDefaults,
+    UnitError,
+    unit_from_job,
+    unit_from_pod,
+    unit_ref_of_pod,
+)
+from fluxqueue.queue.store import ACTIVE_STATES, CANCELLED, HOLDING_STATES, QUEUED, Unit
+
+log = get_logger(__name__)
+
+TERMINAL_PHASES = ("Succeeded", "Failed")
+
+
+def _meta(obj: dict) -> dict:
+    return obj.get("metadata") or {}
+
+
+def _phase(pod: dict) -> str | None:
+    return (pod.get("status") or {}).get("phase")
+
+
+def _gated(pod: dict) -> bool:
+    return any(
+        g.get("name") == names.SCHEDULING_GATE for g in (pod.get("spec") or {}).get("schedulingGates") or []
+    )
+
+
+class Reactor:
+    def __init__(self, ctx: Context, scheduler: Scheduler):
+        self.ctx = ctx
+        self.scheduler = scheduler
+        self.by_owner: dict[str, int] = {}  # wrapped object's uid (or group key) -> unit id
+        self.members: set[str] = set()  # uids of pods already joined to a group
+        self.sweeps = 0
+
+    @property
+    def defaults(self) -> UnitDefaults:
+        s = self.ctx.settings
+        return UnitDefaults(default_duration=s.default_duration, priority_classes=s.priority_classes)
+
+    async def load(self) -> None:
+        """Remember the units the database knows (after a restart)."""
+        for unit in await self.ctx.store.active():
+            self.by_owner[unit.owner_uid] = unit.id
+            if unit.kind == KIND_POD_GROUP:
+                for _pod, uid in await self.ctx.store.group_members(unit.id):
+                    self.members.add(uid)
+
+    def _graph(self):
+        graphs = self.scheduler.graphs
+        return graphs.graph if graphs.graph is not None and not self.ctx.graph_dirty else graphs.rebuild()
+
+    # ---- Nodes --------------------------------------------------------------------------------------
+
+    def on_node(self, kind: str, node: dict, old: dict | None) -> None:
+        if kind == "MODIFIED" and old is not None and _node_shape(node) == _node_shape(old):
+            return  # heartbeats
+        self.ctx.graph_dirty = True
+        self.ctx.wake("node")
+
+    # ---- Jobs ---------------------------------------------------------------------------------------
+
+    async def on_job(self, kind: str, job: dict, old: dict | None) -> None:
+        meta = _meta(job)
+        if self.ctx.skipped_namespace(meta.get("namespace")):
+            return
+        if (meta.get("labels") or {}).get(names.LABEL_MANAGED) != "true":
+            return
+        uid = meta.get("uid") or ""
+        unit_id = self.by_owner.get(uid)
+        if kind == "DELETED":
+            unit = await self.ctx.store.by_owner(uid)
+            if unit is not None:
+                await self.scheduler.finish(unit, CANCELLED, "Job deleted")
+            return
+        if unit_id is None:
+            if (meta.get("annotations") or {}).get(names.ANNOTATION_USER_SUSPENDED) == "true":
+                return  # the user holds it; the webhook re-suspends it for us when they let go
+            if (
+                not (job.get("spec") or {}).get("suspend")
+                or job_outcome(job)
+                or meta.get("deletionTimestamp")
+            ):
+                return  # not ours to start (created while the webhook was away): foreign load
+            await self.submit_job(job)
+            return
+        outcome = job_outcome(job)
+        if outcome is not None:
+            unit = await self.ctx.store.get(unit_id)
+            if unit is not None and unit.state in ACTIVE_STATES:
+                await self.scheduler.finish(unit, *outcome, warning=outcome[0] != "Succeeded")
+        elif job_started(job):
+            unit = await self.ctx.store.get(unit_id)
+            if unit is not None:
+                await self.scheduler.note_running(unit)
+
+    async def submit_job(self, job: dict) -> Unit | None:
+        try:
+            su = unit_from_job(job, self.defaults)
+        except UnitError as exc:
+            await self.ctx.actions.event([job], "InvalidSettings", str(exc), "Warning")
+            return None
+        if su.size <= 0:
+            return None  # parallelism 0: nothing to place until the user raises it
+        return await self._submit(su, [job])
+
+    async def _submit(self, su: Any, owners: list[dict]) -> Unit | None:
+        ctx = self.ctx
+        try:
+            spec = jobspec_for(su, self._graph())
+        except UnitError as exc:
+            await ctx.actions.event(owners, "InvalidSettings", str(exc), "Warning")
+            return None
+        unit, created = await ctx.store.submit(
+            submission_for(su, spec, reason="waiting for the next scheduling pass")
+        )
+        self.by_owner[unit.owner_uid] = unit.id
+        await ctx.actions.ensure_fluxjob(unit, owners)
+        if created:
+            log.info("queued", unit=unit.key, size=unit.size, priority=unit.priority)
+            await ctx.actions.event(
+                [ctx.actions.fluxjob_ref(unit), *owners], "Queued", f"Queued: {_need(unit)}"
+            )
+            if ctx.metrics is not None:
+                with contextlib.suppress(Exception):
+                    ctx.metrics.observe_queued(unit)
+            await self.scheduler.publish(unit)
+            ctx.wake("submitted")
+        return unit
+
+    # ---- Pods ---------------------------------------------------------------------------------------
+
+    async def on_pod(self, kind: str, pod: dict, old: dict | None) -> None:
+        meta = _meta(pod)
+        uid = meta.get("uid") or ""
+        if kind == "DELETED":
+            self.scheduler.forget_pod(uid)
+        if not is_ours(pod):
+            self._foreign_pod(kind, pod, old)
+            return
+        ns = meta.get("namespace")
+        if self.ctx.skipped_namespace(ns):
+            return
+        try:
+            ref = unit_ref_of_pod(pod)
+        except UnitError as exc:
+            if kind == "ADDED":
+                await self.ctx.actions.event([pod], "InvalidSettings", str(exc), "Warning")
+            return
+        if ref is None:
+            return
+        ref_kind, _, name = ref
+        if ref_kind == "Job":
+            await self._job_pod(kind, pod, name)
+        elif ref_kind == "Pod":
+            await self._bare_pod(kind, pod)
+        else:
+            await self._group_pod(kind, pod, name)
+
+    def _foreign_pod(self, kind: str, pod: dict, old: dict | None) -> None:
+        node = (pod.get("spec") or {}).get("nodeName")
+        old_node = ((old or {}).get("spec") or {}).get("nodeName")
+        if not node and not old_node:
+            return
+        if kind == "MODIFIED" and node == old_node and _phase(pod) == _phase(old or {}):
+            return
+        self.ctx.graph_dirty = True
+        if kind == "DELETED" or _phase(pod) in TERMINAL_PHASES:
+            self.ctx.wake("foreign pod gone")
+
+    async def _job_pod(self, kind: str, pod: dict, job_name: str) -> None:
+        ns = _meta(pod).get("namespace")
+        job = self.ctx.jobs.get(ns, job_name)
+        if job is None:
+            return
+        unit_id = self.by_owner.get(_meta(job).get("uid") or "")
+        if unit_id is None:
+            return
+        spec = pod.get("spec") or {}
+        if kind != "DELETED" and not spec.get("nodeName") and _phase(pod) not in TERMINAL_PHASES:
+            await self.scheduler.bind_unit_pods(unit_id)
+        elif kind != "DELETED" and pod_running(pod):
+            unit = await self.ctx.store.get(unit_id)
+            if unit is not None:
+                await self.scheduler.note_running(unit)
+        elif kind == "DELETED" or _phase(pod) in TERMINAL_PHASES:
+            # A slot came free: a replacement pod may be waiting for it.
+            await self.scheduler.bind_unit_pods(unit_id)
+
+    async def _bare_pod(self, kind: str, pod: dict) -> None:
+        uid = _meta(pod).get("uid") or ""
+        unit_id = self.by_owner.get(uid)
+        if kind == "DELETED":
+            unit = await self.ctx.store.by_owner(uid)
+            if unit is not None:
+                await self.scheduler.finish(unit, CANCELLED, "pod deleted")
+            return
+        if unit_id is None:
+            if (
+                _gated(pod)
+                and not (pod.get("spec") or {}).get("nodeName")
+                and _phase(pod) not in TERMINAL_PHASES
+            ):
+                try:
+                    su = unit_from_pod(pod, self.defaults)
+                except UnitError as exc:
+                    await self.ctx.actions.event([pod], "InvalidSettings", str(exc), "Warning")
+                    return
+                await self._submit(su, [pod])
+            return
+        outcome = pod_outcome(pod)
+        if outcome is not None:
+            unit = await self.ctx.store.get(unit_id)
+            if unit is not None and unit.state in ACTIVE_STATES:
+                await self.scheduler.finish(unit, *outcome, warning=outcome[0] != "Succeeded")
+        elif pod_running(pod):
+            unit = await self.ctx.store.get(unit_id)
+            if unit is not None:
+                await self.scheduler.note_running(unit)
+
+    async def _group_pod(self, kind: str, pod: dict, group: str) -> None:
+        meta = _meta(pod)
+        ns, uid = meta.get("namespace"), meta.get("uid") or ""
+        terminal = kind == "DELETED" or _phase(pod) in TERMINAL_PHASES
+        if terminal:
+            unit = await self.ctx.store.live_group(ns, group)
+            if unit is not None:
+                await self.check_group(unit)
+            return
+        if uid not in self.members:
+            if _gated(pod) and not (pod.get("spec") or {}).get("nodeName"):
+                await self.join_group(pod)
+            return
+        if pod_running(pod):
+            unit = await self.ctx.store.live_group(ns, group)
+            if unit is not None:
+                await self.scheduler.note_running(unit)
+
+    async def join_group(self, pod: dict) -> Unit | None:
+        ctx = self.ctx
+        try:
+            su = unit_from_pod(pod, self.defaults)
+            spec = jobspec_for(su, self._graph())
+        except UnitError as exc:
+            await ctx.actions.event([pod], "InvalidSettings", str(exc), "Warning")
+            return None
+        meta = _meta(pod)
+        unit, count = await ctx.store.join_group(
+            submission_for(su, spec), meta["name"], meta.get("uid") or ""
+        )
+        self.members.add(meta.get("uid") or "")
+        self.by_owner[owner_key(su)] = unit.id
+        fluxjob = await ctx.actions.ensure_fluxjob(unit, [pod])
+        if fluxjob is not None:
+            await ctx.actions.add_owner(unit, fluxjob, pod)
+        if unit.state == QUEUED and count == unit.size:
+            log.info("group complete; queued", unit=unit.key, size=unit.size)
+            await ctx.actions.event(
+                [ctx.actions.fluxjob_ref(unit)], "Queued", f"Queued: all {unit.size} members present"
+            )
+            ctx.wake("group complete")
+        elif unit.state != QUEUED:
+            await ctx.actions.event(
+                [ctx.actions.fluxjob_ref(unit)],
+                "Waiting",
+                f"waiting for group members: {count} of {unit.size} present",
+            )
+            await ctx.store.set_reason(unit.id, f"waiting for group members: {count} of {unit.size} present")
+            unit = await ctx.store.get(unit.id) or unit
+        await self.scheduler.publish(unit)
+        return unit
+
+    async def check_group(self, unit: Unit) -> None:
+        members = await self.ctx.store.group_members(unit.id)
+        pods = []
+        for name, uid in members:
+            pod = self.ctx.pods.get(unit.namespace, name)
+            pods.append(pod if pod is not None and _meta(pod).get("uid") == uid else None)
+        outcome = group_outcome(pods, unit.size)
+        if outcome is not None:
+            await self.scheduler.finish(unit, *outcome, warning=outcome[0] != "Succeeded")
+        elif self.scheduler.group_expired(unit):
+            await self.scheduler.expire_group(unit, [p for p in pods if p is not None])
+        elif unit.state in HOLDING_STATES:
+            await self.scheduler.bind_unit_pods(unit.id)
+
+    # ---- the sweep ----------------------------------------------------------------------------------
+
+    async def sweep(self) -> None:
+        """Reconcile the database with the cluster (anything an event missed)."""
+        ctx = self.ctx
+        for unit in await ctx.store.active():
+            try:
+                await self._reconcile_unit(unit)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconcile failed", unit=unit.key)
+        # Adopt what we never saw: managed Jobs and gated pods with no unit (missed while down or away).
+        for job in ctx.jobs.items():
+            if (_meta(job).get("uid") or "") not in self.by_owner:
+                await self.on_job("ADDED", job, None)
+        for pod in ctx.pods.items():
+            meta = _meta(pod)
+            if (
+                is_ours(pod)
+                and _gated(pod)
+                and meta.get("uid") not in self.by_owner
+                and meta.get("uid") not in self.members
+            ):
+                await self.on_pod("ADDED", pod, None)
+        self.sweeps += 1
+
+    async def _reconcile_unit(self, unit: Unit) -> None:
+        ctx = self.ctx
+        sched = self.scheduler
+        self.by_owner.setdefault(unit.owner_uid, unit.id)
+        wrapped: list[dict] = []
+        if unit.kind == "Job":
+            job = ctx.jobs.get(unit.namespace, unit.object_name)
+            if job is None or _meta(job).get("uid") != unit.owner_uid:
+                await sched.finish(unit, CANCELLED, "Job deleted")
+                return
+            outcome = job_outcome(job)
+            if outcome is not None:
+                await sched.finish(unit, *outcome, warning=outcome[0] != "Succeeded")
+                return
+            wrapped = [job]
+        elif unit.kind == "Pod":
+            pod = ctx.pods.get(unit.namespace, unit.object_name)
+            if pod is None or _meta(pod).get("uid") != unit.owner_uid:
+                await sched.finish(unit, CANCELLED, "pod deleted")
+                return
+            outcome = pod_outcome(pod)
+            if outcome is not None:
+                await sched.finish(unit, *outcome, warning=outcome[0] != "Succeeded")
+                return
+            wrapped = [pod]
+        else:
+            await self.check_group(unit)
+            fresh = await ctx.store.get(unit.id)
+            if fresh is None or fresh.state not in ACTIVE_STATES:
+                return
+            unit = fresh
+            wrapped = sched.wrapped_objects(unit)
+        if ctx.fluxjobs.get(unit.namespace, unit.name) is None and wrapped:
+            await ctx.actions.ensure_fluxjob(unit, wrapped)
+            sched.published.pop(unit.id, None)
+            await sched.publish(unit)
+        if unit.state in HOLDING_STATES:
+            if not unit.released:
+                await sched.release(unit.id)
+            else:
+                await sched.bind_unit_pods(unit.id)
+                await sched.note_running(unit)
+
+
+def _need(unit: Unit) -> str:
+    from fluxqueue.controller.strategy import describe_need
+
+    return describe_need(unit)
+
+
+def _node_shape(node: dict) -> tuple:
+    """What of a Node matters to the graph (not heartbeat timestamps)."""
+    status = node.get("status") or {}
+    ready = next((c.get("status") for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    spec = node.get("spec") or {}
+    return (
+        repr(sorted((_meta(node).get("labels") or {}).items())),
+        repr(status.get("allocatable")),
+        ready,
+        spec.get("unschedulable"),
+        repr(spec.get("taints")),
+        _meta(node).get("deletionTimestamp"),
+    )

@@ -1,0 +1,553 @@
+"""The scheduling loop (leader only): keep Fluxion's graph current, walk the queue, place, release, finish.
+
+Order of effects for a placement, so a crash anywhere is recoverable (prior-art §9 items 9, 11, 15):
+match in Fluxion -> allocation + state ``Scheduled`` in one transaction -> Kubernetes (unsuspend / ungate /
+bind) -> ``released`` flag. A unit found ``Scheduled`` but not released is released again from its stored
+allocation; it is never matched twice.
+
+Fluxion's state is rebuilt from the database whenever it may differ: at start, when the graph changes (nodes,
+foreign load), and when the service restarted (its epoch moved or it reports itself uninitialised). Held
+allocations are replayed with the admin UpdateAllocate RPC before any new match.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fluxqueue.controller import strategy as strategies
+from fluxqueue.controller.context import Context
+from fluxqueue.controller.fluxjob import fluxjob_status
+from fluxqueue.controller.release import pod_running
+from fluxqueue.controller.units import scheduling_unit
+from fluxqueue.fluxion.allocation import nodes_from_allocation
+from fluxqueue.kube import names
+from fluxqueue.kube.client import APIError
+from fluxqueue.log import get_logger
+from fluxqueue.placement.binding import assign_pods
+from fluxqueue.placement.graph import ClusterGraph, build_cluster_graph
+from fluxqueue.placement.jobspec import jobspec_for
+from fluxqueue.placement.units import UnitError
+from fluxqueue.queue.store import (
+    FAILED,
+    HOLDING_STATES,
+    QUEUED,
+    RESERVED,
+    RUNNING,
+    SCHEDULED,
+    UNSATISFIABLE,
+    WAITING,
+    NodeShare,
+    Unit,
+)
+
+log = get_logger(__name__)
+
+TERMINAL_PHASES = ("Succeeded", "Failed")
+
+
+def is_ours(pod: dict) -> bool:
+    return (pod.get("spec") or {}).get("schedulerName") == names.SCHEDULER_NAME
+
+
+def foreign_pods(pods: list[dict]) -> list[dict]:
+    """Bound, unfinished pods we do not place: their requests are taken out of the graph."""
+    out = []
+    for pod in pods:
+        spec = pod.get("spec") or {}
+        if is_ours(pod) or not spec.get("nodeName"):
+            continue
+        if (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
+            continue
+        out.append(pod)
+    return out
+
+
+class GraphKeeper:
+    """The cluster graph and the Fluxion service's copy of it."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.graph: ClusterGraph | None = None
+        self.fingerprint: str | None = None
+        self.loaded_fingerprint: str | None = None
+        self.epoch: int | None = None
+        self.origin = time.time()  # Fluxion's time zero (reservation starts are offsets from it)
+        self.inits = 0
+        self.replayed = 0
+        self.replay_failures = 0
+
+    def rebuild(self) -> ClusterGraph:
+        ctx = self.ctx
+        self.graph = build_cluster_graph(
+            ctx.nodes.items(), foreign_pods(ctx.pods.items()), memory_chunk_bytes=ctx.settings.memory_chunk
+        )
+        self.fingerprint = hashlib.sha256(json.dumps(self.graph.jgf, sort_keys=True).encode()).hexdigest()
+        ctx.graph_dirty = False
+        return self.graph
+
+    async def _fluxion_lost_state(self) -> bool:
+        fluxion = self.ctx.fluxion
+        if not getattr(fluxion, "has_admin", False):
+            return False
+        try:
+            stats = await fluxion.stats()
+        except Exception as exc:
+            log.warning("Fluxion stats failed", error=repr(exc))
+            return True
+        epoch = stats.get("epoch")
+        if not stats.get("initialized", True) or (epoch is not None and epoch != self.epoch):
+            log.warning(
+                "Fluxion lost its state (restarted or re-initialised elsewhere)", epoch=epoch, ours=self.epoch
+            )
+            return True
+        return False
+
+    async def ensure(self) -> ClusterGraph:
+        """Graph current and loaded in Fluxion with every held allocation; returns the graph."""
+        if self.graph is None or self.ctx.graph_dirty:
+            self.rebuild()
+        assert self.graph is not None
+        need = (
+            self.epoch is None
+            or self.fingerprint != self.loaded_fingerprint
+            or await self._fluxion_lost_state()
+        )
+        if need:
+            await self.load()
+        return self.graph
+
+    async def load(self) -> None:
+        ctx = self.ctx
+        graph = self.graph
+        assert graph is not None
+        await ctx.fluxion.init(graph.jgf, policy=ctx.settings.policy)
+        self.origin = time.time()
+        self.inits += 1
+        epoch = self.inits
+        if getattr(ctx.fluxion, "has_admin", False):
+            with contextlib.suppress(Exception):
+                epoch = (await ctx.fluxion.stats()).get("epoch", epoch)
+        self.epoch = epoch
+        self.loaded_fingerprint = self.fingerprint
+        held = await ctx.store.held_allocations()
+        for alloc in held:
+            ok = await self._replay(alloc)
+            if ok:
+                self.replayed += 1
+            else:
+                self.replay_failures += 1
+        log.info(
+            "Fluxion graph loaded",
+            nodes=len(graph.nodes),
+            excluded=len(graph.excluded),
+            epoch=self.epoch,
+            replayed=len(held),
+        )
+
+    async def _replay(self, alloc: Any) -> bool:
+        fluxion = self.ctx.fluxion
+        if not getattr(fluxion, "has_admin", False):
+            log.error("Fluxion has no replay RPC; held allocation not restored", unit=alloc.unit_id)
+            return False
+        try:
+            result = await fluxion.replay(alloc.fluxion_jobid, alloc.r)
+        except Exception as exc:
+            log.error("replay failed", unit=alloc.unit_id, jobid=alloc.fluxion_jobid, error=repr(exc))
+            return False
+        ok = result if isinstance(result, bool) else getattr(result, "ok", True)
+        if not ok:
+            log.error(
+                "replay refused",
+                unit=alloc.unit_id,
+                jobid=alloc.fluxion_jobid,
+                message=getattr(result, "message", ""),
+            )
+            return False
+        await self.ctx.store.update_allocation_id(alloc.unit_id, alloc.fluxion_jobid, self.epoch or 0)
+        return True
+
+    def start_time(self, at: int | float) -> datetime:
+        return datetime.fromtimestamp(self.origin + float(at or 0), UTC)
+
+
+class FluxionMatcher:
+    """The strategy's view of Fluxion for one pass: jobspecs regenerated against the current graph."""
+
+    def __init__(self, ctx: Context, graph: ClusterGraph):
+        self.ctx = ctx
+        self.graph = graph
+        self.calls = 0
+
+    def fits_ever(self, unit: Unit) -> tuple[bool, str]:
+        if not self.graph.nodes:
+            return True, ""  # no node is schedulable right now: wait rather than declare it impossible
+        return self.graph.fits_ever(scheduling_unit(unit))
+
+    async def match(self, unit: Unit, reserve: bool) -> Any:
+        try:
+            spec = jobspec_for(scheduling_unit(unit), self.graph)
+        except UnitError as exc:
+            return _Unsatisfiable(str(exc))
+        self.calls += 1
+        return await self.ctx.fluxion.match(spec, reserve=reserve)
+
+
+class _Unsatisfiable:
+    status = "UNSATISFIABLE"
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+class Scheduler:
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.graphs = GraphKeeper(ctx)
+        self.passes = 0
+        self.to_cancel: set[int] = set()  # Fluxion ids whose cancel failed; retried every pass
+        self.published: dict[int, dict] = {}  # unit id -> last status written
+        self.pending_binds: dict[str, str] = {}  # pod uid -> node, bound but not yet seen by the watch
+        self._release_tasks: set[asyncio.Task] = set()
+
+    # ---- the loop -----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        ctx = self.ctx
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ctx.wake_event.wait(), ctx.settings.pass_interval)
+            ctx.wake_event.clear()
+            await asyncio.sleep(0.01)  # let a burst of submissions land in one pass
+            try:
+                await self.run_pass()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scheduling pass failed")
+                await asyncio.sleep(0.5)
+
+    async def run_pass(self) -> int:
+        """One pass over the queue; returns how many units were placed."""
+        ctx = self.ctx
+        async with ctx.store.pass_lock() as mine:
+            if not mine:
+                return 0
+            started = time.monotonic()
+            graph = await self.graphs.ensure()
+            await self._retry_cancels()
+            units = await ctx.store.pending()
+            matcher = FluxionMatcher(ctx, graph)
+            reservations: list[int] = []
+            keep: list[int] = []
+            placed: list[Unit] = []
+            position = 0
+            async for decision in strategies.plan(ctx.settings.strategy, units, matcher):
+                unit = decision.unit
+                if isinstance(decision, strategies.Allocate):
+                    done = await self._persist_allocation(unit, decision.result)
+                    if done is not None:
+                        placed.append(done)
+                elif isinstance(decision, strategies.Reserve):
+                    position += 1
+                    result = decision.result
+                    reservations.append(result.jobid)
+                    keep.append(unit.id)
+                    start = self.graphs.start_time(result.at)
+                    wait = max(0, int((start - datetime.now(UTC)).total_seconds()))
+                    nodes = ",".join(sorted((result.nodes or {}).keys()))
+                    reason = f"position {position} in the queue; reserved to start in {wait}s on {nodes}"
+                    await ctx.store.record_reservation(unit.id, result.jobid, start, reason)
+                    fresh = await ctx.store.get(unit.id)
+                    if fresh:
+                        await self.publish(fresh, position=position, reserved_start=start)
+                elif isinstance(decision, strategies.Wait):
+                    position += 1
+                    await ctx.store.set_reason(unit.id, decision.reason, attempt=True)
+                    if unit.state == RESERVED:
+                        # No reservation this pass: the end-of-pass cleanup turns it back to Queued.
+                        pass
+                    fresh = await ctx.store.get(unit.id)
+                    if fresh:
+                        await self.publish(fresh, position=position)
+                elif isinstance(decision, strategies.Reject):
+                    await self.finish(unit, UNSATISFIABLE, f"Unsatisfiable: {decision.reason}", warning=True)
+            # Reservations exist only inside a pass (never released as if allocated).
+            for jobid in reservations:
+                await self._cancel(jobid)
+            await ctx.store.clear_reservations(keep_reserved=keep)
+            self.passes += 1
+            elapsed = time.monotonic() - started
+            if ctx.metrics is not None:
+                with contextlib.suppress(Exception):
+                    ctx.metrics.observe_pass(elapsed, len(units), len(placed))
+            if placed or units:
+                log.info(
+                    "pass",
+                    pending=len(units),
+                    placed=len(placed),
+                    reserved=len(reservations),
+                    matches=matcher.calls,
+                    seconds=round(elapsed, 3),
+                )
+        for unit in placed:
+            self._spawn_release(unit)
+        return len(placed)
+
+    def _spawn_release(self, unit: Unit) -> None:
+        task = asyncio.create_task(self.release(unit.id))
+        self._release_tasks.add(task)
+        task.add_done_callback(self._release_tasks.discard)
+
+    async def drain(self) -> None:
+        if self._release_tasks:
+            await asyncio.gather(*list(self._release_tasks), return_exceptions=True)
+
+    async def _persist_allocation(self, unit: Unit, result: Any) -> Unit | None:
+        ctx = self.ctx
+        nodes = result.nodes or nodes_from_allocation(result.allocation)
+        shares = [
+            NodeShare(name, int(a.cores), int(a.memory), int(a.gpus), int(a.slots))
+            for name, a in sorted(nodes.items())
+        ]
+        reason = f"Scheduled on {','.join(s.node for s in shares)}"
+        done = await ctx.store.schedule(
+            unit.id,
+            jobid=result.jobid,
+            epoch=self.graphs.epoch or 0,
+            r=result.allocation,
+            nodes=shares,
+            reason=reason,
+        )
+        if done is None:
+            # Deleted (or placed by another pass) while we matched: give the resources back.
+            await self._cancel(result.jobid)
+            return None
+        if ctx.metrics is not None:
+            with contextlib.suppress(Exception):
+                ctx.metrics.observe_scheduled(done)
+        return done
+
+    # ---- Fluxion cancel -----------------------------------------------------------------------------
+
+    async def _cancel(self, jobid: int | None) -> None:
+        if jobid is None:
+            return
+        try:
+            await self.ctx.fluxion.cancel(jobid)
+            self.to_cancel.discard(jobid)
+        except Exception as exc:
+            log.warning("Fluxion cancel failed; will retry", jobid=jobid, error=repr(exc))
+            self.to_cancel.add(jobid)
+
+    async def _retry_cancels(self) -> None:
+        for jobid in list(self.to_cancel):
+            await self._cancel(jobid)
+
+    # ---- ending a unit ------------------------------------------------------------------------------
+
+    async def finish(self, unit: Unit, state: str, reason: str, *, warning: bool = False) -> Unit | None:
+        """Terminal state + allocation released in the database, then cancel in Fluxion, publish, wake."""
+        ctx = self.ctx
+        done, jobid = await ctx.store.finish(unit.id, state, reason)
+        if done is None:
+            return None
+        if jobid is not None and self.graphs.epoch is not None:
+            await self._cancel(jobid)
+        log.info("unit finished", unit=done.key, state=state, reason=reason)
+        await self.publish(done)
+        wrapped = self.wrapped_objects(done)
+        event_reason = state if state != UNSATISFIABLE else "Unsatisfiable"
+        await ctx.actions.event(
+            [ctx.actions.fluxjob_ref(done), *wrapped[:1]],
+            event_reason,
+            reason,
+            "Warning" if warning else "Normal",
+        )
+        if ctx.metrics is not None:
+            with contextlib.suppress(Exception):
+                ctx.metrics.observe_finished(done)
+        ctx.wake("finished")
+        self.published.pop(done.id, None)
+        return done
+
+    # ---- releasing a placed unit to Kubernetes ------------------------------------------------------
+
+    def wrapped_objects(self, unit: Unit) -> list[dict]:
+        ctx = self.ctx
+        if unit.kind == "Job":
+            job = ctx.jobs.get(unit.namespace, unit.object_name)
+            return [job] if job else []
+        if unit.kind == "Pod":
+            pod = ctx.pods.get(unit.namespace, unit.object_name)
+            return [pod] if pod else []
+        return [
+            p
+            for p in ctx.pods.items()
+            if (p["metadata"].get("namespace") == unit.namespace)
+            and ((p["metadata"].get("labels") or {}).get(names.LABEL_GROUP_NAME) == unit.group_name)
+            and is_ours(p)
+        ]
+
+    async def release(self, unit_id: int) -> None:
+        """Start a Scheduled unit in Kubernetes from its stored allocation (safe to repeat)."""
+        ctx = self.ctx
+        async with ctx.lock_for(unit_id):
+            unit = await ctx.store.get(unit_id)
+            if unit is None or unit.state not in HOLDING_STATES:
+                return
+            alloc = await ctx.store.allocation(unit_id)
+            if alloc is None:
+                return
+            nodes = alloc.node_names
+            try:
+                if unit.kind == "Job":
+                    job = ctx.jobs.get(unit.namespace, unit.object_name)
+                    if job is None:
+                        return  # the sweep finishes units whose Job is gone
+                    if (job.get("spec") or {}).get("suspend"):
+                        await ctx.actions.unsuspend_job(
+                            unit.namespace, unit.object_name, nodes, alloc.fluxion_jobid, unit.name
+                        )
+                    await self._bind_unlocked(unit, alloc)
+                else:
+                    await self._bind_unlocked(unit, alloc)
+            except APIError as exc:
+                log.warning("release failed; will retry", unit=unit.key, error=str(exc))
+                return
+            if not unit.released:
+                await ctx.store.mark_released(unit_id)
+                wrapped = self.wrapped_objects(unit)
+                message = f"Scheduled on {','.join(nodes)}"
+                await ctx.actions.event([ctx.actions.fluxjob_ref(unit), *wrapped[:1]], "Scheduled", message)
+                await self.publish(unit)
+
+    async def bind_unit_pods(self, unit_id: int) -> None:
+        """Bind pods of a placed unit that have appeared since (a Job's pods after the unsuspend)."""
+        ctx = self.ctx
+        async with ctx.lock_for(unit_id):
+            unit = await ctx.store.get(unit_id)
+            if unit is None or unit.state not in HOLDING_STATES:
+                return
+            alloc = await ctx.store.allocation(unit_id)
+            if alloc is None:
+                return
+            try:
+                await self._bind_unlocked(unit, alloc)
+            except APIError as exc:
+                log.warning("binding failed; will retry", unit=unit.key, error=str(exc))
+
+    def unit_pods(self, unit: Unit) -> list[dict]:
+        ctx = self.ctx
+        if unit.kind == "Job":
+            job = ctx.jobs.get(unit.namespace, unit.object_name)
+            uid = (job or {}).get("metadata", {}).get("uid") or unit.owner_uid
+            return [
+                p
+                for p in ctx.pods.items()
+                if p["metadata"].get("namespace") == unit.namespace
+                and is_ours(p)
+                and any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or [])
+            ]
+        return self.wrapped_objects(unit)
+
+    async def _bind_unlocked(self, unit: Unit, alloc: Any) -> None:
+        ctx = self.ctx
+        pods = []
+        for pod in self.unit_pods(unit):
+            if pod["metadata"].get("deletionTimestamp"):
+                continue
+            uid = pod["metadata"].get("uid")
+            node = self.pending_binds.get(uid)
+            if node and not (pod.get("spec") or {}).get("nodeName"):
+                pod = {**pod, "spec": {**(pod.get("spec") or {}), "nodeName": node}}
+            pods.append(pod)
+        assignment = {n.node: n for n in alloc.nodes}
+        su = scheduling_unit(unit)
+        plan = assign_pods(
+            assignment,
+            pods,
+            per_pod=su.per_pod,
+            memory_chunk_bytes=ctx.settings.memory_chunk,
+            exclusive=unit.exclusive,
+        )
+        by_name = {p["metadata"]["name"]: p for p in pods}
+        for pod_name, node in plan.items():
+            pod = by_name[pod_name]
+            ok = await ctx.actions.bind_pod(pod, node, jobid=alloc.fluxion_jobid, fluxjob=unit.name)
+            if ok:
+                uid = pod["metadata"].get("uid")
+                self.pending_binds[uid] = node
+                await ctx.store.record_binding(unit.id, pod_name, uid, node)
+                if ctx.metrics is not None:
+                    with contextlib.suppress(Exception):
+                        ctx.metrics.observe_bound(pod, node)
+
+    def forget_pod(self, uid: str) -> None:
+        self.pending_binds.pop(uid, None)
+
+    async def note_running(self, unit: Unit) -> None:
+        if unit.state != SCHEDULED:
+            return
+        pods = self.unit_pods(unit)
+        if any(pod_running(p) for p in pods):
+            running = await self.ctx.store.transition(
+                unit.id, RUNNING, "pods running", from_states=[SCHEDULED]
+            )
+            if running is not None:
+                await self.publish(running)
+
+    # ---- status -------------------------------------------------------------------------------------
+
+    async def publish(
+        self, unit: Unit, *, position: int | None = None, reserved_start: datetime | None = None
+    ) -> None:
+        """Write the FluxJob status when it changed (one PATCH per real change)."""
+        ctx = self.ctx
+        nodes = None
+        if unit.state in (SCHEDULED, RUNNING) or unit.fluxion_jobid is not None:
+            alloc = await ctx.store.allocation(unit.id)
+            nodes = alloc.node_names if alloc else None
+        members = None
+        if unit.state == WAITING:
+            members = len(await ctx.store.group_members(unit.id))
+        status = fluxjob_status(
+            unit, nodes=nodes, position=position, reserved_start=reserved_start, members=members
+        )
+        if self.published.get(unit.id) == status:
+            return
+        if await ctx.actions.set_status(unit, status):
+            self.published[unit.id] = status
+
+    # ---- timeouts -----------------------------------------------------------------------------------
+
+    async def expire_group(self, unit: Unit, members: list[dict]) -> None:
+        """A pod group that never filled: fail it and delete its members (never leave pods gated forever)."""
+        timeout = self.ctx.settings.group_timeout
+        reason = (
+            f"group did not reach {unit.size} members within {int(timeout)}s "
+            f"({len(members)} present); its pods were deleted"
+        )
+        done = await self.finish(unit, FAILED, reason, warning=True)
+        if done is None:
+            return
+        for pod in members:
+            await self.ctx.actions.event([pod], "GroupTimeout", reason, "Warning")
+            with contextlib.suppress(APIError):
+                await self.ctx.actions.delete_pod(pod)
+
+    def group_expired(self, unit: Unit) -> bool:
+        timeout = self.ctx.settings.group_timeout
+        return bool(
+            timeout
+            and unit.state == WAITING
+            and datetime.now(UTC) - unit.submitted_at > timedelta(seconds=timeout)
+        )
+
+
+__all__ = ["QUEUED", "FluxionMatcher", "GraphKeeper", "Scheduler"]

@@ -1,0 +1,65 @@
+"""Every knob of the controller in one place, from flags or environment (kopf's ``OperatorSettings`` idea)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fluxqueue.errors import ConfigError
+
+STRATEGIES = ("easy", "fcfs", "conservative")
+POLICIES = ("first", "firstnodex", "high", "low", "lonode", "hinode", "lonodex", "hinodex", "locality")
+
+
+@dataclass
+class ControllerSettings:
+    kubeconfig: str | None = None  # None: in-cluster service account
+    dsn: str = ""
+    fluxion_address: str = "127.0.0.1:4242"
+    strategy: str = "easy"
+    policy: str = "first"
+    # fluxqueue's own namespace (its Lease lives there; its pods are never queued).
+    namespace: str = "fluxqueue-system"
+    skip_namespaces: tuple[str, ...] = ()
+    # The admission webhook served by every replica (None = do not serve it; 0 = any free port).
+    webhook_host: str = "0.0.0.0"
+    webhook_port: int | None = 9443
+    webhook_cert_file: str | None = None
+    webhook_key_file: str | None = None
+    # Manage the webhook certificate (Secret + caBundle) with fluxqueue.certs when no files are given.
+    manage_certs: bool = False
+    metrics_port: int = 0  # 0 = no metrics server
+    metrics_host: str = "0.0.0.0"
+    qps: float = 300.0  # Kueue's choice; client-go's default 5 throttles a scheduler
+    burst: int = 500
+    default_duration: int = 3600  # seconds, when a workload does not say
+    group_timeout: float = 300.0  # seconds a pod group may wait for its members; 0 = forever
+    memory_chunk: int = 2**30  # bytes per memory vertex in the graph
+    pass_interval: float = 5.0  # periodic safety pass, seconds
+    sweep_interval: float = 10.0  # reconcile sweep, seconds
+    leader_election: bool = True
+    lease_name: str = "fluxqueue-scheduler"
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    identity: str | None = None
+    install_crd: bool = True  # create the FluxJob CRD when absent (the chart installs it in production)
+    priority_classes: dict[str, int] = field(default_factory=dict)
+
+    def validate(self) -> ControllerSettings:
+        if not self.dsn:
+            raise ConfigError("no database given: pass --dsn or set FLUXQUEUE_DSN")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"unknown strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+        if self.policy not in POLICIES:
+            raise ConfigError(f"unknown match policy {self.policy!r}: choose one of {', '.join(POLICIES)}")
+        if ":" not in self.fluxion_address:
+            raise ConfigError(f"--fluxion-address must be host:port, got {self.fluxion_address!r}")
+        if self.qps <= 0 or self.burst < 1:
+            raise ConfigError("--qps must be > 0 and --burst >= 1")
+        if self.default_duration <= 0:
+            raise ConfigError("--default-duration must be a positive number of seconds")
+        if self.memory_chunk < 2**20:
+            raise ConfigError("--memory-chunk must be at least 1Mi")
+        if bool(self.webhook_cert_file) != bool(self.webhook_key_file):
+            raise ConfigError("--webhook-cert and --webhook-key go together")
+        return self

@@ -1,0 +1,124 @@
+"""Scheduling strategies: which Fluxion call to make for each pending unit, in queue order.
+
+Pure planning over a matcher (no database, no Kubernetes): ``plan()`` walks the units in scheduling order,
+asks the matcher, and yields one decision per unit. The loop persists and acts on each decision.
+
+* ``fcfs``: allocate only; the first unit that does not fit blocks everyone behind it.
+* ``easy`` (EASY backfill, Lifka 1995; flux-sched's ``queue-policy=easy``): the first blocked unit asks
+  ``allocate_orelse_reserve`` and, if reserved, holds its future resources in Fluxion's planner; every later
+  unit asks a plain ``allocate``, which only succeeds where it cannot delay that reservation (its duration
+  ends before the reserved start, or it uses other resources). Depth 1.
+* ``conservative``: every blocked unit reserves, so no backfill delays any earlier unit.
+
+Units that could never fit the graph (judged per node by ``fits_ever``) are rejected up front and never block
+anyone. Reservations are only for this pass: the loop cancels them all at its end and never treats a
+reserved result as an allocation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fluxqueue.queue.store import Unit
+
+ALLOCATED, RESERVED, BUSY, UNSATISFIABLE = "ALLOCATED", "RESERVED", "BUSY", "UNSATISFIABLE"
+
+
+class Matcher(Protocol):
+    def fits_ever(self, unit: Unit) -> tuple[bool, str]: ...
+
+    async def match(self, unit: Unit, reserve: bool) -> Any:
+        """A result with ``.status`` (name in ALLOCATED/RESERVED/BUSY/UNSATISFIABLE/ERROR), ``.jobid``, ..."""
+
+
+@dataclass(frozen=True)
+class Allocate:
+    unit: Unit
+    result: Any
+
+
+@dataclass(frozen=True)
+class Reserve:
+    unit: Unit
+    result: Any
+
+
+@dataclass(frozen=True)
+class Wait:
+    unit: Unit
+    reason: str
+
+
+@dataclass(frozen=True)
+class Reject:
+    """Never satisfiable on this cluster."""
+
+    unit: Unit
+    reason: str
+
+
+Decision = Allocate | Reserve | Wait | Reject
+
+
+def status_name(result: Any) -> str:
+    status = getattr(result, "status", result)
+    return getattr(status, "name", str(status)).upper()
+
+
+def describe_need(unit: Unit) -> str:
+    cpu = unit.cpu_millis / 1000
+    cpu_text = f"{cpu:g} cpu"
+    mem = unit.memory_bytes / 2**30
+    parts = [cpu_text, f"{mem:g}Gi memory"]
+    if unit.gpus:
+        parts.append(f"{unit.gpus} gpu")
+    pods = f"{unit.size} pods" if unit.size != 1 else "1 pod"
+    return f"{pods} of {', '.join(parts)}" + (" on whole nodes" if unit.exclusive else "")
+
+
+async def plan(strategy: str, units: Sequence[Unit], matcher: Matcher) -> AsyncIterator[Decision]:
+    if strategy not in ("fcfs", "easy", "conservative"):
+        raise ValueError(f"unknown strategy {strategy!r}")
+    head_reserved: Unit | None = None  # easy: the unit holding the one reservation
+    blocker: Unit | None = None  # fcfs: the first unit that did not fit
+    position = 0
+    for unit in units:
+        ok, why = matcher.fits_ever(unit)
+        if not ok:
+            yield Reject(unit, why)
+            continue
+        position += 1
+        if blocker is not None:
+            yield Wait(
+                unit, f"position {position} in the queue, behind {blocker.key} (first come, first served)"
+            )
+            continue
+        reserve = strategy == "conservative" or (strategy == "easy" and head_reserved is None)
+        result = await matcher.match(unit, reserve)
+        status = status_name(result)
+        if status == ALLOCATED:
+            yield Allocate(unit, result)
+        elif status == RESERVED:
+            if strategy == "easy":
+                head_reserved = unit
+            yield Reserve(unit, result)
+        elif status == UNSATISFIABLE:
+            yield Reject(unit, getattr(result, "message", "") or "Fluxion says it can never fit the cluster")
+        elif status == BUSY:
+            need = describe_need(unit)
+            if strategy == "fcfs":
+                blocker = unit
+                yield Wait(unit, f"position {position} in the queue, waiting for {need}")
+            elif head_reserved is not None and head_reserved is not unit:
+                yield Wait(
+                    unit,
+                    f"position {position} in the queue, waiting for {need}; cannot start now without "
+                    f"delaying {head_reserved.key}",
+                )
+            else:
+                yield Wait(unit, f"position {position} in the queue, waiting for {need}")
+        else:
+            message = getattr(result, "message", "") or status
+            yield Wait(unit, f"position {position} in the queue; matcher error: {message}")
