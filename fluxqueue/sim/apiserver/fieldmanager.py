@@ -10,6 +10,7 @@ value unless forced, and removes fields it stopped applying that nobody else own
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Any
 
@@ -51,7 +52,7 @@ def flatten_status(obj: dict[str, Any], kind: str) -> dict[Path, Any]:
 def _walk(out: dict[Path, Any], p: Path, v: Any, parent: tuple[str, ...], name: str, kind: str) -> None:
     if isinstance(v, dict) and v:
         for k, child in v.items():
-            _walk(out, (*p, "f:" + k), child, (*parent, name), k, kind)
+            _walk(out, (*p, sys.intern("f:" + k)), child, (*parent, name), k, kind)
     elif isinstance(v, list) and v:
         key = merge_key(parent, name, kind)
         if name in MERGE_PRIMITIVE and all(not isinstance(x, dict | list) for x in v):
@@ -62,14 +63,30 @@ def _walk(out: dict[Path, Any], p: Path, v: Any, parent: tuple[str, ...], name: 
                 ip = (*p, "k:" + json.dumps({key: item[key]}, separators=(",", ":")))
                 out[ip] = None
                 for k, child in item.items():
-                    _walk(out, (*ip, "f:" + k), child, (*parent, name), k, kind)
+                    _walk(out, (*ip, sys.intern("f:" + k)), child, (*parent, name), k, kind)
         else:
             out[p] = v
     else:
         out[p] = v
 
 
+_SHARED: dict[frozenset[Path], dict[str, Any]] = {}
+
+
 def to_fields_v1(paths: set[Path]) -> dict[str, Any]:
+    """The fieldsV1 document. Pods of one template own the same fields: their (never mutated) documents are
+    shared, which keeps 50,000 pods' managedFields from dominating memory."""
+    key = frozenset(paths)
+    doc = _SHARED.get(key)
+    if doc is None:
+        doc = _build_fields_v1(paths)
+        if len(_SHARED) > 8192:
+            _SHARED.clear()
+        _SHARED[key] = doc
+    return doc
+
+
+def _build_fields_v1(paths: set[Path]) -> dict[str, Any]:
     root: dict[str, Any] = {}
     for p in sorted(paths):
         node = root
