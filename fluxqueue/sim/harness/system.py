@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -91,6 +92,8 @@ class SimSystem:
         self.controller = None
         self.kubeconfig: Path | None = None
         self.webhook_port: int | None = None
+        self.metrics_port: int | None = None
+        self.fluxion_port: int | None = None
         self.manifests: list[dict] = []
         self.processes: dict[str, asyncio.subprocess.Process] = {}
         self._tmp: Path | None = None
@@ -123,6 +126,16 @@ class SimSystem:
 
     async def start(self) -> None:
         cfg = self.config
+        t = time.monotonic()
+        # Ports first: the chart renders them into the controller's and Fluxion's command lines.
+        self.webhook_port = _free_port()
+        self.metrics_port = _free_port()
+        self.fluxion_port = _free_port()
+        from fluxqueue.sim.chartrender import render_chart
+
+        self.manifests = await render_chart(self.chart_values(), namespace=SYSTEM_NAMESPACE)
+        self._step("render chart", t)
+
         t = time.monotonic()
         await self._start_postgres()
         self._step("postgres", t)
@@ -185,12 +198,9 @@ class SimSystem:
 
     async def _start_fluxion(self) -> None:
         if self.config.processes:
-            port = _free_port()
-            self.fluxion_address = f"127.0.0.1:{port}"
-            await self._spawn(
-                "fluxion", ["fluxion", "serve", "--host", "127.0.0.1", "--port", str(port)], env={}
-            )
-            await self._wait_port("127.0.0.1", port, "fluxion", 60.0)
+            self.fluxion_address = f"127.0.0.1:{self.fluxion_port}"
+            await self._spawn("fluxion", _chart_args(_container(self.manifests, "fluxion"), {}), env={})
+            await self._wait_port("127.0.0.1", self.fluxion_port, "fluxion", 60.0)
             return
         from fluxqueue.fluxion.server import FluxionServer
 
@@ -202,19 +212,18 @@ class SimSystem:
         from fluxqueue.sim.chartrender import sim_values
 
         values = sim_values()
+        values["logFormat"] = "text"
         values["controller"] = {
             "strategy": self.config.strategy,
-            "ports": {"webhook": self.webhook_port or 9443, "metrics": 8080},
+            "ports": {"webhook": self.webhook_port or 9443, "metrics": self.metrics_port or 8080},
         }
-        values["fluxion"] = {"policy": self.config.policy}
+        values["fluxion"] = {"policy": self.config.policy, "port": self.fluxion_port or 4242}
         return values
 
     async def _install_chart(self) -> None:
         from fluxqueue.sim.apiserver import resources as R
-        from fluxqueue.sim.chartrender import install, of_kind, render_chart
+        from fluxqueue.sim.chartrender import install, of_kind
 
-        self.webhook_port = _free_port()
-        self.manifests = await render_chart(self.chart_values(), namespace=SYSTEM_NAMESPACE)
         client = self.api.client
         with contextlib.suppress(Exception):
             await client.create(
@@ -256,9 +265,18 @@ class SimSystem:
             settings["pass_interval"] = cfg.pass_interval
         settings.update(cfg.extra_controller_settings)
         if cfg.processes:
-            from fluxqueue.sim.chartrender import controller_container
-
-            await self._spawn_controller(controller_container(self.manifests))
+            env = {
+                "POD_NAMESPACE": SYSTEM_NAMESPACE,
+                "POD_NAME": "fluxqueue-controller-sim",
+                "FLUXQUEUE_DSN": self.dsn or "",
+            }
+            # The chart's own command line, plus what only exists outside a pod: the kubeconfig.
+            args = [
+                *_chart_args(_container(self.manifests, "controller"), env),
+                "--kubeconfig",
+                str(self.kubeconfig),
+            ]
+            await self._spawn("controller", args, env=env)
             return
         from fluxqueue.controller.app import Controller
         from fluxqueue.controller.settings import ControllerSettings
@@ -266,33 +284,6 @@ class SimSystem:
         known = set(ControllerSettings.__dataclass_fields__)
         self.controller = Controller(ControllerSettings(**{k: v for k, v in settings.items() if k in known}))
         await self.controller.start()
-
-    async def _spawn_controller(self, container: dict[str, Any]) -> None:
-        """The controller process with the chart's own args and env (as the Deployment would run it), plus the
-        kubeconfig and addresses that only exist here."""
-        import re
-
-        env = {
-            "POD_NAMESPACE": SYSTEM_NAMESPACE,
-            "POD_NAME": "fluxqueue-controller-sim",
-            "FLUXQUEUE_DSN": self.dsn or "",
-        }
-        for e in container.get("env") or []:
-            if "value" in e:
-                env.setdefault(e["name"], str(e["value"]))
-        args = [
-            re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), a) for a in container["args"]
-        ]
-        args = [a for a in args if not a.startswith("--log-")]
-        if args and args[0] == "fluxqueue":
-            args = args[1:]
-        args = _override_flag(args, "--fluxion-address", self.fluxion_address or "")
-        args = _override_flag(args, "--webhook-host", "127.0.0.1")
-        args = _override_flag(args, "--metrics-port", str(_free_port()))
-        args += ["--kubeconfig", str(self.kubeconfig)]
-        args = _override_flag(args, "--qps", str(self.config.controller_qps))
-        args = _override_flag(args, "--burst", str(self.config.controller_burst))
-        await self._spawn("controller", args, env=env)
 
     async def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
         log_path = self.workdir / f"{name}.log"
@@ -408,20 +399,25 @@ class SimSystem:
         return "\n".join(line for line in lines if line)
 
 
-def _override_flag(args: list[str], flag: str, value: str) -> list[str]:
-    out: list[str] = []
-    skip = False
-    for i, a in enumerate(args):
-        if skip:
-            skip = False
+def _container(manifests: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """A container of the rendered chart by name (init containers too: Fluxion may be a native sidecar)."""
+    for obj in manifests:
+        if obj.get("kind") not in ("Deployment", "StatefulSet"):
             continue
-        if a == flag:
-            skip = i + 1 < len(args) and not args[i + 1].startswith("--")
-            continue
-        if a.startswith(flag + "="):
-            continue
-        out.append(a)
-    return [*out, f"{flag}={value}"]
+        spec = obj["spec"]["template"]["spec"]
+        for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+            if c.get("name") == name:
+                return c
+    raise RuntimeError(f"no {name} container in the rendered chart")
+
+
+def _chart_args(container: dict[str, Any], env: dict[str, str]) -> list[str]:
+    """The container's args with Kubernetes' $(VAR) expansion, minus the log flags (set by the harness)."""
+    for e in container.get("env") or []:
+        if "value" in e:
+            env.setdefault(e["name"], str(e["value"]))
+    args = [re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), a) for a in container["args"]]
+    return [a for a in args if not a.startswith(("--log-level", "--log-format"))]
 
 
 async def _terminate(proc: asyncio.subprocess.Process, grace: float = 10.0) -> None:
