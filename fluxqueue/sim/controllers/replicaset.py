@@ -1,0 +1,135 @@
+"""The ReplicaSet controller (pkg/controller/replicaset): keep ``spec.replicas`` active pods, report status.
+
+Pods belong to a ReplicaSet through their controller ownerReference (no adoption of orphans by selector).
+Terminal pods are not active: the controller replaces them and leaves them for pod garbage collection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from fluxqueue.sim.apiserver import APIError
+from fluxqueue.sim.apiserver import resources as R
+
+from ..clock import Timers
+from .base import Controller, Informer, Obj, controller_uid
+from .events import EventRecorder
+from .templates import deletion_rank, is_active, is_ready, pod_from_template
+
+
+@dataclass
+class ReplicaSetPlan:
+    create: int = 0
+    delete: list[Obj] = field(default_factory=list)
+    status: Obj = field(default_factory=dict)
+
+
+def plan_replicaset(rs: Obj, pods: list[Obj]) -> ReplicaSetPlan:
+    """manageReplicas + calculateStatus, pure."""
+    spec = rs.get("spec") or {}
+    want = spec.get("replicas", 1)
+    active = [p for p in pods if is_active(p)]
+    plan = ReplicaSetPlan()
+    if rs["metadata"].get("deletionTimestamp"):
+        want = len(active)
+    diff = len(active) - want
+    if diff < 0:
+        plan.create = -diff
+    elif diff > 0:
+        plan.delete = sorted(active, key=deletion_rank)[:diff]
+    kept = [p for p in active if p not in plan.delete]
+    ready = sum(1 for p in kept if is_ready(p))
+    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    fully = sum(
+        1 for p in kept if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())
+    )
+    status = dict(rs.get("status") or {})
+    status.update(
+        {
+            "replicas": len(kept) + plan.create,
+            "fullyLabeledReplicas": fully,
+            "readyReplicas": ready,
+            "availableReplicas": ready,  # minReadySeconds not modelled: ready is available
+            "observedGeneration": rs["metadata"].get("generation", 1),
+        }
+    )
+    plan.status = status
+    return plan
+
+
+class ReplicaSetController(Controller):
+    name = "replicaset-controller"
+    workers = 2
+
+    def __init__(self, client: Any, timers: Timers, sets: Informer, pods: Informer, events: EventRecorder):
+        super().__init__(client, timers)
+        self.sets, self.pods, self.events = sets, pods, events
+        pods.add_index("controller-uid", lambda p: [u] if (u := controller_uid(p)) else [])
+        sets.add_handler(self._on_set)
+        pods.add_handler(self._on_pod)
+        self._by_uid: dict[str, tuple[str, str]] = {}
+
+    def _on_set(self, typ: str, old: Obj | None, new: Obj | None) -> None:
+        obj = new or old
+        if obj is None:
+            return
+        md = obj["metadata"]
+        if new is None:
+            self._by_uid.pop(md["uid"], None)
+        else:
+            self._by_uid[md["uid"]] = (md.get("namespace", ""), md["name"])
+        self.queue.add((md.get("namespace", ""), md["name"]))
+
+    def _on_pod(self, typ: str, old: Obj | None, new: Obj | None) -> None:
+        obj = new or old
+        uid = controller_uid(obj) if obj else None
+        key = self._by_uid.get(uid or "")
+        if key is not None:
+            self.queue.add(key)
+
+    async def reconcile(self, key: tuple[str, str]) -> None:
+        rs = self.sets.get(*key)
+        if rs is None:
+            return
+        pods = self.pods.by_index("controller-uid", rs["metadata"]["uid"])
+        plan = plan_replicaset(rs, pods)
+        ns = key[0]
+        if plan.create:
+            template = (rs.get("spec") or {}).get("template") or {}
+            results = await asyncio.gather(
+                *(
+                    self.client.create(R.PODS, pod_from_template(rs, template), namespace=ns)
+                    for _ in range(plan.create)
+                ),
+                return_exceptions=True,
+            )
+            for r in results:
+                if isinstance(r, APIError):
+                    await self.events.record(rs, "Warning", "FailedCreate", f"Error creating: {r}", self.name)
+                elif isinstance(r, BaseException):
+                    raise r
+                else:
+                    self.pods.observe(r)
+                    await self.events.record(
+                        rs, "Normal", "SuccessfulCreate", f"Created pod: {r['metadata']['name']}", self.name
+                    )
+            if any(isinstance(r, BaseException) for r in results):
+                self.queue.add_rate_limited(key)
+        for p in plan.delete:
+            try:
+                out = await self.client.delete(R.PODS, p["metadata"]["name"], namespace=ns)
+                self.pods.observe_deleted(out)
+                await self.events.record(
+                    rs, "Normal", "SuccessfulDelete", f"Deleted pod: {p['metadata']['name']}", self.name
+                )
+            except APIError as exc:
+                if exc.code != 404:
+                    raise
+        if plan.status != (rs.get("status") or {}):
+            body = dict(rs)
+            body["status"] = plan.status
+            self.sets.observe(
+                await self.client.update(R.REPLICASETS, body, namespace=ns, subresource="status")
+            )
