@@ -331,7 +331,8 @@ async def main() -> int:
             print_case(r)
             results.append(r)
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine_cpus": os.cpu_count(), "results": results}, indent=2))
+        text = json.dumps({"machine_cpus": os.cpu_count(), "results": results}, indent=2)
+        await asyncio.to_thread(Path(args.json).write_text, text)
     return 0
 
 

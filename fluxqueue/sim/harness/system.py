@@ -94,6 +94,7 @@ class SimSystem:
         self.webhook_port: int | None = None
         self.metrics_port: int | None = None
         self.fluxion_port: int | None = None
+        self.metrics: Any = None
         self.manifests: list[dict] = []
         self.processes: dict[str, asyncio.subprocess.Process] = {}
         self._tmp: Path | None = None
@@ -247,6 +248,23 @@ class SimSystem:
 
     async def _start_controller(self) -> None:
         cfg = self.config
+        env = {
+            "POD_NAMESPACE": SYSTEM_NAMESPACE,
+            "POD_NAME": "fluxqueue-controller-sim",
+            "FLUXQUEUE_DSN": self.dsn or "",
+        }
+        chart_args = _chart_args(_container(self.manifests, "controller"), env)
+        if cfg.processes:
+            # The chart's own command line, plus what only exists outside a pod: the kubeconfig.
+            await self._spawn("controller", [*chart_args, "--kubeconfig", str(self.kubeconfig)], env=env)
+            return
+        from fluxqueue.controller.app import Controller
+        from fluxqueue.controller.settings import ControllerSettings
+        from fluxqueue.metrics import Metrics
+
+        # In this process: the settings the chart's flags name (certificate Secret, webhook configuration and
+        # Service, lease), with the addresses that exist only here.
+        flags = _flag_values(chart_args)
         settings: dict[str, Any] = dict(
             kubeconfig=str(self.kubeconfig),
             dsn=self.dsn,
@@ -261,28 +279,26 @@ class SimSystem:
             burst=cfg.controller_burst,
             install_crd=False,
         )
+        for flag, key, convert in (
+            ("--webhook-service", "webhook_service", str),
+            ("--webhook-configuration", "webhook_configuration", str),
+            ("--webhook-secret", "webhook_secret", str),
+            ("--webhook-extra-ip", "webhook_extra_ips", tuple),
+            ("--webhook-extra-dns", "webhook_extra_dns", tuple),
+            ("--lease-name", "lease_name", str),
+            ("--default-duration", "default_duration", int),
+        ):
+            if flag in flags:
+                values = flags[flag]
+                settings[key] = tuple(values) if convert is tuple else convert(values[-1])
         if cfg.pass_interval is not None:
             settings["pass_interval"] = cfg.pass_interval
         settings.update(cfg.extra_controller_settings)
-        if cfg.processes:
-            env = {
-                "POD_NAMESPACE": SYSTEM_NAMESPACE,
-                "POD_NAME": "fluxqueue-controller-sim",
-                "FLUXQUEUE_DSN": self.dsn or "",
-            }
-            # The chart's own command line, plus what only exists outside a pod: the kubeconfig.
-            args = [
-                *_chart_args(_container(self.manifests, "controller"), env),
-                "--kubeconfig",
-                str(self.kubeconfig),
-            ]
-            await self._spawn("controller", args, env=env)
-            return
-        from fluxqueue.controller.app import Controller
-        from fluxqueue.controller.settings import ControllerSettings
-
         known = set(ControllerSettings.__dataclass_fields__)
-        self.controller = Controller(ControllerSettings(**{k: v for k, v in settings.items() if k in known}))
+        self.metrics = Metrics()
+        self.controller = Controller(
+            ControllerSettings(**{k: v for k, v in settings.items() if k in known}), metrics=self.metrics
+        )
         await self.controller.start()
 
     async def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
@@ -409,6 +425,15 @@ def _container(manifests: list[dict[str, Any]], name: str) -> dict[str, Any]:
             if c.get("name") == name:
                 return c
     raise RuntimeError(f"no {name} container in the rendered chart")
+
+
+def _flag_values(args: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for a in args:
+        if a.startswith("--") and "=" in a:
+            flag, _, value = a.partition("=")
+            out.setdefault(flag, []).append(value)
+    return out
 
 
 def _chart_args(container: dict[str, Any], env: dict[str, str]) -> list[str]:
