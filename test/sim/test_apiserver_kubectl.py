@@ -109,6 +109,7 @@ async def test_imperative_creates_sent_as_protobuf(kubectl, apiserver):
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     assert (await apiserver.client.get(R.DEPLOYMENTS, "d1", namespace="team"))["spec"]["replicas"] == 2
     assert (await apiserver.client.get(R.SECRETS, "s1", namespace="team"))["data"] == {"a": "Yg=="}
+    assert (await kubectl("auth", "can-i", "create", "pods")).stdout.strip() == "yes"
     await kubectl("delete", "namespace", "team", "--wait=true", limit_s=30)
     assert (await apiserver.client.list(R.JOBS, namespace="team"))["items"] == []
 

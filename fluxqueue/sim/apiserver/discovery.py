@@ -61,7 +61,7 @@ def _hash(rt: ResourceType) -> str:
 
 
 def _verbs(rt: ResourceType) -> list[str]:
-    return list(VERBS)
+    return ["create"] if rt.virtual else list(VERBS)
 
 
 def _sub_kind(rt: ResourceType, sub: str) -> tuple[str, str, str]:

@@ -200,8 +200,34 @@ _EXTRA_MESSAGES: dict[str, list[list[Any]]] = {
         _o(6, "strategy", "string"),
         _o(7, "preferredHolder", "string"),
     ],
+    "k8s.io.api.authorization.v1.SelfSubjectAccessReview": [
+        _o(1, "metadata", OM),
+        _o(2, "spec", "k8s.io.api.authorization.v1.SelfSubjectAccessReviewSpec"),
+    ],
+    "k8s.io.api.authorization.v1.SelfSubjectAccessReviewSpec": [
+        _o(1, "resourceAttributes", "k8s.io.api.authorization.v1.ResourceAttributes"),
+        _o(2, "nonResourceAttributes", "k8s.io.api.authorization.v1.NonResourceAttributes"),
+    ],
+    "k8s.io.api.authorization.v1.ResourceAttributes": [
+        _o(1, "namespace", "string"),
+        _o(2, "verb", "string"),
+        _o(3, "group", "string"),
+        _o(4, "version", "string"),
+        _o(5, "resource", "string"),
+        _o(6, "subresource", "string"),
+        _o(7, "name", "string"),
+    ],
+    "k8s.io.api.authorization.v1.NonResourceAttributes": [_o(1, "path", "string"), _o(2, "verb", "string")],
+    "k8s.io.api.authorization.v1.SelfSubjectRulesReview": [
+        _o(1, "metadata", OM),
+        _o(2, "spec", "k8s.io.api.authorization.v1.SelfSubjectRulesReviewSpec"),
+    ],
+    "k8s.io.api.authorization.v1.SelfSubjectRulesReviewSpec": [_o(1, "namespace", "string")],
+    "k8s.io.api.authentication.v1.SelfSubjectReview": [_o(1, "metadata", OM)],
 }
 _GROUP_PACKAGES = {
+    "authorization.k8s.io/v1": "k8s.io.api.authorization.v1.",
+    "authentication.k8s.io/v1": "k8s.io.api.authentication.v1.",
     "v1": "k8s.io.api.core.v1.",
     "batch/v1": "k8s.io.api.batch.v1.",
     "apps/v1": "k8s.io.api.apps.v1.",

@@ -69,6 +69,8 @@ class ResourceType:
     custom: bool = False
     list_kind: str = ""
     scale: dict[str, Any] | None = None
+    # Review types (SelfSubjectAccessReview, ...): create answers and stores nothing.
+    virtual: bool = False
 
     def __post_init__(self) -> None:
         if not self.singular:
@@ -216,6 +218,23 @@ def builtin_types() -> list[ResourceType]:
             "ValidatingWebhookConfiguration",
             False,
         ),
+        RT(
+            "authorization.k8s.io",
+            "v1",
+            "selfsubjectaccessreviews",
+            "SelfSubjectAccessReview",
+            False,
+            virtual=True,
+        ),
+        RT(
+            "authorization.k8s.io",
+            "v1",
+            "selfsubjectrulesreviews",
+            "SelfSubjectRulesReview",
+            False,
+            virtual=True,
+        ),
+        RT("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", False, virtual=True),
         RT(
             "apiextensions.k8s.io",
             "v1",
