@@ -77,3 +77,70 @@ def test_sim_run_rejects_a_bad_trace_with_the_line_number(tmp_path):
     )
     assert proc.returncode == 2
     assert "bad.swf line 2: expected 18 whitespace-separated fields, found 17" in proc.stderr
+
+
+async def test_sim_up_serves_kubectl_and_stops_cleanly_on_ctrl_c(tmp_path, tools):
+    import asyncio
+    import signal
+
+    kubeconfig = tmp_path / "sim.kubeconfig"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "fluxqueue",
+        "sim",
+        "up",
+        "--nodes",
+        "4",
+        "--cpus",
+        "8",
+        "--memory",
+        "32Gi",
+        "--racks",
+        "2",
+        "--kubeconfig",
+        str(kubeconfig),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    lines = []
+    try:
+        async with asyncio.timeout(120):
+            while True:
+                line = (await proc.stdout.readline()).decode()
+                assert line, "sim up exited: " + (await proc.stderr.read()).decode()[-2000:]
+                lines.append(line)
+                if "Press Ctrl-C" in line:
+                    break
+        text = "".join(lines)
+        assert f"kubectl --kubeconfig {kubeconfig}" in text
+        assert "psql -h 127.0.0.1 -p" in text and "Fluxion:" in text
+        code, out, err = await kubectl(tools, kubeconfig, "get", "nodes", "-o", "name")
+        assert code == 0 and len(out.split()) == 4, err
+        code, out, err = await kubectl(tools, kubeconfig, "get", "fj", "-A")
+        assert code == 0, err
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(60):
+            rest = (await proc.stdout.read()).decode()
+            code = await proc.wait()
+        assert code == 0, (await proc.stderr.read()).decode()[-2000:]
+        assert "stopped." in rest
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def kubectl(tools, kubeconfig, *args):
+    import asyncio
+
+    p = await asyncio.create_subprocess_exec(
+        str(tools.kubectl),
+        "--kubeconfig",
+        str(kubeconfig),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await p.communicate()
+    return p.returncode, out.decode(), err.decode()

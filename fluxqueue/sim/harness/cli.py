@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -165,6 +166,9 @@ async def _run(args: argparse.Namespace) -> int:
     from fluxqueue.sim.workload import load_workload
 
     config = _config(args)
+    if args.log_level == "info" and not args.no_progress:
+        # Component logs would tear the progress line apart; warnings and errors still show.
+        logging.getLogger().setLevel(logging.WARNING)
     items = load_workload(
         args.workload,
         _generator_spec(args),
