@@ -69,6 +69,8 @@ async def test_client_side_apply_get_label_patch_describe_delete(kubectl, apiser
     assert c["image"] == "nginx:1.26" and c["env"] == [{"name": "A", "value": "2"}]  # merged by name
     assert dep["spec"]["replicas"] == 3 and dep["metadata"]["annotations"]["x"] == "y"
 
+    await kubectl("scale", "deployment", "web", "--replicas=4")
+    assert (await apiserver.client.get(R.DEPLOYMENTS, "web", namespace="default"))["spec"]["replicas"] == 4
     table = (await kubectl("get", "deploy", "-o", "wide")).stdout
     assert table.split("\n")[0].split()[:4] == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE"]
     described = (await kubectl("describe", "deployment", "web")).stdout

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from fluxqueue.kube.names import SCHEDULER_NAME, SCHEDULING_GATE
@@ -222,3 +224,37 @@ async def test_priority_class_name_resolves_to_priority_before_webhooks(api):
     with pytest.raises(APIError) as e:
         await c.create(R.PODS, missing, namespace="default")
     assert e.value.code == 403 and "no PriorityClass with name nope was found" in e.value.message
+
+
+async def test_bound_running_pod_deletion_is_graceful_until_the_kubelet_finishes():
+    api = APIServer(terminating_pod_timeout=0.2)
+    c = api.client
+    try:
+        pod = gated_pod()
+        del pod["spec"]["schedulingGates"]
+        await c.create(R.PODS, pod, namespace="default")
+        await c.create(R.PODS, binding("p", "n1"), namespace="default", subresource="binding")
+        await c.patch(
+            R.PODS, "p", {"status": {"phase": "Running"}}, namespace="default", subresource="status"
+        )
+        out = await c.delete(R.PODS, "p", namespace="default")
+        assert out["metadata"]["deletionTimestamp"] and out["metadata"]["deletionGracePeriodSeconds"] == 30
+        assert (await c.get(R.PODS, "p", namespace="default"))["metadata"]["deletionTimestamp"]
+        # the kubelet confirms with grace 0 once containers stopped
+        await c.delete(R.PODS, "p", namespace="default", grace_period_seconds=0)
+        with pytest.raises(APIError):
+            await c.get(R.PODS, "p", namespace="default")
+        # without a kubelet, the emulator finishes it after terminating_pod_timeout
+        await c.create(R.PODS, pod, namespace="default")
+        await c.create(R.PODS, binding("p", "n1"), namespace="default", subresource="binding")
+        await c.create(
+            R.PODS,
+            {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "p"}},
+            namespace="default",
+            subresource="eviction",
+        )
+        assert (await c.get(R.PODS, "p", namespace="default"))["metadata"]["deletionTimestamp"]
+        await asyncio.sleep(0.4)
+        assert (await c.list(R.PODS))["items"] == []
+    finally:
+        await api.stop()
