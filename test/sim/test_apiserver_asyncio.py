@@ -113,3 +113,24 @@ async def test_http_watch_delivers_live_events_and_bookmarks(core, apiserver):
     await apiserver.client.create(R.PODS, pod("live"), namespace="kube-system")
     await asyncio.wait_for(task, 5)
     assert events[0] == "ADDED"
+
+
+async def test_https_requires_the_token_and_plain_http_serves_without(apiserver, tmp_path):
+    import ssl
+
+    import aiohttp
+
+    ctx = ssl.create_default_context(cadata=apiserver.ca_pem.decode())
+    async with aiohttp.ClientSession() as s:
+        async with s.get(apiserver.url + "/api/v1/namespaces", ssl=ctx) as r:
+            assert r.status == 401 and (await r.json())["reason"] == "Unauthorized"
+        headers = {"Authorization": f"Bearer {apiserver.token}"}
+        async with s.get(apiserver.url + "/api/v1/namespaces", ssl=ctx, headers=headers) as r:
+            assert r.status == 200 and len((await r.json())["items"]) == 4
+    plain = APIServer(tls=False)
+    await plain.start()
+    try:
+        async with aiohttp.ClientSession() as s, s.get(plain.url + "/version") as r:
+            assert plain.url.startswith("http://") and (await r.json())["minor"] == "35"
+    finally:
+        await plain.stop()
