@@ -21,7 +21,7 @@ from fluxqueue.controller.scheduler import Scheduler
 from fluxqueue.controller.settings import ControllerSettings
 from fluxqueue.errors import ConfigError
 from fluxqueue.kube import names
-from fluxqueue.kube.client import CRDS, FLUXJOBS, JOBS, NODES, PODS, APIError, KubeClient
+from fluxqueue.kube.client import CRDS, FLUXJOBS, JOBS, NODES, PODS, PRIORITYCLASSES, APIError, KubeClient
 from fluxqueue.kube.events import EventRecorder
 from fluxqueue.kube.leader import LeaderElector, default_identity
 from fluxqueue.kube.watch import Informer, stop_task
@@ -114,6 +114,24 @@ class Controller:
                 context.load_cert_chain(s.webhook_cert_file, s.webhook_key_file)
             except (OSError, ssl.SSLError) as exc:
                 raise ConfigError(f"cannot load the webhook certificate: {exc}") from exc
+        if context is None and self.cert_manager is None and s.manage_certs:
+            from fluxqueue.certs.authority import ServingIdentity
+            from fluxqueue.certs.manager import CertificateManager
+
+            assert self.client is not None
+            self.cert_manager = CertificateManager(
+                self.client,
+                namespace=s.namespace,
+                secret_name=s.webhook_secret,
+                webhook_configuration=s.webhook_configuration or None,
+                identity=ServingIdentity.for_service(
+                    s.webhook_service,
+                    s.namespace,
+                    extra_dns=s.webhook_extra_dns,
+                    extra_ips=s.webhook_extra_ips,
+                ),
+                metrics=self.metrics,
+            )
         if context is None and self.cert_manager is not None:
             await self.cert_manager.start()
             context = self.cert_manager.server_ssl_context
@@ -157,6 +175,7 @@ class Controller:
             pods=Informer(self.client, PODS),
             nodes=Informer(self.client, NODES),
             fluxjobs=Informer(self.client, FLUXJOBS),
+            priorityclasses=Informer(self.client, PRIORITYCLASSES),
             metrics=Instruments(self.metrics) if self.metrics is not None else None,
         )
         self.ctx = ctx

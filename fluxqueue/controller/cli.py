@@ -136,7 +136,12 @@ def settings_from_args(args: argparse.Namespace) -> ControllerSettings:
         default_duration=args.default_duration,
         group_timeout=args.group_timeout,
         memory_chunk=args.memory_chunk,
-        leader_election=not args.no_leader_election,
+        metrics_host=args.metrics_host,
+        leader_election=args.leader_elect,
+        lease_name=args.lease_name,
+        lease_duration=args.lease_duration,
+        renew_deadline=args.renew_deadline,
+        retry_period=args.retry_period,
         priority_classes={str(k): int(v) for k, v in classes.items()},
     ).validate()
 

@@ -23,6 +23,7 @@ class Context:
     pods: Informer
     nodes: Informer
     fluxjobs: Informer
+    priorityclasses: Informer | None = None
     metrics: Any = None
     wake_event: asyncio.Event = field(default_factory=asyncio.Event)
     # The cluster graph must be rebuilt (nodes or foreign pods changed).

@@ -58,7 +58,14 @@ class Reactor:
     @property
     def defaults(self) -> UnitDefaults:
         s = self.ctx.settings
-        return UnitDefaults(default_duration=s.default_duration, priority_classes=s.priority_classes)
+        classes = {}
+        if self.ctx.priorityclasses is not None:
+            # Job pod templates are not resolved by the Priority admission plugin: look the class up here.
+            classes = {
+                _meta(pc).get("name"): int(pc.get("value") or 0) for pc in self.ctx.priorityclasses.items()
+            }
+        classes.update(s.priority_classes)
+        return UnitDefaults(default_duration=s.default_duration, priority_classes=classes)
 
     async def load(self) -> None:
         """Remember the units the database knows (after a restart)."""

@@ -27,6 +27,11 @@ class ControllerSettings:
     webhook_key_file: str | None = None
     # Manage the webhook certificate (Secret + caBundle) with fluxqueue.certs when no files are given.
     manage_certs: bool = False
+    webhook_service: str = "fluxqueue-webhook"  # names the certificate: <service>.<namespace>.svc
+    webhook_configuration: str = "fluxqueue-webhook"  # MutatingWebhookConfiguration whose caBundle we keep
+    webhook_secret: str = "fluxqueue-webhook-tls"
+    webhook_extra_dns: tuple[str, ...] = ()
+    webhook_extra_ips: tuple[str, ...] = ()
     metrics_port: int = 0  # 0 = no metrics server
     metrics_host: str = "0.0.0.0"
     qps: float = 300.0  # Kueue's choice; client-go's default 5 throttles a scheduler

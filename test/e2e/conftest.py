@@ -1,0 +1,264 @@
+"""The whole system for end-to-end tests: API emulator + simulated cluster + real PostgreSQL + in-process
+Fluxion + the real Controller talking HTTP, users submitting with the real kubectl.
+
+Every test that uses ``system`` gets the shared invariant check after its body (test/support/invariants.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fluxqueue.fluxion.server import FluxionServer
+from support.invariants import PodTimeline, check_invariants
+
+from fluxqueue.controller.app import Controller
+from fluxqueue.controller.settings import ControllerSettings
+from fluxqueue.sim.apiserver import APIServer
+from fluxqueue.sim.apiserver import resources as R
+from fluxqueue.sim.cluster import ClusterSpec, SimCluster
+
+SYSTEM_NS = "fluxqueue-system"
+TIME_SCALE = 20.0  # simulated seconds per wall second: a 10 s pod runs for half a second
+
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def webhook_manifests(tools) -> list[dict]:
+    """The chart's MutatingWebhookConfiguration, rendered once with the real helm."""
+    from fluxqueue.sim.chartrender import of_kind, render_chart_sync, sim_values
+
+    os.environ.setdefault("FLUXQUEUE_HELM", str(tools.helm))
+    manifests = render_chart_sync(sim_values(), namespace=SYSTEM_NS, helm=str(tools.helm))
+    return of_kind(manifests, "MutatingWebhookConfiguration")
+
+
+class System:
+    def __init__(self, tmp: Path, dsn: str, tools: Any, webhooks: list[dict], spec: ClusterSpec):
+        self.tmp = tmp
+        self.dsn = dsn
+        self.tools = tools
+        self.webhooks = webhooks
+        self.spec = spec
+        self.api: APIServer | None = None
+        self.cluster: SimCluster | None = None
+        self.fluxion: FluxionServer | None = None
+        self.controller: Controller | None = None
+        self.timeline: PodTimeline | None = None
+        self.webhook_port = free_port()
+        self.kubeconfig = tmp / "kubeconfig"
+        self.controller_overrides: dict[str, Any] = {}
+
+    async def start(self) -> None:
+        self.api = APIServer()
+        await self.api.start(host="127.0.0.1", port=0)
+        self.api.write_kubeconfig(self.kubeconfig)
+        self.cluster = SimCluster(self.api, self.spec, time_scale=TIME_SCALE)
+        await self.cluster.start()
+        self.timeline = await PodTimeline(self.api).start()
+        await self.api.client.create(
+            R.NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NS}}
+        )
+        for mwc in self.webhooks:
+            await self.api.client.create(R.MUTATING_WEBHOOKS, json.loads(json.dumps(mwc)))
+            for hook in mwc["webhooks"]:
+                svc = hook["clientConfig"]["service"]
+                self.api.register_service(
+                    svc["namespace"],
+                    svc["name"],
+                    int(svc.get("port", 443)),
+                    f"https://127.0.0.1:{self.webhook_port}",
+                )
+        self.fluxion = FluxionServer(host="127.0.0.1", port=0)
+        await self.fluxion.start()
+        await self.start_controller()
+
+    def settings(self, **overrides: Any) -> ControllerSettings:
+        values: dict[str, Any] = dict(
+            kubeconfig=str(self.kubeconfig),
+            dsn=self.dsn,
+            fluxion_address=self.fluxion.address,
+            strategy="easy",
+            namespace=SYSTEM_NS,
+            webhook_host="127.0.0.1",
+            webhook_port=self.webhook_port,
+            manage_certs=True,
+            webhook_extra_ips=("127.0.0.1",),
+            pass_interval=1.0,
+            sweep_interval=1.0,
+            lease_duration=2.0,
+            renew_deadline=1.5,
+            retry_period=0.3,
+            default_duration=60,
+        )
+        values.update(self.controller_overrides)
+        values.update(overrides)
+        return ControllerSettings(**values)
+
+    async def start_controller(self, **overrides: Any) -> Controller:
+        self.controller = Controller(self.settings(**overrides))
+        await self.controller.start()
+        await asyncio.wait_for(self.controller.leading.wait(), 15)
+        await self._wait_webhook()
+        return self.controller
+
+    async def _wait_webhook(self) -> None:
+        """The CA is injected and the webhook answers through the API server (dry-run pod)."""
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "webhook-probe", "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "image": "x"}]},
+        }
+        deadline = time.monotonic() + 15
+        while True:
+            out = await self.api.client.create(R.PODS, pod, namespace="default", dry_run=True)
+            if (out.get("spec") or {}).get("schedulerName") == "fluxqueue":
+                return
+            assert time.monotonic() < deadline, "the webhook never started mutating pods"
+            await asyncio.sleep(0.1)
+
+    async def kill_controller(self) -> None:
+        """Stop it as a crash would: no lease release, whatever it was doing is cut short."""
+        assert self.controller is not None
+        await self.controller.stop(release_lease=False)
+        self.controller = None
+
+    async def stop(self) -> None:
+        if self.controller is not None:
+            await self.controller.stop()
+        if self.timeline is not None:
+            await self.timeline.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
+        if self.fluxion is not None:
+            await self.fluxion.stop()
+        if self.api is not None:
+            await self.api.stop()
+
+    # ---- what a user does ---------------------------------------------------------------------------
+
+    async def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
+        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), HOME=str(self.tmp))
+        proc = await asyncio.create_subprocess_exec(
+            str(self.tools.kubectl),
+            *args,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None), 30)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {err.decode()}{out.decode()}")
+        return out.decode()
+
+    async def apply(self, manifest: str) -> str:
+        return await self.kubectl("apply", "-f", "-", stdin=manifest)
+
+    # ---- what a test looks at -----------------------------------------------------------------------
+
+    async def fluxjob(self, name: str, namespace: str = "default") -> dict | None:
+        try:
+            return await self.api.client.get(R.FLUXJOBS, name, namespace=namespace)
+        except Exception:
+            return None
+
+    async def phase(self, name: str, namespace: str = "default") -> str | None:
+        fj = await self.fluxjob(name, namespace)
+        return ((fj or {}).get("status") or {}).get("phase")
+
+    async def wait_phase(self, name: str, phases: str | tuple[str, ...], within: float = 20) -> dict:
+        wanted = (phases,) if isinstance(phases, str) else phases
+        fj = None
+
+        async def reached() -> bool:
+            nonlocal fj
+            fj = await self.fluxjob(name)
+            return ((fj or {}).get("status") or {}).get("phase") in wanted
+
+        await self.wait_for(reached, within, f"FluxJob {name} to reach {wanted}; last: {fj}")
+        assert fj is not None
+        return fj
+
+    async def wait_for(self, check: Callable[[], Any], within: float = 20, what: str = "condition") -> None:
+        deadline = time.monotonic() + within
+        while True:
+            result = check()
+            if asyncio.iscoroutine(result):
+                result = await result
+            if result:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            await asyncio.sleep(0.1)
+
+    async def pods(self, namespace: str = "default", selector: str | None = None) -> list[dict]:
+        return (await self.api.client.list(R.PODS, namespace=namespace, label_selector=selector))["items"]
+
+    async def events(self, name: str, namespace: str = "default") -> list[dict]:
+        items = (await self.api.client.list(R.EVENTS, namespace=namespace))["items"]
+        return [e for e in items if e["involvedObject"].get("name") == name]
+
+    async def unit_row(self, name: str, namespace: str = "default") -> dict | None:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            row = await conn.fetchrow(
+                "SELECT * FROM fluxqueue.units WHERE namespace = $1 AND name = $2 ORDER BY id DESC LIMIT 1",
+                namespace,
+                name,
+            )
+            return dict(row) if row else None
+        finally:
+            await conn.close()
+
+    async def scheduled_order(self) -> list[str]:
+        """Unit names in the order they were scheduled (from the history)."""
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            rows = await conn.fetch(
+                "SELECT u.name FROM fluxqueue.state_changes c JOIN fluxqueue.units u ON u.id = c.unit_id "
+                "WHERE c.to_state = 'Scheduled' ORDER BY c.id"
+            )
+            return [r["name"] for r in rows]
+        finally:
+            await conn.close()
+
+    async def check_invariants(self) -> None:
+        await check_invariants(self.api, self.cluster, self.dsn, self.timeline)
+
+
+@pytest.fixture
+def cluster_spec() -> ClusterSpec:
+    """Override in a test module (or with indirect parametrisation) for another shape."""
+    return ClusterSpec(nodes=4, cpus=4, memory="16Gi", racks=1, heartbeat_writes_per_s=20)
+
+
+@pytest.fixture
+async def system(tmp_path, migrated_dsn, tools, webhook_manifests, cluster_spec) -> AsyncIterator[System]:
+    sys_ = System(tmp_path, migrated_dsn, tools, webhook_manifests, cluster_spec)
+    try:
+        await sys_.start()
+        yield sys_
+        await sys_.check_invariants()
+    finally:
+        await sys_.stop()

@@ -1,0 +1,250 @@
+"""Issue 5, "Done when": each behaviour end to end, submitted with the real kubectl.
+
+Cluster (conftest): 4 nodes x 4 cpus x 16Gi unless a test says otherwise; time scale 20.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fluxqueue.kube import names
+from fluxqueue.sim.apiserver import resources as R
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
+
+
+def job(
+    name: str,
+    *,
+    parallelism: int = 1,
+    cpu: str = "1",
+    runtime: str = "2s",
+    duration: int = 60,
+    priority_class: str | None = None,
+    extra_labels: dict | None = None,
+    node_selector: dict | None = None,
+    tolerations: list | None = None,
+) -> str:
+    labels = {names.LABEL_DURATION: str(duration), **(extra_labels or {})}
+    label_lines = "\n".join(f'    {k}: "{v}"' for k, v in labels.items())
+    spec_extra = ""
+    if priority_class:
+        spec_extra += f"      priorityClassName: {priority_class}\n"
+    if node_selector:
+        spec_extra += "      nodeSelector:\n" + "".join(
+            f'        {k}: "{v}"\n' for k, v in node_selector.items()
+        )
+    if tolerations:
+        spec_extra += "      tolerations:\n" + "".join(
+            f'      - {{key: "{t["key"]}", operator: "Exists", effect: "{t["effect"]}"}}\n'
+            for t in tolerations
+        )
+    return f"""
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {name}
+  namespace: default
+  labels:
+{label_lines}
+spec:
+  parallelism: {parallelism}
+  completions: {parallelism}
+  backoffLimit: 0
+  template:
+    metadata:
+      annotations:
+        {names.SIM_RUNTIME}: "{runtime}"
+    spec:
+      restartPolicy: Never
+{spec_extra}      containers:
+      - name: work
+        image: busybox
+        resources:
+          requests:
+            cpu: "{cpu}"
+            memory: 1Gi
+"""
+
+
+def pod(name: str, *, cpu: str = "1", runtime: str = "2s", labels: dict | None = None) -> str:
+    label_lines = "".join(f'    {k}: "{v}"\n' for k, v in (labels or {}).items())
+    return f"""
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  namespace: default
+  labels:
+    app: test
+{label_lines}  annotations:
+    {names.SIM_RUNTIME}: "{runtime}"
+spec:
+  restartPolicy: Never
+  containers:
+  - name: work
+    image: busybox
+    resources:
+      requests:
+        cpu: "{cpu}"
+        memory: 1Gi
+"""
+
+
+async def test_a_bare_pod_is_gated_queued_bound_and_released(system):
+    await system.apply(pod("solo", runtime="1s"))
+    fj = await system.wait_phase("solo-pod", ("Scheduled", "Running", "Succeeded"))
+    assert fj["spec"]["size"] == 1
+    done = await system.wait_phase("solo-pod", "Succeeded")
+    assert done["status"]["nodes"] and done["status"]["fluxionJobID"] >= 1
+    p = await system.api.client.get(R.PODS, "solo", namespace="default")
+    assert p["spec"]["nodeName"] == done["status"]["nodes"][0]
+    assert not p["spec"].get("schedulingGates")
+    reasons = {e["reason"] for e in await system.events("solo-pod")}
+    assert {"Queued", "Scheduled", "Succeeded"} <= reasons
+    printed = await system.kubectl("get", "fj", "solo-pod")
+    assert "Succeeded" in printed and "PHASE" in printed
+
+
+async def test_a_job_of_parallelism_4_is_placed_as_one_gang(system):
+    await system.apply(job("gang", parallelism=4, cpu="3", runtime="2s"))
+    fj = await system.wait_phase("gang-job", ("Scheduled", "Running"))
+    nodes = fj["status"]["nodes"]
+    # 3 cpus per pod on 4-cpu nodes: one pod per node, all four nodes at once.
+    assert len(nodes) == 4
+
+    async def all_bound():
+        pods = await system.pods(selector="job-name=gang")
+        return len(pods) == 4 and all(p["spec"].get("nodeName") for p in pods)
+
+    await system.wait_for(all_bound, 15, "the four pods bound")
+    pods = await system.pods(selector="job-name=gang")
+    assert sorted(p["spec"]["nodeName"] for p in pods) == sorted(nodes)
+    await system.wait_phase("gang-job", "Succeeded")
+
+
+async def test_a_pod_group_of_three_waits_for_its_third_member(system):
+    group = {names.LABEL_GROUP_NAME: "trio", names.LABEL_GROUP_SIZE: "3"}
+    await system.apply(pod("trio-0", labels=group) + "---" + pod("trio-1", labels=group))
+    await system.wait_phase("trio-group", "Waiting")
+    await asyncio.sleep(1.5)  # a full pass and sweep later, nothing of the group runs
+    assert all(
+        not p["spec"].get("nodeName") for p in await system.pods(selector="fluxqueue.io/group-name=trio")
+    )
+    assert (await system.fluxjob("trio-group"))["status"]["phase"] == "Waiting"
+    await system.apply(pod("trio-2", labels=group))
+    await system.wait_phase("trio-group", ("Scheduled", "Running", "Succeeded"))
+
+    async def all_bound():
+        pods = await system.pods(selector="fluxqueue.io/group-name=trio")
+        return len(pods) == 3 and all(p["spec"].get("nodeName") for p in pods)
+
+    await system.wait_for(all_bound, 10, "three members bound")
+    await system.wait_phase("trio-group", "Succeeded")
+
+
+async def test_contention_runs_in_priority_then_fifo_order_and_easy_backfills_without_delaying_the_head(
+    system,
+):
+    await system.kubectl("create", "priorityclass", "urgent", "--value=1000", "--description=test")
+    # A long job holds two of the four nodes.
+    await system.apply(job("first", parallelism=2, cpu="4", runtime="60s", duration=60))
+    await system.wait_phase("first-job", ("Scheduled", "Running"))
+    # The head needs every node: it must wait for "first" and gets a reservation.
+    await system.apply(job("head", parallelism=4, cpu="4", runtime="10s", duration=10))
+    await system.wait_phase("head-job", "Reserved")
+    # A short small job fits in the gap and ends before "first": backfilled at once.
+    await system.apply(job("short", parallelism=1, cpu="4", runtime="10s", duration=10))
+    # A long small job would delay the head: it must wait.
+    await system.apply(job("long", parallelism=1, cpu="4", runtime="10s", duration=600))
+    await system.wait_phase("short-job", ("Scheduled", "Running", "Succeeded"))
+    long_fj = await system.fluxjob("long-job")
+    assert long_fj["status"]["phase"] == "Queued"
+    assert "delaying default/head-job" in long_fj["status"]["reason"]
+    # Higher priority submitted last still goes before "long" (and after the head holding the reservation).
+    await system.apply(
+        job("vip", parallelism=1, cpu="4", runtime="10s", duration=600, priority_class="urgent")
+    )
+    for name in ("first", "head", "short", "long", "vip"):
+        await system.wait_phase(f"{name}-job", "Succeeded", within=40)
+    order = await system.scheduled_order()
+    assert order.index("short-job") < order.index("head-job"), order
+    assert (
+        order.index("first-job") < order.index("head-job") < order.index("vip-job") < order.index("long-job")
+    ), order
+
+
+async def test_an_unsatisfiable_job_is_reported_and_does_not_block_the_queue(system):
+    await system.apply(job("huge", parallelism=1, cpu="64"))
+    fj = await system.wait_phase("huge-job", "Unsatisfiable")
+    assert "largest" in fj["status"]["reason"] and "64" in fj["status"]["reason"]
+    events = await system.events("huge-job")
+    assert any(e["reason"] == "Unsatisfiable" and e["type"] == "Warning" for e in events)
+    await system.apply(job("small", parallelism=1, cpu="1", runtime="1s"))
+    await system.wait_phase("small-job", "Succeeded")
+    assert await system.pods(selector="job-name=huge") == []
+
+
+async def test_deleting_a_queued_job_cancels_it_and_it_never_runs(system):
+    await system.apply(job("blocker", parallelism=4, cpu="4", runtime="30s", duration=30))
+    await system.wait_phase("blocker-job", ("Scheduled", "Running"))
+    await system.apply(job("doomed", parallelism=2, cpu="4", runtime="2s"))
+    await system.wait_phase("doomed-job", ("Queued", "Reserved"))
+    await system.kubectl("delete", "job", "doomed", "--wait=false")
+
+    async def cancelled():
+        row = await system.unit_row("doomed-job")
+        return row is not None and row["state"] == "Cancelled"
+
+    await system.wait_for(cancelled, 10, "the queued unit cancelled")
+    await system.wait_phase("blocker-job", "Succeeded", within=30)
+    await asyncio.sleep(1.0)
+    assert await system.pods(selector="job-name=doomed") == []
+    assert (await system.unit_row("doomed-job"))["fluxion_jobid"] is None
+
+
+async def test_node_selector_and_taints_are_respected(system):
+    await system.kubectl("label", "node", "node-002", "disk=ssd")
+    await system.cluster.taint("node-000", "dedicated", "gpu", "NoSchedule")
+    await system.cluster.taint("node-001", "dedicated", "gpu", "NoSchedule")
+    await system.apply(job("picky", parallelism=2, cpu="1", node_selector={"disk": "ssd"}))
+    await system.apply(job("plain", parallelism=4, cpu="1"))
+    await system.apply(
+        job("tolerant", parallelism=2, cpu="4", tolerations=[{"key": "dedicated", "effect": "NoSchedule"}])
+    )
+    for name in ("picky", "plain", "tolerant"):
+        await system.wait_phase(f"{name}-job", "Succeeded", within=30)
+    nodes = {p["metadata"]["name"]: p["spec"]["nodeName"] for p in await system.pods()}
+    picky = [n for p, n in nodes.items() if p.startswith("picky-")]
+    plain = [n for p, n in nodes.items() if p.startswith("plain-")]
+    assert picky and set(picky) == {"node-002"}
+    assert plain and not set(plain) & {"node-000", "node-001"}
+
+
+async def test_controller_and_fluxion_killed_mid_pass_lose_nothing_and_place_nothing_twice(system):
+    from fluxqueue.fluxion.server import FluxionServer
+
+    for i in range(6):
+        await system.apply(job(f"batch{i}", parallelism=2, cpu="3", runtime="4s", duration=4))
+
+    async def some_placed():
+        rows = [await system.unit_row(f"batch{i}-job") for i in range(6)]
+        return all(rows) and any(r["state"] in ("Scheduled", "Running") for r in rows)
+
+    await system.wait_for(some_placed, 15, "the first units placed")
+    await system.kill_controller()
+    # Fluxion restarts too: its allocations must come back from the database, not from memory.
+    await system.fluxion.stop()
+    system.fluxion = FluxionServer(host="127.0.0.1", port=0)
+    await system.fluxion.start()
+    # Work submitted while no controller runs is adopted after the restart.
+    await system.apply(job("late", parallelism=1, cpu="1", runtime="1s"))
+    await system.start_controller(fluxion_address=system.fluxion.address)
+    for i in range(6):
+        await system.wait_phase(f"batch{i}-job", "Succeeded", within=40)
+    await system.wait_phase("late-job", "Succeeded", within=20)
+    for i in range(6):
+        pods = await system.pods(selector=f"job-name=batch{i}")
+        assert len(pods) == 2, f"batch{i} has {len(pods)} pods"
