@@ -418,7 +418,14 @@ class Engine:
         if self.admission is not None:
             await self.admission.validate(rt, "CREATE", obj, None, ns, obj["metadata"]["name"], None, ctx)
         t = self.table(rt)
-        name = obj["metadata"]["name"]
+        md = obj["metadata"]
+        name = md["name"]
+        gen = md.get("generateName")
+        # RetryGenerateName (GA 1.32): a generated name that collides is drawn again, up to 8 times.
+        for _ in range(8):
+            if t.get(ns, name) is None or not gen or not name.startswith(gen) or len(name) != len(gen) + 5:
+                break
+            name = md["name"] = gen + "".join(random.choice(_NAME_CHARS) for _ in range(5))
         if t.get(ns, name) is not None:
             raise E.already_exists(rt.group, rt.plural, name)
         self._check_namespace_writable(rt, ns, name)
