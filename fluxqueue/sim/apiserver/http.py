@@ -302,7 +302,7 @@ class Routes:
                 )
             body = await self._body(request)
             ctx = self._ctx(request)
-            warnings = self._strict(request, rt, body) if ptype == "apply" else []
+            warnings = self._strict(request, rt, body) if ptype != "json" and sub is None else []
             existed = e.table(rt).get(ns or "", name) is not None
             obj = await e.patch(rt, name, body, ns, ptype, sub, ctx)
             return self._with_warnings(_json(obj, 201 if ptype == "apply" and not existed else 200), warnings)

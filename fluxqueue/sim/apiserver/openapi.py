@@ -295,6 +295,8 @@ def _unknown(value: Any, schema: dict[str, Any], path: str, out: list[str], defs
         if props is None and addl is None:
             return
         for k, v in value.items():
+            if k.startswith("$"):
+                continue  # strategic merge patch directives
             p = f"{path}.{k}" if path else k
             if props is not None and k in props:
                 _unknown(v, props[k], p, out, defs)
@@ -318,7 +320,7 @@ def _unknown_custom(
         props = schema.get("properties") or {}
         addl = schema.get("additionalProperties")
         for k, v in value.items():
-            if root and k in ("apiVersion", "kind", "metadata"):
+            if (root and k in ("apiVersion", "kind", "metadata")) or k.startswith("$"):
                 continue
             p = f"{path}.{k}"
             if k in props:
