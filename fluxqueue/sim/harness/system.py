@@ -55,7 +55,7 @@ class SimConfig:
     processes: bool = False
     controller_qps: float = 1000.0
     controller_burst: int = 2000
-    pass_interval: float | None = None
+    pass_interval: float | None = 1.0  # the controller's periodic safety pass (wall seconds)
     log_level: str = "warning"
     extra_controller_settings: dict[str, Any] = field(default_factory=dict)
 
@@ -300,6 +300,7 @@ class SimSystem:
             ControllerSettings(**{k: v for k, v in settings.items() if k in known}), metrics=self.metrics
         )
         await self.controller.start()
+        await asyncio.wait_for(self.controller.leading.wait(), 60)
 
     async def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
         log_path = self.workdir / f"{name}.log"
