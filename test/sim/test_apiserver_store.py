@@ -341,3 +341,24 @@ async def test_creating_an_object_that_carries_a_resource_version_fails_like_etc
     with pytest.raises(APIError) as e:
         await c.create(R.CONFIGMAPS, cm, namespace="default")
     assert e.value.code == 500 and "resourceVersion should not be set" in e.value.message
+
+
+async def test_values_of_the_wrong_type_do_not_decode(api):
+    c = api.client
+    bad = {"metadata": {"name": "d"}, "spec": {"replicas": "3", "selector": {"matchLabels": {"a": "b"}}}}
+    with pytest.raises(APIError) as e:
+        await c.create(R.DEPLOYMENTS, bad, namespace="default")
+    assert (
+        e.value.code == 400
+        and "cannot unmarshal string into Go struct field Deployment.spec.replicas" in e.value.message
+    )
+    await c.create(R.CONFIGMAPS, {"metadata": {"name": "cm"}}, namespace="default")
+    with pytest.raises(APIError) as e:
+        await c.patch(R.CONFIGMAPS, "cm", {"metadata": {"annotations": {"n": 1}}}, namespace="default")
+    assert e.value.code == 400
+    ok = pod("q")
+    ok["spec"]["containers"][0]["resources"] = {
+        "requests": {"cpu": 1, "memory": "1Gi"}
+    }  # quantities may be numbers
+    created = await c.create(R.PODS, ok, namespace="default")
+    assert created["spec"]["containers"][0]["resources"]["requests"] == {"cpu": "1", "memory": "1Gi"}

@@ -24,6 +24,7 @@ from . import builtin_admission, fieldmanager
 from . import errors as E
 from .coretypes import STRATEGIES as CORE_STRATEGIES
 from .errors import APIError
+from .openapi import shared_index
 from .patch import json_merge_patch, json_patch, strategic_merge_patch
 from .podrules import PodStrategy, bind
 from .resources import CRDS, NAMESPACES, PODS, Key, Registry, ResourceType
@@ -196,6 +197,16 @@ class Engine:
             md.pop("namespace", None)
         return obj
 
+    def _check_types(self, rt: ResourceType, obj: Obj) -> None:
+        """Values of the wrong JSON type never decode on a real server (400 before any other step)."""
+        err = shared_index().type_error(rt, obj)
+        if err is not None:
+            path, got, want = err
+            raise E.bad_request(
+                f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: json: cannot unmarshal '
+                f"{got} into Go struct field {rt.kind}.{path} of type {want}"
+            )
+
     def _validate_meta(self, rt: ResourceType, obj: Obj) -> list[tuple[str, str]]:
         errs: list[tuple[str, str]] = []
         md = obj["metadata"]
@@ -358,6 +369,7 @@ class Engine:
         if subresource:
             return await self._create_subresource(rt, ns, body, subresource, ctx)
         obj = self._check_body(rt, body, ns)
+        self._check_types(rt, obj)
         if rt.virtual:
             return self._review(rt, obj, ctx)
         if rt.key == CRDS and self.crds is not None:
@@ -609,6 +621,7 @@ class Engine:
                     "the namespace of the provided object does not match the namespace sent on the request"
                 )
         amd.pop("managedFields", None)
+        self._check_types(rt, applied)
         t = self.table(rt)
         if t.get(ns, name) is None:
             if subresource:
@@ -674,6 +687,7 @@ class Engine:
             if cur is None:
                 raise E.not_found(rt.group, rt.plural, name)
             new = compute(cur)
+            self._check_types(rt, new)
             md = new.setdefault("metadata", {})
             cmd = cur["metadata"]
             want_rv = md.get("resourceVersion")

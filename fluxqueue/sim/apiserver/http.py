@@ -19,7 +19,7 @@ from fluxqueue.log import get_logger
 from . import discovery, protobuf, tables
 from .engine import Ctx
 from .errors import APIError
-from .openapi import SchemaIndex
+from .openapi import shared_index
 from .resources import ResourceType
 from .store import dumps
 
@@ -72,7 +72,7 @@ class Routes:
     def __init__(self, server: APIServer):
         self.server = server
         self.engine = server.engine
-        self.schemas = SchemaIndex()
+        self.schemas = shared_index()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if self.server.trace:

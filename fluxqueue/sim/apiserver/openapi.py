@@ -52,6 +52,12 @@ def _convert(node: Any, ref_prefix: str) -> Any:
     return node
 
 
+@functools.lru_cache(maxsize=1)
+def shared_index() -> SchemaIndex:
+    """One converted copy of the built-in schemas per process (every APIServer reads the same)."""
+    return SchemaIndex()
+
+
 class SchemaIndex:
     def __init__(self) -> None:
         self._defs: dict[str, dict[str, Any]] | None = None
@@ -179,6 +185,15 @@ class SchemaIndex:
             }
         ).encode()
 
+    def type_error(self, rt: ResourceType, obj: dict[str, Any]) -> tuple[str, str, str] | None:
+        """A value of the wrong JSON type in a built-in object (the real server fails to decode it)."""
+        if rt.custom:
+            return None
+        name = self.def_name(rt.group, rt.version, rt.kind)
+        if name is None:
+            return None
+        return _type_error(obj, self.defs()[name], "", self.defs())
+
     # ----- strict field validation
     def unknown_fields(self, rt: ResourceType, obj: dict[str, Any]) -> list[str]:
         if rt.custom:
@@ -193,6 +208,93 @@ class SchemaIndex:
         out = []
         _unknown(obj, self.defs()[name], "", out, self.defs())
         return out
+
+
+_GO_TYPES = {
+    "integer": "int64",
+    "number": "float64",
+    "string": "string",
+    "boolean": "bool",
+    "object": "map",
+    "array": "slice",
+}
+
+
+def canonical_quantity(v: float) -> str:
+    if float(v).is_integer():
+        return str(int(v))
+    return f"{round(v * 1000)}m"
+
+
+def _json_type(v: Any) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int | float):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    return "object"
+
+
+def _type_error(
+    value: Any, schema: dict[str, Any], path: str, defs: dict[str, Any]
+) -> tuple[str, str, str] | None:
+    """The first JSON type mismatch as (path, got, wanted), like encoding/json's UnmarshalTypeError."""
+    if value is None:
+        return None
+    if str(schema.get("$ref", "")).endswith(".Quantity"):
+        ok = isinstance(value, str | int | float) and not isinstance(value, bool)
+        return None if ok else (path, _json_type(value), "resource.Quantity")
+    schema = _resolve(schema, defs)
+    fmt = schema.get("format")
+    t = schema.get("type")
+    if fmt == "int-or-string":
+        ok = isinstance(value, str | int) and not isinstance(value, bool)
+        return None if ok else (path, _json_type(value), "intstr.IntOrString")
+    if t is None:
+        return None
+    if t == "string":
+        return None if isinstance(value, str) else (path, _json_type(value), "string")
+    if t == "integer":
+        return (
+            None
+            if isinstance(value, int) and not isinstance(value, bool)
+            else (path, _json_type(value), schema.get("format", "int64"))
+        )
+    if t == "number":
+        return (
+            None
+            if isinstance(value, int | float) and not isinstance(value, bool)
+            else (path, _json_type(value), "float64")
+        )
+    if t == "boolean":
+        return None if isinstance(value, bool) else (path, _json_type(value), "bool")
+    if t == "array":
+        if not isinstance(value, list):
+            return (path, _json_type(value), "slice")
+        items = schema.get("items")
+        if isinstance(items, dict):
+            for i, v in enumerate(value):
+                err = _type_error(v, items, f"{path}[{i}]", defs)
+                if err:
+                    return err
+        return None
+    if t == "object":
+        if not isinstance(value, dict):
+            return (path, _json_type(value), "struct")
+        props = schema.get("properties") or {}
+        addl = schema.get("additionalProperties")
+        for k, v in value.items():
+            sub = props.get(k) if k in props else (addl if isinstance(addl, dict) else None)
+            if sub is not None:
+                err = _type_error(v, sub, f"{path}.{k}" if path else k, defs)
+                if err:
+                    return err
+                if isinstance(v, int | float) and str(sub.get("$ref", "")).endswith(".Quantity"):
+                    value[k] = canonical_quantity(v)  # a Quantity always reads back as its string form
+    return None
 
 
 def _reverse_domain(group: str) -> str:
