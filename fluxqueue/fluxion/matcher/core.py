@@ -1,0 +1,597 @@
+"""The matcher: one graph, its jobs, and the reapi operations (flux-sched reapi_cli semantics, §7.3).
+
+Pure and synchronous; the gRPC server serialises calls to it. Time has no wall clock: "now" is 0, an
+allocation occupies [0, duration), a reservation [at, at + duration) at the earliest future ``at`` at which the
+request fits given the durations of what is allocated and reserved. Duration 0 means the whole graph window,
+so such a job never ends and nothing can be reserved behind it (as in reapi).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fluxqueue.fluxion.matcher.graph import DOWN, DRAIN, UP, Pool, ResourceGraph, Span, Vertex
+from fluxqueue.fluxion.matcher.jobspec import SYSTEM_MAX_DURATION, Jobspec, parse_jobspec
+from fluxqueue.fluxion.matcher.policy import POLICIES, Policy, policy_from_options
+from fluxqueue.fluxion.matcher.reader import JGFError, read_jgf
+from fluxqueue.fluxion.matcher.traverser import PUnit, SUnit, Traverser, VUnit, Window
+from fluxqueue.fluxion.matcher.writer import write_r
+
+ALLOCATE = "allocate"
+ALLOCATE_ORELSE_RESERVE = "allocate_orelse_reserve"
+SATISFIABILITY = "satisfiability"
+ALLOCATE_WITH_SATISFIABILITY = "allocate_with_satisfiability"
+MATCH_OPS = (ALLOCATE, ALLOCATE_ORELSE_RESERVE, SATISFIABILITY, ALLOCATE_WITH_SATISFIABILITY)
+
+
+class NotInitialized(RuntimeError):
+    pass
+
+
+@dataclass
+class Job:
+    jobid: int
+    start: int
+    end: int
+    duration: int
+    vertices: dict[Vertex, bool]
+    pools: dict[Pool, int]
+    slots: dict[str, int]
+    amounts: dict[str, int]
+    overhead: float = 0.0
+    r: str = ""
+
+    @property
+    def reserved(self) -> bool:
+        return self.start > 0
+
+    def node_names(self) -> list[str]:
+        return sorted(v.name for v in self.vertices if v.type == "node")
+
+
+@dataclass
+class MatchOutcome:
+    """``status``: allocated | reserved | busy | unsatisfiable | satisfiable."""
+
+    status: str
+    jobid: int = 0
+    at: int = 0
+    r: str = ""
+    overhead: float = 0.0
+    message: str = ""
+    nodes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("allocated", "reserved", "satisfiable")
+
+
+class Matcher:
+    def __init__(self) -> None:
+        self.graph: ResourceGraph | None = None
+        self.policy: Policy = POLICIES["first"]
+        self.jobs: dict[int, Job] = {}
+        self.next_jobid = 1
+        self.epoch = 0
+        self.load_seconds = 0.0
+        self.match_count = 0
+        self.match_total = 0.0
+        self.match_min = 0.0
+        self.match_max = 0.0
+
+    # -- Init ----------------------------------------------------------------------------------------------
+
+    def init(self, jgf: str | bytes | dict[str, Any], policy: str = "") -> None:
+        """Replace the graph (all jobs forgotten, job ids restart at 1). Raises JGFError/PolicyError."""
+        pol = policy_from_options(policy)
+        t0 = time.perf_counter()
+        graph = read_jgf(jgf)
+        self.graph = graph
+        self.policy = pol
+        self.jobs = {}
+        self.next_jobid = 1
+        self.epoch += 1
+        self.load_seconds = time.perf_counter() - t0
+        self.match_count = 0
+        self.match_total = self.match_min = self.match_max = 0.0
+
+    def _require(self) -> ResourceGraph:
+        if self.graph is None:
+            raise NotInitialized("the matcher has no graph: call Init first")
+        return self.graph
+
+    # -- Match ---------------------------------------------------------------------------------------------
+
+    def match(self, jobspec: str | bytes | dict[str, Any] | Jobspec, op: str = ALLOCATE) -> MatchOutcome:
+        """Raises JobspecError for a malformed jobspec (no job id consumed), NotInitialized before Init."""
+        graph = self._require()
+        if op not in MATCH_OPS:
+            raise ValueError(f"unknown match op {op!r}; known: {', '.join(MATCH_OPS)}")
+        js = jobspec if isinstance(jobspec, Jobspec) else parse_jobspec(jobspec)
+        t0 = time.perf_counter()
+        if op == SATISFIABILITY:
+            ok = self._satisfiable(graph, js)
+            dt = time.perf_counter() - t0
+            return MatchOutcome("satisfiable" if ok else "unsatisfiable", overhead=dt, message=_why(ok))
+        jobid = self.next_jobid
+        self.next_jobid += 1  # reapi consumes an id on every allocate attempt, successful or not
+        d = js.window
+        units = Traverser(self.policy, Window(0, d), js.constraint).match(graph.root, js.resources)
+        start = 0
+        if units is None and op == ALLOCATE_ORELSE_RESERVE:
+            start, units = self._earliest(graph, js)
+        if units is None:
+            sat = self._satisfiable(graph, js)
+            dt = time.perf_counter() - t0
+            self._account(dt)
+            if sat:
+                msg = "resources are busy" + (
+                    " and no future start was found" if op == ALLOCATE_ORELSE_RESERVE else ""
+                )
+                return MatchOutcome("busy", jobid=jobid, overhead=dt, message=msg)
+            return MatchOutcome("unsatisfiable", jobid=jobid, overhead=dt, message=_why(False))
+        job = self._apply(jobid, start, d, units)
+        dt = time.perf_counter() - t0
+        job.overhead = dt
+        self._account(dt)
+        return MatchOutcome(
+            "reserved" if start else "allocated", jobid, start, job.r, dt, nodes=job.node_names()
+        )
+
+    def satisfiable(self, jobspec: str | bytes | dict[str, Any] | Jobspec) -> tuple[bool, str]:
+        graph = self._require()
+        js = jobspec if isinstance(jobspec, Jobspec) else parse_jobspec(jobspec)
+        ok = self._satisfiable(graph, js)
+        return ok, _why(ok)
+
+    def _satisfiable(self, graph: ResourceGraph, js: Jobspec) -> bool:
+        # Every resource free and up (flux-sched skips by_status for AT_SATISFIABILITY); constraints still apply.
+        t = Traverser(self.policy, Window(0, js.window, empty=True), js.constraint)
+        return t.match(graph.root, js.resources) is not None
+
+    def _account(self, dt: float) -> None:
+        self.match_count += 1
+        self.match_total += dt
+        self.match_min = dt if self.match_count == 1 else min(self.match_min, dt)
+        self.match_max = max(self.match_max, dt)
+
+    def _earliest(self, graph: ResourceGraph, js: Jobspec) -> tuple[int, list | None]:
+        """The earliest future start at which the request fits (allocate_orelse_reserve)."""
+        d = js.window
+        if not self.jobs or d >= SYSTEM_MAX_DURATION:
+            return 0, None
+        need = _total_need(js)
+        caps = graph.root.cap
+        if any(caps.get(t, 0) < a for t, a in need.items()):
+            return 0, None
+        # Candidate starts: the ends of what exists. Skip those where, at the start instant, the leaf amounts
+        # in use already leave too little (a necessary condition; the walk decides).
+        jobs = list(self.jobs.values())
+        by_start = sorted(jobs, key=lambda j: j.start)
+        by_end = sorted(jobs, key=lambda j: j.end)
+        candidates = sorted({j.end for j in jobs if 0 < j.end and j.end + d <= SYSTEM_MAX_DURATION})
+        si = ei = 0
+        usage: dict[str, int] = {}
+        for t in candidates:
+            while si < len(by_start) and by_start[si].start <= t:
+                for k, a in by_start[si].amounts.items():
+                    usage[k] = usage.get(k, 0) + a
+                si += 1
+            while ei < len(by_end) and by_end[ei].end <= t:
+                for k, a in by_end[ei].amounts.items():
+                    usage[k] = usage.get(k, 0) - a
+                ei += 1
+            if any(caps.get(k, 0) - usage.get(k, 0) < a for k, a in need.items()):
+                continue
+            units = Traverser(self.policy, Window(t, t + d), js.constraint).match(graph.root, js.resources)
+            if units is not None:
+                return t, units
+        return 0, None
+
+    # -- applying and releasing ----------------------------------------------------------------------------
+
+    def _collect(self, units: list) -> tuple[dict[Vertex, bool], dict[Pool, int], dict[str, int]]:
+        vertices: dict[Vertex, bool] = {}
+        pools: dict[Pool, int] = {}
+        slots: dict[str, int] = {}
+        stack = list(units)
+        while stack:
+            u = stack.pop()
+            if isinstance(u, PUnit):
+                pools[u.pool] = pools.get(u.pool, 0) | u.mask
+            elif isinstance(u, VUnit):
+                vertices[u.v] = vertices.get(u.v, False) or u.excl
+                stack.extend(u.parts)
+            elif isinstance(u, SUnit):
+                vertices.setdefault(u.host, False)
+                host = u.host
+                node = host
+                while node is not None and node.type != "node":
+                    node = node.parent
+                key = (node or host).name
+                slots[key] = slots.get(key, 0) + 1
+                stack.extend(u.parts)
+        for p in pools:
+            vertices.setdefault(p.parent, False)
+        for v in list(vertices):
+            a = v.parent
+            while a is not None and a not in vertices:
+                vertices[a] = False
+                a = a.parent
+        return vertices, pools, slots
+
+    def _apply(self, jobid: int, start: int, duration: int, units: list) -> Job:
+        vertices, pools, slots = self._collect(units)
+        return self._apply_sets(jobid, start, duration, vertices, pools, slots)
+
+    def _apply_sets(self, jobid, start, duration, vertices, pools, slots) -> Job:
+        end = start + duration
+        amounts: dict[str, int] = {}
+        for v, excl in vertices.items():
+            v.spans[jobid] = Span(start, end, excl)
+            if start == 0:
+                v.n_now += 1
+                if excl:
+                    v.x_now = True
+            else:
+                v.n_res += 1
+        for p, mask in pools.items():
+            p.spans[jobid] = Span(start, end, True, mask)
+            amount = mask.bit_count() * p.size
+            amounts[p.type] = amounts.get(p.type, 0) + amount
+            if start == 0:
+                p.now_mask |= mask
+                a = p.parent
+                while a is not None:
+                    a.free[p.type] = a.free.get(p.type, 0) - amount
+                    a = a.parent
+            else:
+                p.n_res += 1
+        job = Job(jobid, start, end, duration, vertices, pools, slots, amounts)
+        job.r = write_r(vertices, pools, slots)
+        self.jobs[jobid] = job
+        return job
+
+    def _release_sets(self, job: Job, vertices, pools) -> None:
+        jobid = job.jobid
+        for v in vertices:
+            s = v.spans.pop(jobid, None)
+            if s is None:
+                continue
+            if s.start == 0:
+                v.n_now -= 1
+                if s.excl:
+                    v.x_now = False
+            else:
+                v.n_res -= 1
+        for p, mask in pools.items():
+            s = p.spans.get(jobid)
+            if s is None:
+                continue
+            mask &= s.mask
+            s.mask &= ~mask
+            if not s.mask:
+                del p.spans[jobid]
+                if s.start != 0:
+                    p.n_res -= 1
+            if s.start == 0:
+                p.now_mask &= ~mask
+                amount = mask.bit_count() * p.size
+                a = p.parent
+                while a is not None:
+                    a.free[p.type] = a.free.get(p.type, 0) + amount
+                    a = a.parent
+
+    def cancel(self, jobid: int) -> bool:
+        """Free an allocation or reservation; False when the id is unknown (reapi noent_ok)."""
+        job = self.jobs.pop(jobid, None)
+        if job is None:
+            return False
+        self._release_sets(job, job.vertices, job.pools)
+        return True
+
+    def partial_cancel(
+        self, jobid: int, r: str | dict | None = None, nodes: list[str] | None = None
+    ) -> tuple[bool, bool]:
+        """Release part of a job: the vertices of R (by uniq_id) and/or everything on the named nodes.
+        Returns (full_removal, noent)."""
+        graph = self._require()
+        job = self.jobs.get(jobid)
+        if job is None:
+            return False, True
+        rel_pools: dict[Pool, int] = {}
+        rel_vertices: set[Vertex] = set()
+        if r:
+            for uid in _r_uids(r):
+                v = graph.by_uid.get(uid)
+                if v is not None and v in job.vertices:
+                    if v.type == "node" or job.vertices[v]:
+                        rel_vertices.add(v)
+                    continue
+                hit = graph.find_leaf(uid)
+                if hit is not None and hit[0] in job.pools:
+                    rel_pools[hit[0]] = rel_pools.get(hit[0], 0) | (1 << hit[1])
+        for name in nodes or ():
+            v = graph.nodes.get(name)
+            if v is not None and v in job.vertices:
+                rel_vertices.add(v)
+        # Releasing a vertex releases everything the job holds below it.
+        below: set[Vertex] = set()
+        for v in job.vertices:
+            a = v
+            while a is not None:
+                if a in rel_vertices:
+                    below.add(v)
+                    break
+                a = a.parent
+        for p, mask in job.pools.items():
+            a = p.parent
+            while a is not None:
+                if a in rel_vertices:
+                    rel_pools[p] = mask
+                    break
+                a = a.parent
+        rel_pools = {p: m & job.pools[p] for p, m in rel_pools.items() if p in job.pools}
+        self._release_sets(job, below, rel_pools)
+        for v in below:
+            job.vertices.pop(v, None)
+            if v.type == "node":
+                job.slots.pop(v.name, None)
+        for p, m in rel_pools.items():
+            left = job.pools[p] & ~m
+            job.amounts[p.type] = job.amounts.get(p.type, 0) - m.bit_count() * p.size
+            if left:
+                job.pools[p] = left
+            else:
+                del job.pools[p]
+        if not job.pools and not any(v.type == "node" for v in job.vertices):
+            self.cancel(jobid)
+            return True, False
+        job.r = write_r(job.vertices, job.pools, job.slots)
+        return False, False
+
+    def update_allocate(self, jobid: int, r: str | dict, duration: int = 0, at: int = 0) -> Job:
+        """Replay an existing allocation under ``jobid`` (flux-sched update_allocate, restart recovery).
+
+        Every vertex of R must exist and be free over the job's window. Raises ValueError otherwise."""
+        from fluxqueue.fluxion.jgf import loads
+
+        graph = self._require()
+        if jobid in self.jobs:
+            raise ValueError(f"job id {jobid} is already in use")
+        if jobid <= 0:
+            raise ValueError("job id must be positive")
+        doc = loads(r) if isinstance(r, str | bytes) else r
+        d = duration if duration > 0 else SYSTEM_MAX_DURATION
+        start, end = max(at, 0), max(at, 0) + d
+        vertices: dict[Vertex, bool] = {}
+        pools: dict[Pool, int] = {}
+        for item in (doc.get("graph") or {}).get("nodes") or []:
+            md = item.get("metadata") or {}
+            uid = int(md.get("uniq_id", item.get("id")))
+            excl = bool(md.get("exclusive", False))
+            v = graph.by_uid.get(uid)
+            if v is not None:
+                vertices[v] = excl
+                continue
+            hit = graph.find_leaf(uid)
+            if hit is None:
+                raise ValueError(f"vertex {uid} of the allocation is not in the graph")
+            pools[hit[0]] = pools.get(hit[0], 0) | (1 << hit[1])
+        for v, excl in vertices.items():
+            if (excl and v.used(start, end)) or v.blocked(start, end):
+                raise ValueError(f"vertex {v.path} is not free for job {jobid}")
+        for p, mask in pools.items():
+            if p.busy_mask(start, end) & mask:
+                raise ValueError(f"a {p.type} under {p.parent.path} is already allocated")
+            vertices.setdefault(p.parent, False)
+        for v in list(vertices):
+            a = v.parent
+            while a is not None and a not in vertices:
+                vertices[a] = False
+                a = a.parent
+        slots = {
+            str(k): int(n)
+            for k, n in ((doc.get("graph") or {}).get("metadata") or {}).get("fluxqueue.io/slots", {}).items()
+        }
+        job = self._apply_sets(jobid, start, d, vertices, pools, slots)
+        self.next_jobid = max(self.next_jobid, jobid + 1)
+        return job
+
+    # -- graph changes -------------------------------------------------------------------------------------
+
+    def set_node_status(self, names: list[str], status: str) -> list[str]:
+        graph = self._require()
+        if status not in (UP, DOWN, DRAIN):
+            raise ValueError(f"status must be up, down or drain, got {status!r}")
+        unknown = []
+        for n in names:
+            v = graph.nodes.get(n)
+            if v is None:
+                unknown.append(n)
+            else:
+                v.status = status
+        return unknown
+
+    def add_subgraph(self, jgf: str | dict, parent_path: str = "") -> int:
+        """Attach the vertices of ``jgf`` below the vertex at ``parent_path`` (default the root)."""
+        graph = self._require()
+        parent = graph.root
+        if parent_path and parent_path != graph.root.path:
+            parent = next((v for v in graph.vertices() if v.path == parent_path), None)
+            if parent is None:
+                raise JGFError(f"no vertex with containment path {parent_path!r}")
+        sub = read_jgf(_wrap_forest(jgf))
+        # read_jgf needs one root: _wrap_forest adds a synthetic one that we drop here.
+        known = set(graph.by_uid)
+        added = 0
+        for top in sub.root.children:
+            for v in _walk(top):
+                if v.uid in known:
+                    raise JGFError(f"vertex uniq_id {v.uid} already exists in the graph")
+                if v.type == "node" and v.name in graph.nodes:
+                    raise JGFError(f"node {v.name!r} already exists in the graph")
+                for p in v.pools:
+                    if any(graph.find_leaf(p.uid(i)) or p.uid(i) in known for i in range(p.count)):
+                        raise JGFError(f"a {p.type} uniq_id under {v.path} already exists in the graph")
+        for top in list(sub.root.children):
+            top.parent = parent
+            parent.children.append(top)
+            for v in _walk(top):
+                graph.register(v)
+                added += 1
+                for p in v.pools:
+                    graph.register_pool(p)
+                    added += p.count
+            a = parent
+            while a is not None:
+                a.cap[top.type] = a.cap.get(top.type, 0) + 1
+                for t, amt in top.cap.items():
+                    a.cap[t] = a.cap.get(t, 0) + amt
+                for t, amt in top.free.items():
+                    a.free[t] = a.free.get(t, 0) + amt
+                a = a.parent
+        parent.children.sort(key=lambda c: (c.vid, c.uid))
+        parent.ctypes = frozenset(parent.child_types())
+        graph.n_vertices += added
+        graph.n_edges += added
+        return added
+
+    def remove_nodes(self, names: list[str], force: bool = False) -> dict[str, list]:
+        graph = self._require()
+        removed, busy, unknown, affected = [], [], [], set()
+        for n in names:
+            v = graph.nodes.get(n)
+            if v is None:
+                unknown.append(n)
+                continue
+            holders = set()
+            for x in _walk(v):
+                holders.update(x.spans)
+                for p in x.pools:
+                    holders.update(p.spans)
+            if holders and not force:
+                busy.append(n)
+                continue
+            for jobid in sorted(holders):
+                affected.add(jobid)
+                self.partial_cancel(jobid, nodes=[n])
+            parent = v.parent
+            parent.children.remove(v)
+            parent.ctypes = frozenset(parent.child_types())
+            count = 0
+            for x in _walk(v):
+                graph.by_uid.pop(x.uid, None)
+                if x.type == "node":
+                    graph.nodes.pop(x.name, None)
+                count += 1 + sum(p.count for p in x.pools)
+                for p in x.pools:
+                    for i in range(p.count) if p.uids is not None else ():
+                        graph.pool_of_uid.pop(p.uid(i), None)
+            a = parent
+            while a is not None:
+                a.cap[v.type] = a.cap.get(v.type, 0) - 1
+                for t, amt in v.cap.items():
+                    a.cap[t] = a.cap.get(t, 0) - amt
+                for t, amt in v.free.items():
+                    a.free[t] = a.free.get(t, 0) - amt
+                a = a.parent
+            graph.n_vertices -= count
+            graph.n_edges -= count
+            removed.append(n)
+        return {"removed": removed, "busy": busy, "unknown": unknown, "jobs_affected": sorted(affected)}
+
+    # -- queries -------------------------------------------------------------------------------------------
+
+    def info(self, jobid: int) -> Job | None:
+        return self.jobs.get(jobid)
+
+    def stats(self) -> dict[str, Any]:
+        g = self.graph
+        out: dict[str, Any] = {
+            "initialized": g is not None,
+            "policy": self.policy.name,
+            "epoch": self.epoch,
+            "next_jobid": self.next_jobid,
+            "load_seconds": self.load_seconds,
+            "matches": self.match_count,
+            "match_min_seconds": self.match_min,
+            "match_max_seconds": self.match_max,
+            "match_avg_seconds": self.match_total / self.match_count if self.match_count else 0.0,
+            "jobs_allocated": sum(1 for j in self.jobs.values() if not j.reserved),
+            "jobs_reserved": sum(1 for j in self.jobs.values() if j.reserved),
+        }
+        if g is None:
+            out.update(vertices=0, edges=0, nodes=0, nodes_down=0, nodes_drained=0, resources={})
+            return out
+        leaf_types = _leaf_types(g.root)
+        out.update(
+            vertices=g.n_vertices,
+            edges=g.n_edges,
+            nodes=len(g.nodes),
+            nodes_down=sum(1 for v in g.nodes.values() if v.status == DOWN),
+            nodes_drained=sum(1 for v in g.nodes.values() if v.status == DRAIN),
+            resources={
+                t: {
+                    "capacity": g.root.cap.get(t, 0),
+                    "free": g.root.free.get(t, 0) if t in leaf_types else None,
+                }
+                for t in sorted(g.root.cap)
+            },
+        )
+        return out
+
+
+def _why(ok: bool) -> str:
+    return "" if ok else "the request can never be satisfied by this graph (even with every resource free)"
+
+
+def _total_need(js: Jobspec) -> dict[str, int]:
+    need: dict[str, int] = {}
+    for r in js.resources:
+        for t, a in r.need.items():
+            need[t] = need.get(t, 0) + a * r.min
+    return need
+
+
+def _walk(v: Vertex):
+    stack = [v]
+    while stack:
+        x = stack.pop()
+        yield x
+        stack.extend(x.children)
+
+
+def _leaf_types(root: Vertex) -> set[str]:
+    return {p.type for v in _walk(root) for p in v.pools}
+
+
+def _r_uids(r: str | dict) -> list[int]:
+    from fluxqueue.fluxion.jgf import loads
+
+    doc = loads(r) if isinstance(r, str | bytes) else r
+    out = []
+    for item in (doc.get("graph") or {}).get("nodes") or []:
+        md = item.get("metadata") or {}
+        out.append(int(md.get("uniq_id", item.get("id"))))
+    return out
+
+
+def _wrap_forest(jgf: str | dict) -> dict:
+    """Give a subgraph (possibly several top vertices) one synthetic root so the reader accepts it."""
+    from fluxqueue.fluxion.jgf import loads
+
+    doc = loads(jgf) if isinstance(jgf, str | bytes) else jgf
+    graph = doc.get("graph") if isinstance(doc, dict) else None
+    if not isinstance(graph, dict) or not isinstance(graph.get("nodes"), list):
+        raise JGFError("subgraph JGF needs graph.nodes as a list")
+    nodes = graph["nodes"]
+    edges = list(graph.get("edges") or [])
+    targets = {str(e.get("target")) for e in edges if isinstance(e, dict)}
+    root_id = "__subgraph_root__"
+    tops = [str(v.get("id")) for v in nodes if isinstance(v, dict) and str(v.get("id")) not in targets]
+    synthetic = {"id": root_id, "metadata": {"type": "__root__", "uniq_id": -1, "paths": {"containment": ""}}}
+    edges += [{"source": root_id, "target": t} for t in tops]
+    return {"graph": {"nodes": [synthetic, *nodes], "edges": edges}}

@@ -1,0 +1,119 @@
+"""R as JGF in flux-sched's writer format (resource/writers/match_writers.cpp emit_vtx_base, prior-art §7.6).
+
+Vertices leaves-first (post-order); outer ``id`` = uniq_id; metadata keys in the writer's order, each omitted
+when it has its default: ``basename`` only if it differs from ``type``, ``name`` only if it differs from
+basename+id, ``exclusive`` only when true, ``unit`` only if non-empty, ``size`` only if the allocated amount is
+not 1, ``properties`` only if present. Containment edges carry no metadata. One line of JSON with ``", "`` and
+``": "`` separators (jansson ``JSON_INDENT(0)``), then a newline. Our addition: graph-level ``metadata``
+with the number of slots per node (``fluxqueue.io/slots``), which flux-sched readers ignore.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fluxqueue.fluxion.allocation import SLOTS_METADATA_KEY
+from fluxqueue.fluxion.matcher.graph import Pool, Vertex
+
+_q = json.dumps  # C-accelerated string quoting
+
+
+def _vertex_json(v: Vertex, excl: bool) -> str:
+    parts = [f'{{"id": "{v.uid}", "metadata": {{"type": {_q(v.type)}']
+    if v.basename != v.type:
+        parts.append(f', "basename": {_q(v.basename)}')
+    if v.name != f"{v.basename}{v.vid}":
+        parts.append(f', "name": {_q(v.name)}')
+    parts.append(f', "id": {v.vid}, "rank": {v.rank}')
+    if excl:
+        parts.append(', "exclusive": true')
+    if v.unit:
+        parts.append(f', "unit": {_q(v.unit)}')
+    if v.size != 1 and excl:
+        parts.append(f', "size": {v.size}')
+    if v.properties:
+        parts.append(f', "properties": {json.dumps(v.properties, separators=(", ", ": "))}')
+    parts.append(f', "paths": {{"containment": {_q(v.path)}}}}}}}')
+    return "".join(parts)
+
+
+def _pool_json(p: Pool, mask: int) -> list[str]:
+    """One JSON object per member in ``mask`` (all exclusive: leaves are only allocated inside slots)."""
+    head = f', "metadata": {{"type": {_q(p.type)}'
+    if p.basename != p.type:
+        head += f', "basename": {_q(p.basename)}'
+    tail = ', "exclusive": true'
+    if p.unit:
+        tail += f', "unit": {_q(p.unit)}'
+    if p.size != 1:
+        tail += f', "size": {p.size}'
+    if p.properties:
+        tail += f', "properties": {json.dumps(p.properties, separators=(", ", ": "))}'
+    rank = p.rank
+    out = []
+    regular = p.uids is None and p.names is None and p.paths is None
+    if regular:
+        prefix = _q(f"{p.parent.path}/{p.basename}")[:-1]
+        ub, ib = p.uid_base, p.id_base
+        i = 0
+        m = mask
+        while m:
+            if m & 1:
+                vid = ib + i
+                out.append(
+                    f'{{"id": "{ub + i}"{head}, "id": {vid}, "rank": {rank}{tail}, '
+                    f'"paths": {{"containment": {prefix}{vid}"}}}}}}'
+                )
+            m >>= 1
+            i += 1
+        return out
+    i = 0
+    m = mask
+    while m:
+        if m & 1:
+            vid = p.vid(i)
+            name = p.name(i)
+            name_part = f', "name": {_q(name)}' if name != f"{p.basename}{vid}" else ""
+            out.append(
+                f'{{"id": "{p.uid(i)}"{head}{name_part}, "id": {vid}, "rank": {rank}{tail}, '
+                f'"paths": {{"containment": {_q(p.path(i))}}}}}}}'
+            )
+        m >>= 1
+        i += 1
+    return out
+
+
+def write_r(vertices: dict[Vertex, bool], pools: dict[Pool, int], slots: dict[str, int]) -> str:
+    """R for the given vertices (vertex -> exclusive) and pool members, as one JGF line."""
+    kids: dict[Vertex, list[Vertex]] = {}
+    roots = []
+    for v in vertices:
+        if v.parent is not None and v.parent in vertices:
+            kids.setdefault(v.parent, []).append(v)
+        else:
+            roots.append(v)
+    pools_of: dict[Vertex, list[Pool]] = {}
+    for p in pools:
+        pools_of.setdefault(p.parent, []).append(p)
+    nodes: list[str] = []
+    edges: list[str] = []
+    stack: list[tuple[Vertex, bool]] = [(r, False) for r in roots]
+    while stack:
+        v, expanded = stack.pop()
+        if not expanded:
+            stack.append((v, True))
+            for c in sorted(kids.get(v, ()), key=lambda c: c.uid, reverse=True):
+                stack.append((c, False))
+            continue
+        for p in pools_of.get(v, ()):
+            members = _pool_json(p, pools[p])
+            nodes.extend(members)
+            vu = v.uid
+            edges.extend(f'{{"source": "{vu}", "target": "{m[7 : m.index(chr(34), 7)]}"}}' for m in members)
+        nodes.append(_vertex_json(v, vertices[v]))
+        if v.parent is not None and v.parent in vertices:
+            edges.append(f'{{"source": "{v.parent.uid}", "target": "{v.uid}"}}')
+    md = ""
+    if slots:
+        md = f', "metadata": {{{_q(SLOTS_METADATA_KEY)}: {json.dumps(slots, separators=(", ", ": "))}}}'
+    return '{"graph": {"nodes": [' + ", ".join(nodes) + '], "edges": [' + ", ".join(edges) + "]" + md + "}}\n"
