@@ -258,3 +258,15 @@ async def test_bound_running_pod_deletion_is_graceful_until_the_kubelet_finishes
         assert (await c.list(R.PODS))["items"] == []
     finally:
         await api.stop()
+
+
+async def test_requests_above_limits_and_bad_quantities_are_invalid(api):
+    bad = gated_pod()
+    bad["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}
+    with pytest.raises(APIError) as e:
+        await api.client.create(R.PODS, bad, namespace="default")
+    assert e.value.code == 422 and "must be less than or equal to cpu limit of 1" in e.value.message
+    bad["spec"]["containers"][0]["resources"] = {"requests": {"memory": "lots"}}
+    with pytest.raises(APIError) as e:
+        await api.client.create(R.PODS, bad, namespace="default")
+    assert e.value.code == 422 and "quantities must match" in e.value.message

@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from fluxqueue.kube.quantity import QuantityError, parse_quantity
+
 from .errors import APIError, conflict
 from .strategy import Obj, Strategy
 
@@ -115,15 +117,8 @@ class PodStrategy(Strategy):
         obj["status"] = status
 
     def validate_create(self, obj: Obj) -> list[tuple[str, str]]:
-        errs: list[tuple[str, str]] = []
         spec = obj.get("spec") or {}
-        if not spec.get("containers"):
-            errs.append(("spec.containers", "Required value"))
-        for i, c in enumerate(spec.get("containers") or []):
-            if not c.get("name"):
-                errs.append((f"spec.containers[{i}].name", "Required value"))
-            if not c.get("image"):
-                errs.append((f"spec.containers[{i}].image", "Required value"))
+        errs = validate_pod_spec(spec, "spec")
         seen = set()
         for i, g in enumerate(spec.get("schedulingGates") or []):
             name = g.get("name", "")
@@ -156,6 +151,59 @@ class PodStrategy(Strategy):
         if requested is not None:
             return max(requested, 0)
         return int(spec.get("terminationGracePeriodSeconds", 30))
+
+
+def validate_pod_spec(spec: dict[str, Any], path: str) -> list[tuple[str, str]]:
+    """validation.go ValidatePodSpec, the parts clients trip over: containers, names, resources."""
+    errs: list[tuple[str, str]] = []
+    if not spec.get("containers"):
+        errs.append((f"{path}.containers", "Required value"))
+    names: set[str] = set()
+    for field in ("initContainers", "containers"):
+        for i, c in enumerate(spec.get(field) or []):
+            where = f"{path}.{field}[{i}]"
+            name = c.get("name") or ""
+            if not name:
+                errs.append((f"{where}.name", "Required value"))
+            elif name in names:
+                errs.append((f"{where}.name", f'Duplicate value: "{name}"'))
+            names.add(name)
+            if not c.get("image"):
+                errs.append((f"{where}.image", "Required value"))
+            errs += _validate_resources(c.get("resources") or {}, f"{where}.resources")
+    return errs
+
+
+def _validate_resources(res: dict[str, Any], path: str) -> list[tuple[str, str]]:
+    errs: list[tuple[str, str]] = []
+    parsed: dict[str, dict[str, Any]] = {}
+    for kind in ("limits", "requests"):
+        parsed[kind] = {}
+        for name, q in (res.get(kind) or {}).items():
+            try:
+                parsed[kind][name] = parse_quantity(q)
+            except QuantityError:
+                errs.append(
+                    (
+                        f"{path}.{kind}[{name}]",
+                        f"Invalid value: \"{q}\": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+                    )
+                )
+                continue
+            if parsed[kind][name] < 0:
+                errs.append(
+                    (f"{path}.{kind}[{name}]", f'Invalid value: "{q}": must be greater than or equal to 0')
+                )
+    for name, req in parsed["requests"].items():
+        lim = parsed["limits"].get(name)
+        if lim is not None and req > lim:
+            errs.append(
+                (
+                    f"{path}.requests",
+                    f'Invalid value: "{res["requests"][name]}": must be less than or equal to {name} limit of {res["limits"][name]}',
+                )
+            )
+    return errs
 
 
 POD_UPDATE_FORBIDDEN = (

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .podrules import default_pod_spec
+from .podrules import default_pod_spec, validate_pod_spec
 from .strategy import Obj, Strategy
 
 JOB_TEMPLATE_MUTABLE_WHEN_SUSPENDED = ("nodeSelector", "tolerations", "schedulingGates")
@@ -66,8 +66,7 @@ class JobStrategy(Strategy):
                     f'Unsupported value: "{pspec.get("restartPolicy")}": supported values: "OnFailure", "Never"',
                 )
             )
-        if not pspec.get("containers"):
-            errs.append(("spec.template.spec.containers", "Required value"))
+        errs += validate_pod_spec(pspec, "spec.template.spec")
         if spec.get("completionMode") == "Indexed" and spec.get("completions") is None:
             errs.append(("spec.completions", "Required value: when completion mode is Indexed"))
         for f in ("parallelism", "completions", "backoffLimit"):
@@ -155,6 +154,9 @@ class _TemplatedStrategy(Strategy):
 
     def validate_create(self, obj: Obj) -> list[tuple[str, str]]:
         spec = obj["spec"]
+        errs = validate_pod_spec((spec.get("template") or {}).get("spec") or {}, "spec.template.spec")
+        if errs:
+            return errs
         sel = spec.get("selector")
         if not sel:
             return [("spec.selector", "Required value")]
