@@ -212,3 +212,33 @@ async def test_denial_and_side_effects_on_dry_run(api, webhook):
     with pytest.raises(APIError) as e:
         await c.create(R.PODS, pod("a"), namespace="default", dry_run=True)
     assert e.value.code == 400 and "does not support dry run" in e.value.message
+
+
+async def test_namespace_selector_and_exact_match_policy(api, webhook):
+    c = api.client
+    cfg = hook_config(
+        "scoped",
+        {"url": webhook["url"] + "/mutate", "caBundle": webhook["ca"]},
+        namespaceSelector={
+            "matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}
+            ]
+        },
+    )
+    await c.create(R.MUTATING_WEBHOOKS, cfg)
+    assert (await c.create(R.PODS, pod("a"), namespace="kube-system"))["metadata"].get("labels") is None
+    assert (await c.create(R.PODS, pod("a"), namespace="default"))["metadata"]["labels"] == {"mutated": "yes"}
+    # a rule for another version matches under Equivalent (the default) but not under Exact
+    cfg2 = hook_config(
+        "exact", {"url": webhook["url"] + "/mutate", "caBundle": webhook["ca"]}, matchPolicy="Exact"
+    )
+    cfg2["webhooks"][0]["rules"][0]["apiVersions"] = ["v2"]
+    cfg2["webhooks"][0]["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": "kube-public"}}
+    await c.create(R.MUTATING_WEBHOOKS, cfg2)
+    assert (await c.create(R.PODS, pod("b"), namespace="kube-public"))["metadata"].get("labels") == {
+        "mutated": "yes"
+    }
+    calls = len(webhook["seen"])
+    await c.delete(R.MUTATING_WEBHOOKS, "scoped")
+    assert (await c.create(R.PODS, pod("c"), namespace="kube-public"))["metadata"].get("labels") is None
+    assert len(webhook["seen"]) == calls
