@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
@@ -53,7 +54,12 @@ async def webhook():
             {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": resp}
         )
 
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(1.5)
+        return await mutate(request)
+
     app = web.Application()
+    app.router.add_post("/slow", slow)
     app.router.add_post("/mutate", mutate)
     app.router.add_post("/deny", deny)
     import ssl
@@ -242,3 +248,11 @@ async def test_namespace_selector_and_exact_match_policy(api, webhook):
     await c.delete(R.MUTATING_WEBHOOKS, "scoped")
     assert (await c.create(R.PODS, pod("c"), namespace="kube-public"))["metadata"].get("labels") is None
     assert len(webhook["seen"]) == calls
+
+
+async def test_webhook_slower_than_its_timeout_fails_the_request(api, webhook):
+    cfg = hook_config("slow", {"url": webhook["url"] + "/slow", "caBundle": webhook["ca"]}, timeoutSeconds=1)
+    await api.client.create(R.MUTATING_WEBHOOKS, cfg)
+    with pytest.raises(APIError) as e:
+        await api.client.create(R.PODS, pod("a"), namespace="default")
+    assert e.value.code == 500 and "context deadline exceeded" in e.value.message
