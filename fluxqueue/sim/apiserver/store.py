@@ -250,8 +250,8 @@ class Store:
             objs = [o for o in objs if labels_match(labels, o["metadata"].get("labels"))]
         if fields is not None:
             objs = [o for o in objs if fields(o)]
-        if limit or continue_token:
-            objs.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+        # etcd answers in key order (namespace, then name); clients print in that order.
+        objs.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
         if continue_token:
             start = decode_continue(continue_token)
             objs = [o for o in objs if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > start]
