@@ -332,7 +332,9 @@ class Engine:
                         return
                     wait = left if wait is None else min(wait, left)
                 try:
-                    if wait is None:
+                    if not w.queue.empty():
+                        item = w.queue.get_nowait()  # the hot path: no timer when events are waiting
+                    elif wait is None:
                         item = await w.queue.get()
                     else:
                         item = await asyncio.wait_for(w.queue.get(), wait)
