@@ -89,8 +89,14 @@ class Routes:
             return await self._dispatch(request)
         except APIError as e:
             return _error(e)
-        except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as e:
+        except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError, ValueError) as e:
             return _error(APIError(400, "BadRequest", f"the body of the request could not be decoded: {e}"))
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception as e:
+            # a bug in the emulator: answer like the real server's panic recovery, and say where
+            log.exception("request failed", method=request.method, path=request.path)
+            return _error(APIError(500, "InternalError", f"Internal error occurred: {e!r}"))
 
     def _authenticate(self, request: web.Request) -> None:
         if not self.server.tls:
