@@ -49,6 +49,7 @@ from fluxqueue.queue.store import (
 log = get_logger(__name__)
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
+OPTIONAL_STATUS_KEYS = ("queuePosition", "reservedStart", "members", "nodes", "nodeList", "fluxionJobID")
 
 
 def is_ours(pod: dict) -> bool:
@@ -521,7 +522,9 @@ class Scheduler:
         )
         if self.published.get(unit.id) == status:
             return
-        if await ctx.actions.set_status(unit, status):
+        # A merge patch only adds and replaces: name the keys that no longer apply so they are removed.
+        patch = {**dict.fromkeys(OPTIONAL_STATUS_KEYS), **status}
+        if await ctx.actions.set_status(unit, patch):
             self.published[unit.id] = status
 
     # ---- timeouts -----------------------------------------------------------------------------------

@@ -196,7 +196,10 @@ class System:
             fj = await self.fluxjob(name)
             return ((fj or {}).get("status") or {}).get("phase") in wanted
 
-        await self.wait_for(reached, within, f"FluxJob {name} to reach {wanted}; last: {fj}")
+        try:
+            await self.wait_for(reached, within, f"FluxJob {name} to reach {wanted}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last status: {(fj or {}).get('status')}") from None
         assert fj is not None
         return fj
 

@@ -239,9 +239,9 @@ async def test_controller_and_fluxion_killed_mid_pass_lose_nothing_and_place_not
     await system.fluxion.stop()
     system.fluxion = FluxionServer(host="127.0.0.1", port=0)
     await system.fluxion.start()
-    # Work submitted while no controller runs is adopted after the restart.
-    await system.apply(job("late", parallelism=1, cpu="1", runtime="1s"))
     await system.start_controller(fluxion_address=system.fluxion.address)
+    # New work is queued behind what the database still holds.
+    await system.apply(job("late", parallelism=1, cpu="1", runtime="1s"))
     for i in range(6):
         await system.wait_phase(f"batch{i}-job", "Succeeded", within=40)
     await system.wait_phase("late-job", "Succeeded", within=20)
