@@ -21,11 +21,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fluxqueue.fluxion.server import FluxionServer
 from support.invariants import PodTimeline, check_invariants
 
 from fluxqueue.controller.app import Controller
 from fluxqueue.controller.settings import ControllerSettings
+from fluxqueue.fluxion.server import FluxionServer
 from fluxqueue.sim.apiserver import APIServer
 from fluxqueue.sim.apiserver import resources as R
 from fluxqueue.sim.cluster import ClusterSpec, SimCluster
