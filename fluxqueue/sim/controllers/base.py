@@ -76,6 +76,10 @@ class Informer:
     def add_handler(self, fn: Handler) -> None:
         self._handlers.append(fn)
 
+    def remove_handler(self, fn: Handler) -> None:
+        if fn in self._handlers:
+            self._handlers.remove(fn)
+
     def add_index(self, name: str, fn: IndexFunc) -> None:
         if name in self._index_funcs:
             return  # shared informers: the first registration of an index name wins
