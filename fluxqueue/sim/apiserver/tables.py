@@ -207,6 +207,59 @@ def _secret_row(o: Obj) -> list[Any]:
     return [o["metadata"]["name"], o.get("type", "Opaque"), len(o.get("data") or {}), age(o)]
 
 
+def _rs_row(o: Obj) -> list[Any]:
+    spec, st = o.get("spec") or {}, o.get("status") or {}
+    return [
+        o["metadata"]["name"],
+        spec.get("replicas", 0),
+        st.get("replicas", 0),
+        st.get("readyReplicas", 0),
+        age(o),
+    ]
+
+
+def _sts_row(o: Obj) -> list[Any]:
+    spec, st = o.get("spec") or {}, o.get("status") or {}
+    return [o["metadata"]["name"], f"{st.get('readyReplicas', 0)}/{spec.get('replicas', 0)}", age(o)]
+
+
+def _ds_row(o: Obj) -> list[Any]:
+    st = o.get("status") or {}
+    sel = ((o.get("spec") or {}).get("template") or {}).get("spec", {}).get("nodeSelector") or {}
+    return [
+        o["metadata"]["name"],
+        st.get("desiredNumberScheduled", 0),
+        st.get("currentNumberScheduled", 0),
+        st.get("numberReady", 0),
+        st.get("updatedNumberScheduled", 0),
+        st.get("numberAvailable", 0),
+        ",".join(f"{k}={v}" for k, v in sel.items()) or "<none>",
+        age(o),
+    ]
+
+
+def _pc_row(o: Obj) -> list[Any]:
+    return [
+        o["metadata"]["name"],
+        o.get("value", 0),
+        bool(o.get("globalDefault")),
+        age(o),
+        o.get("preemptionPolicy", ""),
+    ]
+
+
+def _lease_row(o: Obj) -> list[Any]:
+    return [o["metadata"]["name"], (o.get("spec") or {}).get("holderIdentity", ""), age(o)]
+
+
+def _crd_row(o: Obj) -> list[Any]:
+    return [o["metadata"]["name"], o["metadata"].get("creationTimestamp", "")]
+
+
+def _webhooks_row(o: Obj) -> list[Any]:
+    return [o["metadata"]["name"], len(o.get("webhooks") or []), age(o)]
+
+
 BUILTIN: dict[tuple[str, str], tuple[list[dict[str, Any]], Callable[[Obj], list[Any]]]] = {
     ("", "pods"): (
         [
@@ -261,6 +314,38 @@ BUILTIN: dict[tuple[str, str], tuple[list[dict[str, Any]], Callable[[Obj], list[
     ("", "namespaces"): ([NAME, _col("Status"), AGE], _ns_row),
     ("", "configmaps"): ([NAME, _col("Data", "integer"), AGE], _cm_row),
     ("", "secrets"): ([NAME, _col("Type"), _col("Data", "integer"), AGE], _secret_row),
+    ("apps", "replicasets"): (
+        [NAME, _col("Desired", "integer"), _col("Current", "integer"), _col("Ready", "integer"), AGE],
+        _rs_row,
+    ),
+    ("apps", "statefulsets"): ([NAME, _col("Ready"), AGE], _sts_row),
+    ("apps", "daemonsets"): (
+        [
+            NAME,
+            _col("Desired", "integer"),
+            _col("Current", "integer"),
+            _col("Ready", "integer"),
+            _col("Up-to-date", "integer"),
+            _col("Available", "integer"),
+            _col("Node Selector"),
+            AGE,
+        ],
+        _ds_row,
+    ),
+    ("scheduling.k8s.io", "priorityclasses"): (
+        [NAME, _col("Value", "integer"), _col("Global-Default", "boolean"), AGE, _col("PreemptionPolicy")],
+        _pc_row,
+    ),
+    ("coordination.k8s.io", "leases"): ([NAME, _col("Holder"), AGE], _lease_row),
+    ("apiextensions.k8s.io", "customresourcedefinitions"): ([NAME, _col("Created At", "date")], _crd_row),
+    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"): (
+        [NAME, _col("Webhooks", "integer"), AGE],
+        _webhooks_row,
+    ),
+    ("admissionregistration.k8s.io", "validatingwebhookconfigurations"): (
+        [NAME, _col("Webhooks", "integer"), AGE],
+        _webhooks_row,
+    ),
     ("", "events"): (
         [_col("Last Seen"), _col("Type"), _col("Reason"), _col("Object"), _col("Message")],
         _event_row,
