@@ -19,7 +19,14 @@ from typing import Any
 from fluxqueue.kube import names
 from fluxqueue.log import get_logger
 from fluxqueue.sim.harness.system import SimSystem
-from fluxqueue.sim.report import Progress, Recorder, histogram_quantiles, node_allocatable, summarize
+from fluxqueue.sim.report import (
+    Progress,
+    Recorder,
+    histogram_quantiles,
+    node_allocatable,
+    percentile,
+    summarize,
+)
 from fluxqueue.sim.workload import SETUP_KIND, WorkloadItem
 
 log = get_logger(__name__)
@@ -243,16 +250,24 @@ class Run:
         }
 
     async def match_latency(self) -> dict[str, Any]:
-        """Fluxion match latency: the controller's histogram when it runs in this process, else the Fluxion
-        service's own statistics."""
-        ctl = self.system.controller
-        metrics = getattr(ctl, "metrics", None)
+        """Fluxion match latency (ms): the controller's histogram when it has samples, else the round trips
+        timed around the controller's Fluxion client, else the Fluxion service's own statistics."""
+        metrics = self.system.metrics
         hist = getattr(metrics, "match_duration", None)
         if hist is not None:
             q = _histogram_ms(hist)
             if q.get("count"):
                 q["source"] = "controller fluxqueue_match_duration_seconds"
                 return q
+        samples = self.system.match_seconds
+        if samples:
+            return {
+                "count": len(samples),
+                "p50": percentile(samples, 50) * 1000,
+                "p99": percentile(samples, 99) * 1000,
+                "max": max(samples) * 1000,
+                "source": "controller's Fluxion client (round trip)",
+            }
         try:
             from fluxqueue.fluxion.client import FluxionClient
 
@@ -278,27 +293,13 @@ def _histogram_ms(hist) -> dict[str, Any]:
 
 
 def _stats_ms(stats: dict[str, Any]) -> dict[str, Any]:
-    """Pick match latency figures out of the Fluxion server's stats, whatever units they come in."""
-    out: dict[str, Any] = {"source": "fluxion stats"}
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), v)
-        else:
-            flat[prefix] = value
-
-    walk("", stats)
-    for key, value in flat.items():
-        lk = key.lower()
-        if "match" not in lk or not isinstance(value, int | float):
-            continue
-        for q in ("p50", "p99"):
-            if q in lk:
-                scale = 1000.0 if lk.endswith(("_s", "seconds", "_sec")) else 1.0
-                out[q] = float(value) * scale
-        if lk.endswith(("count", "matches", "total")) and "count" not in out:
-            out["count"] = int(value)
-    out["raw"] = stats
+    """The Fluxion service's own match statistics (it keeps count, mean and extremes, not quantiles)."""
+    out: dict[str, Any] = {"source": "fluxion stats", "count": stats.get("matches")}
+    for key, name in (
+        ("match_avg_seconds", "mean"),
+        ("match_max_seconds", "max"),
+        ("match_min_seconds", "min"),
+    ):
+        if isinstance(stats.get(key), int | float):
+            out[name] = stats[key] * 1000
     return out

@@ -34,6 +34,9 @@ log = get_logger(__name__)
 SYSTEM_NAMESPACE = "fluxqueue-system"
 DATABASE = "fluxqueue"
 
+# gRPC's C core logs (at info) every fork() made while its threads run: PostgreSQL's pg_ctl is one.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 
 @dataclass
 class SimConfig:
@@ -95,6 +98,7 @@ class SimSystem:
         self.metrics_port: int | None = None
         self.fluxion_port: int | None = None
         self.metrics: Any = None
+        self.match_seconds: list[float] = []
         self.manifests: list[dict] = []
         self.processes: dict[str, asyncio.subprocess.Process] = {}
         self._tmp: Path | None = None
@@ -300,7 +304,25 @@ class SimSystem:
             ControllerSettings(**{k: v for k, v in settings.items() if k in known}), metrics=self.metrics
         )
         await self.controller.start()
+        self._time_matches(self.controller.fluxion)
         await asyncio.wait_for(self.controller.leading.wait(), 60)
+
+    def _time_matches(self, client: Any) -> None:
+        """Record each Match round trip the controller makes (client side, gRPC included), for the report's
+        match latency when the controller's own histogram has no samples."""
+        if client is None or not hasattr(client, "match"):
+            return
+        inner = client.match
+        samples = self.match_seconds
+
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await inner(*args, **kwargs)
+            finally:
+                samples.append(time.perf_counter() - started)
+
+        client.match = timed
 
     async def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
         log_path = self.workdir / f"{name}.log"

@@ -51,11 +51,20 @@ def summary_text(report: dict[str, Any]) -> str:
         ("pod create->bind p50 / p95 (wall)", _latency(report.get("pod_bind_latency_s") or {})),
     ]
     match = report.get("match_latency_ms") or {}
-    if match:
+    if match.get("p50") is not None:
         rows.append(
             (
                 "Fluxion match p50 / p99",
-                f"{_fmt(match.get('p50'), ' ms', 2)} / {_fmt(match.get('p99'), ' ms', 2)}",
+                f"{_fmt(match.get('p50'), ' ms', 2)} / {_fmt(match.get('p99'), ' ms', 2)} "
+                f"({match.get('count')} matches)",
+            )
+        )
+    elif match.get("mean") is not None:
+        rows.append(
+            (
+                "Fluxion match mean / max",
+                f"{_fmt(match.get('mean'), ' ms', 2)} / {_fmt(match.get('max'), ' ms', 2)} "
+                f"({match.get('count')} matches)",
             )
         )
     width = max(len(r[0]) for r in rows)
