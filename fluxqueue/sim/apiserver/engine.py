@@ -136,11 +136,7 @@ class Engine:
     def _ns(self, rt: ResourceType, namespace: str | None) -> str:
         if rt.namespaced:
             if not namespace:
-                raise E.bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request"
-                    if namespace == ""
-                    else "namespace is required for a namespaced resource"
-                )
+                raise E.bad_request(f"a namespace is required for the namespaced resource {rt.qualified}")
             return namespace
         return ""
 
