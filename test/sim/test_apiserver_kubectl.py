@@ -280,3 +280,33 @@ spec:
     await helm("uninstall", "r1")
     left = (await kubectl("get", "cm,deploy,svc,secret", "-o", "name")).stdout.split()
     assert [n for n in left if "r1" in n] == []
+
+
+WEBHOOKS = """
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {name: two}
+webhooks:
+- name: a.example.com
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  failurePolicy: Ignore
+  clientConfig: {url: "https://127.0.0.1:1/a"}
+  rules: [{operations: [CREATE], apiGroups: [""], apiVersions: [v1], resources: [configmaps]}]
+- name: b.example.com
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  failurePolicy: Ignore
+  clientConfig: {url: "https://127.0.0.1:1/b"}
+  rules: [{operations: [CREATE], apiGroups: [""], apiVersions: [v1], resources: [configmaps]}]
+"""
+
+
+async def test_client_side_apply_merges_webhooks_by_name(kubectl, apiserver):
+    await kubectl("apply", "-f", "-", stdin=WEBHOOKS)
+    await kubectl("apply", "-f", "-", stdin=WEBHOOKS.replace("/b", "/b2"))
+    cfg = await apiserver.client.get(R.MUTATING_WEBHOOKS, "two")
+    assert [(w["name"], w["clientConfig"]["url"]) for w in cfg["webhooks"]] == [
+        ("a.example.com", "https://127.0.0.1:1/a"),
+        ("b.example.com", "https://127.0.0.1:1/b2"),
+    ]

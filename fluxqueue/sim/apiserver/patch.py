@@ -15,7 +15,8 @@ from typing import Any
 from .errors import APIError
 from .store import clone
 
-# Field name -> merge key, from the patchMergeKey tags of k8s.io/api (core/v1 types.go etc.).
+# Field name -> merge key: every x-kubernetes-patch-merge-key of the built-in schemas (k8s.io/api types.go
+# patchMergeKey tags). Only "ports" and "addresses" differ by type, handled in merge_key.
 MERGE_KEYS: dict[str, str] = {
     "containers": "name",
     "initContainers": "name",
@@ -35,9 +36,17 @@ MERGE_KEYS: dict[str, str] = {
     "hostIPs": "ip",
     "addresses": "type",
     "ports": "containerPort",
+    "webhooks": "name",
+    "matchConditions": "name",
+    "secrets": "name",
+    "allocatedResourcesStatus": "name",
+    "resourceClaimStatuses": "name",
+    "drivers": "name",
+    "reservedFor": "uid",
+    "variables": "name",
 }
 # Primitive lists with patchStrategy "merge" (set semantics).
-MERGE_PRIMITIVE = {"finalizers"}
+MERGE_PRIMITIVE = {"finalizers", "podCIDRs"}
 
 
 def merge_key(path: tuple[str, ...], field: str, kind: str) -> str | None:
