@@ -181,8 +181,13 @@ def plan_job(
     time_scale: float = 1.0,
     backoff_until: float | None = None,
     counted: set[str] | frozenset[str] = frozenset(),
+    started_at: float | None = None,
 ) -> JobPlan:
-    """What the Job controller does next for ``job`` given the pods it controls (pure)."""
+    """What the Job controller does next for ``job`` given the pods it controls (pure).
+
+    ``started_at`` is status.startTime to better than the second the timestamp keeps (at a large time scale
+    one real second is minutes of simulated time); ``plan.status["startTime"]`` is set from ``now`` when the
+    Job (re)starts."""
     spec = job.get("spec") or {}
     old_status = job.get("status") or {}
     status = copy.deepcopy(old_status)
@@ -260,8 +265,10 @@ def plan_job(
         _set_cond(status, "Suspended", False, "JobResumed", "Job resumed", stamp)
         plan.events.append(("Normal", "Resumed", "Job resumed"))
         status["startTime"] = stamp  # resuming restarts the activeDeadlineSeconds clock
+        started_at = now
     if not status.get("startTime"):
         status["startTime"] = stamp
+        started_at = now
 
     # --- failure: FailureTarget first, Failed once no pod is left running
     target = cond(status, "FailureTarget")
@@ -277,6 +284,8 @@ def plan_job(
         else:
             deadline = spec.get("activeDeadlineSeconds")
             started = parse_time(status.get("startTime"))
+            if started_at is not None and started is not None and abs(started_at - started) < 1.0:
+                started = started_at
             if deadline is not None and started is not None:
                 left = deadline - (now - started) * time_scale
                 if left <= 0:
@@ -455,6 +464,7 @@ class JobController(Controller):
         self.events = events
         self._counted: dict[str, set[str]] = {}  # job uid -> pod uids already in status
         self._backoff: dict[str, tuple[int, float]] = {}  # job uid -> (consecutive failures, until)
+        self._started: dict[str, float] = {}  # job uid -> precise startTime (the timestamp keeps seconds)
         pods.add_index("job-owner", _job_owner_keys)
         jobs.add_handler(self._on_job)
         pods.add_handler(self._on_pod)
@@ -467,6 +477,7 @@ class JobController(Controller):
             if new is None:
                 self._counted.pop(md["uid"], None)
                 self._backoff.pop(md["uid"], None)
+                self._started.pop(md["uid"], None)
 
     def _on_pod(self, typ: str, old: Obj | None, new: Obj | None) -> None:
         obj = new or old
@@ -497,7 +508,11 @@ class JobController(Controller):
         counted = self._counted.setdefault(uid, set())
         failures, until = self._backoff.get(uid, (0, 0.0))
         now = self.clock.now()
-        plan = plan_job(job, pods, now, self.clock.time_scale, until or None, counted)
+        plan = plan_job(job, pods, now, self.clock.time_scale, until or None, counted, self._started.get(uid))
+        if plan.status.get("startTime") and plan.status.get("startTime") != (job.get("status") or {}).get(
+            "startTime"
+        ):
+            self._started[uid] = now
         if plan.new_successes:
             failures, until = 0, 0.0
         if plan.new_failures:

@@ -21,14 +21,18 @@ def finish_time(job: Obj) -> float | None:
     return None
 
 
-def ttl_remaining(job: Obj, now: float, time_scale: float) -> float | None:
-    """Simulated seconds until the Job expires (<= 0: now), None when it never does (yet)."""
+def ttl_remaining(job: Obj, now: float, time_scale: float, finished_at: float | None = None) -> float | None:
+    """Simulated seconds until the Job expires (<= 0: now), None when it never does (yet).
+
+    ``finished_at``: when the Job was seen finishing, more precise than its second-resolution timestamps."""
     ttl = (job.get("spec") or {}).get("ttlSecondsAfterFinished")
     if ttl is None or job["metadata"].get("deletionTimestamp"):
         return None
     done = finish_time(job)
     if done is None:
         return None
+    if finished_at is not None and abs(finished_at - done) < 1.0:
+        done = finished_at
     return ttl - (now - done) * time_scale
 
 
@@ -39,17 +43,26 @@ class TTLAfterFinishedController(Controller):
         super().__init__(client, timers)
         self.clock = clock
         self.jobs = jobs
+        self._finished: dict[str, float] = {}  # job uid -> when it was seen finished
         jobs.add_handler(self._on_job)
 
     def _on_job(self, typ: str, old: Obj | None, new: Obj | None) -> None:
-        if new is not None and (new.get("spec") or {}).get("ttlSecondsAfterFinished") is not None:
+        if new is None:
+            if old is not None:
+                self._finished.pop(old["metadata"]["uid"], None)
+            return
+        if (new.get("spec") or {}).get("ttlSecondsAfterFinished") is not None:
+            if finish_time(new) is not None:
+                self._finished.setdefault(new["metadata"]["uid"], self.clock.now())
             self.queue.add((new["metadata"].get("namespace", ""), new["metadata"]["name"]))
 
     async def reconcile(self, key: tuple[str, str]) -> None:
         job = self.jobs.get(*key)
         if job is None:
             return
-        left = ttl_remaining(job, self.clock.now(), self.clock.time_scale)
+        left = ttl_remaining(
+            job, self.clock.now(), self.clock.time_scale, self._finished.get(job["metadata"]["uid"])
+        )
         if left is None:
             return
         if left > 0:
