@@ -15,12 +15,14 @@ careful pass whose error message names the offending vertex or edge.
 from __future__ import annotations
 
 from itertools import groupby
+from operator import itemgetter, methodcaller
 from typing import Any
 
 from fluxqueue.fluxion.jgf import loads
 from fluxqueue.fluxion.matcher.graph import DOWN, UP, Pool, ResourceGraph, Vertex
 
 # Vertex types that stay full vertices even without children: constraints and node status apply to them.
+_CONTAINMENT = {"subsystem": "containment"}
 NODE_TYPES = frozenset({"node", "storage_node"})
 
 
@@ -69,10 +71,11 @@ def _vertices_and_edges(graph: dict[str, Any]) -> tuple[list[Any], list[Any]]:
 def _columns(vertices: list[Any]) -> dict[str, list[Any]]:
     """One list per field; raises JGFError naming the first malformed vertex."""
     try:
-        keys = [v["id"] for v in vertices]
-        mds = [v["metadata"] for v in vertices]
-        types = [m["type"] for m in mds]
-        paths = [m["paths"]["containment"] for m in mds]
+        # map(itemgetter) runs in C: no Python frame per vertex.
+        keys = list(map(itemgetter("id"), vertices))
+        mds = list(map(itemgetter("metadata"), vertices))
+        types = list(map(itemgetter("type"), mds))
+        paths = list(map(itemgetter("containment"), map(itemgetter("paths"), mds)))
     except (KeyError, TypeError):
         _diagnose_vertices(vertices)
         raise JGFError("malformed vertex") from None  # _diagnose_vertices always raises first
@@ -116,9 +119,17 @@ def _parents(keys: list[str], edges: list[Any]) -> list[int]:
                 raise JGFError(f"duplicate vertex id {k!r}")
             index[k] = i
     try:
-        src = [e["source"] for e in edges]
-        tgt = [e["target"] for e in edges]
-        subsystems = [(e.get("metadata") or {}).get("subsystem", "containment") for e in edges]
+        src = list(map(itemgetter("source"), edges))
+        tgt = list(map(itemgetter("target"), edges))
+        try:
+            # The usual case, checked in C: every edge says {"subsystem": "containment"}.
+            plain = list(map(itemgetter("metadata"), edges)).count(_CONTAINMENT) == len(edges)
+        except KeyError:
+            plain = False
+        if plain:
+            subsystems = []
+        else:
+            subsystems = [(e.get("metadata") or {}).get("subsystem", "containment") for e in edges]
     except (KeyError, TypeError, AttributeError):
         for j, e in enumerate(edges):
             if not isinstance(e, dict) or "source" not in e or "target" not in e:
@@ -130,6 +141,16 @@ def _parents(keys: list[str], edges: list[Any]) -> list[int]:
         pairs = [(s, t) for s, t, sub in zip(src, tgt, subsystems, strict=True) if sub == "containment"]
         src = [p[0] for p in pairs]
         tgt = [p[1] for p in pairs]
+    if sequential and tgt == keys[1:]:
+        # GraphBuilder's layout: edge k leads to vertex k+1, so targets need no lookup and appear once.
+        try:
+            parent = [-1, *map(int, src)]
+        except (ValueError, TypeError):
+            parent = None
+        if parent is not None and all(
+            0 <= p < n for p in (min(parent[1:], default=0), max(parent, default=0))
+        ):
+            return parent
     parent = [-1] * n
     try:
         if sequential:
@@ -261,10 +282,12 @@ def _build(cols: dict[str, list[Any]], parent: list[int], n_edges: int) -> Resou
     g.n_vertices = n
     g.n_edges = n_edges
     pools: list[Pool] = []
+    fast = _FastLeaves.try_build(cols, leaf_idx)
     for p_index, run in groupby(leaf_idx, key=parent.__getitem__):
         members = list(run)
         owner = vertices[p_index]
-        _add_leaves(owner, members, cols, pools)
+        if fast is None or not fast.add(owner, members, pools):
+            _add_leaves(owner, members, cols, pools)
     for v in vertices.values():
         v.children.sort(key=lambda c: (c.vid, c.uid))
         v.pools.sort(key=lambda p: (p.type, p.vid(0) if p.count else 0))
@@ -273,6 +296,113 @@ def _build(cols: dict[str, list[Any]], parent: list[int], n_edges: int) -> Resou
         g.register_pool(p)
     _aggregate(root)
     return g
+
+
+class _FastLeaves:
+    """Pools for regular leaf runs from per-field columns (list comprehensions), no per-leaf Python loop."""
+
+    def __init__(self, cols: dict[str, list[Any]], cols2: dict[str, list[Any]]) -> None:
+        self.c = cols
+        self.uids, self.vids = cols2["uid"], cols2["vid"]
+        self.sizes, self.basen, self.units = cols2["size"], cols2["basename"], cols2["unit"]
+        self.ranks, self.names, self.extra = cols2["rank"], cols2["name"], cols2["extra"]
+
+    @classmethod
+    def try_build(cls, cols: dict[str, list[Any]], leaf_idx: list[int]) -> _FastLeaves | None:
+        if not leaf_idx:
+            return None
+        mds = cols["md"]
+        try:
+            # Every key present (GraphBuilder, flux-sched's own JGF): columns in C via itemgetter + zip.
+            rows = map(itemgetter("uniq_id", "id", "size", "basename", "unit", "rank", "name"), mds)
+            cu, cv, cs, cb, cn, cr, cm = (list(col) for col in zip(*rows, strict=True))
+        except KeyError:
+            cu = [m.get("uniq_id") for m in mds]
+            cv = [m.get("id") for m in mds]
+            cs = [m.get("size", 1) for m in mds]
+            cb = [m.get("basename") for m in mds]
+            cn = [m.get("unit") for m in mds]
+            cr = [m.get("rank", -1) for m in mds]
+            cm = [m.get("name") for m in mds]
+        has_props = any(map(methodcaller("__contains__", "properties"), mds))
+        has_status = any(map(methodcaller("__contains__", "status"), mds))
+        if has_props or has_status:
+            extra = [bool(m.get("properties")) or "status" in m for m in mds]
+        else:
+            extra = [False] * len(mds)
+        c2 = {
+            "uid": cu,
+            "vid": cv,
+            "size": cs,
+            "basename": cb,
+            "unit": cn,
+            "rank": cr,
+            "name": cm,
+            "extra": extra,
+        }
+        # Anything not plainly typed goes through the careful per-vertex path (and its error messages).
+        if not set(map(type, c2["uid"])) <= {int} or not set(map(type, c2["vid"])) <= {int}:
+            return None
+        if not set(map(type, c2["size"])) <= {int} or not set(map(type, c2["rank"])) <= {int}:
+            return None
+        for key in ("basename", "unit", "name"):
+            if not set(map(type, c2[key])) <= {str, type(None)}:
+                return None
+        if not set(map(type, cols["type"])) <= {str} or min(c2["size"]) < 0:
+            return None
+        return cls(cols, c2)
+
+    def add(self, owner: Vertex, members: list[int], out: list[Pool]) -> bool:
+        a, b = members[0], members[-1] + 1
+        if b - a != len(members):
+            return False
+        types = self.c["type"][a:b]
+        if True in self.extra[a:b]:
+            return False
+        # Split the run into sub-runs of identical attributes (e.g. 64 cores then 16 memory chunks).
+        start = a
+        while start < b:
+            t = types[start - a]
+            key = (t, self.basen[start], self.sizes[start], self.units[start], self.ranks[start])
+            end = start + 1
+            while end < b and types[end - a] == t:
+                end += 1
+            if (
+                self.basen[start:end].count(key[1]) != end - start
+                or self.sizes[start:end].count(key[2]) != end - start
+                or self.units[start:end].count(key[3]) != end - start
+                or self.ranks[start:end].count(key[4]) != end - start
+            ):
+                return False
+            if not self._pool(owner, start, end, key, out):
+                return False
+            start = end
+        return True
+
+    def _pool(self, owner: Vertex, a: int, b: int, key: tuple, out: list[Pool]) -> bool:
+        t, basename, size, unit, rank = key
+        basename = basename or t
+        n = b - a
+        uids = self.uids[a:b]
+        vids = self.vids[a:b]
+        u0, v0 = uids[0], vids[0]
+        if uids != list(range(u0, u0 + n)) or vids != list(range(v0, v0 + n)):
+            return False
+        names = self.names[a:b]
+        expected = [f"{basename}{v}" for v in vids]
+        if names != expected and names.count(None) != n:
+            return False
+        prefix = owner.path + "/"
+        if self.c["path"][a:b] != [prefix + nm for nm in expected]:
+            return False
+        pool = Pool(owner, t, basename, size, unit or "", rank)
+        pool.count = n
+        pool.all_mask = (1 << n) - 1
+        pool.uid_base, pool.id_base = u0, v0
+        # Several runs of one type under one parent (rare) simply become several pools.
+        owner.pools.append(pool)
+        out.append(pool)
+        return True
 
 
 def _check_acyclic(root: Vertex, total: int) -> None:

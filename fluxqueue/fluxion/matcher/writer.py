@@ -37,8 +37,21 @@ def _vertex_json(v: Vertex, excl: bool) -> str:
     return "".join(parts)
 
 
-def _pool_json(p: Pool, mask: int) -> list[str]:
-    """One JSON object per member in ``mask`` (all exclusive: leaves are only allocated inside slots)."""
+def _bits(mask: int, count: int) -> list[int] | range:
+    if mask == (1 << count) - 1:
+        return range(count)
+    out = []
+    i = 0
+    while mask:
+        low = mask & -mask
+        i = low.bit_length() - 1
+        out.append(i)
+        mask ^= low
+    return out
+
+
+def _pool_json(p: Pool, mask: int) -> tuple[list[str], list[str]]:
+    """Vertex and edge JSON for the members in ``mask`` (all exclusive: leaves are only allocated in slots)."""
     head = f', "metadata": {{"type": {_q(p.type)}'
     if p.basename != p.type:
         head += f', "basename": {_q(p.basename)}'
@@ -50,37 +63,30 @@ def _pool_json(p: Pool, mask: int) -> list[str]:
     if p.properties:
         tail += f', "properties": {json.dumps(p.properties, separators=(", ", ": "))}'
     rank = p.rank
-    out = []
-    regular = p.uids is None and p.names is None and p.paths is None
-    if regular:
+    idx = _bits(mask, p.count)
+    src = f'{{"source": "{p.parent.uid}", "target": "'
+    if p.uids is None and p.names is None and p.paths is None:
         prefix = _q(f"{p.parent.path}/{p.basename}")[:-1]
         ub, ib = p.uid_base, p.id_base
-        i = 0
-        m = mask
-        while m:
-            if m & 1:
-                vid = ib + i
-                out.append(
-                    f'{{"id": "{ub + i}"{head}, "id": {vid}, "rank": {rank}{tail}, '
-                    f'"paths": {{"containment": {prefix}{vid}"}}}}}}'
-                )
-            m >>= 1
-            i += 1
-        return out
-    i = 0
-    m = mask
-    while m:
-        if m & 1:
-            vid = p.vid(i)
-            name = p.name(i)
-            name_part = f', "name": {_q(name)}' if name != f"{p.basename}{vid}" else ""
-            out.append(
-                f'{{"id": "{p.uid(i)}"{head}{name_part}, "id": {vid}, "rank": {rank}{tail}, '
-                f'"paths": {{"containment": {_q(p.path(i))}}}}}}}'
-            )
-        m >>= 1
-        i += 1
-    return out
+        nodes = [
+            f'{{"id": "{ub + i}"{head}, "id": {ib + i}, "rank": {rank}{tail}, '
+            f'"paths": {{"containment": {prefix}{ib + i}"}}}}}}'
+            for i in idx
+        ]
+        edges = [f'{src}{ub + i}"}}' for i in idx]
+        return nodes, edges
+    nodes = []
+    edges = []
+    for i in idx:
+        vid = p.vid(i)
+        name = p.name(i)
+        name_part = f', "name": {_q(name)}' if name != f"{p.basename}{vid}" else ""
+        nodes.append(
+            f'{{"id": "{p.uid(i)}"{head}{name_part}, "id": {vid}, "rank": {rank}{tail}, '
+            f'"paths": {{"containment": {_q(p.path(i))}}}}}}}'
+        )
+        edges.append(f'{src}{p.uid(i)}"}}')
+    return nodes, edges
 
 
 def write_r(vertices: dict[Vertex, bool], pools: dict[Pool, int], slots: dict[str, int]) -> str:
@@ -106,10 +112,9 @@ def write_r(vertices: dict[Vertex, bool], pools: dict[Pool, int], slots: dict[st
                 stack.append((c, False))
             continue
         for p in pools_of.get(v, ()):
-            members = _pool_json(p, pools[p])
-            nodes.extend(members)
-            vu = v.uid
-            edges.extend(f'{{"source": "{vu}", "target": "{m[7 : m.index(chr(34), 7)]}"}}' for m in members)
+            pn, pe = _pool_json(p, pools[p])
+            nodes.extend(pn)
+            edges.extend(pe)
         nodes.append(_vertex_json(v, vertices[v]))
         if v.parent is not None and v.parent in vertices:
             edges.append(f'{{"source": "{v.parent.uid}", "target": "{v.uid}"}}')
