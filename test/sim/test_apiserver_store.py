@@ -253,7 +253,7 @@ async def test_namespace_deletion_empties_it_then_removes_it(api):
     with pytest.raises(APIError) as e:
         await c.create(R.CONFIGMAPS, {"metadata": {"name": "late"}}, namespace="team")
     assert e.value.code == 403 and "being terminated" in e.value.message
-    for _ in range(50):
+    for _ in range(200):
         try:
             await c.get(R.NAMESPACES, "team")
         except APIError as err:
