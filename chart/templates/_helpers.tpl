@@ -148,8 +148,18 @@ livenessProbe:
   failureThreshold: 6
 {{- end }}
 startupProbe:
+  {{- if eq .Values.fluxion.mode "sidecar" }}
+  # The sidecar listens on 127.0.0.1 only (nothing outside the pod can reach it), and kubelet probes dial
+  # the pod IP; so the probe connects from inside the container.
+  exec:
+    command:
+      - python
+      - -c
+      - "import socket; socket.create_connection(('127.0.0.1', {{ .Values.fluxion.port }}), 1).close()"
+  {{- else }}
   tcpSocket:
     port: fluxion
+  {{- end }}
   periodSeconds: 1
   failureThreshold: 60
 resources:

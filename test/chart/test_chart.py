@@ -287,3 +287,11 @@ def test_notes_tell_how_to_submit_a_job_and_psql_into_the_queue(tools, tmp_path:
     out = helm(tools, "install", "fluxqueue", str(CHART_DIR), "--dry-run=client", "-n", NAMESPACE)
     assert "kind: Job" in out.stdout and "kubectl get fluxjobs" in out.stdout
     assert "psql -U fluxqueue -d fluxqueue" in out.stdout and "fluxqueue.queue" in out.stdout
+
+
+def test_sidecar_startup_probe_reaches_the_loopback_only_listener(rendered):
+    sidecar = _container(rendered["default"], "fluxion")
+    assert "--host=127.0.0.1" in sidecar["args"]
+    # kubelet probes dial the pod IP, which a 127.0.0.1 listener never answers: the probe runs inside.
+    assert "tcpSocket" not in sidecar["startupProbe"]
+    assert "127.0.0.1', 4242" in sidecar["startupProbe"]["exec"]["command"][-1]
