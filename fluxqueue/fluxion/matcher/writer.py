@@ -111,7 +111,7 @@ def write_r(vertices: dict[Vertex, bool], pools: dict[Pool, int], slots: dict[st
             for c in sorted(kids.get(v, ()), key=lambda c: c.uid, reverse=True):
                 stack.append((c, False))
             continue
-        for p in pools_of.get(v, ()):
+        for p in sorted(pools_of.get(v, ()), key=v.pools.index):
             pn, pe = _pool_json(p, pools[p])
             nodes.extend(pn)
             edges.extend(pe)

@@ -1,0 +1,138 @@
+import copy
+import json
+
+import pytest
+
+from fluxqueue.fluxion.allocation import nodes_from_allocation
+from fluxqueue.fluxion.jgf import GraphBuilder, synthetic_cluster
+from fluxqueue.fluxion.matcher import JGFError, Matcher, read_jgf
+
+from .helpers import TINY_JGF, jobspec, r_vertices
+
+
+def test_tiny_reference_graph_loads_with_pools_for_leaves():
+    g = read_jgf(TINY_JGF)
+    assert (g.n_vertices, g.n_edges) == (5, 4)
+    node = g.nodes["kind-worker"]
+    assert node.cap == {"core": 2, "memory": 1024}
+    assert sorted(p.type for p in node.pools) == ["core", "memory"]
+
+
+def test_fast_and_careful_readers_build_the_same_graph():
+    doc = synthetic_cluster(3, cores=4, gpus=2, memory_chunks=2, racks=2).to_jgf()
+    slow = copy.deepcopy(doc)
+    slow["graph"]["nodes"][5]["metadata"]["status"] = "up"  # any extra key sends a run down the careful path
+    for d in (doc, slow):
+        g = read_jgf(d)
+        assert g.root.cap == {"rack": 2, "node": 3, "core": 12, "gpu": 6, "memory": 96}
+        assert sorted(g.nodes) == ["node0", "node1", "node2"]
+
+
+def test_jgf_v2_with_nodes_keyed_by_id_is_accepted():
+    doc = copy.deepcopy(TINY_JGF)
+    doc["graph"]["nodes"] = {v["id"]: {"metadata": v["metadata"]} for v in doc["graph"]["nodes"]}
+    assert read_jgf(doc).n_vertices == 5
+
+
+def _broken(path, value):
+    doc = copy.deepcopy(TINY_JGF)
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    if value is KeyError:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ("", "empty JGF"),
+        ("{nope", "not valid JSON"),
+        ({"nodes": []}, "no 'graph' object"),
+        ({"graph": {"nodes": []}}, "no vertices"),
+        (_broken(["graph", "nodes", 2, "metadata", "type"], KeyError), "vertex '2' has no 'metadata.type'"),
+        (_broken(["graph", "nodes", 3, "metadata", "paths"], KeyError), "vertex '3' has no 'metadata.paths.containment'"),
+        (_broken(["graph", "edges", 1, "target"], "99"), "edge 1 -> 99: source and/or target vertex not found"),
+        (_broken(["graph", "edges", 0], {"source": "2", "target": "1"}), "cycle"),
+        (_broken(["graph", "edges", 0], {"source": "0", "target": "2"}), "two containment parents"),
+        (_broken(["graph", "nodes", 4, "metadata", "size"], "big"), "'metadata.size' must be an integer"),
+        (_broken(["graph", "edges"], []), "5 root vertices"),
+    ],
+)  # fmt: skip
+def test_bad_jgf_is_rejected_with_what_is_wrong(doc, message):
+    with pytest.raises(JGFError) as exc:
+        read_jgf(doc)
+    assert message in str(exc.value)
+
+
+def test_r_uses_flux_sched_writer_format():
+    g = GraphBuilder()
+    n = g.add(g.root, "node", "worker-a", vid=7)
+    g.add_many(n, "core", 4)
+    g.add_many(n, "memory", 2, size=16, unit="GiB")
+    m = Matcher()
+    m.init(g.to_jgf())
+    out = m.match(jobspec(nodes=1, cores=2, memory=20))
+    r = out.r
+    assert r.endswith("}}\n") and r.count("\n") == 1
+    assert '", "' in r and '": ' in r and '":"' not in r
+    vertices = r_vertices(r)
+    # post-order: leaves before their node, the root last; outer id is the uniq_id; no uniq_id key
+    assert [v["metadata"]["type"] for v in vertices] == [
+        "core",
+        "core",
+        "memory",
+        "memory",
+        "node",
+        "cluster",
+    ]
+    core = vertices[1]["metadata"]
+    # "first" takes the highest ids
+    assert core == {
+        "type": "core", "id": 3, "rank": -1, "exclusive": True,
+        "paths": {"containment": "/cluster0/worker-a/core3"},
+    }  # fmt: skip
+    assert vertices[0]["metadata"]["id"] == 2
+    mem = vertices[2]["metadata"]
+    assert (mem["unit"], mem["size"], mem["exclusive"]) == ("GiB", 16, True)
+    node = vertices[4]["metadata"]
+    assert node["name"] == "worker-a" and "basename" not in node and "exclusive" not in node
+    assert vertices[-1]["metadata"] == {
+        "type": "cluster",
+        "id": 0,
+        "rank": -1,
+        "paths": {"containment": "/cluster0"},
+    }
+    edges = json.loads(r)["graph"]["edges"]
+    assert all(set(e) == {"source", "target"} for e in edges)
+    assert {e["target"] for e in edges} == {v["id"] for v in vertices[:-1]}
+    assert nodes_from_allocation(r) == {"worker-a": nodes_from_allocation(r)["worker-a"]}
+    a = nodes_from_allocation(r)["worker-a"]
+    assert (a.cores, a.memory, a.gpus, a.slots) == (2, 32 * 2**30, 0, 1)
+
+
+def test_node_names_are_recovered_exactly_even_when_the_writer_omits_them():
+    g = GraphBuilder()
+    for name in ("node3", "ip-10-0-0-1.ec2.internal", "kind-worker2"):
+        n = g.add(g.root, "node", name)
+        g.add_many(n, "core", 1)
+    m = Matcher()
+    m.init(g.to_json())
+    r = m.match(jobspec(nodes=3)).r
+    assert set(nodes_from_allocation(r)) == {"node3", "ip-10-0-0-1.ec2.internal", "kind-worker2"}
+
+
+def test_allocation_parser_reads_flux_sched_output():
+    # prior-art §7.6: real output (name omitted, basename kind-worker + id 1)
+    r = {"graph": {"nodes": [
+        {"id": "3", "metadata": {"type": "core", "id": 0, "rank": -1, "exclusive": True, "paths": {"containment": "/cluster0/0/kind-worker1/core0"}}},
+        {"id": "2", "metadata": {"type": "node", "basename": "kind-worker", "id": 1, "rank": -1, "paths": {"containment": "/cluster0/0/kind-worker1"}}},
+        {"id": "1", "metadata": {"type": "subnet", "basename": "", "id": 0, "rank": -1, "paths": {"containment": "/cluster0/0"}}},
+        {"id": "0", "metadata": {"type": "cluster", "id": 1, "rank": -1, "paths": {"containment": "/cluster0"}}}],
+        "edges": [{"source": "2", "target": "3"}, {"source": "1", "target": "2"}, {"source": "0", "target": "1"}]}}  # fmt: skip
+    got = nodes_from_allocation(json.dumps(r), cores_per_slot=1)
+    assert list(got) == ["kind-worker1"]
+    assert (got["kind-worker1"].cores, got["kind-worker1"].slots) == (1, 1)
