@@ -118,7 +118,10 @@ def _plots(report: dict[str, Any], out: Path) -> list[Path]:
     s = report["series"]
     t = s["t"]
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    ax.plot(t, [100 * x for x in s["utilisation"]], label="CPU")
+    ax.plot(t, [100 * x for x in s["utilisation"]], label="CPU requested")
+    nodes = (report.get("run") or {}).get("nodes")
+    if nodes and s.get("busy_nodes"):
+        ax.plot(t, [100 * b / nodes for b in s["busy_nodes"]], label="nodes in use", alpha=0.6)
     if any(s.get("gpu_utilisation") or []):
         ax.plot(t, [100 * x for x in s["gpu_utilisation"]], label="GPU")
     ax.set_xlabel("simulated time (s)")

@@ -161,9 +161,11 @@ def generate(spec: GeneratorSpec) -> list[WorkloadItem]:
         else:
             size = rng.randint(2, 8)
         # Keep every unit satisfiable and no wider than half the cluster, so the mix queues but never
-        # starves: exclusive units take whole nodes, others their cores.
+        # starves. Exclusive units take whole nodes, so they ask for a good share of one (sites reserve
+        # nodes for jobs that use them) and are at most a quarter of the cluster wide.
         if exclusive:
-            size = max(1, min(size, spec.nodes // 2 or 1))
+            cores = max(1, rng.choice((spec.cpus // 2, spec.cpus)))
+            size = max(1, min(size, spec.nodes // 4 or 1))
         else:
             size = max(1, min(size, (total_cores // 2) // cores or 1))
         memory = _memory(rng, spec, cores)
