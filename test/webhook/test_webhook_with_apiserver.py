@@ -178,3 +178,101 @@ async def test_jobs_are_suspended_and_a_user_suspended_job_is_queued_on_unsuspen
         patch_type="merge",
     )
     assert released["spec"]["suspend"] is False
+
+
+@pytest.fixture
+async def served(tmp_path):
+    """The emulator over HTTPS (for kubectl) with the webhook registered, and a kubeconfig for it."""
+    now = dt.datetime.now(dt.UTC)
+    ca_cert, ca_key = make_ca(now, dt.timedelta(days=1))
+    cert, key = make_serving_cert(
+        ca_cert, ca_key, ServingIdentity.for_service(SVC, NS), now, dt.timedelta(days=1)
+    )
+    webhook = await serve(
+        make_app(WebhookConfig(namespace=NS), metrics=None), "127.0.0.1", 0, context_from_pem(cert, key)
+    )
+    api = APIServer()
+    await api.start()
+    api.register_service(NS, SVC, 443, f"https://127.0.0.1:{webhook.port}")
+    for ns in ("default", NS):
+        try:
+            await api.client.create(
+                R.NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+            )
+        except APIError as exc:
+            assert exc.code == 409
+    await api.client.create(R.MUTATING_WEBHOOKS, webhook_configuration(ca_cert))
+    yield api.write_kubeconfig(tmp_path / "kubeconfig")
+    await api.engine.admission.close()
+    await api.stop()
+    await webhook.stop()
+
+
+async def kubectl(tools, kubeconfig, *args, stdin: str | None = None):
+    import asyncio
+
+    proc = await asyncio.create_subprocess_exec(
+        str(tools.kubectl),
+        "--kubeconfig",
+        str(kubeconfig),
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate(stdin.encode() if stdin else None)
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_kubectl_users_see_the_rejection_and_the_queued_objects(served, tools):
+    bad = """
+apiVersion: v1
+kind: Pod
+metadata:
+  name: bad
+  labels: {fluxqueue.io/group-name: mpi, fluxqueue.io/group-size: abc}
+spec:
+  containers: [{name: c, image: busybox}]
+"""
+    code, _, err = await kubectl(tools, served, "apply", "-f", "-", stdin=bad)
+    assert code != 0
+    assert "fluxqueue.io/group-size must be a positive integer, got 'abc'" in err
+
+    good = """
+apiVersion: batch/v1
+kind: Job
+metadata: {name: train}
+spec:
+  parallelism: 2
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: busybox}]
+"""
+    code, out, err = await kubectl(tools, served, "apply", "-f", "-", stdin=good)
+    assert code == 0, err
+    code, out, err = await kubectl(
+        tools,
+        served,
+        "get",
+        "job",
+        "train",
+        "-o",
+        "jsonpath={.spec.suspend} {.spec.template.spec.schedulerName}",
+    )
+    assert (code, out) == (0, "true fluxqueue"), err
+    held = good.replace("name: train", "name: held").replace(
+        "parallelism: 2", "parallelism: 2\n  suspend: true"
+    )
+    code, out, err = await kubectl(tools, served, "apply", "-f", "-", stdin=held)
+    assert code == 0, err
+    code, out, err = await kubectl(
+        tools,
+        served,
+        "get",
+        "job",
+        "held",
+        "-o",
+        "jsonpath={.metadata.annotations.fluxqueue\\.io/user-suspended}",
+    )
+    assert (code, out) == (0, "true"), err
