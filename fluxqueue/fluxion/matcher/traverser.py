@@ -216,8 +216,10 @@ class Traverser:
     def _pass_locality(self, u, reqs, x_in, remaining, got) -> dict | None:
         primary = reqs[0]
         cands = []
+        # Uncapped: best fit needs to know how much each child could hold, not just whether it holds enough.
+        unbounded = dict.fromkeys(reqs, 1 << 40)
         for c in self._children(u):
-            sub = self.visit(c, reqs, True, x_in, dict(remaining))
+            sub = self.visit(c, reqs, True, x_in, unbounded)
             if sub:
                 cands.append((c, sub))
         while cands and any(remaining[r] > 0 for r in reqs):
