@@ -187,11 +187,10 @@ class Controller:
         tasks: list[asyncio.Task] = []
         try:
             # Caches first (no handlers yet), so the first graph and sweep see the whole cluster.
-            for inf in (ctx.nodes, ctx.pods, ctx.jobs, ctx.fluxjobs):
+            informers = [ctx.nodes, ctx.pods, ctx.jobs, ctx.fluxjobs, ctx.priorityclasses]
+            for inf in informers:
                 tasks.append(asyncio.create_task(inf.run(), name=f"watch-{inf.key[2]}"))
-            await asyncio.gather(
-                *(inf.synced.wait() for inf in (ctx.nodes, ctx.pods, ctx.jobs, ctx.fluxjobs))
-            )
+            await asyncio.gather(*(inf.synced.wait() for inf in informers))
             await scheduler.graphs.ensure()  # re-Init Fluxion and replay what the database holds
             await reactor.sweep()  # finish, release or adopt whatever happened while nobody led
             ctx.nodes.handler = reactor.on_node

@@ -24,6 +24,7 @@ from fluxqueue.controller import strategy as strategies
 from fluxqueue.controller.context import Context
 from fluxqueue.controller.fluxjob import fluxjob_status
 from fluxqueue.controller.release import pod_running
+from fluxqueue.controller.replay import GraphIndex, replay_r
 from fluxqueue.controller.units import scheduling_unit
 from fluxqueue.fluxion.allocation import nodes_from_allocation
 from fluxqueue.kube import names
@@ -109,7 +110,7 @@ class GraphKeeper:
             return True
         return False
 
-    async def ensure(self) -> ClusterGraph:
+    async def ensure(self, resync: bool = False) -> ClusterGraph:
         """Graph current and loaded in Fluxion with every held allocation; returns the graph."""
         if self.graph is None or self.ctx.graph_dirty:
             self.rebuild()
@@ -119,6 +120,10 @@ class GraphKeeper:
             or self.fingerprint != self.loaded_fingerprint
             or await self._fluxion_lost_state()
         )
+        if not need and resync and time.time() - self.origin >= self.ctx.settings.time_resync:
+            # Fluxion has no clock: "now" stays at its last Init, so running units look freshly started and
+            # reservations drift late. Reloading with each unit's remaining time brings "now" forward.
+            need = True
         if need:
             await self.load()
         return self.graph
@@ -137,8 +142,11 @@ class GraphKeeper:
         self.epoch = epoch
         self.loaded_fingerprint = self.fingerprint
         held = await ctx.store.held_allocations()
+        index = GraphIndex.of(graph.jgf)
+        units = {u.id: u for u in await ctx.store.active()}
         for alloc in held:
-            ok = await self._replay(alloc)
+            unit = units.get(alloc.unit_id)
+            ok = await self._replay(alloc, index, unit.exclusive if unit else False)
             if ok:
                 self.replayed += 1
             else:
@@ -151,24 +159,25 @@ class GraphKeeper:
             replayed=len(held),
         )
 
-    async def _replay(self, alloc: Any) -> bool:
+    async def _replay(self, alloc: Any, index: GraphIndex, exclusive: bool) -> bool:
+        """Give Fluxion back a held allocation, for the time it has left (Fluxion's "now" is its last Init)."""
         fluxion = self.ctx.fluxion
         if not getattr(fluxion, "has_admin", False):
             log.error("Fluxion has no replay RPC; held allocation not restored", unit=alloc.unit_id)
             return False
+        r = replay_r(
+            index, alloc.nodes, exclusive=exclusive, memory_chunk_bytes=self.ctx.settings.memory_chunk
+        )
+        if r is None:
+            log.error("allocation no longer fits the graph (node gone or shrunk)", unit=alloc.unit_id)
+            return False
+        elapsed = (datetime.now(UTC) - alloc.allocated_at).total_seconds()
+        # An overrunning unit is given one more second at a time: we cannot know when it will end.
+        remaining = max(1, int(alloc.duration_s - elapsed)) if alloc.duration_s else 0
         try:
-            result = await fluxion.replay(alloc.fluxion_jobid, alloc.r)
+            await fluxion.replay(alloc.fluxion_jobid, json.dumps(r), duration=remaining)
         except Exception as exc:
             log.error("replay failed", unit=alloc.unit_id, jobid=alloc.fluxion_jobid, error=repr(exc))
-            return False
-        ok = result if isinstance(result, bool) else getattr(result, "ok", True)
-        if not ok:
-            log.error(
-                "replay refused",
-                unit=alloc.unit_id,
-                jobid=alloc.fluxion_jobid,
-                message=getattr(result, "message", ""),
-            )
             return False
         await self.ctx.store.update_allocation_id(alloc.unit_id, alloc.fluxion_jobid, self.epoch or 0)
         return True
@@ -240,9 +249,9 @@ class Scheduler:
             if not mine:
                 return 0
             started = time.monotonic()
-            graph = await self.graphs.ensure()
-            await self._retry_cancels()
             units = await ctx.store.pending()
+            graph = await self.graphs.ensure(resync=bool(units) and ctx.settings.strategy != "fcfs")
+            await self._retry_cancels()
             matcher = FluxionMatcher(ctx, graph)
             reservations: list[int] = []
             keep: list[int] = []

@@ -41,6 +41,8 @@ class ControllerSettings:
     memory_chunk: int = 2**30  # bytes per memory vertex in the graph
     pass_interval: float = 5.0  # periodic safety pass, seconds
     sweep_interval: float = 10.0  # reconcile sweep, seconds
+    # Bring Fluxion's "now" forward (re-Init + replay with remaining times) at most this often, when units wait.
+    time_resync: float = 5.0
     leader_election: bool = True
     lease_name: str = "fluxqueue-scheduler"
     lease_duration: float = 15.0

@@ -145,35 +145,45 @@ async def test_a_pod_group_of_three_waits_for_its_third_member(system):
     await system.wait_phase("trio-group", "Succeeded")
 
 
-async def test_contention_runs_in_priority_then_fifo_order_and_easy_backfills_without_delaying_the_head(
-    system,
-):
-    await system.kubectl("create", "priorityclass", "urgent", "--value=1000", "--description=test")
+async def test_easy_backfill_lets_a_short_small_job_run_ahead_without_delaying_the_head(system):
     # A long job holds two of the four nodes.
     await system.apply(job("first", parallelism=2, cpu="4", runtime="60s", duration=60))
     await system.wait_phase("first-job", ("Scheduled", "Running"))
     # The head needs every node: it must wait for "first" and gets a reservation.
     await system.apply(job("head", parallelism=4, cpu="4", runtime="10s", duration=10))
-    await system.wait_phase("head-job", "Reserved")
+    reserved = await system.wait_phase("head-job", "Reserved")
+    assert "reserved to start in" in reserved["status"]["reason"]
     # A short small job fits in the gap and ends before "first": backfilled at once.
     await system.apply(job("short", parallelism=1, cpu="4", runtime="10s", duration=10))
     # A long small job would delay the head: it must wait.
     await system.apply(job("long", parallelism=1, cpu="4", runtime="10s", duration=600))
     await system.wait_phase("short-job", ("Scheduled", "Running", "Succeeded"))
-    long_fj = await system.fluxjob("long-job")
-    assert long_fj["status"]["phase"] == "Queued"
-    assert "delaying default/head-job" in long_fj["status"]["reason"]
-    # Higher priority submitted last still goes before "long" (and after the head holding the reservation).
-    await system.apply(
-        job("vip", parallelism=1, cpu="4", runtime="10s", duration=600, priority_class="urgent")
-    )
-    for name in ("first", "head", "short", "long", "vip"):
+
+    async def long_waits_for_the_head():
+        status = ((await system.fluxjob("long-job")) or {}).get("status") or {}
+        return status.get("phase") == "Queued" and "delaying default/head-job" in status.get("reason", "")
+
+    await system.wait_for(long_waits_for_the_head, 10, "the long job to wait behind the head's reservation")
+    for name in ("first", "head", "short", "long"):
         await system.wait_phase(f"{name}-job", "Succeeded", within=40)
-    order = await system.scheduled_order()
-    assert order.index("short-job") < order.index("head-job"), order
-    assert (
-        order.index("first-job") < order.index("head-job") < order.index("vip-job") < order.index("long-job")
-    ), order
+    assert await system.scheduled_order() == ["first-job", "short-job", "head-job", "long-job"]
+
+
+async def test_contention_starts_waiting_jobs_in_priority_then_fifo_order_as_resources_free(system):
+    await system.kubectl("create", "priorityclass", "urgent", "--value=1000", "--description=test")
+    await system.apply(job("blocker", parallelism=4, cpu="4", runtime="20s", duration=20))
+    await system.wait_phase("blocker-job", ("Scheduled", "Running"))
+    for name in ("low1", "low2"):
+        await system.apply(job(name, parallelism=4, cpu="4", runtime="4s", duration=4))
+        await system.wait_phase(f"{name}-job", ("Queued", "Reserved"))
+    await system.apply(job("high", parallelism=4, cpu="4", runtime="4s", duration=4, priority_class="urgent"))
+    queued = await system.wait_phase("high-job", ("Queued", "Reserved"))
+    assert queued["spec"]["priority"] == 1000
+    for name in ("blocker", "high", "low1", "low2"):
+        await system.wait_phase(f"{name}-job", "Succeeded", within=40)
+    assert await system.scheduled_order() == ["blocker-job", "high-job", "low1-job", "low2-job"]
+    table = await system.kubectl("get", "fj")
+    assert "PHASE" in table and "high-job" in table
 
 
 async def test_an_unsatisfiable_job_is_reported_and_does_not_block_the_queue(system):
