@@ -1,0 +1,173 @@
+"""Random graphs and random match/reserve/cancel sequences against an independent model of the state."""
+
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fluxqueue.fluxion.jgf import GraphBuilder
+from fluxqueue.fluxion.matcher import Matcher
+from fluxqueue.fluxion.matcher.core import ALLOCATE, ALLOCATE_ORELSE_RESERVE
+
+from .helpers import jobspec
+
+MEM_CHUNK = 2
+
+
+@st.composite
+def graphs(draw):
+    """cluster -> rack? -> node -> socket? -> cores, memory chunks; returns (jgf, {node: (cores, chunks)})."""
+    racks = draw(st.integers(0, 2))
+    g = GraphBuilder()
+    parents = [g.add(g.root, "rack", f"rack{i}") for i in range(racks)] or [g.root]
+    nodes = {}
+    for i in range(draw(st.integers(1, 5))):
+        n = g.add(parents[i % len(parents)], "node", f"n{i}", vid=i)
+        cores = draw(st.integers(1, 4))
+        chunks = draw(st.integers(0, 2))
+        g.add_many(n, "core", cores)
+        if chunks:
+            g.add_many(n, "memory", chunks, size=MEM_CHUNK, unit="GiB")
+        nodes[f"n{i}"] = (cores, chunks)
+    return g.to_jgf(), nodes
+
+
+requests = st.fixed_dictionaries(
+    {
+        "nodes": st.one_of(st.none(), st.integers(1, 3)),
+        "slots": st.integers(1, 3),
+        "cores": st.integers(1, 3),
+        "memory": st.sampled_from([0, 0, 1, 3]),
+        "exclusive": st.sampled_from([None, True]),
+        "duration": st.sampled_from([10, 20, 35]),
+    }
+)
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("match"), requests, st.booleans()),
+        st.tuples(st.just("cancel"), st.integers(0, 12)),
+    ),
+    min_size=1,
+    max_size=14,
+)
+
+
+class Model:
+    """What each live job holds, read back from its R only."""
+
+    def __init__(self, nodes):
+        self.nodes = nodes
+        self.jobs = {}  # jobid -> (start, end, {leaf uid}, {node: exclusive})
+
+    def add(self, jobid, start, duration, r):
+        leaves, held = set(), {}
+        for v in json.loads(r)["graph"]["nodes"]:
+            md = v["metadata"]
+            if md["type"] in ("core", "memory"):
+                leaves.add(v["id"])
+            elif md["type"] == "node":
+                held[md.get("name") or f"node{md['id']}"] = bool(md.get("exclusive"))
+        self.jobs[jobid] = (start, start + duration, leaves, held)
+
+    def check_no_overlap(self):
+        items = list(self.jobs.items())
+        for i, (ja, (sa, ea, la, ha)) in enumerate(items):
+            for jb, (sb, eb, lb, hb) in items[i + 1 :]:
+                if sa < eb and sb < ea:
+                    assert not (la & lb), f"jobs {ja} and {jb} overlap in time and share {la & lb}"
+                    for n in set(ha) & set(hb):
+                        assert not (ha[n] or hb[n]), (
+                            f"node {n} exclusive to one of {ja}, {jb} but used by both"
+                        )
+
+    def feasible_now(self, req, duration, leaf_uids):
+        """Brute force: can the request be placed in [0, duration) given what is held?"""
+        busy_leaves, used_nodes, excl_nodes = set(), set(), set()
+        for start, _end, leaves, held in self.jobs.values():
+            if start < duration:
+                busy_leaves |= leaves
+                used_nodes |= set(held)
+                excl_nodes |= {n for n, x in held.items() if x}
+        per_slot_chunks = -(-req["memory"] // MEM_CHUNK) if req["memory"] else 0
+        slots_on = {}
+        for name in self.nodes:
+            if name in excl_nodes:
+                slots_on[name] = 0
+                continue
+            free_c = sum(1 for u in leaf_uids[name]["core"] if u not in busy_leaves)
+            free_m = sum(1 for u in leaf_uids[name]["memory"] if u not in busy_leaves)
+            n = free_c // req["cores"]
+            if per_slot_chunks:
+                n = min(n, free_m // per_slot_chunks)
+            slots_on[name] = n
+        if req["nodes"] is None:
+            return sum(slots_on.values()) >= req["slots"]
+        ok = [
+            n
+            for n, s in slots_on.items()
+            if s >= req["slots"] and (req["exclusive"] is not True or n not in used_nodes)
+        ]
+        return len(ok) >= req["nodes"]
+
+
+def leaf_uids_by_node(jgf):
+    by_id = {v["id"]: v["metadata"] for v in jgf["graph"]["nodes"]}
+    parent = {e["target"]: e["source"] for e in jgf["graph"]["edges"]}
+    out = {}
+    for vid, md in by_id.items():
+        if md["type"] in ("core", "memory"):
+            node = by_id[parent[vid]]["name"]
+            out.setdefault(node, {"core": [], "memory": []})[md["type"]].append(vid)
+    for md in by_id.values():
+        if md["type"] == "node":
+            out.setdefault(md["name"], {"core": [], "memory": []})
+    return out
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(graphs(), ops, st.sampled_from(["first", "low", "hinodex", "locality"]))
+def test_random_sequences_never_over_allocate_and_free_what_they_took(graph, operations, policy):
+    jgf, nodes = graph
+    m = Matcher()
+    m.init(jgf, policy)
+    model = Model(nodes)
+    uids = leaf_uids_by_node(jgf)
+    issued = []
+    for op in operations:
+        if op[0] == "cancel":
+            if issued:
+                jobid = issued[op[1] % len(issued)]
+                assert m.cancel(jobid) is (jobid in model.jobs)
+                model.jobs.pop(jobid, None)
+            continue
+        _, req, reserve = op
+        spec = jobspec(
+            nodes=req["nodes"], slots=req["slots"], cores=req["cores"], memory=req["memory"],
+            exclusive=req["exclusive"], duration=req["duration"],
+        )  # fmt: skip
+        if policy == "hinodex" and req["nodes"]:
+            req = {**req, "exclusive": True}
+        expected_now = model.feasible_now(req, req["duration"], uids)
+        out = m.match(spec, ALLOCATE_ORELSE_RESERVE if reserve else ALLOCATE)
+        issued.append(out.jobid)
+        if out.status in ("allocated", "reserved"):
+            model.add(out.jobid, out.at, req["duration"], out.r)
+            model.check_no_overlap()
+            leaves = model.jobs[out.jobid][2]
+            per_slot = req["cores"] + (-(-req["memory"] // MEM_CHUNK) if req["memory"] else 0)
+            assert len(leaves) == per_slot * req["slots"] * (req["nodes"] or 1)
+        # allocate succeeds now iff a placement exists now (brute force)
+        assert (out.status == "allocated") == expected_now, (out.status, req, out.message)
+        if out.status == "reserved":
+            assert out.at > 0
+        if out.status in ("busy", "unsatisfiable"):
+            assert out.r == ""
+    # everything cancelled: the matcher is back to pristine
+    for jobid in list(m.jobs):
+        assert m.cancel(jobid)
+    g = m.graph
+    for v in g.vertices():
+        assert not v.spans and v.n_now == 0 and not v.x_now and v.n_res == 0
+        assert v.free == v.cap
+        for p in v.pools:
+            assert p.now_mask == 0 and not p.spans and p.n_res == 0
