@@ -236,13 +236,18 @@ async def one_case(nodes: int, kind: str, pods: int, args: argparse.Namespace) -
         processes=not args.in_process,
         log_level="warning",
     )
+    ceiling: dict[str, Any] = {}
+
+    async def measure(system: SimSystem) -> None:
+        # Same emulator, same nodes and kubelets, same process; no webhook and no scheduler yet.
+        ceiling.update(await measure_ceiling_for(system, min(pods, args.ceiling_pods)))
+
     started = time.monotonic()
-    async with SimSystem(config) as system:
-        startup = time.monotonic() - started
+    async with SimSystem(config, before_scheduler=measure) as system:
+        startup = time.monotonic() - started - system.timings.get("before scheduler", 0.0)
         await system.api.client.create(
             R.NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}}
         )
-        ceiling = await measure_ceiling_for(system, min(pods, args.ceiling_pods))
         e2e = await measure_end_to_end(system, workload(kind, pods), args.concurrency, args.limit)
         webhook: dict[str, Any] = {}
         match: dict[str, Any] = {}

@@ -84,8 +84,11 @@ class SimSystem:
     """``async with SimSystem(SimConfig(...)) as system:`` — everything running; ``system.api.client`` and
     ``system.cluster`` for the simulation, ``system.kubeconfig`` for kubectl."""
 
-    def __init__(self, config: SimConfig) -> None:
+    def __init__(self, config: SimConfig, before_scheduler: Any = None) -> None:
+        """``before_scheduler``: an async callable given this system once the emulator and its cluster run but
+        before the webhook and controller exist (the benchmark measures the emulator's raw ceiling there)."""
         self.config = config.validate()
+        self.before_scheduler = before_scheduler
         self.postgres = None
         self.dsn: str | None = None
         self.fluxion = None
@@ -172,6 +175,10 @@ class SimSystem:
         )
         await self.cluster.start()
         self._step("cluster", t)
+        if self.before_scheduler is not None:
+            t = time.monotonic()
+            await self.before_scheduler(self)
+            self._step("before scheduler", t)
 
         t = time.monotonic()
         await self._install_chart()
