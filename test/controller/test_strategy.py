@@ -1,0 +1,150 @@
+"""Scheduling strategies as pure planning over the real Fluxion matcher (in-process gRPC server)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from fluxqueue.controller import strategy as S
+from fluxqueue.controller.replay import GraphIndex, replay_r
+from fluxqueue.controller.units import scheduling_unit
+from fluxqueue.fluxion.client import FluxionClient
+from fluxqueue.fluxion.server import FluxionServer
+from fluxqueue.placement.graph import build_cluster_graph
+from fluxqueue.placement.jobspec import jobspec_for
+from fluxqueue.queue.store import NodeShare, Unit
+
+
+def node(name: str, cpus: int = 4, memory: str = "16Gi") -> dict:
+    return {
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "spec": {},
+        "status": {
+            "allocatable": {"cpu": str(cpus), "memory": memory, "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+
+
+_ids = iter(range(1, 10_000))
+
+
+def unit(name: str, *, size: int = 1, cpus: int = 4, duration: int = 60, exclusive: bool = False) -> Unit:
+    return Unit(
+        id=next(_ids),
+        namespace="default",
+        name=f"{name}-job",
+        kind="Job",
+        object_name=name,
+        owner_uid=name,
+        size=size,
+        cpu_millis=cpus * 1000,
+        memory_bytes=2**30,
+        gpus=0,
+        exclusive=exclusive,
+        duration_s=duration,
+        priority=0,
+        group_name=None,
+        queue="default",
+        jobspec={},
+        state="Queued",
+        submitted_at=datetime.now(UTC),
+        queued_at=None,
+        scheduled_at=None,
+        finished_at=None,
+        reason="",
+        fluxion_jobid=None,
+        attempts=0,
+        released=False,
+        placement={},
+    )
+
+
+class RealMatcher:
+    def __init__(self, client: FluxionClient, graph):
+        self.client = client
+        self.graph = graph
+
+    def fits_ever(self, u: Unit):
+        return self.graph.fits_ever(scheduling_unit(u))
+
+    async def match(self, u: Unit, reserve: bool):
+        return await self.client.match(jobspec_for(scheduling_unit(u), self.graph), reserve=reserve)
+
+
+@pytest.fixture
+async def fluxion():
+    server = FluxionServer(host="127.0.0.1", port=0)
+    await server.start()
+    client = FluxionClient(server.address)
+    try:
+        yield client
+    finally:
+        await client.close()
+        await server.stop()
+
+
+@pytest.fixture
+async def matcher(fluxion):
+    graph = build_cluster_graph([node(f"n{i}") for i in range(4)])
+    await fluxion.init(graph.jgf)
+    return RealMatcher(fluxion, graph)
+
+
+async def decide(strategy: str, units: list[Unit], matcher) -> list[tuple[str, str]]:
+    return [(type(d).__name__, d.unit.object_name) async for d in S.plan(strategy, units, matcher)]
+
+
+async def test_fcfs_stops_at_the_first_unit_that_does_not_fit(matcher):
+    decisions = await decide("fcfs", [unit("a", size=3), unit("b", size=2), unit("c", size=1)], matcher)
+    assert decisions == [("Allocate", "a"), ("Wait", "b"), ("Wait", "c")]
+
+
+async def test_easy_reserves_for_the_head_and_backfills_only_what_ends_before_it(matcher):
+    first = [d async for d in S.plan("easy", [unit("first", size=2, duration=60)], matcher)]
+    assert isinstance(first[0], S.Allocate)
+    units = [unit("head", size=4, duration=10), unit("short", duration=10), unit("long", duration=600)]
+    decisions = [d async for d in S.plan("easy", units, matcher)]
+    assert [(type(d).__name__, d.unit.object_name) for d in decisions] == [
+        ("Reserve", "head"),
+        ("Allocate", "short"),
+        ("Wait", "long"),
+    ]
+    assert decisions[0].result.at == 60
+    assert "without delaying default/head-job" in decisions[2].reason
+
+
+async def test_conservative_reserves_for_every_blocked_unit(matcher):
+    await decide("conservative", [unit("first", size=4, duration=60)], matcher)
+    decisions = await decide(
+        "conservative", [unit("b", size=4, duration=10), unit("c", size=4, duration=10)], matcher
+    )
+    assert decisions == [("Reserve", "b"), ("Reserve", "c")]
+
+
+async def test_an_unsatisfiable_unit_is_rejected_with_a_reason_and_blocks_nobody(matcher):
+    decisions = [d async for d in S.plan("fcfs", [unit("huge", cpus=64), unit("ok")], matcher)]
+    assert isinstance(decisions[0], S.Reject) and "largest" in decisions[0].reason
+    assert isinstance(decisions[1], S.Allocate)
+
+
+async def test_an_allocation_is_replayed_by_its_per_node_shares_after_the_graph_changed(fluxion):
+    graph = build_cluster_graph([node("n1"), node("n2")])
+    await fluxion.init(graph.jgf)
+    m = RealMatcher(fluxion, graph)
+    placed = await m.match(unit("held", size=2, cpus=4), reserve=False)
+    shares = [NodeShare(n, a.cores, a.memory, a.gpus, a.slots) for n, a in placed.nodes.items()]
+    # A new node sorts first: every uniq_id of n1 and n2 moves, so the stored R is useless as is.
+    bigger = build_cluster_graph([node("n0"), node("n1"), node("n2")])
+    await fluxion.init(bigger.jgf)
+    r = replay_r(GraphIndex.of(bigger.jgf), shares, exclusive=False, memory_chunk_bytes=2**30)
+    await fluxion.replay(placed.jobid, json.dumps(r), duration=60)
+    m2 = RealMatcher(fluxion, bigger)
+    # n1 and n2 are full again; only n0 is free.
+    again = await m2.match(unit("next", size=2, cpus=4), reserve=False)
+    assert again.status.name == "BUSY"
+    one = await m2.match(unit("one", size=1, cpus=4), reserve=False)
+    assert list(one.nodes) == ["n0"]
+    assert one.jobid > placed.jobid
