@@ -71,6 +71,15 @@ async def test_bad_jgf_and_unknown_policy_are_init_errors_with_reasons(client):
         await client.init(synthetic_cluster(1).to_jgf(), policy="fastest")
 
 
+async def test_a_rejected_init_keeps_the_previous_graph_and_jobs(client):
+    await client.init(synthetic_cluster(1, cores=2).to_jgf())
+    kept = await client.match(jobspec())
+    with pytest.raises(FluxionError):
+        await client.init("{}")
+    assert (await client.info(kept.jobid))["nodes"] == ["node0"]
+    assert (await client.match(jobspec())).jobid == kept.jobid + 1
+
+
 async def test_match_before_init_and_malformed_jobspec_are_errors_not_crashes(client):
     before = await client.match(jobspec())
     assert before.status is MatchStatus.ERROR and "Init" in before.message

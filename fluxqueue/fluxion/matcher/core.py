@@ -90,9 +90,8 @@ class Matcher:
         t0 = time.perf_counter()
         # A graph is millions of container objects built at once: the cyclic GC would rescan them over and
         # over while they are created (2-3x the parse time), and forever after. Pause it while reading, then
-        # freeze the result into the permanent generation.
-        self.graph = None
-        self.jobs = {}
+        # freeze the result into the permanent generation. The old graph stays until the new one has been read,
+        # so a bad JGF leaves the service as it was.
         gc.unfreeze()
         gc.collect()
         was_enabled = gc.isenabled()
