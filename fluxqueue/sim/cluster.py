@@ -48,6 +48,7 @@ from .kubelet import (
     Kubelets,
     NodeAgent,
     NodeShape,
+    lease_duration_s,
     lease_object,
     node_conditions,
     node_object,
@@ -75,7 +76,7 @@ class ClusterSpec:
     default_runtime: float = 10.0  # without the sim.fluxqueue.io/runtime annotation
     # load knobs
     heartbeats: bool = True
-    heartbeat_writes_per_s: float = 200.0
+    heartbeat_writes_per_s: float = 100.0  # cap on lease + node status writes (real writes per second)
     events: bool = True
     controllers: bool = True
 
@@ -213,7 +214,12 @@ class SimCluster:
                         raise
                     node = await self.client.get(R.NODES, shape.name)
                 self.kubelets.add(NodeAgent(shape.name, shape.index, node))
-                lease = lease_object(shape.name, node["metadata"]["uid"], rfc3339_micro())
+                duration = lease_duration_s(
+                    max(self.spec.nodes, len(self.kubelets.nodes)),
+                    self.spec.heartbeat_writes_per_s,
+                    self.clock.time_scale,
+                )
+                lease = lease_object(shape.name, node["metadata"]["uid"], rfc3339_micro(), duration)
                 try:
                     await self.client.create(R.LEASES, lease, namespace=NODE_LEASE_NAMESPACE)
                 except APIError as exc:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -868,6 +869,13 @@ def _pod_ip_of(pod: Obj) -> str | None:
     return (pod.get("status") or {}).get("podIP")
 
 
+def lease_duration_s(nodes: int, max_writes_per_s: float, time_scale: float) -> int:
+    """leaseDurationSeconds that stays 4x the renew interval (the kubelet's 40 s for 10 s) when the write
+    cap stretches the interval: otherwise a reader would see healthy nodes' leases expire."""
+    period_real = max(Heartbeats.LEASE_RENEW_S / time_scale, nodes / max(max_writes_per_s, 1e-9))
+    return max(40, math.ceil(4 * period_real * time_scale))
+
+
 class Heartbeats:
     """Node Leases renewed every 10 simulated seconds (kubelet renewInterval = 0.25 x 40 s lease), spread
     over the interval and capped at ``max_writes_per_s`` real writes per second so 5,000 nodes at a large
@@ -877,7 +885,7 @@ class Heartbeats:
     LEASE_RENEW_S = 10.0
     STATUS_REPORT_S = 300.0
 
-    def __init__(self, client: Any, clock: SimClock, kubelets: Kubelets, max_writes_per_s: float = 200.0):
+    def __init__(self, client: Any, clock: SimClock, kubelets: Kubelets, max_writes_per_s: float = 100.0):
         self.client = client
         self.clock = clock
         self.kubelets = kubelets
@@ -922,7 +930,7 @@ class Heartbeats:
                 {"spec": {"renewTime": now, "holderIdentity": agent.name}},
                 namespace=NODE_LEASE_NAMESPACE,
             )
-            last = self._last_status.get(agent.name, 0.0)
+            last = self._last_status.setdefault(agent.name, time.monotonic())  # registration posted status
             if self.clock.sim(time.monotonic() - last) >= self.STATUS_REPORT_S:
                 self._last_status[agent.name] = time.monotonic()
                 conds = [dict(c) for c in (agent.node.get("status") or {}).get("conditions") or []]

@@ -27,10 +27,10 @@ log = get_logger(__name__)
 
 FOREGROUND = "foregroundDeletion"
 
-# The kinds the collector follows, by (apiVersion group, kind).
+# The kinds the collector follows, by (apiVersion group, kind). Not Nodes and node Leases: they churn with
+# every heartbeat and the cluster deletes a removed node's Lease itself.
 KINDS: dict[tuple[str, str], tuple[str, str, str]] = {
     ("", "Pod"): R.PODS,
-    ("", "Node"): R.NODES,
     ("", "ConfigMap"): R.CONFIGMAPS,
     ("", "Secret"): R.SECRETS,
     ("", "Service"): R.SERVICES,
@@ -40,7 +40,6 @@ KINDS: dict[tuple[str, str], tuple[str, str, str]] = {
     ("apps", "StatefulSet"): R.STATEFULSETS,
     ("apps", "DaemonSet"): R.DAEMONSETS,
     ("apps", "ControllerRevision"): R.CONTROLLERREVISIONS,
-    ("coordination.k8s.io", "Lease"): R.LEASES,
     (R.FLUXJOBS[0], "FluxJob"): R.FLUXJOBS,
 }
 
@@ -108,7 +107,7 @@ class GarbageCollector(Controller):
         key = KINDS.get((_group(owner.get("apiVersion", "")), owner.get("kind", "")))
         if key is None:
             return True  # a kind we do not follow: never collect on its account
-        ns = dep["metadata"].get("namespace") if self.informers[key].key != R.NODES else None
+        ns = dep["metadata"].get("namespace")
         try:
             cur = await self.client.get(key, owner["name"], namespace=ns or None)
         except APIError as exc:
