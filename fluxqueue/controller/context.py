@@ -28,6 +28,8 @@ class Context:
     wake_event: asyncio.Event = field(default_factory=asyncio.Event)
     # The cluster graph must be rebuilt (nodes or foreign pods changed).
     graph_dirty: bool = True
+    # Owner keys of the units holding an allocation (their bound pods are not foreign load).
+    holding: set[str] = field(default_factory=set)
     # One lock per unit id: releases and bindings of one unit never interleave.
     unit_locks: dict[int, asyncio.Lock] = field(default_factory=dict)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from fluxqueue.controller.context import Context
 from fluxqueue.controller.release import group_outcome, job_outcome, job_started, pod_outcome, pod_running
-from fluxqueue.controller.scheduler import Scheduler, is_ours
+from fluxqueue.controller.scheduler import Scheduler, holder_key, is_ours
 from fluxqueue.controller.units import owner_key, submission_for
 from fluxqueue.kube import names
 from fluxqueue.log import get_logger
@@ -71,6 +71,8 @@ class Reactor:
         """Remember the units the database knows (after a restart)."""
         for unit in await self.ctx.store.active():
             self.by_owner[unit.owner_uid] = unit.id
+            if unit.state in HOLDING_STATES:
+                self.ctx.holding.add(unit.owner_uid)
             if unit.kind == KIND_POD_GROUP:
                 for _pod, uid in await self.ctx.store.group_members(unit.id):
                     self.members.add(uid)
@@ -170,6 +172,9 @@ class Reactor:
         ns = meta.get("namespace")
         if self.ctx.skipped_namespace(ns):
             return
+        if (pod.get("spec") or {}).get("nodeName") and holder_key(pod) not in self.ctx.holding:
+            # Ours but outliving its unit: counted as foreign load until it ends.
+            self._foreign_pod(kind, pod, old)
         try:
             ref = unit_ref_of_pod(pod)
         except UnitError as exc:

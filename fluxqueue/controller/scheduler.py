@@ -57,12 +57,30 @@ def is_ours(pod: dict) -> bool:
     return (pod.get("spec") or {}).get("schedulerName") == names.SCHEDULER_NAME
 
 
-def foreign_pods(pods: list[dict]) -> list[dict]:
-    """Bound, unfinished pods we do not place: their requests are taken out of the graph."""
+def holder_key(pod: dict) -> str:
+    """The queue's owner key of the unit a pod of ours belongs to (Job uid, pod uid or group key)."""
+    meta = pod.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("kind") == "Job":
+            return ref.get("uid") or ""
+    group = (meta.get("labels") or {}).get(names.LABEL_GROUP_NAME)
+    if group:
+        return f"group:{meta.get('namespace')}/{group}"
+    return meta.get("uid") or ""
+
+
+def foreign_pods(pods: list[dict], holding: set[str] | frozenset[str] = frozenset()) -> list[dict]:
+    """Bound, unfinished pods whose resources no allocation of ours accounts for: taken out of the graph.
+
+    That is every pod we do not place, and ours whose unit no longer holds an allocation (a Job that failed
+    while its pods still terminate, a group member outliving its group).
+    """
     out = []
     for pod in pods:
         spec = pod.get("spec") or {}
-        if is_ours(pod) or not spec.get("nodeName"):
+        if not spec.get("nodeName"):
+            continue
+        if is_ours(pod) and holder_key(pod) in holding:
             continue
         if (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
             continue
@@ -87,7 +105,9 @@ class GraphKeeper:
     def rebuild(self) -> ClusterGraph:
         ctx = self.ctx
         self.graph = build_cluster_graph(
-            ctx.nodes.items(), foreign_pods(ctx.pods.items()), memory_chunk_bytes=ctx.settings.memory_chunk
+            ctx.nodes.items(),
+            foreign_pods(ctx.pods.items(), ctx.holding),
+            memory_chunk_bytes=ctx.settings.memory_chunk,
         )
         self.fingerprint = hashlib.sha256(json.dumps(self.graph.jgf, sort_keys=True).encode()).hexdigest()
         ctx.graph_dirty = False
@@ -205,7 +225,14 @@ class FluxionMatcher:
         except UnitError as exc:
             return _Unsatisfiable(str(exc))
         self.calls += 1
-        return await self.ctx.fluxion.match(spec, reserve=reserve)
+        started = time.perf_counter()
+        result = await self.ctx.fluxion.match(spec, reserve=reserve)
+        if self.ctx.metrics is not None:
+            with contextlib.suppress(Exception):
+                self.ctx.metrics.observe_match(
+                    time.perf_counter() - started, strategies.status_name(result).lower()
+                )
+        return result
 
 
 class _Unsatisfiable:
@@ -292,6 +319,9 @@ class Scheduler:
                 await self._cancel(jobid)
             await ctx.store.clear_reservations(keep_reserved=keep)
             self.passes += 1
+            if ctx.metrics is not None:
+                with contextlib.suppress(Exception):
+                    ctx.metrics.set_queue_lengths(await ctx.store.state_counts())
             elapsed = time.monotonic() - started
             if ctx.metrics is not None:
                 with contextlib.suppress(Exception):
@@ -338,6 +368,7 @@ class Scheduler:
             # Deleted (or placed by another pass) while we matched: give the resources back.
             await self._cancel(result.jobid)
             return None
+        ctx.holding.add(done.owner_uid)
         if ctx.metrics is not None:
             with contextlib.suppress(Exception):
                 ctx.metrics.observe_scheduled(done)
@@ -369,6 +400,13 @@ class Scheduler:
             return None
         if jobid is not None and self.graphs.epoch is not None:
             await self._cancel(jobid)
+        ctx.holding.discard(done.owner_uid)
+        if any(
+            (p.get("spec") or {}).get("nodeName")
+            and (p.get("status") or {}).get("phase") not in TERMINAL_PHASES
+            for p in self.unit_pods(done)
+        ):
+            ctx.graph_dirty = True  # its pods still run: count them as foreign load until they are gone
         log.info("unit finished", unit=done.key, state=state, reason=reason)
         await self.publish(done)
         wrapped = self.wrapped_objects(done)

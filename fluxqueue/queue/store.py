@@ -257,6 +257,10 @@ class QueueStore:
     async def position(self, unit_id: int) -> int | None:
         return await self._pool.fetchval(self._q["queue_position"], unit_id)
 
+    async def state_counts(self) -> dict[str, int]:
+        """Units per active state (the queue-length gauge)."""
+        return {r["state"]: r["n"] for r in await self._pool.fetch(self._q["state_counts"])}
+
     async def history(self, unit_id: int) -> list[HistoryRow]:
         return [HistoryRow(**dict(r)) for r in await self._pool.fetch(self._q["history"], unit_id)]
 

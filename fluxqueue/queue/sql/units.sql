@@ -87,3 +87,8 @@ SELECT node, units, pods, cores, memory, gpus FROM fluxqueue.nodes;
 
 -- name: queue_position
 SELECT position FROM fluxqueue.queue WHERE id = $1;
+
+-- name: state_counts
+SELECT state, count(*) AS n FROM fluxqueue.units
+WHERE state IN ('Waiting', 'Queued', 'Reserved', 'Scheduled', 'Running')
+GROUP BY state;
