@@ -1,0 +1,179 @@
+"""Pods the simulated Job controller creates go through the mutating admission webhooks, like a real
+controller's: a webhook that gates them (as fluxqueue's does) leaves them Pending and unbound until the gate
+is removed and a binding is posted, after which the kubelet runs them and the Job completes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+import ssl
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from fluxqueue.kube import names
+from fluxqueue.sim.apiserver import resources as R
+from fluxqueue.sim.apiserver.tls import issue, make_ca
+from fluxqueue.sim.cluster import ClusterSpec, SimCluster
+
+NS = "default"
+
+
+@pytest.fixture
+async def gating_webhook():
+    """HTTPS webhook: pods labelled gate=yes get the fluxqueue gate and schedulerName."""
+    ca_pem, ca_key, ca_cert = make_ca("gate-ca")
+    cert_pem, key_pem = issue(ca_key, ca_cert, ["gate.hooks.svc"], ["127.0.0.1"])
+    reviews: list[dict] = []
+
+    async def mutate(request: web.Request) -> web.Response:
+        review = await request.json()
+        reviews.append(review)
+        patch = [
+            {"op": "add", "path": "/spec/schedulingGates", "value": [{"name": names.SCHEDULING_GATE}]},
+            {"op": "replace", "path": "/spec/schedulerName", "value": names.SCHEDULER_NAME},
+        ]
+        resp = {
+            "uid": review["request"]["uid"],
+            "allowed": True,
+            "patchType": "JSONPatch",
+            "patch": base64.b64encode(json.dumps(patch).encode()).decode(),
+        }
+        return web.json_response(
+            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": resp}
+        )
+
+    app = web.Application()
+    app.router.add_post("/mutate", mutate)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "c").write_bytes(cert_pem)
+        (Path(d) / "k").write_bytes(key_pem)
+        ctx.load_cert_chain(str(Path(d) / "c"), str(Path(d) / "k"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=ctx).start()
+    yield {
+        "url": f"https://127.0.0.1:{port}/mutate",
+        "ca": base64.b64encode(ca_pem).decode(),
+        "reviews": reviews,
+    }
+    await runner.cleanup()
+
+
+async def eventually(check, limit_s: float = 10.0):
+    deadline = time.monotonic() + limit_s
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(0.03)
+    raise AssertionError(f"condition not met in {limit_s}s (last: {last!r})")
+
+
+async def test_job_pods_pass_the_webhook_and_wait_gated_until_bound(apiserver, gating_webhook):
+    api = apiserver
+    await api.client.create(
+        R.MUTATING_WEBHOOKS,
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": "gate"},
+            "webhooks": [
+                {
+                    "name": "gate.example.com",
+                    "admissionReviewVersions": ["v1"],
+                    "sideEffects": "None",
+                    "failurePolicy": "Fail",
+                    "timeoutSeconds": 5,
+                    "clientConfig": {"url": gating_webhook["url"], "caBundle": gating_webhook["ca"]},
+                    "objectSelector": {"matchLabels": {"gate": "yes"}},
+                    "rules": [
+                        {
+                            "operations": ["CREATE"],
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "resources": ["pods"],
+                            "scope": "Namespaced",
+                        }
+                    ],
+                }
+            ],
+        },
+    )
+    cluster = SimCluster(api, ClusterSpec(nodes=2, cpus=4, memory="8Gi", racks=1), time_scale=100)
+    await cluster.start()
+    try:
+        await api.client.create(
+            R.JOBS,
+            {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "metadata": {"name": "gated"},
+                "spec": {
+                    "parallelism": 2,
+                    "completions": 2,
+                    "template": {
+                        "metadata": {"labels": {"gate": "yes"}, "annotations": {names.SIM_RUNTIME: "3s"}},
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "containers": [
+                                {"name": "m", "image": "busybox", "resources": {"requests": {"cpu": "1"}}}
+                            ],
+                        },
+                    },
+                },
+            },
+            namespace=NS,
+        )
+
+        async def gated_pods():
+            ps = (await api.client.list(R.PODS, namespace=NS, label_selector="job-name=gated"))["items"]
+            return ps if len(ps) == 2 else None
+
+        pods = await eventually(gated_pods)
+        assert len(gating_webhook["reviews"]) == 2
+        assert {r["request"]["operation"] for r in gating_webhook["reviews"]} == {"CREATE"}
+        await asyncio.sleep(0.2)  # 20 simulated seconds: nothing happens to a gated pod
+        for p in (await api.client.list(R.PODS, namespace=NS, label_selector="job-name=gated"))["items"]:
+            assert p["spec"]["schedulingGates"] == [{"name": names.SCHEDULING_GATE}]
+            assert p["spec"]["schedulerName"] == names.SCHEDULER_NAME
+            assert "nodeName" not in p["spec"] and p["status"]["phase"] == "Pending"
+
+        # what fluxqueue does once it has placed the Job: remove the gate, bind each pod
+        for i, p in enumerate(pods):
+            name = p["metadata"]["name"]
+            await api.client.patch(R.PODS, name, {"spec": {"schedulingGates": None}}, namespace=NS)
+            await api.client.create(
+                R.PODS,
+                {
+                    "apiVersion": "v1",
+                    "kind": "Binding",
+                    "metadata": {"name": name},
+                    "target": {"kind": "Node", "name": f"node-00{i}"},
+                },
+                namespace=NS,
+                subresource="binding",
+            )
+
+        async def complete():
+            j = await api.client.get(R.JOBS, "gated", namespace=NS)
+            conds = {c["type"]: c["status"] for c in (j.get("status") or {}).get("conditions") or []}
+            return j if conds.get("Complete") == "True" else None
+
+        j = await eventually(complete)
+        assert j["status"]["succeeded"] == 2
+        assert cluster.rejections == []
+    finally:
+        await cluster.stop()
