@@ -36,6 +36,7 @@ def _pod(name: str) -> dict[str, Any]:
         "kind": "Pod",
         "metadata": {"name": name, "annotations": {names.SIM_RUNTIME: "0s"}},
         "spec": {
+            "schedulerName": "emulator-ceiling",  # no scheduler serves it: this benchmark binds
             "restartPolicy": "Never",
             "containers": [
                 {

@@ -9,6 +9,9 @@ await cluster.add_node("node-big", cpus=128); await cluster.remove_node("node-00
 await cluster.stop()
 ```
 
+A stand-in for kube-scheduler binds pods whose schedulerName is ``default-scheduler`` (pods fluxqueue does
+not manage), as in a real cluster; ``ClusterSpec(default_scheduler=False)`` leaves them Pending.
+
 Everything acts through ``api.client`` (same admission and API rules as HTTP clients) and reads from shared
 informers; every delay is simulated time divided by ``time_scale`` (:mod:`fluxqueue.sim.clock`), served by one
 timer heap. Node names are ``node-000``, ``node-001``, ... (zero-padded to at least three digits, more when
@@ -38,6 +41,7 @@ from .controllers.events import EventRecorder
 from .controllers.garbagecollector import KINDS, GarbageCollector
 from .controllers.job import JobController
 from .controllers.replicaset import ReplicaSetController
+from .controllers.scheduler import DefaultScheduler
 from .controllers.statefulset import StatefulSetController
 from .controllers.ttl import TTLAfterFinishedController
 from .kubelet import (
@@ -72,13 +76,16 @@ class ClusterSpec:
     ephemeral_storage: str = "100Gi"
     # simulated seconds
     pod_start_delay: float = 1.0  # bound -> Running
-    pod_stop_seconds: float = 1.0  # SIGTERM -> containers gone (capped by the grace period)
+    # SIGTERM -> containers gone, capped by deletionGracePeriodSeconds; None: the whole grace period
+    pod_stop_seconds: float | None = 1.0
     default_runtime: float = 10.0  # without the sim.fluxqueue.io/runtime annotation
     # load knobs
     heartbeats: bool = True
     heartbeat_writes_per_s: float = 100.0  # cap on lease + node status writes (real writes per second)
     events: bool = True
     controllers: bool = True
+    # kube-scheduler's stand-in for pods with schedulerName default-scheduler (fluxqueue's pods are not)
+    default_scheduler: bool = True
 
 
 def node_names(count: int) -> list[str]:
@@ -149,6 +156,8 @@ class SimCluster:
                 DeploymentController(self.client, self.timers, self.informer(R.DEPLOYMENTS), rsets, events),
                 StatefulSetController(self.client, self.timers, self.informer(R.STATEFULSETS), pods, events),
             ]
+            if s.default_scheduler:
+                self.controllers.append(DefaultScheduler(self.client, self.timers, pods, nodes))
             gc_informers = {key: self.informer(key) for key in KINDS.values()}
             self.controllers.append(GarbageCollector(self.client, self.timers, gc_informers))
         # Nodes register before the informers start, so the kubelets know them when pods arrive.

@@ -18,7 +18,8 @@ What a pod bound to a node goes through (after pkg/kubelet):
   success ends the pod, a failure restarts the container (restartCount + 1) after CrashLoopBackOff (10 s
   doubling, capped at 300 s) and the pod stays Running. Always: a pod without the runtime annotation runs
   until deleted (a server); with it, the container restarts after every exit, like a real kubelet.
-- Deleted while running: containers get SIGTERM and exit after ``pod_stop_seconds`` (at most the pod's
+- Deleted while running: containers get SIGTERM and exit after ``pod_stop_seconds`` (None: they ignore it
+  and are killed when the grace period ends; either way at most the pod's
   deletionGracePeriodSeconds); the kubelet writes the terminal status (exit 143) and then deletes the object
   with grace 0 and a uid precondition, as its status manager does. Terminal or never-started pods being
   deleted go at once.
@@ -600,7 +601,7 @@ class Kubelets:
         timers: Timers,
         pod_cache: Callable[[str, str], Obj | None],
         pod_start_delay: float = 1.0,
-        pod_stop_seconds: float = 1.0,
+        pod_stop_seconds: float | None = 1.0,
         default_runtime: float = DEFAULT_RUNTIME_S,
         record_events: bool = True,
     ):
@@ -783,7 +784,9 @@ class Kubelets:
         run.state = "stopping"
         grace = pod["metadata"].get("deletionGracePeriodSeconds")
         grace = float(grace) if grace is not None else 30.0
-        run.timer = self.timers.after(min(grace, self.stop_seconds), self._stopped, agent, run)
+        # None: containers ignore SIGTERM and are killed when the grace period ends
+        stop = grace if self.stop_seconds is None else min(grace, self.stop_seconds)
+        run.timer = self.timers.after(stop, self._stopped, agent, run)
 
     async def _stopped(self, agent: NodeAgent, run: PodRun) -> None:
         run.timer = None

@@ -63,6 +63,7 @@ metadata:
   annotations:
     sim.fluxqueue.io/runtime: "10s"
 spec:
+  schedulerName: fluxqueue
   restartPolicy: Never
   containers:
   - name: main

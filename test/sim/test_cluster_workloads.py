@@ -226,3 +226,51 @@ async def _exactly(api, selector, n, all_pods=False):
 
 async def _names(api, selector, names):
     return sorted(p["metadata"]["name"] for p in await pods(api, selector)) == names
+
+
+async def test_default_scheduler_places_pods_fluxqueue_does_not_manage(apiserver, cluster):
+    api = apiserver
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "plain"},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "m", "image": "busybox", "resources": {"requests": {"cpu": "12"}}}],
+        },
+    }
+    await api.client.create(R.PODS, body, namespace=NS)
+
+    async def bound():
+        p = await api.client.get(R.PODS, "plain", namespace=NS)
+        return p if p["spec"].get("nodeName") and p["status"].get("phase") == "Running" else None
+
+    first = await eventually(bound)
+    # a second 12-CPU pod fits only on the other 16-CPU node; a third fits nowhere
+    body["metadata"]["name"] = "plain2"
+    await api.client.create(R.PODS, body, namespace=NS)
+    body["metadata"]["name"] = "plain3"
+    await api.client.create(R.PODS, body, namespace=NS)
+
+    async def placed2():
+        p = await api.client.get(R.PODS, "plain2", namespace=NS)
+        return p if p["spec"].get("nodeName") else None
+
+    second = await eventually(placed2)
+    assert second["spec"]["nodeName"] != first["spec"]["nodeName"]
+
+    async def unschedulable():
+        p = await api.client.get(R.PODS, "plain3", namespace=NS)
+        c = {c["type"]: c for c in p["status"].get("conditions") or []}.get("PodScheduled")
+        return c if c and c["reason"] == "Unschedulable" else None
+
+    cond = await eventually(unschedulable)
+    assert cond["message"] == "0/2 nodes are available: 2 Insufficient cpu."
+    assert cluster.rejections == []
+    await api.client.delete(R.PODS, "plain", namespace=NS)
+
+    async def placed3():
+        p = await api.client.get(R.PODS, "plain3", namespace=NS)
+        return p["spec"].get("nodeName")
+
+    assert await eventually(placed3) == first["spec"]["nodeName"]

@@ -39,6 +39,7 @@ async def eventually(check, limit_s: float = 10.0):
 def bare_pod(name, cpu="1", runtime="5s", node=None, restart="Never", **ann):
     annotations = {"sim.fluxqueue.io/runtime": runtime, **ann}
     spec = {
+        "schedulerName": "fluxqueue",  # no simulated scheduler serves it: the tests bind by hand
         "restartPolicy": restart,
         "containers": [{"name": "main", "image": "busybox:1.36", "resources": {"requests": {"cpu": cpu}}}],
     }
