@@ -136,3 +136,50 @@ def test_allocation_parser_reads_flux_sched_output():
     got = nodes_from_allocation(json.dumps(r), cores_per_slot=1)
     assert list(got) == ["kind-worker1"]
     assert (got["kind-worker1"].cores, got["kind-worker1"].slots) == (1, 1)
+
+
+def _signature(g):
+    return sorted(
+        (
+            v.uid, v.type, v.name, v.vid, v.path, v.parent.uid if v.parent else None, v.properties,
+            sorted(v.cap.items()),
+            sorted((p.type, p.count, p.size, p.unit, tuple(p.uid(i) for i in range(p.count))) for p in v.pools),
+        )
+        for v in g.vertices()
+    )  # fmt: skip
+
+
+def _varied_graph():
+    g = GraphBuilder()
+    rack = g.add(g.root, "rack", "rack0", properties={"row": "1"})
+    for i, name in enumerate(["node-a", "node3", "gpu-node"]):
+        n = g.add(rack, "node", name, properties={"zone": "z"} if i else None)
+        for s in range(2 if i == 0 else 1):
+            sock = g.add(n, "socket", f"socket{s}", vid=s)
+            g.add_many(sock, "core", 3)
+        g.add_many(n, "gpu", i)
+        g.add_many(n, "memory", 2, size=8, unit="GiB")
+    g.add(g.root, "node", "lonely")  # a node without children stays a vertex
+    return g
+
+
+def test_compact_text_fast_path_reads_the_same_graph_as_the_careful_reader():
+    from fluxqueue.fluxion.matcher.fastjgf import try_read_compact
+
+    for g in (_varied_graph(), synthetic_cluster(5, cores=3, gpus=2, memory_chunks=2, racks=2)):
+        fast = try_read_compact(g.to_json())
+        assert fast is not None
+        careful = read_jgf(g.to_jgf())
+        assert _signature(fast) == _signature(careful)
+        assert (fast.n_vertices, fast.n_edges) == (careful.n_vertices, careful.n_edges)
+
+
+def test_text_that_differs_from_the_compact_layout_falls_back_to_the_careful_reader():
+    from fluxqueue.fluxion.matcher.fastjgf import try_read_compact
+
+    doc = synthetic_cluster(2, cores=2).to_jgf()
+    assert try_read_compact(json.dumps(doc)) is None  # other separators
+    doc["graph"]["edges"][3]["source"] = "0"  # a core hung under the cluster
+    text = GraphBuilder.to_json.__globals__["dumps"](doc)
+    assert try_read_compact(text) is None
+    assert read_jgf(text).root.pools  # the careful reader takes it as written

@@ -47,6 +47,12 @@ def parse_jgf(doc: str | bytes | dict[str, Any]) -> dict[str, Any]:
 
 
 def read_jgf(doc: str | bytes | dict[str, Any]) -> ResourceGraph:
+    if isinstance(doc, str | bytes):
+        from fluxqueue.fluxion.matcher.fastjgf import try_read_compact
+
+        fast = try_read_compact(doc)
+        if fast is not None:
+            return fast
     graph = parse_jgf(doc)
     vertices, edges = _vertices_and_edges(graph)
     if not vertices:
