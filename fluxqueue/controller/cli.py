@@ -100,7 +100,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help='JSON map of PriorityClass name -> value, e.g. {"high": 1000}',
     )
     p.add_argument(
-        "--no-leader-election", action="store_true", help="run the loop without a Lease (one replica only)"
+        "--no-leader-election",
+        dest="leader_elect",
+        action="store_false",
+        help="run the loop without a Lease (one replica only)",
+    )
+    # The flags the Helm chart renders (chart/templates/controller-deployment.yaml).
+    p.add_argument(
+        "--leader-elect",
+        dest="leader_elect",
+        action="store_true",
+        default=True,
+        help="hold a Lease (default)",
+    )
+    p.add_argument("--lease-name", default=_env("FLUXQUEUE_LEASE_NAME", "fluxqueue-scheduler"))
+    p.add_argument("--lease-duration", type=float, default=_float_env("FLUXQUEUE_LEASE_DURATION", 15.0))
+    p.add_argument("--renew-deadline", type=float, default=_float_env("FLUXQUEUE_RENEW_DEADLINE", 10.0))
+    p.add_argument("--retry-period", type=float, default=_float_env("FLUXQUEUE_RETRY_PERIOD", 2.0))
+    p.add_argument(
+        "--metrics-host",
+        default=_env("FLUXQUEUE_METRICS_HOST", "0.0.0.0"),
+        help="address of /metrics and probes",
     )
     try:
         from fluxqueue.certs.options import add_arguments as add_cert_arguments
