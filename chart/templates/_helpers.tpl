@@ -129,6 +129,7 @@ args:
   - serve
   - --host={{ if eq .Values.fluxion.mode "sidecar" }}127.0.0.1{{ else }}0.0.0.0{{ end }}
   - --port={{ .Values.fluxion.port }}
+  - --policy={{ .Values.fluxion.policy }}
   {{- range .Values.fluxion.extraArgs }}
   - {{ . | quote }}
   {{- end }}

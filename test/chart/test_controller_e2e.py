@@ -1,0 +1,170 @@
+"""The chart's configuration, run for real: `helm install` into the API emulator, then the controller process
+started with exactly the args and env of the rendered Deployment (plus a kubeconfig, as it runs outside a
+pod). The webhook the chart registered must intercept a Job: certificates made by the controller, the CA
+injected by it, TLS verified by the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import re
+import signal
+import socket
+import sys
+
+import aiohttp
+import pytest
+
+from fluxqueue.kube import names
+from fluxqueue.sim.apiserver import APIServer
+from fluxqueue.sim.apiserver import resources as R
+from fluxqueue.sim.chartrender import CHART_DIR, controller_container, render_chart, sim_values
+
+NS = "fluxqueue-system"
+pytestmark = pytest.mark.timeout(180)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def expand(arg: str, env: dict[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion of container args (dependent environment variables)."""
+    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), arg)
+
+
+async def run(*argv: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
+READY_WITHIN = 60.0
+
+
+async def wait_ready(port: int, proc: asyncio.subprocess.Process) -> None:
+    deadline = asyncio.get_running_loop().time() + READY_WITHIN
+    async with aiohttp.ClientSession() as session:
+        while asyncio.get_running_loop().time() < deadline:
+            assert proc.returncode is None, "controller exited"
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/readyz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise AssertionError("controller never became ready")
+
+
+async def test_controller_started_from_the_rendered_deployment_intercepts_a_job(
+    tools, migrated_dsn, tmp_path
+):
+    from fluxqueue.fluxion.server import FluxionServer
+
+    api = APIServer()
+    await api.start()
+    fluxion = FluxionServer(host="127.0.0.1", port=0)
+    await fluxion.start()
+    proc = None
+    try:
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        webhook_port, metrics_port = free_port(), free_port()
+        values = sim_values()
+        values.update(
+            logFormat="text",
+            controller={"ports": {"webhook": webhook_port, "metrics": metrics_port}},
+            fluxion={"port": int(fluxion.address.rsplit(":", 1)[1])},
+        )
+        values_file = tmp_path / "values.json"
+        values_file.write_text(__import__("json").dumps(values))
+        await run(
+            str(tools.helm),
+            "install",
+            "fluxqueue",
+            str(CHART_DIR),
+            "-n",
+            NS,
+            "--create-namespace",
+            "-f",
+            str(values_file),
+            "--kubeconfig",
+            str(kubeconfig),
+        )
+        await api.client.create(
+            R.NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}}
+        )
+        webhook = await api.client.get(R.MUTATING_WEBHOOKS, "fluxqueue-webhook")
+        assert not any(h["clientConfig"].get("caBundle") for h in webhook["webhooks"])
+
+        container = controller_container(await render_chart(values, namespace=NS, helm=str(tools.helm)))
+        env = {"POD_NAMESPACE": NS, "POD_NAME": "fluxqueue-controller-0", "FLUXQUEUE_DSN": migrated_dsn}
+        rendered_env = {e["name"] for e in container["env"]}
+        assert rendered_env == set(env), "every env var of the Deployment is provided here"
+        args = [expand(a, env) for a in container["args"]]
+        # The one addition: outside a pod there is no in-cluster config.
+        args += ["--kubeconfig", str(kubeconfig)]
+        api.register_service(NS, "fluxqueue-webhook", 443, f"https://127.0.0.1:{webhook_port}")
+
+        log_file = (tmp_path / "controller.log").open("wb")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "fluxqueue",
+            *args,
+            env={**os.environ, **env},
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=log_file,
+        )
+        await wait_ready(metrics_port, proc)
+
+        secret = await api.client.get(R.SECRETS, "fluxqueue-webhook-tls", namespace=NS)
+        bundle = secret["data"]["ca-bundle.crt"]
+        webhook = await api.client.get(R.MUTATING_WEBHOOKS, "fluxqueue-webhook")
+        assert [h["clientConfig"].get("caBundle") for h in webhook["webhooks"]] == [bundle, bundle]
+        assert b"BEGIN CERTIFICATE" in base64.b64decode(bundle)
+
+        job = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "hello", "namespace": "team-a"},
+            "spec": {
+                "parallelism": 2,
+                "completions": 2,
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [
+                            {
+                                "name": "c",
+                                "image": "busybox",
+                                "resources": {"requests": {"cpu": "500m", "memory": "64Mi"}},
+                            }
+                        ],
+                    }
+                },
+            },
+        }
+        created = await api.client.create(R.JOBS, job, namespace="team-a")
+        assert created["spec"]["suspend"] is True
+        assert created["spec"]["template"]["spec"]["schedulerName"] == names.SCHEDULER_NAME
+    finally:
+        if proc is not None and proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(20):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        await fluxion.stop()
+        await api.stop()
+        log = tmp_path / "controller.log"
+        if log.exists():
+            print(log.read_text()[-8000:])  # shown by pytest when the test fails
