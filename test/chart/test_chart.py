@@ -191,7 +191,8 @@ def test_controller_probes_and_leader_election(rendered):
     assert "--leader-elect" in c["args"] and "--lease-name=fluxqueue-controller" in c["args"]
     assert c["args"][2] == "controller"
     assert (
-        "--no-leader-election" in _container(rendered["no-persistence-no-leader-election"], "controller")["args"]
+        "--no-leader-election"
+        in _container(rendered["no-persistence-no-leader-election"], "controller")["args"]
     )
 
 
