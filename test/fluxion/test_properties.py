@@ -167,7 +167,7 @@ def test_random_sequences_never_over_allocate_and_free_what_they_took(graph, ope
         assert m.cancel(jobid)
     g = m.graph
     for v in g.vertices():
-        assert not v.spans and v.n_now == 0 and not v.x_now and v.n_res == 0
+        assert not v.spans and v.n_now == 0 and not v.x_now and v.n_res == 0 and v.n_excl == 0
         assert v.free == v.cap
         for p in v.pools:
             assert p.now_mask == 0 and not p.spans and p.n_res == 0

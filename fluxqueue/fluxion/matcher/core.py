@@ -245,6 +245,8 @@ class Matcher:
         amounts: dict[str, int] = {}
         for v, excl in vertices.items():
             v.spans[jobid] = Span(start, end, excl)
+            if excl:
+                v.n_excl += 1
             if start == 0:
                 v.n_now += 1
                 if excl:
@@ -274,6 +276,8 @@ class Matcher:
             s = v.spans.pop(jobid, None)
             if s is None:
                 continue
+            if s.excl:
+                v.n_excl -= 1
             if s.start == 0:
                 v.n_now -= 1
                 if s.excl:

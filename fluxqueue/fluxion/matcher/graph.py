@@ -125,6 +125,7 @@ class Vertex:
         "children",
         "ctypes",
         "free",
+        "n_excl",
         "n_now",
         "n_res",
         "name",
@@ -178,6 +179,7 @@ class Vertex:
         self.n_now = 0  # allocation spans (start 0)
         self.x_now = False  # an allocation holds this vertex exclusively
         self.n_res = 0
+        self.n_excl = 0  # exclusive spans of any time (lets blocked() skip the span scan)
 
     def __repr__(self) -> str:
         return f"<Vertex {self.type} {self.name} uid={self.uid}>"
@@ -186,6 +188,8 @@ class Vertex:
         """Held exclusively by a span overlapping [start, end): nothing below may be used."""
         if start == 0 and self.n_res == 0:
             return self.x_now
+        if self.n_excl == 0:
+            return False
         return any(s.excl and s.start < end and s.end > start for s in self.spans.values())
 
     def used(self, start: int, end: int) -> bool:
