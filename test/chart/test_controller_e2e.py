@@ -19,7 +19,7 @@ import pytest
 from fluxqueue.kube import names
 from fluxqueue.sim.apiserver import APIServer
 from fluxqueue.sim.apiserver import resources as R
-from fluxqueue.sim.chartrender import CHART_DIR, controller_container, render_chart, sim_values
+from fluxqueue.sim.chartrender import CHART_DIR, controller_container, of_kind, render_chart, sim_values
 
 NS = "fluxqueue-system"
 pytestmark = pytest.mark.timeout(180)
@@ -63,24 +63,32 @@ async def wait_ready(port: int, proc: asyncio.subprocess.Process) -> None:
     raise AssertionError("controller never became ready")
 
 
+async def wait_listening(port: int, proc: asyncio.subprocess.Process) -> None:
+    for _ in range(300):
+        assert proc.returncode is None, "fluxion exited"
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.1)
+    raise AssertionError("fluxion never listened")
+
+
 async def test_controller_started_from_the_rendered_deployment_intercepts_a_job(
     tools, migrated_dsn, tmp_path
 ):
-    from fluxqueue.fluxion.server import FluxionServer
-
     api = APIServer()
     await api.start()
-    fluxion = FluxionServer(host="127.0.0.1", port=0)
-    await fluxion.start()
-    proc = None
+    proc = fluxion = None
     try:
         kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
-        webhook_port, metrics_port = free_port(), free_port()
+        webhook_port, metrics_port, fluxion_port = free_port(), free_port(), free_port()
         values = sim_values()
         values.update(
             logFormat="text",
             controller={"ports": {"webhook": webhook_port, "metrics": metrics_port}},
-            fluxion={"port": int(fluxion.address.rsplit(":", 1)[1])},
+            fluxion={"port": fluxion_port},
         )
         values_file = tmp_path / "values.json"
         values_file.write_text(__import__("json").dumps(values))
@@ -103,7 +111,21 @@ async def test_controller_started_from_the_rendered_deployment_intercepts_a_job(
         webhook = await api.client.get(R.MUTATING_WEBHOOKS, "fluxqueue-webhook")
         assert not any(h["clientConfig"].get("caBundle") for h in webhook["webhooks"])
 
-        container = controller_container(await render_chart(values, namespace=NS, helm=str(tools.helm)))
+        manifests = await render_chart(values, namespace=NS, helm=str(tools.helm))
+        # The same image, another subcommand: Fluxion from the rendered sidecar's args.
+        pod = of_kind(manifests, "Deployment")[0]["spec"]["template"]["spec"]
+        sidecar = next(c for c in pod["initContainers"] if c["name"] == "fluxion")
+        fluxion = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "fluxqueue",
+            *sidecar["args"],
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        await wait_listening(fluxion_port, fluxion)
+
+        container = controller_container(manifests)
         env = {"POD_NAMESPACE": NS, "POD_NAME": "fluxqueue-controller-0", "FLUXQUEUE_DSN": migrated_dsn}
         rendered_env = {e["name"] for e in container["env"]}
         assert rendered_env == set(env), "every env var of the Deployment is provided here"
@@ -154,16 +176,25 @@ async def test_controller_started_from_the_rendered_deployment_intercepts_a_job(
         created = await api.client.create(R.JOBS, job, namespace="team-a")
         assert created["spec"]["suspend"] is True
         assert created["spec"]["template"]["spec"]["schedulerName"] == names.SCHEDULER_NAME
+
+        # The rest of the rendered configuration works too (DSN, Fluxion address, Lease): the controller
+        # records the Job as a FluxJob.
+        for _ in range(300):
+            if (await api.client.list(R.FLUXJOBS, namespace="team-a"))["items"]:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("no FluxJob recorded for the intercepted Job")
     finally:
-        if proc is not None and proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(20):
-                    await proc.wait()
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-        await fluxion.stop()
+        for p in (proc, fluxion):
+            if p is not None and p.returncode is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    async with asyncio.timeout(20):
+                        await p.wait()
+                except TimeoutError:
+                    p.kill()
+                    await p.wait()
         await api.stop()
         log = tmp_path / "controller.log"
         if log.exists():
