@@ -30,17 +30,9 @@ from prometheus_client import process_collector as _process
 
 NAMESPACE = "fluxqueue"
 
-# Queue phases the gauge is reported for (a phase with no jobs reports 0 rather than disappearing).
-QUEUE_PHASES = (
-    "Queued",
-    "Reserved",
-    "Allocated",
-    "Running",
-    "Unsatisfiable",
-    "Completed",
-    "Failed",
-    "Cancelled",
-)
+# Live queue states (fluxqueue.units.state, migrations/0002_queue.sql); terminal ones are counters' business.
+# Each is always reported, so an emptied phase shows 0 rather than disappearing.
+QUEUE_PHASES = ("Waiting", "Queued", "Reserved", "Scheduled", "Running")
 
 # Submit -> bound spans sub-second (idle cluster) to hours (a deep HPC queue).
 SCHEDULING_LATENCY_BUCKETS = (
