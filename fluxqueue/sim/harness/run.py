@@ -257,7 +257,7 @@ class Run:
         if hist is not None:
             q = _histogram_ms(hist)
             if q.get("count"):
-                q["source"] = "controller fluxqueue_match_duration_seconds"
+                q["source"] = "controller fluxqueue_fluxion_match_duration_seconds"
                 return q
         samples = self.system.match_seconds
         if samples:

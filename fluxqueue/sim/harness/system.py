@@ -267,7 +267,8 @@ class SimSystem:
         chart_args = _chart_args(_container(self.manifests, "controller"), env)
         if cfg.processes:
             # The chart's own command line, plus what only exists outside a pod: the kubeconfig.
-            await self._spawn("controller", [*chart_args, "--kubeconfig", str(self.kubeconfig)], env=env)
+            args = _accepted_args([*chart_args, "--kubeconfig", str(self.kubeconfig)])
+            await self._spawn("controller", args, env=env)
             return
         from fluxqueue.controller.app import Controller
         from fluxqueue.controller.settings import ControllerSettings
@@ -455,6 +456,28 @@ def _container(manifests: list[dict[str, Any]], name: str) -> dict[str, Any]:
             if c.get("name") == name:
                 return c
     raise RuntimeError(f"no {name} container in the rendered chart")
+
+
+def _accepted_args(args: list[str]) -> list[str]:
+    """``args`` minus flags the installed CLI does not accept (the chart and the CLI are released together, but
+    a checkout in the middle of a change may disagree); each dropped flag is logged, never silently lost."""
+    import argparse
+
+    from fluxqueue.cli import build_parser
+
+    parser = build_parser()
+    try:
+        _, unknown = parser.parse_known_args(args)
+    except SystemExit:
+        return args
+    except argparse.ArgumentError:
+        return args
+    if unknown:
+        log.warning(
+            "the chart renders flags this controller does not accept; dropped", flags=" ".join(unknown)
+        )
+    drop = set(unknown)
+    return [a for a in args if a not in drop]
 
 
 def _flag_values(args: list[str]) -> dict[str, list[str]]:
