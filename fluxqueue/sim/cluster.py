@@ -36,6 +36,7 @@ from fluxqueue.sim.apiserver import resources as R
 
 from .clock import SimClock, Timers, rfc3339, rfc3339_micro
 from .controllers.base import Informer, Obj
+from .controllers.daemonset import DaemonSetController
 from .controllers.deployment import DeploymentController
 from .controllers.events import EventRecorder
 from .controllers.garbagecollector import KINDS, GarbageCollector
@@ -155,6 +156,9 @@ class SimCluster:
                 ReplicaSetController(self.client, self.timers, rsets, pods, events),
                 DeploymentController(self.client, self.timers, self.informer(R.DEPLOYMENTS), rsets, events),
                 StatefulSetController(self.client, self.timers, self.informer(R.STATEFULSETS), pods, events),
+                DaemonSetController(
+                    self.client, self.timers, self.informer(R.DAEMONSETS), pods, nodes, events
+                ),
             ]
             if s.default_scheduler:
                 self.controllers.append(DefaultScheduler(self.client, self.timers, pods, nodes))

@@ -274,3 +274,44 @@ async def test_default_scheduler_places_pods_fluxqueue_does_not_manage(apiserver
         return p["spec"].get("nodeName")
 
     assert await eventually(placed3) == first["spec"]["nodeName"]
+
+
+async def test_daemonset_runs_one_pod_per_eligible_node(apiserver, cluster):
+    api = apiserver
+    await cluster.taint("node-001", "dedicated", "gpu", "NoSchedule")
+    await api.client.create(
+        R.DAEMONSETS,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": {"name": "agent"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "agent"}},
+                "template": {
+                    "metadata": {"labels": {"app": "agent"}},
+                    "spec": {
+                        "containers": [
+                            {"name": "a", "image": "agent:1", "resources": {"requests": {"cpu": "100m"}}}
+                        ]
+                    },
+                },
+            },
+        },
+        namespace=NS,
+    )
+
+    async def ready():
+        ds = await api.client.get(R.DAEMONSETS, "agent", namespace=NS)
+        st = ds.get("status") or {}
+        return ds if st.get("desiredNumberScheduled") == 1 and st.get("numberReady") == 1 else None
+
+    await eventually(ready)
+    ps = await pods(api, "app=agent")
+    assert [p["spec"]["nodeName"] for p in ps] == ["node-000"]  # bound by the default scheduler
+    await cluster.untaint("node-001", "dedicated")
+
+    async def two():
+        ps = [p for p in await pods(api, "app=agent") if p["status"].get("phase") == "Running"]
+        return sorted(p["spec"]["nodeName"] for p in ps) == ["node-000", "node-001"]
+
+    await eventually(two)

@@ -548,18 +548,19 @@ class JobController(Controller):
             self.queue.add_after(key, plan.requeue_after + 0.001)
 
     async def _remove_finalizers(self, pods: list[Obj]) -> None:
+        # removeTrackingFinalizerPatch: a strategic merge patch deleting just our finalizer
+        patch = {"metadata": {"$deleteFromPrimitiveList/finalizers": [JOB_TRACKING_FINALIZER]}}
         for p in pods:
-            fins = [f for f in p["metadata"].get("finalizers") or [] if f != JOB_TRACKING_FINALIZER]
+            cur = self.pods.get(p["metadata"].get("namespace", ""), p["metadata"]["name"])
+            if cur is None or cur["metadata"]["uid"] != p["metadata"]["uid"] or not _has_fin(cur):
+                continue
             try:
                 out = await self.client.patch(
                     R.PODS,
                     p["metadata"]["name"],
-                    [
-                        {"op": "test", "path": "/metadata/uid", "value": p["metadata"]["uid"]},
-                        {"op": "replace", "path": "/metadata/finalizers", "value": fins},
-                    ],
+                    patch,
                     namespace=p["metadata"].get("namespace"),
-                    patch_type="json",
+                    patch_type="strategic",
                 )
                 self.pods.observe(out)
             except APIError as exc:
