@@ -21,7 +21,8 @@ What the node lifecycle controller would do is done here when the simulation cha
 the node.kubernetes.io/not-ready NoSchedule and NoExecute taints, and the taint-eviction controller deletes
 the node's pods once their toleration of it runs out (300 s by default, DefaultTolerationSeconds); cordon
 sets spec.unschedulable and the node.kubernetes.io/unschedulable taint; a removed node's pods are deleted at
-once (pod garbage collector, orphaned pods).
+once, and pods bound to a node that does not exist (deleted with kubectl, or a misspelt nodeName) are
+force-deleted after the pod garbage collector's 40 s quarantine.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from .kubelet import (
 log = get_logger(__name__)
 
 DEFAULT_NOT_READY_TOLERATION_S = 300.0
+POD_GC_QUARANTINE_S = 40.0  # podgc quarantineTime
 
 
 @dataclass
@@ -145,6 +147,7 @@ class SimCluster:
             record_events=s.events,
         )
         pods.add_handler(self.kubelets.on_pod)
+        pods.add_handler(self._on_pod_for_podgc)
         nodes.add_handler(self._on_node)
         events = EventRecorder(self.client, enabled=s.events)
         if s.controllers:
@@ -245,11 +248,41 @@ class SimCluster:
         assert self.kubelets is not None
         if new is None:
             if old is not None:
-                self.kubelets.remove(old["metadata"]["name"])
+                name = old["metadata"]["name"]
+                self.kubelets.remove(name)
+                assert self.timers is not None
+                self.timers.after(POD_GC_QUARANTINE_S, self._collect_orphans, name)
             return
         agent = self.kubelets.nodes.get(new["metadata"]["name"])
         if agent is not None:
             agent.node = new  # labels, taints, allocatable as users change them (kubectl label/taint)
+
+    # ----- pod garbage collector (pkg/controller/podgc gcOrphaned): pods bound to a node that does not
+    # exist are force-deleted once the node has stayed absent for the quarantine.
+    def _on_pod_for_podgc(self, typ: str, old: Obj | None, new: Obj | None) -> None:
+        if new is None or typ != "ADDED" or self.kubelets is None or self.timers is None:
+            return
+        node = (new.get("spec") or {}).get("nodeName")
+        if node and node not in self.kubelets.nodes:
+            self.timers.after(POD_GC_QUARANTINE_S, self._collect_orphans, node)
+
+    async def _collect_orphans(self, node: str) -> None:
+        if self.informer(R.NODES).get("", node) is not None:
+            return
+        for p in [p for p in self.informer(R.PODS).items() if (p.get("spec") or {}).get("nodeName") == node]:
+            md = p["metadata"]
+            try:
+                await self.client.delete(
+                    R.PODS,
+                    md["name"],
+                    namespace=md.get("namespace"),
+                    grace_period_seconds=0,
+                    preconditions={"uid": md["uid"]},
+                )
+                log.info("pod garbage collector deleted orphaned pod", pod=md["name"], node=node)
+            except APIError as exc:
+                if exc.code not in (404, 409):
+                    raise
 
     def _agent(self, name: str) -> NodeAgent:
         assert self.kubelets is not None

@@ -251,3 +251,17 @@ async def test_nodes_have_leases_that_are_renewed(apiserver, cluster):
         return cur["spec"]["renewTime"] != first
 
     await eventually(renewed, 5)
+
+
+async def test_pods_bound_to_a_missing_node_are_garbage_collected(apiserver, cluster):
+    api = apiserver
+    await api.client.create(R.PODS, bare_pod("lost", runtime="1h", node="node-nowhere"), namespace=NS)
+
+    async def gone():
+        try:
+            await api.client.get(R.PODS, "lost", namespace=NS)
+            return False
+        except APIError as exc:
+            return exc.code == 404
+
+    await eventually(gone, 5)  # 40 simulated seconds of quarantine = 0.4 s
