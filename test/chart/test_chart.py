@@ -242,8 +242,10 @@ def test_rbac_is_least_privilege(rendered):
     for rule in cluster_rules:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"]
         assert "secrets" not in rule["resources"], "no cluster-wide secret access"
-        if rule["resources"] in (["pods"], ["jobs"], ["nodes"]):
+        if rule["resources"] in (["jobs"], ["nodes"]):
             assert "delete" not in rule["verbs"]
+        if rule["apiGroups"] == ["apiextensions.k8s.io"]:
+            assert rule["verbs"] == ["get"] and rule["resourceNames"] == [names.CRD_NAME]
     webhook_rule = next(r for r in cluster_rules if r["resources"] == ["mutatingwebhookconfigurations"])
     assert webhook_rule["resourceNames"] == ["fluxqueue-webhook"] and set(webhook_rule["verbs"]) == {
         "get",

@@ -11,10 +11,14 @@ import os
 import re
 import signal
 import socket
+import ssl
 import sys
 
 import aiohttp
 import pytest
+import yaml
+from aiohttp import web
+from rbac import access_of, allowed  # test/chart/rbac.py (pytest puts this directory on sys.path)
 
 from fluxqueue.kube import names
 from fluxqueue.sim.apiserver import APIServer
@@ -75,14 +79,68 @@ async def wait_listening(port: int, proc: asyncio.subprocess.Process) -> None:
     raise AssertionError("fluxion never listened")
 
 
+class RecordingProxy:
+    """A plain-HTTP reverse proxy in front of the emulator that records every request the controller makes,
+    so the test can check each against the chart's RBAC (the emulator authorizes every token as admin)."""
+
+    def __init__(self, upstream: str, ca_pem: bytes):
+        self.upstream = upstream
+        self.ssl = ssl.create_default_context(cadata=ca_pem.decode())
+        self.seen: list[tuple[str, str]] = []
+
+    async def start(self) -> str:
+        self.session = aiohttp.ClientSession(auto_decompress=False)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.forward)
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+
+    async def forward(self, request: web.Request) -> web.StreamResponse:
+        self.seen.append((request.method, str(request.rel_url)))
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        async with self.session.request(
+            request.method,
+            self.upstream + str(request.rel_url),
+            headers=headers,
+            data=await request.read(),
+            ssl=self.ssl,
+            timeout=aiohttp.ClientTimeout(total=None),
+        ) as upstream:
+            response = web.StreamResponse(status=upstream.status)
+            for k, v in upstream.headers.items():
+                if k.lower() not in ("content-length", "transfer-encoding", "connection"):
+                    response.headers[k] = v
+            await response.prepare(request)
+            try:
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+            except (ConnectionResetError, aiohttp.ClientError):
+                pass
+            return response
+
+    async def stop(self) -> None:
+        await self.session.close()
+        await self.runner.cleanup()
+
+
 async def test_controller_started_from_the_rendered_deployment_intercepts_a_job(
     tools, migrated_dsn, tmp_path
 ):
     api = APIServer()
     await api.start()
+    proxy = RecordingProxy(api.url, api.ca_pem)
+    proxy_url = await proxy.start()
     proc = fluxion = None
     try:
         kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        # The controller talks through the recording proxy; helm and the test talk to the emulator directly.
+        controller_kubeconfig = tmp_path / "controller.kubeconfig"
+        config = api.kubeconfig()
+        config["clusters"][0]["cluster"] = {"server": proxy_url}
+        controller_kubeconfig.write_text(yaml.safe_dump(config))
         webhook_port, metrics_port, fluxion_port = free_port(), free_port(), free_port()
         values = sim_values()
         values.update(
@@ -131,7 +189,7 @@ async def test_controller_started_from_the_rendered_deployment_intercepts_a_job(
         assert rendered_env == set(env), "every env var of the Deployment is provided here"
         args = [expand(a, env) for a in container["args"]]
         # The one addition: outside a pod there is no in-cluster config.
-        args += ["--kubeconfig", str(kubeconfig)]
+        args += ["--kubeconfig", str(controller_kubeconfig)]
         api.register_service(NS, "fluxqueue-webhook", 443, f"https://127.0.0.1:{webhook_port}")
 
         log_file = (tmp_path / "controller.log").open("wb")
@@ -185,6 +243,18 @@ async def test_controller_started_from_the_rendered_deployment_intercepts_a_job(
             await asyncio.sleep(0.1)
         else:
             raise AssertionError("no FluxJob recorded for the intercepted Job")
+
+        # Every request the controller made is granted by the chart's RBAC to the chart's ServiceAccount.
+        accesses = {a for m, u in proxy.seen if (a := access_of(m, u)) is not None}
+        assert {a.resource for a in accesses} >= {
+            "secrets",
+            "mutatingwebhookconfigurations",
+            "leases",
+            "jobs",
+        }
+        denied = sorted(str(a) for a in accesses if not allowed(a, manifests, "fluxqueue", NS))
+        assert not denied, f"the chart's RBAC does not grant: {denied}"
+        print("controller API accesses:", *sorted(str(a) for a in accesses), sep="\n  ")
     finally:
         for p in (proc, fluxion):
             if p is not None and p.returncode is None:
@@ -195,6 +265,7 @@ async def test_controller_started_from_the_rendered_deployment_intercepts_a_job(
                 except TimeoutError:
                     p.kill()
                     await p.wait()
+        await proxy.stop()
         await api.stop()
         log = tmp_path / "controller.log"
         if log.exists():
