@@ -1,7 +1,8 @@
 """The chart's configuration, run for real: `helm install` into the API emulator, then the controller process
 started with exactly the args and env of the rendered Deployment (plus a kubeconfig, as it runs outside a
 pod). The webhook the chart registered must intercept a Job: certificates made by the controller, the CA
-injected by it, TLS verified by the emulator."""
+injected by it, TLS verified by the emulator. The Job is then placed and its pods bound on simulated nodes,
+and every API request the controller made must be granted by the chart's RBAC."""
 
 from __future__ import annotations
 
@@ -133,6 +134,11 @@ async def test_controller_started_from_the_rendered_deployment_intercepts_a_job(
     await api.start()
     proxy = RecordingProxy(api.url, api.ca_pem)
     proxy_url = await proxy.start()
+    from fluxqueue.sim.cluster import ClusterSpec, SimCluster
+
+    # Two simulated nodes with kubelets and a Job controller, so the Job is placed, bound and run.
+    cluster = SimCluster(api, ClusterSpec(nodes=2, cpus=4, memory="8Gi", racks=1, default_runtime=2.0))
+    await cluster.start()
     proc = fluxion = None
     try:
         kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
@@ -244,6 +250,15 @@ async def test_controller_started_from_the_rendered_deployment_intercepts_a_job(
         else:
             raise AssertionError("no FluxJob recorded for the intercepted Job")
 
+        # ... places it with Fluxion, unsuspends it and binds its pods (pods/binding) to the simulated nodes.
+        for _ in range(300):
+            pods = (await api.client.list(R.PODS, namespace="team-a"))["items"]
+            if len(pods) == 2 and all(p["spec"].get("nodeName") for p in pods):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"the Job's pods were not bound: {pods}")
+
         # Every request the controller made is granted by the chart's RBAC to the chart's ServiceAccount.
         accesses = {a for m, u in proxy.seen if (a := access_of(m, u)) is not None}
         assert {a.resource for a in accesses} >= {
@@ -266,6 +281,7 @@ async def test_controller_started_from_the_rendered_deployment_intercepts_a_job(
                     p.kill()
                     await p.wait()
         await proxy.stop()
+        await cluster.stop()
         await api.stop()
         log = tmp_path / "controller.log"
         if log.exists():
