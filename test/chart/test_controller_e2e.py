@@ -269,6 +269,29 @@ async def test_controller_started_from_the_rendered_deployment_intercepts_a_job(
         }
         denied = sorted(str(a) for a in accesses if not allowed(a, manifests, "fluxqueue", NS))
         assert not denied, f"the chart's RBAC does not grant: {denied}"
+        # helm upgrade re-applies the webhook configuration without a caBundle; the injected one must survive
+        # (three-way merge / server-side apply leave a field helm never set alone).
+        await run(
+            str(tools.helm),
+            "upgrade",
+            "fluxqueue",
+            str(CHART_DIR),
+            "-n",
+            NS,
+            "--reuse-values",
+            "--set",
+            "webhook.timeoutSeconds=3",
+            "--kubeconfig",
+            str(kubeconfig),
+        )
+        webhook = await api.client.get(R.MUTATING_WEBHOOKS, "fluxqueue-webhook")
+        assert [h["timeoutSeconds"] for h in webhook["webhooks"]] == [3, 3]
+        assert [h["clientConfig"].get("caBundle") for h in webhook["webhooks"]] == [bundle, bundle]
+        created = await api.client.create(
+            R.JOBS, {**job, "metadata": {"name": "after-upgrade"}}, namespace="team-a"
+        )
+        assert created["spec"]["suspend"] is True
+
         print("controller API accesses:", *sorted(str(a) for a in accesses), sep="\n  ")
     finally:
         for p in (proc, fluxion):
