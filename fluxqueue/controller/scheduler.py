@@ -104,12 +104,17 @@ class GraphKeeper:
 
     def rebuild(self) -> ClusterGraph:
         ctx = self.ctx
+        foreign = foreign_pods(ctx.pods.items(), ctx.holding)
         self.graph = build_cluster_graph(
-            ctx.nodes.items(),
-            foreign_pods(ctx.pods.items(), ctx.holding),
-            memory_chunk_bytes=ctx.settings.memory_chunk,
+            ctx.nodes.items(), foreign, memory_chunk_bytes=ctx.settings.memory_chunk
         )
         self.fingerprint = hashlib.sha256(json.dumps(self.graph.jgf, sort_keys=True).encode()).hexdigest()
+        log.debug(
+            "graph rebuilt",
+            foreign_pods=len(foreign),
+            nodes=len(self.graph.nodes),
+            fingerprint=self.fingerprint[:12],
+        )
         ctx.graph_dirty = False
         return self.graph
 

@@ -236,20 +236,44 @@ async def test_node_selector_and_taints_are_respected(system):
 async def test_controller_and_fluxion_killed_mid_pass_lose_nothing_and_place_nothing_twice(system):
     from fluxqueue.fluxion.server import FluxionServer
 
+    # The same identity after a restart, as a StatefulSet pod keeps its name: it takes its own lease back
+    # at once instead of waiting for it to expire.
+    await system.kill_controller()
+    await system.start_controller(identity="controller-0")
     for i in range(6):
         await system.apply(job(f"batch{i}", parallelism=2, cpu="3", runtime="4s", duration=4))
-
-    async def some_placed():
-        rows = [await system.unit_row(f"batch{i}-job") for i in range(6)]
-        return all(rows) and any(r["state"] in ("Scheduled", "Running") for r in rows)
-
-    await system.wait_for(some_placed, 15, "the first units placed")
-    await system.kill_controller()
-    # Fluxion restarts too: its allocations must come back from the database, not from memory.
-    await system.fluxion.stop()
-    system.fluxion = FluxionServer(host="127.0.0.1", port=0)
-    await system.fluxion.start()
-    await system.start_controller(fluxion_address=system.fluxion.address)
+    # Crash while passes, releases and bindings are in flight, three times; the second time Fluxion goes
+    # down too, so its allocations must come back from the database, not from its memory.
+    for round_, pause in enumerate((0.15, 0.4, 0.25)):
+        await asyncio.sleep(pause)
+        await system.kill_controller()
+        if round_ == 1:
+            await system.fluxion.stop()
+            system.fluxion = FluxionServer(host="127.0.0.1", port=0)
+            await system.fluxion.start()
+        if round_ == 2:
+            # A pod admitted (gated) by another webhook replica while no loop ran: the sweep adopts it.
+            await system.api.client.create(
+                R.PODS,
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {
+                        "name": "orphan",
+                        "namespace": "default",
+                        "annotations": {names.SIM_RUNTIME: "1s"},
+                    },
+                    "spec": {
+                        "schedulerName": names.SCHEDULER_NAME,
+                        "schedulingGates": [{"name": names.SCHEDULING_GATE}],
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "1"}}}],
+                    },
+                },
+                namespace="default",
+            )
+        await system.start_controller(identity="controller-0", fluxion_address=system.fluxion.address)
+    await system.wait_phase("orphan-pod", "Succeeded", within=20)
     # New work is queued behind what the database still holds.
     await system.apply(job("late", parallelism=1, cpu="1", runtime="1s"))
     for i in range(6):
