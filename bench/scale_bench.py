@@ -139,6 +139,35 @@ def time_webhook_calls(system: SimSystem, samples: list[float]) -> None:
     admission._call = timed
 
 
+def count_api_calls(system: SimSystem) -> dict[str, int]:
+    """Count every API call the emulator serves, by verb and resource (HTTP and in-process alike), so the
+    report can say how many API round trips one pod costs end to end versus in the ceiling."""
+    counts: dict[str, int] = {}
+    engine = system.api.engine
+
+    def wrap(verb: str) -> None:
+        inner = getattr(engine, verb)
+
+        async def counted(key: Any, *args: Any, **kwargs: Any) -> Any:
+            rt = (
+                key
+                if isinstance(key, tuple)
+                else (getattr(key, "group", ""), "", getattr(key, "plural", "?"))
+            )
+            sub = kwargs.get("subresource") or (
+                args[2] if verb in ("create", "update") and len(args) > 2 else None
+            )
+            name = f"{verb} {rt[2]}" + (f"/{sub}" if isinstance(sub, str) else "")
+            counts[name] = counts.get(name, 0) + 1
+            return await inner(key, *args, **kwargs)
+
+        setattr(engine, verb, counted)
+
+    for verb in ("get", "list", "create", "update", "patch", "delete"):
+        wrap(verb)
+    return counts
+
+
 async def scrape_metrics(port: int) -> str:
     import aiohttp
 
@@ -265,6 +294,7 @@ async def one_case(nodes: int, kind: str, pods: int, args: argparse.Namespace) -
         await system.api.client.create(
             R.NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}}
         )
+        api_calls = count_api_calls(system)
         e2e = await measure_end_to_end(system, workload(kind, pods), args.concurrency, args.limit)
         webhook: dict[str, Any] = {}
         match: dict[str, Any] = {}
@@ -302,6 +332,8 @@ async def one_case(nodes: int, kind: str, pods: int, args: argparse.Namespace) -
         "ratio": ratio,
         "webhook_ms": webhook,
         "webhook_api_side_ms": api_side,
+        "api_calls": dict(sorted(api_calls.items(), key=lambda kv: -kv[1])),
+        "api_calls_per_pod": sum(api_calls.values()) / max(1, pods),
         "match_ms": match,
         "rss_bytes": mem,
     }
@@ -334,6 +366,8 @@ def print_case(r: dict) -> None:
     m = r["match_ms"]
     if m.get("count"):
         print(f"  Fluxion match   p50 {m['p50']:.2f} ms  p99 {m['p99']:.2f} ms  ({m['count']} matches)")
+    top = ", ".join(f"{k} {v / e['pods']:.1f}" for k, v in list(r["api_calls"].items())[:8])
+    print(f"  API calls/pod   {r['api_calls_per_pod']:.1f} ({top})")
     for k, v in r["rss_bytes"].items():
         print(f"  RSS {k:<45} {v / 2**20:8.0f} MiB")
     if e["create_errors"]:

@@ -269,6 +269,7 @@ class SimSystem:
             # The chart's own command line, plus what only exists outside a pod: the kubeconfig.
             args = _accepted_args([*chart_args, "--kubeconfig", str(self.kubeconfig)])
             await self._spawn("controller", args, env=env)
+            await self._wait_port("127.0.0.1", self.webhook_port or 0, "controller", 90.0)
             return
         from fluxqueue.controller.app import Controller
         from fluxqueue.controller.settings import ControllerSettings
