@@ -91,6 +91,8 @@ def test_schema_validation_would_catch_a_misspelt_field(rendered):
     "bad",
     [
         ["--set", "controler.replicas=2"],  # typo'd key
+        ["--set", "webhook.certificates.secretname=x"],  # typo'd nested key
+        ["--set", "controller.replicas=two"],
         ["--set", "webhook.failurePolicy=Fial"],
         ["--set", "webhook.timeoutSeconds=60"],
         ["--set", "fluxion.mode=daemonset"],
