@@ -162,6 +162,10 @@ def test_random_sequences_never_over_allocate_and_free_what_they_took(graph, ope
             assert out.at > 0
         if out.status in ("busy", "unsatisfiable"):
             assert out.r == ""
+        for v in m.graph.vertices():  # the "children with something free" masks agree with the counts
+            for t in v.cap:
+                expect = sum(1 << c.index for c in v.children if c.free.get(t, 0) > 0)
+                assert v.nonzero.get(t, 0) == expect
     # everything cancelled: the matcher is back to pristine
     for jobid in list(m.jobs):
         assert m.cancel(jobid)

@@ -259,10 +259,7 @@ class Matcher:
             amounts[p.type] = amounts.get(p.type, 0) + amount
             if start == 0:
                 p.now_mask |= mask
-                a = p.parent
-                while a is not None:
-                    a.free[p.type] = a.free.get(p.type, 0) - amount
-                    a = a.parent
+                _adjust_free(p.parent, p.type, -amount)
             else:
                 p.n_res += 1
         job = Job(jobid, start, end, duration, vertices, pools, slots, amounts)
@@ -296,11 +293,7 @@ class Matcher:
                     p.n_res -= 1
             if s.start == 0:
                 p.now_mask &= ~mask
-                amount = mask.bit_count() * p.size
-                a = p.parent
-                while a is not None:
-                    a.free[p.type] = a.free.get(p.type, 0) + amount
-                    a = a.parent
+                _adjust_free(p.parent, p.type, mask.bit_count() * p.size)
 
     def cancel(self, jobid: int) -> bool:
         """Free an allocation or reservation; False when the id is unknown (reapi noent_ok)."""
@@ -473,6 +466,7 @@ class Matcher:
                 a = a.parent
         parent.children.sort(key=lambda c: (c.vid, c.uid))
         parent.ctypes = frozenset(parent.child_types())
+        _reindex_up(parent)
         graph.n_vertices += added
         graph.n_edges += added
         return added
@@ -516,6 +510,7 @@ class Matcher:
                 for t, amt in v.free.items():
                     a.free[t] = a.free.get(t, 0) - amt
                 a = a.parent
+            _reindex_up(parent)
             graph.n_vertices -= count
             graph.n_edges -= count
             removed.append(n)
@@ -560,6 +555,28 @@ class Matcher:
             },
         )
         return out
+
+
+def _adjust_free(v: Vertex | None, t: str, delta: int) -> None:
+    """Add ``delta`` to the free amount of ``t`` on v and its ancestors, keeping the nonzero masks right."""
+    while v is not None:
+        old = v.free.get(t, 0)
+        new = old + delta
+        v.free[t] = new
+        parent = v.parent
+        if parent is not None and (old > 0) != (new > 0):
+            bit = 1 << v.index
+            if new > 0:
+                parent.nonzero[t] = parent.nonzero.get(t, 0) | bit
+            else:
+                parent.nonzero[t] = parent.nonzero.get(t, 0) & ~bit
+        v = parent
+
+
+def _reindex_up(v: Vertex | None) -> None:
+    while v is not None:
+        v.reindex()
+        v = v.parent
 
 
 def _why(ok: bool) -> str:

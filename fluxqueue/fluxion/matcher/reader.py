@@ -507,3 +507,4 @@ def _aggregate(root: Vertex) -> None:
         v.cap = cap
         v.free = {t: a for t, a in cap.items()}
         v.ctypes = frozenset(v.child_types())
+        v.reindex()

@@ -92,6 +92,30 @@ class Traverser:
     def _children(self, u: Vertex):
         return reversed(u.children) if self.high else u.children
 
+    def _candidates(self, u: Vertex, reqs: list[Request]):
+        """Children worth visiting: at t=0, only those with some free amount of every type a request needs."""
+        children = u.children
+        if not self.w.now or len(children) < 2:
+            yield from self._children(u)
+            return
+        cand = 0
+        full = (1 << len(children)) - 1
+        for r in reqs:
+            m = full
+            for t in r.need:
+                m &= u.nonzero.get(t, 0)
+            cand |= m
+        if self.high:
+            while cand:
+                b = cand.bit_length() - 1
+                cand ^= 1 << b
+                yield children[b]
+        else:
+            while cand:
+                low = cand & -cand
+                cand ^= low
+                yield children[low.bit_length() - 1]
+
     def _ok(self, u: Vertex) -> bool:
         w = self.w
         if not w.empty and u.status != UP:
@@ -198,7 +222,7 @@ class Traverser:
         got: dict[Request, list] = {r: [] for r in reqs}
         if self.policy.locality and len(u.children) > 1:
             return self._pass_locality(u, reqs, x_in, remaining, got)
-        for c in self._children(u):
+        for c in self._candidates(u, reqs):
             sub = self.visit(c, reqs, True, x_in, remaining)
             if not sub:
                 continue
