@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,6 +51,7 @@ from fluxqueue.queue.store import (
 log = get_logger(__name__)
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
+POSITION_REFRESH_SECONDS = 5.0
 OPTIONAL_STATUS_KEYS = ("queuePosition", "reservedStart", "members", "nodes", "nodeList", "fluxionJobID")
 
 
@@ -254,6 +256,8 @@ class Scheduler:
         self.passes = 0
         self.to_cancel: set[int] = set()  # Fluxion ids whose cancel failed; retried every pass
         self.published: dict[int, dict] = {}  # unit id -> last status written
+        self.published_at: dict[int, float] = {}
+        self.reasons: dict[int, str] = {}  # unit id -> reason last written for a waiting unit
         self.pending_binds: dict[str, str] = {}  # pod uid -> node, bound but not yet seen by the watch
         self._release_tasks: set[asyncio.Task] = set()
 
@@ -301,22 +305,20 @@ class Scheduler:
                     reservations.append(result.jobid)
                     keep.append(unit.id)
                     start = self.graphs.start_time(result.at)
-                    wait = max(0, int((start - datetime.now(UTC)).total_seconds()))
                     nodes = ",".join(sorted((result.nodes or {}).keys()))
-                    reason = f"position {position} in the queue; reserved to start in {wait}s on {nodes}"
+                    reason = f"reserved to start at {start:%H:%M:%S} UTC on {nodes}"
                     await ctx.store.record_reservation(unit.id, result.jobid, start, reason)
-                    fresh = await ctx.store.get(unit.id)
-                    if fresh:
-                        await self.publish(fresh, position=position, reserved_start=start)
+                    self.reasons[unit.id] = reason
+                    fresh = replace(unit, state=RESERVED, reason=reason)
+                    await self.publish(fresh, position=position, reserved_start=start, throttle=True)
                 elif isinstance(decision, strategies.Wait):
                     position += 1
-                    await ctx.store.set_reason(unit.id, decision.reason, attempt=True)
-                    if unit.state == RESERVED:
-                        # No reservation this pass: the end-of-pass cleanup turns it back to Queued.
-                        pass
-                    fresh = await ctx.store.get(unit.id)
-                    if fresh:
-                        await self.publish(fresh, position=position)
+                    if self.reasons.get(unit.id) != decision.reason or unit.reason != decision.reason:
+                        await ctx.store.set_reason(unit.id, decision.reason, attempt=True)
+                        self.reasons[unit.id] = decision.reason
+                    # A Reserved unit without a reservation this pass is turned back to Queued at the end.
+                    fresh = replace(unit, state=QUEUED, reason=decision.reason)
+                    await self.publish(fresh, position=position, throttle=True)
                 elif isinstance(decision, strategies.Reject):
                     await self.finish(unit, UNSATISFIABLE, f"Unsatisfiable: {decision.reason}", warning=True)
             # Reservations exist only inside a pass (never released as if allocated).
@@ -427,6 +429,8 @@ class Scheduler:
                 ctx.metrics.observe_finished(done)
         ctx.wake("finished")
         self.published.pop(done.id, None)
+        self.published_at.pop(done.id, None)
+        self.reasons.pop(done.id, None)
         return done
 
     # ---- releasing a placed unit to Kubernetes ------------------------------------------------------
@@ -558,7 +562,12 @@ class Scheduler:
     # ---- status -------------------------------------------------------------------------------------
 
     async def publish(
-        self, unit: Unit, *, position: int | None = None, reserved_start: datetime | None = None
+        self,
+        unit: Unit,
+        *,
+        position: int | None = None,
+        reserved_start: datetime | None = None,
+        throttle: bool = False,
     ) -> None:
         """Write the FluxJob status when it changed (one PATCH per real change)."""
         ctx = self.ctx
@@ -572,12 +581,22 @@ class Scheduler:
         status = fluxjob_status(
             unit, nodes=nodes, position=position, reserved_start=reserved_start, members=members
         )
-        if self.published.get(unit.id) == status:
+        last = self.published.get(unit.id)
+        if last == status:
             return
+        if (
+            throttle
+            and last is not None
+            and {k: v for k, v in last.items() if k != "queuePosition"}
+            == {k: v for k, v in status.items() if k != "queuePosition"}
+            and time.monotonic() - self.published_at.get(unit.id, 0.0) < POSITION_REFRESH_SECONDS
+        ):
+            return  # only the queue position moved: refreshed every few seconds, not on every pass
         # A merge patch only adds and replaces: name the keys that no longer apply so they are removed.
         patch = {**dict.fromkeys(OPTIONAL_STATUS_KEYS), **status}
         if await ctx.actions.set_status(unit, patch):
             self.published[unit.id] = status
+            self.published_at[unit.id] = time.monotonic()
 
     # ---- timeouts -----------------------------------------------------------------------------------
 

@@ -83,17 +83,13 @@ async def plan(strategy: str, units: Sequence[Unit], matcher: Matcher) -> AsyncI
         raise ValueError(f"unknown strategy {strategy!r}")
     head_reserved: Unit | None = None  # easy: the unit holding the one reservation
     blocker: Unit | None = None  # fcfs: the first unit that did not fit
-    position = 0
     for unit in units:
         ok, why = matcher.fits_ever(unit)
         if not ok:
             yield Reject(unit, why)
             continue
-        position += 1
         if blocker is not None:
-            yield Wait(
-                unit, f"position {position} in the queue, behind {blocker.key} (first come, first served)"
-            )
+            yield Wait(unit, f"waiting behind {blocker.key} (first come, first served)")
             continue
         reserve = strategy == "conservative" or (strategy == "easy" and head_reserved is None)
         result = await matcher.match(unit, reserve)
@@ -110,15 +106,14 @@ async def plan(strategy: str, units: Sequence[Unit], matcher: Matcher) -> AsyncI
             need = describe_need(unit)
             if strategy == "fcfs":
                 blocker = unit
-                yield Wait(unit, f"position {position} in the queue, waiting for {need}")
+                yield Wait(unit, f"waiting for {need}")
             elif head_reserved is not None and head_reserved is not unit:
                 yield Wait(
                     unit,
-                    f"position {position} in the queue, waiting for {need}; cannot start now without "
-                    f"delaying {head_reserved.key}",
+                    f"waiting for {need}; cannot start now without delaying {head_reserved.key}",
                 )
             else:
-                yield Wait(unit, f"position {position} in the queue, waiting for {need}")
+                yield Wait(unit, f"waiting for {need}")
         else:
             message = getattr(result, "message", "") or status
-            yield Wait(unit, f"position {position} in the queue; matcher error: {message}")
+            yield Wait(unit, f"matcher error: {message}")

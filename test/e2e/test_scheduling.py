@@ -152,7 +152,7 @@ async def test_easy_backfill_lets_a_short_small_job_run_ahead_without_delaying_t
     # The head needs every node: it must wait for "first" and gets a reservation.
     await system.apply(job("head", parallelism=4, cpu="4", runtime="10s", duration=10))
     reserved = await system.wait_phase("head-job", "Reserved")
-    assert "reserved to start in" in reserved["status"]["reason"]
+    assert "reserved to start at" in reserved["status"]["reason"]
     # A short small job fits in the gap and ends before "first": backfilled at once.
     await system.apply(job("short", parallelism=1, cpu="4", runtime="10s", duration=10))
     # A long small job would delay the head: it must wait.
