@@ -145,6 +145,7 @@ class SimCluster:
             pod_stop_seconds=s.pod_stop_seconds,
             default_runtime=s.default_runtime,
             record_events=s.events,
+            observe=pods.observe,
         )
         pods.add_handler(self.kubelets.on_pod)
         pods.add_handler(self._on_pod_for_podgc)

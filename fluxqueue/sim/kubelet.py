@@ -23,6 +23,8 @@ What a pod bound to a node goes through (after pkg/kubelet):
   deletionGracePeriodSeconds); the kubelet writes the terminal status (exit 143) and then deletes the object
   with grace 0 and a uid precondition, as its status manager does. Terminal or never-started pods being
   deleted go at once.
+- spec.activeDeadlineSeconds (counted from admission): the pod is killed and fails with reason
+  DeadlineExceeded (kubelet pastActiveDeadline).
 - Status writes go through the pods/status subresource, as the kubelet's status manager does.
 Documented simplifications: no image pulls, probes or volumes; readiness is immediate; init containers are
 reported completed at start.
@@ -559,6 +561,7 @@ class PodRun:
     restarts: int = 0
     timer: Any = None
     counted: bool = True  # its requests count against the node
+    deadline_timer: Any = None  # spec.activeDeadlineSeconds, counted from admission
 
 
 @dataclass
@@ -604,6 +607,7 @@ class Kubelets:
         pod_stop_seconds: float | None = 1.0,
         default_runtime: float = DEFAULT_RUNTIME_S,
         record_events: bool = True,
+        observe: Callable[[Obj], None] | None = None,
     ):
         self.client = client
         self.clock = clock
@@ -613,6 +617,7 @@ class Kubelets:
         self.stop_seconds = pod_stop_seconds
         self.default_runtime = default_runtime
         self.record_events = record_events
+        self._observe = observe  # feeds our own writes to the pod cache
         self.nodes: dict[str, NodeAgent] = {}
         self.rejections: list[dict[str, Any]] = []
         self.by_uid: dict[str, str] = {}  # pod uid -> node name, for pods a kubelet admitted
@@ -686,8 +691,9 @@ class Kubelets:
         agent.waiting.pop(uid, None)
         run = agent.pods.pop(uid, None)
         if run is not None:
-            if run.timer:
-                run.timer.cancel()
+            for t in (run.timer, run.deadline_timer):
+                if t:
+                    t.cancel()
             agent.release(run)
 
     # ----- admission and lifecycle
@@ -727,6 +733,9 @@ class Kubelets:
             return
         agent.charge(run, +1)
         run.timer = self.timers.after(self.start_delay, self._start, agent, run, 0, None)
+        deadline = spec.get("activeDeadlineSeconds")
+        if isinstance(deadline, int | float) and deadline > 0:
+            run.deadline_timer = self.timers.after(float(deadline), self._deadline, agent, run)
 
     async def _reject(self, agent: NodeAgent, run: PodRun, reason: str, message: str) -> None:
         pod = self._current(run)
@@ -769,9 +778,30 @@ class Kubelets:
             return
         await self._finish(agent, run, code)
 
+    async def _deadline(self, agent: NodeAgent, run: PodRun) -> None:
+        """kubelet pastActiveDeadline: the pod is killed and fails with reason DeadlineExceeded."""
+        run.deadline_timer = None
+        if run.state not in ("starting", "running"):
+            return
+        if run.timer:
+            run.timer.cancel()
+            run.timer = None
+        pod = self._current(run)
+        run.state = "done"
+        agent.release(run)
+        if pod is None:
+            return
+        status = terminated_status(pod, 137, rfc3339(), run.restarts)
+        status["reason"] = "DeadlineExceeded"
+        status["message"] = "Pod was active on the node longer than the specified deadline"
+        await self._write_status(run, status)
+        self.completed += 1
+
     async def _finish(self, agent: NodeAgent, run: PodRun, code: int) -> None:
         pod = self._current(run)
         run.state = "done"
+        if run.deadline_timer:
+            run.deadline_timer.cancel()
         agent.release(run)
         if pod is None:
             return
@@ -781,6 +811,8 @@ class Kubelets:
     def _begin_stop(self, agent: NodeAgent, run: PodRun, pod: Obj) -> None:
         if run.timer:
             run.timer.cancel()
+        if run.deadline_timer:
+            run.deadline_timer.cancel()
         run.state = "stopping"
         grace = pod["metadata"].get("deletionGracePeriodSeconds")
         grace = float(grace) if grace is not None else 30.0
@@ -821,9 +853,11 @@ class Kubelets:
         if self._current(run) is None:
             return
         try:
-            await self.client.patch(
+            out = await self.client.patch(
                 R.PODS, run.name, {"status": status}, namespace=run.namespace, subresource="status"
             )
+            if self._observe is not None:
+                self._observe(out)
         except APIError as exc:
             if exc.code != 404:
                 raise

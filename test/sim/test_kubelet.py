@@ -265,3 +265,13 @@ async def test_pods_bound_to_a_missing_node_are_garbage_collected(apiserver, clu
             return exc.code == 404
 
     await eventually(gone, 5)  # 40 simulated seconds of quarantine = 0.4 s
+
+
+async def test_a_pod_past_its_active_deadline_is_killed(apiserver, cluster):
+    api = apiserver
+    body = bare_pod("walltime", runtime="1h", node="node-000")
+    body["spec"]["activeDeadlineSeconds"] = 30
+    await api.client.create(R.PODS, body, namespace=NS)
+    p = await eventually(lambda: phase_of(api, "walltime", "Failed"), 5)
+    assert p["status"]["reason"] == "DeadlineExceeded"
+    assert p["status"]["message"] == "Pod was active on the node longer than the specified deadline"

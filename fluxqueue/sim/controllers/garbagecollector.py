@@ -78,6 +78,11 @@ class GarbageCollector(Controller):
                 self.uids.pop(uid, None)
                 for dep in list(self.dependents.pop(uid, ())):
                     self.queue.add(("dependent", dep))
+                # an owner deleted in the foreground may be waiting for this one to go
+                for o in owner_uids(old) if old else []:
+                    oref = self.uids.get(o)
+                    if oref is not None:
+                        self.queue.add(("foreground", oref))
                 return
             self.uids[uid] = ref
             for o in owner_uids(new):
