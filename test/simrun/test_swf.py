@@ -82,3 +82,10 @@ def test_the_example_trace_parses_and_loads_as_a_workload():
 def test_missing_trace_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read SWF trace"):
         parse_swf(tmp_path / "nope.swf")
+
+
+def test_trace_jobs_wider_than_the_cluster_are_left_out(tmp_path):
+    trace = tmp_path / "t.swf"
+    trace.write_text(line(1, 0, 50, 64, 64, 120) + "\n" + line(2, 10, 50, 4096, 4096, 120) + "\n")
+    items = load_workload(str(trace), GeneratorSpec(jobs=0, nodes=4, cpus=32), cores_per_pod=8)
+    assert [i.meta["swf_job"] for i in items] == [1]

@@ -166,8 +166,9 @@ async def _run(args: argparse.Namespace) -> int:
     from fluxqueue.sim.workload import load_workload
 
     config = _config(args)
-    if args.log_level == "info" and not args.no_progress:
-        # Component logs would tear the progress line apart; warnings and errors still show.
+    if args.log_level == "info":
+        # The report is the output; component logs (and the progress line) would drown it. Warnings and
+        # errors still show; --log-level debug shows everything.
         logging.getLogger().setLevel(logging.WARNING)
     items = load_workload(
         args.workload,
@@ -199,9 +200,12 @@ async def _run(args: argparse.Namespace) -> int:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            stopper.cancel()
             print("\ninterrupted; shutting down.", file=sys.stderr)
             return 130
         stopper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stopper
         report = task.result()
     print(summary_text(report))
     if report.get("timed_out"):

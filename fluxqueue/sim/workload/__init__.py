@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fluxqueue.log import get_logger
+
 from fluxqueue.sim.workload.generate import GeneratorSpec, generate
 from fluxqueue.sim.workload.manifests import SETUP_KIND, load_manifests
 from fluxqueue.sim.workload.model import (
@@ -18,6 +20,8 @@ from fluxqueue.sim.workload.model import (
     unit_key,
 )
 from fluxqueue.sim.workload.swf import SWFTrace, parse_swf, parse_swf_text, swf_items
+
+log = get_logger(__name__)
 
 __all__ = [
     "KIND_GROUP",
@@ -50,11 +54,22 @@ def load_workload(
     path = Path(source)
     if path.suffix.lower() == ".swf":
         memory_per_core = spec.memory_bytes // max(1, spec.cpus)
-        return swf_items(
+        items = swf_items(
             parse_swf(path),
             cores_per_pod=min(cores_per_pod, spec.cpus),
             memory_per_core=memory_per_core // 2,
             namespace=spec.namespace,
             limit=swf_limit if swf_limit is not None else spec.jobs or None,
         )
+        # A trace from a bigger machine has jobs this cluster can never run; they would only sit in the
+        # queue as unsatisfiable, so leave them out and say so.
+        capacity = spec.nodes * spec.cpus
+        fits = [i for i in items if i.pods * i.meta["cores"] <= capacity]
+        if len(fits) < len(items):
+            log.warning(
+                "trace jobs wider than the cluster left out",
+                count=len(items) - len(fits),
+                cluster_cores=capacity,
+            )
+        return fits
     return load_manifests(path, spec.namespace)
