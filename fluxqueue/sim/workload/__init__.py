@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from fluxqueue.log import get_logger
-
 from fluxqueue.sim.workload.generate import GeneratorSpec, generate
 from fluxqueue.sim.workload.manifests import SETUP_KIND, load_manifests
 from fluxqueue.sim.workload.model import (
