@@ -13,6 +13,7 @@ Latency: wall time around Matcher.match (includes writing R as JGF), churn = mat
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
 import os
@@ -102,7 +103,7 @@ def fill(m: Matcher, js, reps: int) -> dict:
     return {"match_p50_ms": pct(lat, 50) * 1e3, "match_p99_ms": pct(lat, 99) * 1e3, "ok": ok, "reps": reps}
 
 
-def one(n: int, gpus: int) -> dict:
+def one(n: int, gpus: int, grpc_too: bool = False) -> dict:
     t = time.perf_counter()
     text = synthetic_cluster(n, CORES, gpus, 16, 16).to_json()
     gen = time.perf_counter() - t
@@ -175,7 +176,50 @@ def one(n: int, gpus: int) -> dict:
     for j in ids:
         m.cancel(j)
     res["cancel_all_s"] = round(time.perf_counter() - t, 3)
+    if grpc_too:
+        del m
+        gc.collect()
+        res["grpc"] = asyncio.run(grpc_round_trips(n, gpus))
     return res
+
+
+async def grpc_round_trips(n: int, gpus: int) -> dict:
+    """The same service over gRPC on loopback: Init with the JGF string, then 1-core match + cancel."""
+    from fluxqueue.fluxion.client import FluxionClient
+    from fluxqueue.fluxion.server import FluxionServer
+
+    text = synthetic_cluster(n, CORES, gpus, 16, 16).to_json()
+    srv = FluxionServer(port=0)
+    await srv.start()
+    client = FluxionClient(srv.address, timeout=120)
+    try:
+        t = time.perf_counter()
+        await client.init(text)
+        init_s = time.perf_counter() - t
+        del text
+        one = {
+            "version": 1,
+            "resources": [{"type": "slot", "count": 1, "label": "s", "with": [{"type": "core", "count": 1}]}],
+            "attributes": {"system": {"duration": 3600}},
+            "tasks": [{"command": ["app"], "slot": "s", "count": {"per_slot": 1}}],
+        }
+        lat, canc = [], []
+        for _ in range(200):
+            t = time.perf_counter()
+            r = await client.match(one)
+            lat.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            await client.cancel(r.jobid)
+            canc.append(time.perf_counter() - t)
+        return {
+            "init_s": round(init_s, 3),
+            "match_p50_ms": pct(lat, 50) * 1e3,
+            "match_p99_ms": pct(lat, 99) * 1e3,
+            "cancel_p50_ms": pct(canc, 50) * 1e3,
+        }
+    finally:
+        await client.close()
+        await srv.stop()
 
 
 def main() -> None:
@@ -184,23 +228,25 @@ def main() -> None:
     ap.add_argument(
         "--gpu-sizes", type=int, nargs="*", default=[1024, 4096], help="sizes also run with 8 GPUs"
     )
+    ap.add_argument(
+        "--grpc-sizes", type=int, nargs="*", default=[1024, 16384], help="sizes also timed over gRPC"
+    )
     ap.add_argument("--out", default="fluxion_bench_results.json")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--gpus", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--grpc", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(args.one, args.gpus)))
+        print(json.dumps(one(args.one, args.gpus, args.grpc)))
         return
     runs = [(n, 0) for n in args.sizes] + [(n, 8) for n in args.gpu_sizes]
     results = []
     for n, g in runs:
         print(f"... N={n} gpus={g}", file=sys.stderr, flush=True)
-        out = subprocess.run(
-            [sys.executable, __file__, "--one", str(n), "--gpus", str(g)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        cmd = [sys.executable, __file__, "--one", str(n), "--gpus", str(g)]
+        if g == 0 and n in args.grpc_sizes:
+            cmd.append("--grpc")
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     doc = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "results": results}
     Path(args.out).write_text(json.dumps(doc, indent=1))
@@ -230,6 +276,13 @@ def print_table(results) -> None:
             cells.append(f"{j['match_p50_ms']:.3f}/{j['match_p99_ms']:.3f}" if j else "-")
         print(f"{name:<28}" + "".join(f"{c:>18}" for c in cells))
     print("(cells: match p50/p99 ms)")
+    for r in results:
+        if "grpc" in r:
+            g = r["grpc"]
+            print(
+                f"gRPC N={r['nodes']}: Init {g['init_s']} s; 1-core match p50/p99 "
+                f"{g['match_p50_ms']:.3f}/{g['match_p99_ms']:.3f} ms; cancel p50 {g['cancel_p50_ms']:.3f} ms"
+            )
 
 
 if __name__ == "__main__":
