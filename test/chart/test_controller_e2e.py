@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import re
 import signal
@@ -155,7 +156,7 @@ async def test_controller_started_from_the_rendered_deployment_intercepts_a_job(
             fluxion={"port": fluxion_port},
         )
         values_file = tmp_path / "values.json"
-        values_file.write_text(__import__("json").dumps(values))
+        values_file.write_text(json.dumps(values))
         await run(
             str(tools.helm),
             "install",
@@ -309,3 +310,143 @@ async def test_controller_started_from_the_rendered_deployment_intercepts_a_job(
         log = tmp_path / "controller.log"
         if log.exists():
             print(log.read_text()[-8000:])  # shown by pytest when the test fails
+
+
+async def stop_process(p: asyncio.subprocess.Process | None) -> None:
+    if p is not None and p.returncode is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(20):
+                await p.wait()
+        except TimeoutError:
+            p.kill()
+            await p.wait()
+
+
+async def test_two_replicas_share_one_certificate_and_one_leader(tools, migrated_dsn, tmp_path):
+    """controller.replicas=2: both replicas serve the webhook with the one shared certificate; one holds the
+    Lease, and when it stops the other takes over."""
+    api = APIServer()
+    await api.start()
+    processes: list[asyncio.subprocess.Process] = []
+    replicas: list[dict] = []
+    try:
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        base = sim_values()
+        base["controller"] = {"replicas": 2}
+        values_file = tmp_path / "values.json"
+        values_file.write_text(json.dumps(base))
+        await run(
+            str(tools.helm),
+            "install",
+            "fluxqueue",
+            str(CHART_DIR),
+            "-n",
+            NS,
+            "--create-namespace",
+            "-f",
+            str(values_file),
+            "--kubeconfig",
+            str(kubeconfig),
+        )
+        await api.client.create(
+            R.NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}}
+        )
+        # Each replica is a pod of its own: here, its own ports (a pod IP each, in a cluster).
+        for i in range(2):
+            ports = {"webhook": free_port(), "metrics": free_port(), "fluxion": free_port()}
+            values = {
+                **base,
+                "logFormat": "text",
+                "controller": {
+                    "replicas": 2,
+                    "ports": {"webhook": ports["webhook"], "metrics": ports["metrics"]},
+                },
+                "fluxion": {"port": ports["fluxion"]},
+            }
+            manifests = await render_chart(values, namespace=NS, helm=str(tools.helm))
+            pod = of_kind(manifests, "Deployment")[0]["spec"]["template"]["spec"]
+            sidecar = next(c for c in pod["initContainers"] if c["name"] == "fluxion")
+            env = {
+                "POD_NAMESPACE": NS,
+                "POD_NAME": f"fluxqueue-controller-{i}",
+                "FLUXQUEUE_DSN": migrated_dsn,
+            }
+            fluxion = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "fluxqueue",
+                *sidecar["args"],
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            processes.append(fluxion)
+            await wait_listening(ports["fluxion"], fluxion)
+            args = [expand(a, env) for a in controller_container(manifests)["args"]]
+            ctl = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "fluxqueue",
+                *args,
+                "--kubeconfig",
+                str(kubeconfig),
+                env={**os.environ, **env},
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=(tmp_path / f"controller-{i}.log").open("wb"),
+            )
+            processes.append(ctl)
+            replicas.append({"proc": ctl, **ports})
+        for r in replicas:
+            await wait_ready(r["metrics"], r["proc"])
+
+        secret = await api.client.get(R.SECRETS, "fluxqueue-webhook-tls", namespace=NS)
+        webhook = await api.client.get(R.MUTATING_WEBHOOKS, "fluxqueue-webhook")
+        assert {h["clientConfig"]["caBundle"] for h in webhook["webhooks"]} == {
+            secret["data"]["ca-bundle.crt"]
+        }
+
+        # The Service may route to either replica: both admit with a certificate the injected CA verifies.
+        for i, r in enumerate(replicas):
+            api.register_service(NS, "fluxqueue-webhook", 443, f"https://127.0.0.1:{r['webhook']}")
+            job = {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "metadata": {"name": f"via-replica-{i}", "namespace": "team-a"},
+                "spec": {
+                    "template": {
+                        "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}
+                    }
+                },
+            }
+            created = await api.client.create(R.JOBS, job, namespace="team-a")
+            assert created["spec"]["suspend"] is True, f"replica {i} did not admit"
+
+        # Exactly one replica leads (its fluxqueue_leader gauge is 1); stopping it hands the Lease over.
+        async def leading(r: dict) -> bool:
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"http://127.0.0.1:{r['metrics']}/metrics") as resp:
+                    return "fluxqueue_leader 1.0" in await resp.text()
+
+        async def wait_for_leaders(candidates: list[dict]) -> list[dict]:
+            for _ in range(300):
+                leaders = [r for r in candidates if await leading(r)]
+                if leaders:
+                    return leaders
+                await asyncio.sleep(0.1)
+            raise AssertionError("no replica leads")
+
+        leaders = await wait_for_leaders(replicas)
+        assert len(leaders) == 1
+        old = leaders[0]
+        survivor = next(r for r in replicas if r is not old)
+        holder = (await api.client.get(R.LEASES, "fluxqueue-controller", namespace=NS))["spec"][
+            "holderIdentity"
+        ]
+        await stop_process(old["proc"])  # SIGTERM: the leader releases the Lease on the way out
+        assert await wait_for_leaders([survivor]) == [survivor]
+        lease = await api.client.get(R.LEASES, "fluxqueue-controller", namespace=NS)
+        assert lease["spec"]["holderIdentity"] not in ("", holder)
+    finally:
+        for p in processes:
+            await stop_process(p)
+        await api.stop()
