@@ -31,6 +31,10 @@ VARIANTS = {
     },
     "network-policy": {"networkPolicy": {"enabled": True}, "fluxion": {"mode": "deployment"}},
     "service-monitor": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
+    "webhook-url-for-development": {
+        "webhook": {"url": "https://10.0.0.5:9443"},
+        "image": {"digest": "sha256:" + "a" * 64},
+    },
     "no-persistence-no-leader-election": {
         "postgresql": {"persistence": {"enabled": False}},
         "controller": {"leaderElection": {"enabled": False}, "migrateOnStart": False},
@@ -300,3 +304,10 @@ def test_sidecar_startup_probe_reaches_the_loopback_only_listener(rendered):
     # kubelet probes dial the pod IP, which a 127.0.0.1 listener never answers: the probe runs inside.
     assert "tcpSocket" not in sidecar["startupProbe"]
     assert "127.0.0.1', 4242" in sidecar["startupProbe"]["exec"]["command"][-1]
+
+
+def test_development_url_replaces_the_service_reference_and_digest_pins_the_image(rendered):
+    manifests = rendered["webhook-url-for-development"]
+    for hook in _webhooks(manifests):
+        assert hook["clientConfig"] == {"url": "https://10.0.0.5:9443/mutate"}
+    assert _container(manifests, "controller")["image"] == "ghcr.io/fluxqueue/fluxqueue@sha256:" + "a" * 64
