@@ -113,7 +113,8 @@ class DefaultScheduler(Controller):
         uid = new["metadata"]["uid"]
         node = (new.get("spec") or {}).get("nodeName")
         if node and (new.get("status") or {}).get("phase") not in TERMINAL:
-            self._charge(uid, node, pod_requests(new))
+            if uid not in self._charged:
+                self._charge(uid, node, pod_requests(new))
         elif node:
             self._release(uid)
         if wants_default_scheduler(new):
