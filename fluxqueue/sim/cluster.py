@@ -144,7 +144,7 @@ class SimCluster:
             pod_start_delay=s.pod_start_delay,
             pod_stop_seconds=s.pod_stop_seconds,
             default_runtime=s.default_runtime,
-            record_events=s.events,
+            events=EventRecorder(self.client, enabled=s.events),
             observe=pods.observe,
         )
         pods.add_handler(self.kubelets.on_pod)

@@ -47,6 +47,7 @@ from fluxqueue.sim.apiserver import APIError
 from fluxqueue.sim.apiserver import resources as R
 
 from .clock import SimClock, Timers, parse_duration, rfc3339, rfc3339_micro
+from .controllers.events import EventRecorder
 
 log = get_logger(__name__)
 
@@ -606,7 +607,7 @@ class Kubelets:
         pod_start_delay: float = 1.0,
         pod_stop_seconds: float | None = 1.0,
         default_runtime: float = DEFAULT_RUNTIME_S,
-        record_events: bool = True,
+        events: EventRecorder | None = None,
         observe: Callable[[Obj], None] | None = None,
     ):
         self.client = client
@@ -616,7 +617,7 @@ class Kubelets:
         self.start_delay = pod_start_delay
         self.stop_seconds = pod_stop_seconds
         self.default_runtime = default_runtime
-        self.record_events = record_events
+        self.events = events or EventRecorder(client, enabled=False)
         self._observe = observe  # feeds our own writes to the pod cache
         self.nodes: dict[str, NodeAgent] = {}
         self.rejections: list[dict[str, Any]] = []
@@ -743,7 +744,7 @@ class Kubelets:
             return
         await self._write_status(run, rejected_status(pod, reason, message))
         self.completed += 1
-        await self._event(pod, "Warning", reason, message, agent.name)
+        await self.events.record(pod, "Warning", reason, message, "kubelet", host=agent.name)
 
     async def _start(self, agent: NodeAgent, run: PodRun, restarts: int, last_exit: int | None) -> None:
         run.timer = None
@@ -861,45 +862,6 @@ class Kubelets:
         except APIError as exc:
             if exc.code != 404:
                 raise
-
-    async def _event(self, pod: Obj, typ: str, reason: str, message: str, node: str) -> None:
-        if not self.record_events:
-            return
-        md = pod["metadata"]
-        now = rfc3339()
-        try:
-            await self.client.create(
-                R.EVENTS,
-                {
-                    "apiVersion": "v1",
-                    "kind": "Event",
-                    "metadata": {
-                        "generateName": md["name"] + ".",
-                        "namespace": md.get("namespace", "default"),
-                    },
-                    "involvedObject": {
-                        "apiVersion": "v1",
-                        "kind": "Pod",
-                        "name": md["name"],
-                        "namespace": md.get("namespace", ""),
-                        "uid": md["uid"],
-                        "resourceVersion": md.get("resourceVersion", ""),
-                    },
-                    "reason": reason,
-                    "message": message,
-                    "type": typ,
-                    "source": {"component": "kubelet", "host": node},
-                    "reportingComponent": "kubelet",
-                    "reportingInstance": node,
-                    "firstTimestamp": now,
-                    "lastTimestamp": now,
-                    "eventTime": None,
-                    "count": 1,
-                },
-                namespace=md.get("namespace", "default"),
-            )
-        except APIError as exc:
-            log.debug("event not recorded", error=str(exc))
 
 
 def _pod_ip_of(pod: Obj) -> str | None:

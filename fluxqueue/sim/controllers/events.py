@@ -20,7 +20,9 @@ class EventRecorder:
         self.client = client
         self.enabled = enabled
 
-    async def record(self, obj: dict[str, Any], typ: str, reason: str, message: str, component: str) -> None:
+    async def record(
+        self, obj: dict[str, Any], typ: str, reason: str, message: str, component: str, host: str = ""
+    ) -> None:
         if not self.enabled:
             return
         md = obj["metadata"]
@@ -31,8 +33,8 @@ class EventRecorder:
             "kind": "Event",
             "metadata": {"generateName": md["name"] + ".", "namespace": ns},
             "involvedObject": {
-                "apiVersion": obj.get("apiVersion", ""),
-                "kind": obj.get("kind", ""),
+                "apiVersion": obj.get("apiVersion", "v1"),
+                "kind": obj.get("kind", "Pod"),
                 "name": md["name"],
                 "namespace": md.get("namespace", ""),
                 "uid": md.get("uid", ""),
@@ -41,9 +43,9 @@ class EventRecorder:
             "reason": reason,
             "message": message,
             "type": typ,
-            "source": {"component": component},
+            "source": {"component": component, **({"host": host} if host else {})},
             "reportingComponent": component,
-            "reportingInstance": "",
+            "reportingInstance": host,
             "firstTimestamp": now,
             "lastTimestamp": now,
             "count": 1,
