@@ -9,8 +9,12 @@ await cluster.add_node("node-big", cpus=128); await cluster.remove_node("node-00
 await cluster.stop()
 ```
 
-A stand-in for kube-scheduler binds pods whose schedulerName is ``default-scheduler`` (pods fluxqueue does
-not manage), as in a real cluster; ``ClusterSpec(default_scheduler=False)`` leaves them Pending.
+Running: one kubelet per node (:mod:`.kubelet`: admission, pod lifecycle, Leases and node status), the Job,
+TTL-after-finished, ReplicaSet, Deployment, StatefulSet and DaemonSet controllers, the garbage collector
+(:mod:`.controllers`), a pod garbage collector, and a stand-in for kube-scheduler that binds pods whose
+schedulerName is ``default-scheduler`` (pods fluxqueue does not manage), as in a real cluster
+(``ClusterSpec(default_scheduler=False)`` leaves them Pending). Namespace deletion is the API emulator's own
+namespace controller.
 
 Everything acts through ``api.client`` (same admission and API rules as HTTP clients) and reads from shared
 informers; every delay is simulated time divided by ``time_scale`` (:mod:`fluxqueue.sim.clock`), served by one
