@@ -71,10 +71,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="plain-HTTP /metrics, /healthz, /readyz (0: off)",
     )
     p.add_argument(
-        "--qps", type=float, default=_float_env("FLUXQUEUE_QPS", 300.0), help="API client requests/s"
+        "--qps", type=float, default=_float_env("FLUXQUEUE_QPS", 500.0), help="API client requests/s"
     )
     p.add_argument(
-        "--burst", type=int, default=int(_float_env("FLUXQUEUE_BURST", 500)), help="API client burst"
+        "--burst", type=int, default=int(_float_env("FLUXQUEUE_BURST", 1000)), help="API client burst"
     )
     p.add_argument(
         "--default-duration",

@@ -21,6 +21,7 @@ from fluxqueue.queue.store import (
 )
 
 API_VERSION = f"{names.CRD_GROUP}/{names.CRD_VERSION}"
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when present: 20x faster
 
 
 def rfc3339(value: datetime | None) -> str | None:
@@ -61,7 +62,7 @@ def fluxjob_body(unit: Unit, owners: list[dict]) -> dict:
         "priority": unit.priority,
         "exclusive": unit.exclusive,
         "queue": unit.queue,
-        "jobspec": yaml.safe_dump(unit.jobspec, sort_keys=False),
+        "jobspec": yaml.dump(unit.jobspec, Dumper=_DUMPER, sort_keys=False),
     }
     if unit.group_name:
         spec["group"] = unit.group_name

@@ -149,13 +149,12 @@ class Reactor:
         await ctx.actions.ensure_fluxjob(unit, owners)
         if created:
             log.info("queued", unit=unit.key, size=unit.size, priority=unit.priority)
-            await ctx.actions.event(
-                [ctx.actions.fluxjob_ref(unit), *owners], "Queued", f"Queued: {_need(unit)}"
-            )
+            # The FluxJob tells the story; the wrapped object hears from us when it is placed (or cannot be).
+            # Its status is first written by the next pass, within milliseconds: one request less per unit.
+            await ctx.actions.event([ctx.actions.fluxjob_ref(unit)], "Queued", f"Queued: {_need(unit)}")
             if ctx.metrics is not None:
                 with contextlib.suppress(Exception):
                     ctx.metrics.observe_queued(unit)
-            await self.scheduler.publish(unit)
             ctx.wake("submitted")
         return unit
 
@@ -384,8 +383,13 @@ class Reactor:
         if unit.state in HOLDING_STATES:
             if not unit.released:
                 await sched.release(unit.id)
-            else:
+                return
+            pods = sched.unit_pods(unit)
+            if any(
+                not (p.get("spec") or {}).get("nodeName") and _phase(p) not in TERMINAL_PHASES for p in pods
+            ):
                 await sched.bind_unit_pods(unit.id)
+            if unit.state == "Scheduled":
                 await sched.note_running(unit)
 
 

@@ -299,6 +299,8 @@ class Scheduler:
                     done = await self._persist_allocation(unit, decision.result)
                     if done is not None:
                         placed.append(done)
+                        # Persisted: the Kubernetes side may start now, while the pass goes on.
+                        self._spawn_release(done)
                 elif isinstance(decision, strategies.Reserve):
                     position += 1
                     result = decision.result
@@ -342,8 +344,6 @@ class Scheduler:
                     matches=matcher.calls,
                     seconds=round(elapsed, 3),
                 )
-        for unit in placed:
-            self._spawn_release(unit)
         return len(placed)
 
     def _spawn_release(self, unit: Unit) -> None:

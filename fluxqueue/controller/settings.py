@@ -34,8 +34,10 @@ class ControllerSettings:
     webhook_extra_ips: tuple[str, ...] = ()
     metrics_port: int = 0  # 0 = no metrics server
     metrics_host: str = "0.0.0.0"
-    qps: float = 300.0  # Kueue's choice; client-go's default 5 throttles a scheduler
-    burst: int = 500
+    # Client-side API rate. Placing a pod costs about 7 requests (FluxJob, its status, events, gate removal,
+    # binding), so 500/s sustains ~70 pods/s; client-go's default (5/s) would throttle a scheduler to one.
+    qps: float = 500.0
+    burst: int = 1000
     default_duration: int = 3600  # seconds, when a workload does not say
     group_timeout: float = 300.0  # seconds a pod group may wait for its members; 0 = forever
     memory_chunk: int = 2**30  # bytes per memory vertex in the graph
