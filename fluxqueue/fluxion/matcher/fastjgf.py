@@ -33,8 +33,29 @@ class _Run:
         self.count = 1
 
 
-def _template(md: dict[str, Any], base: str, prefix: str) -> str | None:
-    """str.format template of a sibling of ``md`` ({0} = uniq_id, {1} = id; keys in the input's order)."""
+_VARIABLE = frozenset({"id", "uniq_id", "name", "paths"})
+_PREFIX = "@@Q@@"
+_factories: dict[tuple[str, ...], Any] = {}
+
+
+def _shape(md: dict[str, Any], base: str) -> tuple | None:
+    """What a run's template depends on besides its path prefix (hashable), or None."""
+    try:
+        return (
+            base,
+            *(
+                (k, tuple(v.items()) if isinstance(v, dict) else v)
+                for k, v in md.items()
+                if k not in _VARIABLE
+            ),
+            tuple(md),
+        )
+    except TypeError:
+        return None
+
+
+def _template(md: dict[str, Any], base: str) -> tuple[str, tuple[str, ...]] | None:
+    """'%'-template of a sibling of ``md`` with the path prefix left as _PREFIX, and the order of its values."""
     probe = dict(md)
     probe["uniq_id"] = _U
     probe["id"] = _I
@@ -42,12 +63,31 @@ def _template(md: dict[str, Any], base: str, prefix: str) -> str | None:
     probe["paths"] = {"containment": "@@P@@"}
     from fluxqueue.fluxion.jgf import dumps
 
-    text = dumps({"id": "@@U@@", "metadata": probe})
-    if text.count("@@") != 6:
+    text = dumps({"id": "@@U@@", "metadata": probe}).replace("%", "%%")
+    tokens = {'"@@U@@"': ('"%d"', "u"), str(_U): ("%d", "u"), str(_I): ("%d", "i"),
+              "@@N@@": (base.replace("%", "%%") + "%d", "i"), "@@P@@": (_PREFIX + "%d", "i")}  # fmt: skip
+    found = sorted((text.find(tok), tok) for tok in tokens)
+    if any(pos < 0 for pos, _ in found) or text.count("@@") != 6:
         return None
-    text = text.replace("{", "{{").replace("}", "}}")
-    text = text.replace('"@@U@@"', '"{0}"').replace(str(_U), "{0}").replace(str(_I), "{1}")
-    return text.replace("@@N@@", base + "{1}").replace("@@P@@", prefix + "{1}")
+    order, out, last = [], [], 0
+    for pos, tok in found:
+        out.append(text[last:pos])
+        rep, var = tokens[tok]
+        out.append(rep)
+        order.append(var)
+        last = pos + len(tok)
+    out.append(text[last:])
+    return "".join(out), tuple(order)
+
+
+def _factory(order: tuple[str, ...]):
+    # '%' with a positional tuple is twice as fast as str.format; the tuple's shape depends on the key order,
+    # so one small function per shape is compiled once (its source holds only the names u and i).
+    f = _factories.get(order)
+    if f is None:
+        f = eval(f"lambda _fmt: lambda u, i: _fmt % ({', '.join(order)},)")
+        _factories[order] = f
+    return f
 
 
 def try_read_compact(text: str | bytes) -> ResourceGraph | None:
@@ -66,6 +106,7 @@ def try_read_compact(text: str | bytes) -> ResourceGraph | None:
     pos = len(_HEAD)
     uid = 0
     startswith = text.startswith
+    templates: dict[tuple, tuple[str, tuple[str, ...]]] = {}
     while pos < end:
         nxt = text.find(',{"id":"', pos + 1, end)
         stop = end if nxt < 0 else nxt
@@ -99,12 +140,18 @@ def try_read_compact(text: str | bytes) -> ResourceGraph | None:
             continue
         prefix = loads_str_escape(parent_path + "/" + run.basename)
         base = loads_str_escape(run.basename)
-        if prefix is None or base is None or "{" in prefix + base or "}" in prefix + base:
+        if prefix is None or base is None:
             continue
-        fmt = _template(md, base, prefix)
-        if fmt is None:
-            continue
-        fmt = fmt.format
+        shape = _shape(md, base)
+        cached = templates.get(shape) if shape is not None else None
+        if cached is None:
+            cached = _template(md, base)
+            if cached is None:
+                continue
+            if shape is not None:
+                templates[shape] = cached
+        tmpl, order = cached
+        fmt = _factory(order)(tmpl.replace(_PREFIX, prefix.replace("%", "%%")))
         i = i0
         while pos < end:
             i += 1
