@@ -137,6 +137,12 @@ class System:
             assert time.monotonic() < deadline, "the webhook never started mutating pods"
             await asyncio.sleep(0.1)
 
+    async def restart_controller(self, **overrides: Any) -> Controller:
+        """A clean restart (lease released) with other settings."""
+        assert self.controller is not None
+        await self.controller.stop()
+        return await self.start_controller(**overrides)
+
     async def kill_controller(self) -> None:
         """Stop it as a crash would: no lease release, whatever it was doing is cut short."""
         assert self.controller is not None

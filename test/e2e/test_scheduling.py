@@ -145,6 +145,36 @@ async def test_a_pod_group_of_three_waits_for_its_third_member(system):
     await system.wait_phase("trio-group", "Succeeded")
 
 
+async def test_a_pod_group_that_never_fills_fails_after_its_timeout_and_frees_its_pods(system):
+    await system.restart_controller(group_timeout=1.0)
+    group = {names.LABEL_GROUP_NAME: "lonely", names.LABEL_GROUP_SIZE: "3"}
+    await system.apply(pod("lonely-0", labels=group))
+    await system.wait_phase("lonely-group", "Waiting")
+
+    async def failed():
+        row = await system.unit_row("lonely-group")
+        return row is not None and row["state"] == "Failed"
+
+    await system.wait_for(failed, 15, "the group to fail")
+    assert "did not reach 3 members" in (await system.unit_row("lonely-group"))["reason"]
+
+    async def pods_gone():
+        return await system.pods(selector="fluxqueue.io/group-name=lonely") == []
+
+    # Deleted rather than left gated; the FluxJob goes with its last owner, the Events stay.
+    await system.wait_for(pods_gone, 10, "the member deleted")
+    assert any(e["reason"] == "GroupTimeout" for e in await system.events("lonely-0"))
+
+
+async def test_cordoned_nodes_take_no_new_work(system):
+    await system.kubectl("cordon", "node-000")
+    await system.kubectl("cordon", "node-001")
+    await system.apply(job("spread", parallelism=4, cpu="2", runtime="1s"))
+    await system.wait_phase("spread-job", "Succeeded")
+    nodes = {p["spec"]["nodeName"] for p in await system.pods(selector="job-name=spread")}
+    assert nodes and nodes <= {"node-002", "node-003"}
+
+
 async def test_easy_backfill_lets_a_short_small_job_run_ahead_without_delaying_the_head(system):
     # A long job holds two of the four nodes.
     await system.apply(job("first", parallelism=2, cpu="4", runtime="60s", duration=60))
