@@ -221,3 +221,34 @@ def test_progress_redraws_on_a_tty_and_prints_lines_otherwise():
     p.update(2, 0, 0, 2.0, now=101.0)  # within the interval: not printed
     p.update(3, 0, 0, 3.0, now=106.0)
     assert log.getvalue().count("\n") == 2 and "\r" not in log.getvalue()
+
+
+def test_stuck_units_carry_their_fluxjob_phase_and_reason():
+    rec = Recorder({"n1": node()})
+    rec.start(0.0)
+    rec.submitted(item(KIND_JOB, "wide", 4), 0.0)
+    rec.submitted(item(KIND_GROUP, "g", 2), 0.0)
+    rec.fluxjob_event(
+        "MODIFIED",
+        {
+            "metadata": {
+                "name": "wide",
+                "namespace": "default",
+                "ownerReferences": [{"kind": "Job", "name": "wide"}],
+            },
+            "status": {"phase": "Queued", "reason": "position 1 in the queue"},
+        },
+        1.0,
+    )
+    rec.fluxjob_event(
+        "MODIFIED",
+        {
+            "metadata": {"name": "g", "namespace": "default"},
+            "spec": {"group": "g"},
+            "status": {"phase": "Waiting"},
+        },
+        1.0,
+    )
+    stuck = {s["unit"]: s for s in rec.stuck()}
+    assert stuck["Job/default/wide"]["fluxjob"] == "Queued: position 1 in the queue"
+    assert stuck["PodGroup/default/g"]["fluxjob"] == "Waiting"

@@ -233,10 +233,21 @@ class Recorder:
             unit.finished = t
 
     def fluxjob_event(self, kind: str, fluxjob: dict[str, Any], t: float) -> None:
+        """The user-facing record of a unit: its phase and reason explain a stuck unit in the timeout report."""
         meta = fluxjob.get("metadata") or {}
-        phase = (fluxjob.get("status") or {}).get("phase")
-        if phase:
-            self.fluxjob_phases[f"{meta.get('namespace')}/{meta.get('name')}"] = phase
+        ns = meta.get("namespace") or "default"
+        spec = fluxjob.get("spec") or {}
+        key = None
+        if spec.get("group"):
+            key = unit_key(KIND_GROUP, ns, spec["group"])
+        else:
+            for ref in meta.get("ownerReferences") or []:
+                if ref.get("kind") in (KIND_JOB, KIND_POD):
+                    key = unit_key(ref["kind"], ns, ref.get("name", ""))
+                    break
+        status = fluxjob.get("status") or {}
+        if key is not None and status.get("phase"):
+            self.fluxjob_phases[key] = f"{status['phase']}: {status.get('reason') or ''}".strip(": ")
 
     def add_rejections(self, rejections: list[dict[str, Any]]) -> None:
         """Kubelet admission rejections (OutOfcpu, ...): the node-side evidence of an over-commit."""
@@ -286,7 +297,7 @@ class Recorder:
                     "pods_seen": len(pods),
                     "pods_bound": sum(1 for p in pods if p.bound is not None),
                     "phases": sorted({p.phase for p in pods}),
-                    "fluxjob_phase": self.fluxjob_phases.get(unit.key.split("/", 1)[1]),
+                    "fluxjob": self.fluxjob_phases.get(unit.key),
                 }
             )
             if len(out) >= limit:

@@ -126,7 +126,13 @@ def summarize(rec: Recorder, run: dict[str, Any] | None = None, extra: dict[str,
         "kubelet_rejections": rec.rejections,
         "partial_gang": partial,
         "lost": [
-            {"unit": u.key, "size": u.size, "bound": len(u.binds), "state": "bound" if u.binds else "queued"}
+            {
+                "unit": u.key,
+                "size": u.size,
+                "bound": len(u.binds),
+                "state": "bound" if u.binds else "queued",
+                "fluxjob": rec.fluxjob_phases.get(u.key),
+            }
             for u in lost
         ],
     }
