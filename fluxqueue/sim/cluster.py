@@ -101,9 +101,13 @@ def node_names(count: int) -> list[str]:
 
 
 class SimCluster:
-    def __init__(self, api: Any, spec: ClusterSpec | None = None, time_scale: float = 1.0):
+    def __init__(
+        self, api: Any, spec: ClusterSpec | None = None, time_scale: float = 1.0, shared_reads: bool = True
+    ):
         self.api = api
         self.client = api.client
+        # informers read the emulator's stored objects without copies (writes always go through the client)
+        self._engine = getattr(api, "engine", None) if shared_reads else None
         self.spec = spec or ClusterSpec()
         self.clock = SimClock(time_scale)
         self.timers: Timers | None = None
@@ -127,7 +131,7 @@ class SimCluster:
     def informer(self, key: tuple[str, str, str]) -> Informer:
         inf = self.informers.get(key)
         if inf is None:
-            inf = self.informers[key] = Informer(self.client, key)
+            inf = self.informers[key] = Informer(self.client, key, engine=self._engine)
         return inf
 
     # ----- lifecycle
