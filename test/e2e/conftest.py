@@ -114,10 +114,11 @@ class System:
         values.update(overrides)
         return ControllerSettings(**values)
 
-    async def start_controller(self, **overrides: Any) -> Controller:
+    async def start_controller(self, wait_leading: bool = True, **overrides: Any) -> Controller:
         self.controller = Controller(self.settings(**overrides))
         await self.controller.start()
-        await asyncio.wait_for(self.controller.leading.wait(), 15)
+        if wait_leading:
+            await asyncio.wait_for(self.controller.leading.wait(), 15)
         await self._wait_webhook()
         return self.controller
 

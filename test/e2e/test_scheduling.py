@@ -312,3 +312,25 @@ async def test_controller_and_fluxion_killed_mid_pass_lose_nothing_and_place_not
     for i in range(6):
         pods = await system.pods(selector=f"job-name=batch{i}")
         assert len(pods) == 2, f"batch{i} has {len(pods)} pods"
+
+
+async def test_a_second_replica_waits_and_takes_over_when_the_leader_dies(system):
+    from fluxqueue.controller.app import Controller
+
+    standby = Controller(system.settings(identity="standby", webhook_port=None))
+    await standby.start()
+    try:
+        await asyncio.sleep(1.0)
+        assert not standby.leading.is_set()  # the lease is held: one scheduling loop at a time
+        await system.apply(job("before", parallelism=2, cpu="1", runtime="1s"))
+        await system.wait_phase("before-job", "Succeeded")
+        # The leader dies without giving the lease up; the standby takes over once it expires (2 s here).
+        # The webhook keeps being served by a restarted replica that is not the leader.
+        await system.kill_controller()
+        await asyncio.wait_for(standby.leading.wait(), 10)
+        await system.start_controller(identity="webhook-only", wait_leading=False)
+        await system.apply(job("after", parallelism=2, cpu="1", runtime="1s"))
+        await system.wait_phase("after-job", "Succeeded")
+        assert not system.controller.leading.is_set()
+    finally:
+        await standby.stop()
