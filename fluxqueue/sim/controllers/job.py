@@ -523,25 +523,26 @@ class JobController(Controller):
             plan.requeue_after = self.clock.sim(until - now)
             plan.status["active"] = plan.status.get("active", 0) - len(plan.create)
             plan.create = []
-        # 1. status first (counts include the pods about to lose their finalizer), then the pods
-        if plan.status != (job.get("status") or {}):
-            body = dict(job)
-            body["status"] = plan.status
-            updated = await self.client.update(R.JOBS, body, namespace=ns, subresource="status")
-            self.jobs.observe(updated)
-        counted.update(plan.counted)
-        # 2. finished pods let go; surplus / suspended pods deleted (finalizer first: not failures)
-        await self._remove_finalizers(plan.finalize)
-        for p in plan.delete:
-            await self._delete_pod(job, p)
-        # 3. new pods
+        # 1. new pods (manageJob), so that status.active counts only those the API accepted
         if plan.create:
             results = await asyncio.gather(
                 *(self._create_pod(job, i) for i in plan.create), return_exceptions=True
             )
             errors = [r for r in results if isinstance(r, BaseException)]
             if errors:
+                plan.status["active"] = plan.status.get("active", 0) - len(errors)
                 self.queue.add_rate_limited(key)
+        # 2. status before the finalizers go (its counts include the pods about to lose theirs)
+        if plan.status != (job.get("status") or {}):
+            body = dict(job)
+            body["status"] = plan.status
+            updated = await self.client.update(R.JOBS, body, namespace=ns, subresource="status")
+            self.jobs.observe(updated)
+        counted.update(plan.counted)
+        # 3. finished pods let go; surplus / suspended pods deleted (finalizer first: not failures)
+        await self._remove_finalizers(plan.finalize)
+        for p in plan.delete:
+            await self._delete_pod(job, p)
         for typ, reason, message in plan.events:
             await self.events.record(job, typ, reason, message, "job-controller")
         if plan.requeue_after is not None:
