@@ -96,6 +96,9 @@ class GraphKeeper:
     def __init__(self, ctx: Context):
         self.ctx = ctx
         self.graph: ClusterGraph | None = None
+        # The same nodes with no foreign load: what "could this ever fit?" is judged against, so a passing
+        # foreign pod never makes a unit Unsatisfiable for good.
+        self.capacity: ClusterGraph | None = None
         self.fingerprint: str | None = None
         self.loaded_fingerprint: str | None = None
         self.epoch: int | None = None
@@ -107,6 +110,9 @@ class GraphKeeper:
     def rebuild(self) -> ClusterGraph:
         ctx = self.ctx
         foreign = foreign_pods(ctx.pods.items(), ctx.holding)
+        self.capacity = build_cluster_graph(
+            ctx.nodes.items(), (), memory_chunk_bytes=ctx.settings.memory_chunk
+        )
         self.graph = build_cluster_graph(
             ctx.nodes.items(), foreign, memory_chunk_bytes=ctx.settings.memory_chunk
         )
@@ -216,15 +222,16 @@ class GraphKeeper:
 class FluxionMatcher:
     """The strategy's view of Fluxion for one pass: jobspecs regenerated against the current graph."""
 
-    def __init__(self, ctx: Context, graph: ClusterGraph):
+    def __init__(self, ctx: Context, graph: ClusterGraph, capacity: ClusterGraph | None = None):
         self.ctx = ctx
         self.graph = graph
+        self.capacity = capacity or graph
         self.calls = 0
 
     def fits_ever(self, unit: Unit) -> tuple[bool, str]:
-        if not self.graph.nodes:
+        if not self.capacity.nodes:
             return True, ""  # no node is schedulable right now: wait rather than declare it impossible
-        return self.graph.fits_ever(scheduling_unit(unit))
+        return self.capacity.fits_ever(scheduling_unit(unit))
 
     async def match(self, unit: Unit, reserve: bool) -> Any:
         try:
@@ -239,7 +246,19 @@ class FluxionMatcher:
                 self.ctx.metrics.observe_match(
                     time.perf_counter() - started, strategies.status_name(result).lower()
                 )
+        if strategies.status_name(result) == strategies.UNSATISFIABLE and self.capacity is not self.graph:
+            # Fluxion judged the graph minus foreign load; if the bare nodes could hold it, it only waits.
+            ok, _ = self.capacity.fits_ever(scheduling_unit(unit))
+            if ok:
+                return _Busy("other workloads occupy the nodes it needs")
         return result
+
+
+class _Busy:
+    status = "BUSY"
+
+    def __init__(self, message: str):
+        self.message = message
 
 
 class _Unsatisfiable:
@@ -288,7 +307,7 @@ class Scheduler:
             units = await ctx.store.pending()
             graph = await self.graphs.ensure(resync=bool(units) and ctx.settings.strategy != "fcfs")
             await self._retry_cancels()
-            matcher = FluxionMatcher(ctx, graph)
+            matcher = FluxionMatcher(ctx, graph, self.graphs.capacity)
             reservations: list[int] = []
             keep: list[int] = []
             placed: list[Unit] = []

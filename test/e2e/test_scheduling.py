@@ -334,3 +334,35 @@ async def test_a_second_replica_waits_and_takes_over_when_the_leader_dies(system
         assert not system.controller.leading.is_set()
     finally:
         await standby.stop()
+
+
+async def test_a_pod_placed_by_someone_else_is_foreign_load_the_graph_accounts_for(system):
+    # As if it slipped past a down webhook and another scheduler bound it: 3 of node-000's 4 cpus, for 3 s.
+    await system.api.client.create(
+        R.PODS,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "foreign",
+                "namespace": "default",
+                "labels": {names.LABEL_SKIP: "true"},
+                "annotations": {names.SIM_RUNTIME: "60s"},
+            },
+            "spec": {
+                "nodeName": "node-000",
+                "restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "3"}}}],
+            },
+        },
+        namespace="default",
+    )
+    # Eight 2-cpu pods need every cpu of the cluster: they wait (not Unsatisfiable) until the foreign pod
+    # ends, and the kubelets never see an over-committed node (the shared invariant check).
+    await system.apply(job("wide", parallelism=8, cpu="2", runtime="1s"))
+    waiting = await system.wait_phase("wide-job", ("Queued", "Reserved"))
+    assert "waiting" in waiting["status"]["reason"] or "reserved" in waiting["status"]["reason"]
+    done = await system.wait_phase("wide-job", "Succeeded", within=30)
+    foreign = await system.api.client.get(R.PODS, "foreign", namespace="default")
+    assert foreign["status"]["phase"] == "Succeeded"
+    assert done["status"]["scheduledAt"] >= waiting["status"]["queuedAt"]
