@@ -26,6 +26,8 @@ def job(
     extra_labels: dict | None = None,
     node_selector: dict | None = None,
     tolerations: list | None = None,
+    completions: int | None = None,
+    indexed: bool = False,
 ) -> str:
     labels = {names.LABEL_DURATION: str(duration), **(extra_labels or {})}
     label_lines = "\n".join(f'    {k}: "{v}"' for k, v in labels.items())
@@ -51,7 +53,8 @@ metadata:
 {label_lines}
 spec:
   parallelism: {parallelism}
-  completions: {parallelism}
+  completions: {completions or parallelism}
+  completionMode: {"Indexed" if indexed else "NonIndexed"}
   backoffLimit: 0
   template:
     metadata:
@@ -366,3 +369,26 @@ async def test_a_pod_placed_by_someone_else_is_foreign_load_the_graph_accounts_f
     foreign = await system.api.client.get(R.PODS, "foreign", namespace="default")
     assert foreign["status"]["phase"] == "Succeeded"
     assert done["status"]["scheduledAt"] >= waiting["status"]["queuedAt"]
+
+
+async def test_an_indexed_job_binds_by_completion_index_and_reuses_its_slots_for_later_completions(system):
+    # Three pods at a time (one 3-cpu pod per node), six completions: later pods take the freed slots.
+    await system.apply(job("idx", parallelism=3, completions=6, indexed=True, cpu="3", runtime="1s"))
+    fj = await system.wait_phase("idx-job", ("Scheduled", "Running"))
+    nodes = sorted(fj["status"]["nodes"])
+    assert len(nodes) == 3
+
+    async def first_wave_bound():
+        pods = await system.pods(selector="job-name=idx")
+        return len([p for p in pods if p["spec"].get("nodeName")]) >= 3
+
+    await system.wait_for(first_wave_bound, 10, "the first three pods bound")
+    first = sorted(
+        (int(p["metadata"]["annotations"][names.ANNOTATION_JOB_COMPLETION_INDEX]), p["spec"]["nodeName"])
+        for p in await system.pods(selector="job-name=idx")
+        if p["spec"].get("nodeName")
+    )[:3]
+    assert first == [(0, nodes[0]), (1, nodes[1]), (2, nodes[2])]
+    await system.wait_phase("idx-job", "Succeeded", within=30)
+    pods = await system.pods(selector="job-name=idx")
+    assert len(pods) >= 6 and {p["spec"]["nodeName"] for p in pods} <= set(nodes)
