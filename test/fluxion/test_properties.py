@@ -80,11 +80,11 @@ class Model:
                             f"node {n} exclusive to one of {ja}, {jb} but used by both"
                         )
 
-    def feasible_now(self, req, duration, leaf_uids):
-        """Brute force: can the request be placed in [0, duration) given what is held?"""
+    def feasible_at(self, t, req, duration, leaf_uids, ignore_jobs=False):
+        """Brute force: can the request be placed in [t, t + duration) given what is held?"""
         busy_leaves, used_nodes, excl_nodes = set(), set(), set()
-        for start, _end, leaves, held in self.jobs.values():
-            if start < duration:
+        for start, end, leaves, held in () if ignore_jobs else self.jobs.values():
+            if start < t + duration and end > t:
                 busy_leaves |= leaves
                 used_nodes |= set(held)
                 excl_nodes |= {n for n, x in held.items() if x}
@@ -124,7 +124,7 @@ def leaf_uids_by_node(jgf):
     return out
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(graphs(), ops, st.sampled_from(["first", "low", "hinodex", "locality"]))
 def test_random_sequences_never_over_allocate_and_free_what_they_took(graph, operations, policy):
     jgf, nodes = graph
@@ -147,7 +147,11 @@ def test_random_sequences_never_over_allocate_and_free_what_they_took(graph, ope
         )  # fmt: skip
         if policy == "hinodex" and req["nodes"]:
             req = {**req, "exclusive": True}
-        expected_now = model.feasible_now(req, req["duration"], uids)
+        d = req["duration"]
+        expected_now = model.feasible_at(0, req, d, uids)
+        ever = model.feasible_at(0, req, d, uids, ignore_jobs=True)
+        candidates = sorted({end for _s, end, _l, _h in model.jobs.values()})
+        earliest = next((t for t in candidates if model.feasible_at(t, req, d, uids)), None)
         out = m.match(spec, ALLOCATE_ORELSE_RESERVE if reserve else ALLOCATE)
         issued.append(out.jobid)
         if out.status in ("allocated", "reserved"):
@@ -158,8 +162,13 @@ def test_random_sequences_never_over_allocate_and_free_what_they_took(graph, ope
             assert len(leaves) == per_slot * req["slots"] * (req["nodes"] or 1)
         # allocate succeeds now iff a placement exists now (brute force)
         assert (out.status == "allocated") == expected_now, (out.status, req, out.message)
-        if out.status == "reserved":
-            assert out.at > 0
+        if reserve and not expected_now:
+            # the earliest start at which a brute force finds room (ends of what is held are the candidates)
+            assert out.status == ("reserved" if earliest is not None else "busy" if ever else "unsatisfiable")
+            if earliest is not None:
+                assert out.at == earliest
+        if out.status in ("busy", "unsatisfiable"):
+            assert out.status == ("busy" if ever else "unsatisfiable")
         if out.status in ("busy", "unsatisfiable"):
             assert out.r == ""
         for v in m.graph.vertices():  # the "children with something free" masks agree with the counts
