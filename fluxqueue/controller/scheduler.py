@@ -204,7 +204,8 @@ class GraphKeeper:
         if r is None:
             log.error("allocation no longer fits the graph (node gone or shrunk)", unit=alloc.unit_id)
             return False
-        elapsed = (datetime.now(UTC) - alloc.allocated_at).total_seconds()
+        # Durations are in the workload's seconds; under a simulation clock they pass time_scale times faster.
+        elapsed = (datetime.now(UTC) - alloc.allocated_at).total_seconds() * self.ctx.settings.time_scale
         # An overrunning unit is given one more second at a time: we cannot know when it will end.
         remaining = max(1, int(alloc.duration_s - elapsed)) if alloc.duration_s else 0
         try:
@@ -216,7 +217,7 @@ class GraphKeeper:
         return True
 
     def start_time(self, at: int | float) -> datetime:
-        return datetime.fromtimestamp(self.origin + float(at or 0), UTC)
+        return datetime.fromtimestamp(self.origin + float(at or 0) / self.ctx.settings.time_scale, UTC)
 
 
 class FluxionMatcher:

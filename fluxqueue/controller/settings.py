@@ -44,7 +44,10 @@ class ControllerSettings:
     pass_interval: float = 5.0  # periodic safety pass, seconds
     sweep_interval: float = 10.0  # reconcile sweep, seconds
     # Bring Fluxion's "now" forward (re-Init + replay with remaining times) at most this often, when units wait.
-    time_resync: float = 5.0
+    time_resync: float = 30.0
+    # Workload seconds per wall second: 1 in a real cluster; the simulator's time scale under `fluxqueue sim`
+    # (durations and reservation start times are then converted with it).
+    time_scale: float = 1.0
     leader_election: bool = True
     lease_name: str = "fluxqueue-scheduler"
     lease_duration: float = 15.0
@@ -67,6 +70,8 @@ class ControllerSettings:
             raise ConfigError("--qps must be > 0 and --burst >= 1")
         if self.default_duration <= 0:
             raise ConfigError("--default-duration must be a positive number of seconds")
+        if self.time_scale <= 0:
+            raise ConfigError("time_scale must be positive")
         if self.memory_chunk < 2**20:
             raise ConfigError("--memory-chunk must be at least 1Mi")
         if bool(self.webhook_cert_file) != bool(self.webhook_key_file):

@@ -109,6 +109,8 @@ class System:
             renew_deadline=1.5,
             retry_period=0.3,
             default_duration=60,
+            time_scale=TIME_SCALE,
+            time_resync=2.0,
         )
         values.update(self.controller_overrides)
         values.update(overrides)
