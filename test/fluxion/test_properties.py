@@ -16,8 +16,9 @@ MEM_CHUNK = 2
 
 @st.composite
 def graphs(draw):
-    """cluster -> rack? -> node -> socket? -> cores, memory chunks; returns (jgf, {node: (cores, chunks)})."""
+    """cluster -> rack? -> node -> socket? -> cores, memory chunks (under the node); returns (jgf, nodes)."""
     racks = draw(st.integers(0, 2))
+    sockets = draw(st.sampled_from([0, 0, 2]))
     g = GraphBuilder()
     parents = [g.add(g.root, "rack", f"rack{i}") for i in range(racks)] or [g.root]
     nodes = {}
@@ -25,7 +26,12 @@ def graphs(draw):
         n = g.add(parents[i % len(parents)], "node", f"n{i}", vid=i)
         cores = draw(st.integers(1, 4))
         chunks = draw(st.integers(0, 2))
-        g.add_many(n, "core", cores)
+        if sockets:
+            for k in range(sockets):
+                sock = g.add(n, "socket", f"socket{k}", vid=k)
+                g.add_many(sock, "core", cores)
+        else:
+            g.add_many(n, "core", cores)
         if chunks:
             g.add_many(n, "memory", chunks, size=MEM_CHUNK, unit="GiB")
         nodes[f"n{i}"] = (cores, chunks)
@@ -90,15 +96,22 @@ class Model:
                 excl_nodes |= {n for n, x in held.items() if x}
         per_slot_chunks = -(-req["memory"] // MEM_CHUNK) if req["memory"] else 0
         slots_on = {}
-        for name in self.nodes:
+        for name in leaf_uids:
             if name in excl_nodes:
                 slots_on[name] = 0
                 continue
-            free_c = sum(1 for u in leaf_uids[name]["core"] if u not in busy_leaves)
-            free_m = sum(1 for u in leaf_uids[name]["memory"] if u not in busy_leaves)
-            n = free_c // req["cores"]
-            if per_slot_chunks:
-                n = min(n, free_m // per_slot_chunks)
+            info = leaf_uids[name]
+            free_m = sum(1 for u in info["memory"] if u not in busy_leaves)
+            # A slot forms at a vertex with direct children of every type it holds (dfu_impl slot_match):
+            # the node when cores hang off it, else each socket, and never one holding memory under sockets.
+            if info["sockets"] and per_slot_chunks:
+                n = 0
+            else:
+                n = sum(
+                    sum(1 for u in host if u not in busy_leaves) // req["cores"] for host in info["hosts"]
+                )
+                if per_slot_chunks:
+                    n = min(n, free_m // per_slot_chunks)
             slots_on[name] = n
         if req["nodes"] is None:
             return sum(slots_on.values()) >= req["slots"]
@@ -111,17 +124,25 @@ class Model:
 
 
 def leaf_uids_by_node(jgf):
+    """{node: {"hosts": [[core uids directly under one vertex]], "memory": [uids], "sockets": bool}}."""
     by_id = {v["id"]: v["metadata"] for v in jgf["graph"]["nodes"]}
     parent = {e["target"]: e["source"] for e in jgf["graph"]["edges"]}
-    out = {}
+    out = {
+        vid: {"hosts": {}, "memory": [], "sockets": False}
+        for vid, md in by_id.items()
+        if md["type"] == "node"
+    }
     for vid, md in by_id.items():
-        if md["type"] in ("core", "memory"):
-            node = by_id[parent[vid]]["name"]
-            out.setdefault(node, {"core": [], "memory": []})[md["type"]].append(vid)
-    for md in by_id.values():
-        if md["type"] == "node":
-            out.setdefault(md["name"], {"core": [], "memory": []})
-    return out
+        if md["type"] not in ("core", "memory"):
+            continue
+        host = parent[vid]
+        node = host if by_id[host]["type"] == "node" else parent[host]
+        if md["type"] == "memory":
+            out[node]["memory"].append(vid)
+        else:
+            out[node]["hosts"].setdefault(host, []).append(vid)
+            out[node]["sockets"] |= host != node
+    return {by_id[n]["name"]: {**e, "hosts": list(e["hosts"].values())} for n, e in out.items()}
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
