@@ -43,3 +43,33 @@ def test_lease_duration_follows_the_heartbeat_write_cap():
     assert lease_duration_s(16, 100, 1) == 40  # the kubelet default when the cap does not bind
     # 5,000 nodes at 100 writes/s: each lease renewed every 50 s, so it must last 200 s
     assert lease_duration_s(5000, 100, 1) == 200
+
+
+async def test_the_cluster_also_runs_on_copied_reads(apiserver):
+    """shared_reads=False: informers use the client's list/watch copies; behaviour is the same."""
+    from fluxqueue.sim.apiserver import resources as R
+    from fluxqueue.sim.cluster import ClusterSpec, SimCluster
+
+    cluster = SimCluster(apiserver, ClusterSpec(nodes=1, cpus=2, racks=1), time_scale=100, shared_reads=False)
+    await cluster.start()
+    try:
+        await apiserver.client.create(
+            R.PODS,
+            {
+                "metadata": {"name": "copy", "annotations": {"sim.fluxqueue.io/runtime": "2s"}},
+                "spec": {
+                    "nodeName": "node-000",
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "m", "image": "busybox"}],
+                },
+            },
+            namespace="default",
+        )
+        deadline = time.monotonic() + 5
+        phase = None
+        while time.monotonic() < deadline and phase != "Succeeded":
+            await asyncio.sleep(0.05)
+            phase = (await apiserver.client.get(R.PODS, "copy", namespace="default"))["status"].get("phase")
+        assert phase == "Succeeded"
+    finally:
+        await cluster.stop()
