@@ -313,40 +313,45 @@ class Scheduler:
             keep: list[int] = []
             placed: list[Unit] = []
             position = 0
-            async for decision in strategies.plan(ctx.settings.strategy, units, matcher):
-                unit = decision.unit
-                if isinstance(decision, strategies.Allocate):
-                    done = await self._persist_allocation(unit, decision.result)
-                    if done is not None:
-                        placed.append(done)
-                        # Persisted: the Kubernetes side may start now, while the pass goes on.
-                        self._spawn_release(done)
-                elif isinstance(decision, strategies.Reserve):
-                    position += 1
-                    result = decision.result
-                    reservations.append(result.jobid)
-                    keep.append(unit.id)
-                    start = self.graphs.start_time(result.at)
-                    nodes = ",".join(sorted((result.nodes or {}).keys()))
-                    reason = f"reserved to start at {start:%H:%M:%S} UTC on {nodes}"
-                    await ctx.store.record_reservation(unit.id, result.jobid, start, reason)
-                    self.reasons[unit.id] = reason
-                    fresh = replace(unit, state=RESERVED, reason=reason)
-                    await self.publish(fresh, position=position, reserved_start=start, throttle=True)
-                elif isinstance(decision, strategies.Wait):
-                    position += 1
-                    if self.reasons.get(unit.id) != decision.reason or unit.reason != decision.reason:
-                        await ctx.store.set_reason(unit.id, decision.reason, attempt=True)
-                        self.reasons[unit.id] = decision.reason
-                    # A Reserved unit without a reservation this pass is turned back to Queued at the end.
-                    fresh = replace(unit, state=QUEUED, reason=decision.reason)
-                    await self.publish(fresh, position=position, throttle=True)
-                elif isinstance(decision, strategies.Reject):
-                    await self.finish(unit, UNSATISFIABLE, f"Unsatisfiable: {decision.reason}", warning=True)
-            # Reservations exist only inside a pass (never released as if allocated).
-            for jobid in reservations:
-                await self._cancel(jobid)
-            await ctx.store.clear_reservations(keep_reserved=keep)
+            try:
+                async for decision in strategies.plan(ctx.settings.strategy, units, matcher):
+                    unit = decision.unit
+                    if isinstance(decision, strategies.Allocate):
+                        done = await self._persist_allocation(unit, decision.result)
+                        if done is not None:
+                            placed.append(done)
+                            # Persisted: the Kubernetes side may start now, while the pass goes on.
+                            self._spawn_release(done)
+                    elif isinstance(decision, strategies.Reserve):
+                        position += 1
+                        result = decision.result
+                        reservations.append(result.jobid)
+                        keep.append(unit.id)
+                        start = self.graphs.start_time(result.at)
+                        nodes = ",".join(sorted((result.nodes or {}).keys()))
+                        reason = f"reserved to start at {start:%H:%M:%S} UTC on {nodes}"
+                        await ctx.store.record_reservation(unit.id, result.jobid, start, reason)
+                        self.reasons[unit.id] = reason
+                        fresh = replace(unit, state=RESERVED, reason=reason)
+                        await self.publish(fresh, position=position, reserved_start=start, throttle=True)
+                    elif isinstance(decision, strategies.Wait):
+                        position += 1
+                        if self.reasons.get(unit.id) != decision.reason or unit.reason != decision.reason:
+                            await ctx.store.set_reason(unit.id, decision.reason, attempt=True)
+                            self.reasons[unit.id] = decision.reason
+                        # A Reserved unit without a reservation this pass is turned back to Queued at the end.
+                        fresh = replace(unit, state=QUEUED, reason=decision.reason)
+                        await self.publish(fresh, position=position, throttle=True)
+                    elif isinstance(decision, strategies.Reject):
+                        await self.finish(
+                            unit, UNSATISFIABLE, f"Unsatisfiable: {decision.reason}", warning=True
+                        )
+            finally:
+                # Reservations exist only inside a pass (never released as if allocated), even when the
+                # pass fails half way.
+                for jobid in reservations:
+                    await self._cancel(jobid)
+                await ctx.store.clear_reservations(keep_reserved=keep)
             self.passes += 1
             if ctx.metrics is not None:
                 with contextlib.suppress(Exception):
@@ -355,7 +360,7 @@ class Scheduler:
             if ctx.metrics is not None:
                 with contextlib.suppress(Exception):
                     ctx.metrics.observe_pass(elapsed, len(units), len(placed))
-            if placed or units:
+            if placed or reservations:
                 log.info(
                     "pass",
                     pending=len(units),
@@ -372,8 +377,12 @@ class Scheduler:
         task.add_done_callback(self._release_tasks.discard)
 
     async def drain(self) -> None:
-        if self._release_tasks:
-            await asyncio.gather(*list(self._release_tasks), return_exceptions=True)
+        """Stop in-flight releases: each is recorded before it starts and is redone by the next leader."""
+        tasks = list(self._release_tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _persist_allocation(self, unit: Unit, result: Any) -> Unit | None:
         ctx = self.ctx
