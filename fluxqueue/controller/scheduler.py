@@ -99,6 +99,8 @@ class GraphKeeper:
         # The same nodes with no foreign load: what "could this ever fit?" is judged against, so a passing
         # foreign pod never makes a unit Unsatisfiable for good.
         self.capacity: ClusterGraph | None = None
+        self.capacity_fingerprint: str | None = None
+        self.capacity_changed = False
         self.fingerprint: str | None = None
         self.loaded_fingerprint: str | None = None
         self.epoch: int | None = None
@@ -110,9 +112,11 @@ class GraphKeeper:
     def rebuild(self) -> ClusterGraph:
         ctx = self.ctx
         foreign = foreign_pods(ctx.pods.items(), ctx.holding)
-        self.capacity = build_cluster_graph(
-            ctx.nodes.items(), (), memory_chunk_bytes=ctx.settings.memory_chunk
-        )
+        capacity = build_cluster_graph(ctx.nodes.items(), (), memory_chunk_bytes=ctx.settings.memory_chunk)
+        shape = hashlib.sha256(json.dumps(capacity.jgf, sort_keys=True).encode()).hexdigest()
+        if self.capacity_fingerprint is not None and shape != self.capacity_fingerprint:
+            self.capacity_changed = True  # nodes came, went or changed: re-judge what was unsatisfiable
+        self.capacity, self.capacity_fingerprint = capacity, shape
         self.graph = build_cluster_graph(
             ctx.nodes.items(), foreign, memory_chunk_bytes=ctx.settings.memory_chunk
         )
@@ -305,6 +309,13 @@ class Scheduler:
             if not mine:
                 return 0
             started = time.monotonic()
+            if ctx.graph_dirty:
+                self.graphs.rebuild()
+            if self.graphs.capacity_changed:
+                self.graphs.capacity_changed = False
+                again = await ctx.store.requeue_unsatisfiable("the cluster changed; trying again")
+                if again:
+                    log.info("cluster changed: unsatisfiable units queued again", units=len(again))
             units = await ctx.store.pending()
             graph = await self.graphs.ensure(resync=bool(units) and ctx.settings.strategy != "fcfs")
             await self._retry_cancels()

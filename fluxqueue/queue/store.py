@@ -319,6 +319,10 @@ class QueueStore:
             jobid = await conn.fetchval(self._q["release_allocation"], unit_id)
             return Unit.from_record(row), jobid
 
+    async def requeue_unsatisfiable(self, reason: str) -> list[Unit]:
+        """Every Unsatisfiable unit back to Queued (after the cluster's capacity changed)."""
+        return [Unit.from_record(r) for r in await self._pool.fetch(self._q["requeue_unsatisfiable"], reason)]
+
     async def mark_released(self, unit_id: int) -> None:
         await self._pool.execute(self._q["set_released"], unit_id)
 

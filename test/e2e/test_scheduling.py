@@ -392,3 +392,11 @@ async def test_an_indexed_job_binds_by_completion_index_and_reuses_its_slots_for
     await system.wait_phase("idx-job", "Succeeded", within=30)
     pods = await system.pods(selector="job-name=idx")
     assert len(pods) >= 6 and {p["spec"]["nodeName"] for p in pods} <= set(nodes)
+
+
+async def test_an_unsatisfiable_job_is_judged_again_when_a_bigger_node_joins(system):
+    await system.apply(job("big", parallelism=1, cpu="12", runtime="1s"))
+    await system.wait_phase("big-job", "Unsatisfiable")
+    await system.cluster.add_node("node-big", cpus=16, memory="64Gi")
+    done = await system.wait_phase("big-job", "Succeeded", within=20)
+    assert done["status"]["nodes"] == ["node-big"]

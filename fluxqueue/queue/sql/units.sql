@@ -92,3 +92,10 @@ SELECT position FROM fluxqueue.queue WHERE id = $1;
 SELECT state, count(*) AS n FROM fluxqueue.units
 WHERE state IN ('Waiting', 'Queued', 'Reserved', 'Scheduled', 'Running')
 GROUP BY state;
+
+-- name: requeue_unsatisfiable
+-- The cluster grew or changed: units judged never satisfiable get another look.
+UPDATE fluxqueue.units
+SET state = 'Queued', reason = $1, finished_at = NULL
+WHERE state = 'Unsatisfiable'
+RETURNING *;
