@@ -163,8 +163,8 @@ class Reactor:
     async def on_pod(self, kind: str, pod: dict, old: dict | None) -> None:
         meta = _meta(pod)
         uid = meta.get("uid") or ""
-        if kind == "DELETED":
-            self.scheduler.forget_pod(uid)
+        if kind == "DELETED" or (pod.get("spec") or {}).get("nodeName"):
+            self.scheduler.forget_pod(uid)  # the watch has caught up with our binding
         if not is_ours(pod):
             self._foreign_pod(kind, pod, old)
             return

@@ -207,3 +207,16 @@ def test_queue_command_without_a_database_says_so_in_one_line():
     assert out.returncode == 2
     assert out.stderr.startswith("fluxqueue: error: cannot connect to the database")
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+async def test_unsatisfiable_units_can_be_queued_again_and_states_are_counted(store):
+    a, _ = await store.submit(submission("a"))
+    b, _ = await store.submit(submission("b"))
+    await store.finish(a.id, "Unsatisfiable", "asks 96 cores per pod, largest node has 64")
+    assert await store.state_counts() == {"Queued": 1}
+    again = await store.requeue_unsatisfiable("the cluster changed")
+    assert [u.id for u in again] == [a.id]
+    assert again[0].state == "Queued" and again[0].finished_at is None
+    assert await store.state_counts() == {"Queued": 2}
+    assert [(h.from_state, h.to_state) for h in await store.history(a.id)][-1] == ("Unsatisfiable", "Queued")
+    assert b.id != a.id
