@@ -73,6 +73,9 @@ class Reactor:
             self.by_owner[unit.owner_uid] = unit.id
             if unit.state in HOLDING_STATES:
                 self.ctx.holding.add(unit.owner_uid)
+        for unit in await self.ctx.store.draining():
+            self.ctx.holding.add(unit.owner_uid)
+            self.scheduler.draining[unit.id] = unit
             if unit.kind == KIND_POD_GROUP:
                 for _pod, uid in await self.ctx.store.group_members(unit.id):
                     self.members.add(uid)
@@ -174,6 +177,8 @@ class Reactor:
         if (pod.get("spec") or {}).get("nodeName") and holder_key(pod) not in self.ctx.holding:
             # Ours but outliving its unit: counted as foreign load until it ends.
             self._foreign_pod(kind, pod, old)
+        if self.scheduler.draining and (kind == "DELETED" or _phase(pod) in TERMINAL_PHASES):
+            await self.scheduler.settle_draining()
         try:
             ref = unit_ref_of_pod(pod)
         except UnitError as exc:
@@ -322,6 +327,7 @@ class Reactor:
     async def sweep(self) -> None:
         """Reconcile the database with the cluster (anything an event missed)."""
         ctx = self.ctx
+        await self.scheduler.settle_draining()
         for unit in await ctx.store.active():
             try:
                 await self._reconcile_unit(unit)

@@ -49,16 +49,20 @@ class GraphIndex:
         return index
 
 
+class ReplayError(ValueError):
+    """The allocation cannot be expressed in the new graph (a node is gone or offers less)."""
+
+
 def replay_r(
     index: GraphIndex, shares: list[Any], *, exclusive: bool, memory_chunk_bytes: int
-) -> dict[str, Any] | None:
-    """R for ``shares`` (NodeShare rows) in the indexed graph; None when a node is gone or too small."""
+) -> dict[str, Any]:
+    """R for ``shares`` (NodeShare rows) in the indexed graph; ReplayError says why it cannot be."""
     picked: list[tuple[int, bool]] = []
     slots: dict[str, int] = {}
     plan: list[tuple[str, str, int]] = []
     for share in shares:
         if share.node not in index.node_uid:
-            return None
+            raise ReplayError(f"node {share.node} is not in the graph")
         need = {
             "core": share.cores,
             "memory": share.memory_bytes // memory_chunk_bytes if memory_chunk_bytes else 0,
@@ -68,7 +72,9 @@ def replay_r(
             have = index.children[share.node].get(kind, [])
             start = index.taken[(share.node, kind)]
             if start + count > len(have):
-                return None
+                raise ReplayError(
+                    f"node {share.node} offers {len(have) - start} free {kind} vertices, the allocation holds {count}"
+                )
             plan.append((share.node, kind, count))
         if exclusive:
             picked.append((index.node_uid[share.node], True))

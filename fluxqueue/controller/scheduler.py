@@ -25,7 +25,7 @@ from fluxqueue.controller import strategy as strategies
 from fluxqueue.controller.context import Context
 from fluxqueue.controller.fluxjob import fluxjob_status
 from fluxqueue.controller.release import pod_running
-from fluxqueue.controller.replay import GraphIndex, replay_r
+from fluxqueue.controller.replay import GraphIndex, ReplayError, replay_r
 from fluxqueue.controller.units import scheduling_unit
 from fluxqueue.fluxion.allocation import nodes_from_allocation
 from fluxqueue.kube import names
@@ -202,11 +202,13 @@ class GraphKeeper:
         if not getattr(fluxion, "has_admin", False):
             log.error("Fluxion has no replay RPC; held allocation not restored", unit=alloc.unit_id)
             return False
-        r = replay_r(
-            index, alloc.nodes, exclusive=exclusive, memory_chunk_bytes=self.ctx.settings.memory_chunk
-        )
-        if r is None:
-            log.error("allocation no longer fits the graph (node gone or shrunk)", unit=alloc.unit_id)
+        try:
+            r = replay_r(
+                index, alloc.nodes, exclusive=exclusive, memory_chunk_bytes=self.ctx.settings.memory_chunk
+            )
+        except ReplayError as exc:
+            log.error("held allocation no longer fits the graph", unit=alloc.unit_id, why=str(exc))
+            await self._forget_in_fluxion(alloc)
             return False
         # Durations are in the workload's seconds; under a simulation clock they pass time_scale times faster.
         elapsed = (datetime.now(UTC) - alloc.allocated_at).total_seconds() * self.ctx.settings.time_scale
@@ -216,9 +218,19 @@ class GraphKeeper:
             await fluxion.replay(alloc.fluxion_jobid, json.dumps(r), duration=remaining)
         except Exception as exc:
             log.error("replay failed", unit=alloc.unit_id, jobid=alloc.fluxion_jobid, error=repr(exc))
+            await self._forget_in_fluxion(alloc)
             return False
         await self.ctx.store.update_allocation_id(alloc.unit_id, alloc.fluxion_jobid, self.epoch or 0)
         return True
+
+    async def _forget_in_fluxion(self, alloc: Any) -> None:
+        """Fluxion does not hold this allocation any more: its id may be issued again, so never cancel it
+        (id 0), and its pods count as foreign load until they are gone."""
+        await self.ctx.store.update_allocation_id(alloc.unit_id, 0, self.epoch or 0)
+        unit = await self.ctx.store.get(alloc.unit_id)
+        if unit is not None:
+            self.ctx.holding.discard(unit.owner_uid)
+            self.ctx.graph_dirty = True
 
     def start_time(self, at: int | float) -> datetime:
         return datetime.fromtimestamp(self.origin + float(at or 0) / self.ctx.settings.time_scale, UTC)
@@ -282,6 +294,7 @@ class Scheduler:
         self.published: dict[int, dict] = {}  # unit id -> last status written
         self.published_at: dict[int, float] = {}
         self.reasons: dict[int, str] = {}  # unit id -> reason last written for a waiting unit
+        self.draining: dict[int, Unit] = {}  # ended units whose pods are still on their nodes
         self.pending_binds: dict[str, str] = {}  # pod uid -> node, bound but not yet seen by the watch
         self._release_tasks: set[asyncio.Task] = set()
 
@@ -440,20 +453,21 @@ class Scheduler:
     # ---- ending a unit ------------------------------------------------------------------------------
 
     async def finish(self, unit: Unit, state: str, reason: str, *, warning: bool = False) -> Unit | None:
-        """Terminal state + allocation released in the database, then cancel in Fluxion, publish, wake."""
+        """Terminal state in the database, then the allocation goes back to Fluxion, publish, wake.
+
+        The allocation is only given back once no pod of the unit is left on a node (a failed or deleted
+        Job's pods take their grace period to stop): until then Fluxion keeps holding it ("draining"), so
+        nothing new is placed onto resources still in use.
+        """
         ctx = self.ctx
-        done, jobid = await ctx.store.finish(unit.id, state, reason)
+        live = self.live_pods(unit)
+        done, jobid = await ctx.store.finish(unit.id, state, reason, release=not live)
         if done is None:
             return None
-        if jobid is not None and self.graphs.epoch is not None:
-            await self._cancel(jobid)
-        ctx.holding.discard(done.owner_uid)
-        if any(
-            (p.get("spec") or {}).get("nodeName")
-            and (p.get("status") or {}).get("phase") not in TERMINAL_PHASES
-            for p in self.unit_pods(done)
-        ):
-            ctx.graph_dirty = True  # its pods still run: count them as foreign load until they are gone
+        if live:
+            self.draining[done.id] = done
+        else:
+            await self._give_back(done, jobid)
         log.info("unit finished", unit=done.key, state=state, reason=reason)
         await self.publish(done)
         wrapped = self.wrapped_objects(done)
@@ -472,6 +486,29 @@ class Scheduler:
         self.published_at.pop(done.id, None)
         self.reasons.pop(done.id, None)
         return done
+
+    def live_pods(self, unit: Unit) -> list[dict]:
+        """Pods of the unit still bound to a node and not finished."""
+        return [
+            p
+            for p in self.unit_pods(unit)
+            if (p.get("spec") or {}).get("nodeName")
+            and (p.get("status") or {}).get("phase") not in TERMINAL_PHASES
+        ]
+
+    async def _give_back(self, unit: Unit, jobid: int | None) -> None:
+        if jobid is not None and jobid > 0 and self.graphs.epoch is not None:
+            await self._cancel(jobid)
+        self.ctx.holding.discard(unit.owner_uid)
+        self.draining.pop(unit.id, None)
+        self.ctx.wake("released")
+
+    async def settle_draining(self) -> None:
+        """Give back the allocations of ended units whose pods have all left their nodes."""
+        for unit in list(self.draining.values()):
+            if not self.live_pods(unit):
+                jobid = await self.ctx.store.release_allocation(unit.id)
+                await self._give_back(unit, jobid)
 
     # ---- releasing a placed unit to Kubernetes ------------------------------------------------------
 

@@ -305,10 +305,14 @@ class QueueStore:
             await conn.execute("DELETE FROM fluxqueue.reservations WHERE unit_id = $1", unit_id)
             return Unit.from_record(row)
 
-    async def finish(self, unit_id: int, state: str, reason: str) -> tuple[Unit | None, int | None]:
-        """End a unit: terminal state + allocation marked released, in one transaction.
+    async def finish(
+        self, unit_id: int, state: str, reason: str, *, release: bool = True
+    ) -> tuple[Unit | None, int | None]:
+        """End a unit: terminal state and (with ``release``) its allocation marked released, in one transaction.
 
-        Returns (the unit, or None when it had already ended; the Fluxion job id to cancel, if it held one).
+        Returns (the unit, or None when it had already ended; the Fluxion job id to cancel, if one was
+        released). Without ``release`` the allocation stays held until ``release_allocation``: the unit has
+        ended but its pods are still on their nodes.
         """
         if state not in TERMINAL_STATES:
             raise ValueError(f"{state} is not terminal")
@@ -316,8 +320,16 @@ class QueueStore:
             row = await conn.fetchrow(self._q["set_state"], unit_id, state, reason, list(ACTIVE_STATES), 0)
             if row is None:
                 return None, None
-            jobid = await conn.fetchval(self._q["release_allocation"], unit_id)
+            jobid = await conn.fetchval(self._q["release_allocation"], unit_id) if release else None
             return Unit.from_record(row), jobid
+
+    async def release_allocation(self, unit_id: int) -> int | None:
+        """Mark a held allocation released; returns its Fluxion job id (None when nothing was held)."""
+        return await self._pool.fetchval(self._q["release_allocation"], unit_id)
+
+    async def draining(self) -> list[Unit]:
+        """Units that have ended but still hold their allocation (their pods had not left their nodes)."""
+        return [Unit.from_record(r) for r in await self._pool.fetch(self._q["draining_units"])]
 
     async def requeue_unsatisfiable(self, reason: str) -> list[Unit]:
         """Every Unsatisfiable unit back to Queued (after the cluster's capacity changed)."""

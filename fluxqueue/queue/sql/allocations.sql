@@ -52,3 +52,8 @@ SELECT pg_try_advisory_lock($1);
 
 -- name: pass_unlock
 SELECT pg_advisory_unlock($1);
+
+-- name: draining_units
+SELECT u.* FROM fluxqueue.units u JOIN fluxqueue.allocations a ON a.unit_id = u.id
+WHERE a.released_at IS NULL AND u.state IN ('Succeeded', 'Failed', 'Unsatisfiable', 'Cancelled')
+ORDER BY u.id;
