@@ -220,3 +220,15 @@ async def test_unsatisfiable_units_can_be_queued_again_and_states_are_counted(st
     assert await store.state_counts() == {"Queued": 2}
     assert [(h.from_state, h.to_state) for h in await store.history(a.id)][-1] == ("Unsatisfiable", "Queued")
     assert b.id != a.id
+
+
+async def test_an_ended_unit_can_keep_its_allocation_until_its_pods_are_gone(store):
+    unit, _ = await store.submit(submission("a"))
+    await store.schedule(unit.id, jobid=9, epoch=1, r="{}", reason="", nodes=[NodeShare("n1", 1, 0, 0, 1)])
+    done, jobid = await store.finish(unit.id, "Failed", "Job failed", release=False)
+    assert done.state == "Failed" and jobid is None
+    assert [u.id for u in await store.draining()] == [unit.id]
+    assert [a.unit_id for a in await store.held_allocations()] == [unit.id]  # replayed after a restart
+    assert await store.release_allocation(unit.id) == 9
+    assert await store.draining() == [] and await store.held_allocations() == []
+    assert await store.release_allocation(unit.id) is None
