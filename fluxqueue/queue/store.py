@@ -421,9 +421,11 @@ class QueueStore:
                 on_wakeup("listening")  # anything sent while we were away: look once
                 stop_task = asyncio.ensure_future(stop.wait())
                 lost_task = asyncio.ensure_future(lost.wait())
-                await asyncio.wait({stop_task, lost_task}, return_when=asyncio.FIRST_COMPLETED)
-                stop_task.cancel()
-                lost_task.cancel()
+                try:
+                    await asyncio.wait({stop_task, lost_task}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stop_task.cancel()
+                    lost_task.cancel()
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("wakeup listener lost its connection; retrying", error=str(exc))
                 await _sleep_or_stop(stop, 1.0)
