@@ -198,6 +198,7 @@ async def measure_end_to_end(
     created: dict[str, float] = {}
     bound: dict[str, float] = {}
     errors: list[str] = []
+    bypassed: list[str] = []
     listing = await client.list(R.PODS, namespace="bench")
     rv = listing["metadata"]["resourceVersion"]
     done = asyncio.Event()
@@ -229,9 +230,13 @@ async def measure_end_to_end(
                 name = pod["metadata"]["name"]
                 created[name] = time.monotonic()
                 try:
-                    await client.create(R.PODS, pod, namespace="bench")
+                    out = await client.create(R.PODS, pod, namespace="bench")
                 except APIError as exc:
                     errors.append(f"{name}: {exc}")
+                    continue
+                # failurePolicy Ignore: a webhook that does not answer in time lets the pod through unqueued.
+                if (out.get("spec") or {}).get("schedulerName") != names.SCHEDULER_NAME:
+                    bypassed.append(name)
 
     t0 = time.monotonic()
     workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
@@ -248,6 +253,7 @@ async def measure_end_to_end(
         "pods": total,
         "bound": len(bound),
         "create_errors": len(errors),
+        "bypassed_webhook": len(bypassed),
         "first_errors": errors[:3],
         "create_s": t_created - t0,
         "wall_s": t_end - t0,
@@ -370,6 +376,11 @@ def print_case(r: dict) -> None:
     print(f"  API calls/pod   {r['api_calls_per_pod']:.1f} ({top})")
     for k, v in r["rss_bytes"].items():
         print(f"  RSS {k:<45} {v / 2**20:8.0f} MiB")
+    if e.get("bypassed_webhook"):
+        print(
+            f"  INVALID: {e['bypassed_webhook']} pods passed admission without the webhook (it did not answer "
+            "in time; failurePolicy Ignore) and were not scheduled by fluxqueue"
+        )
     if e["create_errors"]:
         print(f"  create errors: {e['create_errors']} e.g. {e['first_errors']}")
 
