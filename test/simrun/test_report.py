@@ -35,7 +35,10 @@ def pod(name, cpu="2", node_name=None, phase="Pending", group=None, job=None, ns
         meta["labels"] = {names.LABEL_GROUP_NAME: group[0], names.LABEL_GROUP_SIZE: str(group[1])}
     if job:
         meta["ownerReferences"] = [{"kind": "Job", "name": job, "controller": True}]
-    spec = {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu, "memory": "1Gi"}}}]}
+    spec = {
+        "schedulerName": names.SCHEDULER_NAME,
+        "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu, "memory": "1Gi"}}}],
+    }
     if node_name:
         spec["nodeName"] = node_name
     return {"metadata": meta, "spec": spec, "status": {"phase": phase}}
@@ -252,3 +255,19 @@ def test_stuck_units_carry_their_fluxjob_phase_and_reason():
     stuck = {s["unit"]: s for s in rec.stuck()}
     assert stuck["Job/default/wide"]["fluxjob"] == "Queued: position 1 in the queue"
     assert stuck["PodGroup/default/g"]["fluxjob"] == "Waiting"
+
+
+def test_a_pod_that_escaped_the_webhook_is_a_violation():
+    rec = Recorder({"n1": node()})
+    rec.start(0.0)
+    rec.submitted(item(KIND_POD, "managed"), 0.0)
+    rec.submitted(item(KIND_POD, "escaped"), 0.0)
+    managed = pod("managed")
+    managed["spec"]["schedulerName"] = names.SCHEDULER_NAME
+    escaped = pod("escaped")
+    escaped["spec"]["schedulerName"] = "default-scheduler"
+    rec.pod_event("ADDED", managed, 0.0)
+    rec.pod_event("ADDED", escaped, 0.0)
+    rec.finish(1.0)
+    r = summarize(rec)
+    assert r["violations"]["unqueued"] == [{"unit": "Pod/default/escaped", "pod": "default/escaped"}]

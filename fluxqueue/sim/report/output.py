@@ -82,7 +82,7 @@ def summary_text(report: dict[str, Any]) -> str:
         )
     v = report["violations"]
     if report["violation_count"] == 0:
-        lines.append("  invariants: OK (no over-committed node, no partial gang, no lost job)")
+        lines.append("  invariants: OK (no over-committed node, no partial gang, no lost or unqueued job)")
     else:
         lines.append(f"  INVARIANT VIOLATIONS: {report['violation_count']}")
         for kind, entries in v.items():

@@ -99,6 +99,7 @@ class Recorder:
         self.overcommits: list[dict[str, Any]] = []
         self._over: set[str] = set()
         self.rejections: list[dict[str, Any]] = []
+        self.unqueued: list[dict[str, Any]] = []
         self.fluxjob_phases: dict[str, str] = {}
         # Exact time integral of allocated CPU, for mean utilisation without sampling error.
         self._cpu_integral = 0.0
@@ -144,6 +145,11 @@ class Recorder:
                 return
             rec = PodRecord(pod_unit_key(pod), t, pod_requests(pod))
             self.pods[key] = rec
+            scheduler = (pod.get("spec") or {}).get("schedulerName")
+            if rec.unit in self.units and scheduler != names.SCHEDULER_NAME:
+                # The webhook did not take it (timed out under failurePolicy Ignore, or skipped it): another
+                # scheduler places it, outside the queue and its gang and capacity guarantees.
+                self.unqueued.append({"unit": rec.unit, "pod": f"{meta.get('namespace')}/{meta.get('name')}"})
         spec = pod.get("spec") or {}
         status = pod.get("status") or {}
         node = spec.get("nodeName")

@@ -125,6 +125,7 @@ def summarize(rec: Recorder, run: dict[str, Any] | None = None, extra: dict[str,
         "overcommit": rec.overcommits,
         "kubelet_rejections": rec.rejections,
         "partial_gang": partial,
+        "unqueued": rec.unqueued,
         "lost": [
             {
                 "unit": u.key,
