@@ -45,6 +45,7 @@ class Informer:
         self.relists = 0
         self._backoff = backoff
         self._rv: str | None = None
+        self._events: asyncio.Queue[tuple[str, dict, dict | None]] = asyncio.Queue()
 
     def get(self, namespace: str | None, name: str) -> dict | None:
         return self.cache.get(f"{namespace}/{name}" if namespace else name)
@@ -53,16 +54,31 @@ class Informer:
         return list(self.cache.values())
 
     async def _emit(self, kind: str, obj: dict, old: dict | None) -> None:
-        if self.handler is None:
-            return
-        try:
-            result = self.handler(kind, obj, old)
-            if inspect.isawaitable(result):
-                await result
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("watch handler failed", resource=self.key[2], object=object_key(obj), event=kind)
+        # The cache is already current; the handler runs in its own task, in event order, so a slow handler
+        # never holds back the watch stream (and every decision reads a fresh cache, not a backlog).
+        if self.handler is not None:
+            self._events.put_nowait((kind, obj, old))
+
+    @property
+    def backlog(self) -> int:
+        return self._events.qsize()
+
+    async def _dispatch(self) -> None:
+        while True:
+            kind, obj, old = await self._events.get()
+            handler = self.handler
+            if handler is None:
+                continue
+            try:
+                result = handler(kind, obj, old)
+                if inspect.isawaitable(result):
+                    await result
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "watch handler failed", resource=self.key[2], object=object_key(obj), event=kind
+                )
 
     async def _relist(self) -> None:
         listing = await self.client.list(
@@ -90,6 +106,15 @@ class Informer:
 
     async def run(self) -> None:
         """Run until cancelled."""
+        dispatcher = asyncio.create_task(self._dispatch(), name=f"dispatch-{self.key[2]}")
+        try:
+            await self._watch_forever()
+        finally:
+            dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await dispatcher
+
+    async def _watch_forever(self) -> None:
         while True:
             try:
                 if self._rv is None:
