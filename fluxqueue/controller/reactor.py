@@ -123,7 +123,7 @@ class Reactor:
             unit = await self.ctx.store.get(unit_id)
             if unit is not None and unit.state in ACTIVE_STATES:
                 await self.scheduler.finish(unit, *outcome, warning=outcome[0] != "Succeeded")
-        elif job_started(job):
+        elif job_started(job) and unit_id not in self.scheduler.running:
             unit = await self.ctx.store.get(unit_id)
             if unit is not None:
                 await self.scheduler.note_running(unit)
@@ -218,9 +218,10 @@ class Reactor:
         if kind != "DELETED" and not spec.get("nodeName") and _phase(pod) not in TERMINAL_PHASES:
             await self.scheduler.bind_unit_pods(unit_id)
         elif kind != "DELETED" and pod_running(pod):
-            unit = await self.ctx.store.get(unit_id)
-            if unit is not None:
-                await self.scheduler.note_running(unit)
+            if unit_id not in self.scheduler.running:
+                unit = await self.ctx.store.get(unit_id)
+                if unit is not None:
+                    await self.scheduler.note_running(unit)
         elif kind == "DELETED" or _phase(pod) in TERMINAL_PHASES:
             # A slot came free: a replacement pod may be waiting for it.
             await self.scheduler.bind_unit_pods(unit_id)
@@ -251,7 +252,7 @@ class Reactor:
             unit = await self.ctx.store.get(unit_id)
             if unit is not None and unit.state in ACTIVE_STATES:
                 await self.scheduler.finish(unit, *outcome, warning=outcome[0] != "Succeeded")
-        elif pod_running(pod):
+        elif pod_running(pod) and unit_id not in self.scheduler.running:
             unit = await self.ctx.store.get(unit_id)
             if unit is not None:
                 await self.scheduler.note_running(unit)
@@ -269,7 +270,7 @@ class Reactor:
             if _gated(pod) and not (pod.get("spec") or {}).get("nodeName"):
                 await self.join_group(pod)
             return
-        if pod_running(pod):
+        if pod_running(pod) and self.by_owner.get(f"group:{ns}/{group}") not in self.scheduler.running:
             unit = await self.ctx.store.live_group(ns, group)
             if unit is not None:
                 await self.scheduler.note_running(unit)

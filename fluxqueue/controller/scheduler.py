@@ -295,6 +295,7 @@ class Scheduler:
         self.published_at: dict[int, float] = {}
         self.reasons: dict[int, str] = {}  # unit id -> reason last written for a waiting unit
         self.draining: dict[int, Unit] = {}  # ended units whose pods are still on their nodes
+        self.running: set[int] = set()  # units known Running (no database read per pod event)
         self.pending_binds: dict[str, str] = {}  # pod uid -> node, bound but not yet seen by the watch
         self._release_tasks: set[asyncio.Task] = set()
 
@@ -485,6 +486,7 @@ class Scheduler:
         self.published.pop(done.id, None)
         self.published_at.pop(done.id, None)
         self.reasons.pop(done.id, None)
+        self.running.discard(done.id)
         return done
 
     def live_pods(self, unit: Unit) -> list[dict]:
@@ -626,10 +628,13 @@ class Scheduler:
         self.pending_binds.pop(uid, None)
 
     async def note_running(self, unit: Unit) -> None:
+        if unit.state == RUNNING:
+            self.running.add(unit.id)
         if unit.state != SCHEDULED:
             return
         pods = self.unit_pods(unit)
         if any(pod_running(p) for p in pods):
+            self.running.add(unit.id)
             running = await self.ctx.store.transition(
                 unit.id, RUNNING, "pods running", from_states=[SCHEDULED]
             )
