@@ -319,3 +319,72 @@ class Controller:
                 self.queue.add_rate_limited(key)
             finally:
                 self.queue.done(key)
+
+
+def _controller_uid_index(obj: Obj) -> list[str]:
+    uid = controller_uid(obj)
+    return [uid] if uid else []
+
+
+class OwnerController(Controller):
+    """A controller of one kind of owner (ReplicaSet, Deployment, StatefulSet, DaemonSet) whose children
+    point back at it with a controller ownerReference.
+
+    A change to an owner enqueues it; a change to a child enqueues its controlling owner, as the real
+    controllers' add/update/deletePod handlers do (resolveControllerRef: owners are matched by uid, so a
+    child of a deleted-and-recreated owner of the same name wakes nobody). Children are found through the
+    ``controller-uid`` index of the children's informer."""
+
+    owner_resource: tuple[str, str, str]  # where status is written
+    child_resource: tuple[str, str, str]  # what delete_child deletes
+
+    def __init__(self, client: Any, timers: Timers, owners: Informer, children: Informer):
+        super().__init__(client, timers)
+        self.owners, self.children = owners, children
+        children.add_index("controller-uid", _controller_uid_index)
+        self._by_uid: dict[str, tuple[str, str]] = {}  # owner uid -> (namespace, name)
+        owners.add_handler(self._on_owner)
+        children.add_handler(self._on_child)
+
+    def owned(self, owner: Obj) -> list[Obj]:
+        return self.children.by_index("controller-uid", owner["metadata"]["uid"])
+
+    def _on_owner(self, typ: str, old: Obj | None, new: Obj | None) -> None:
+        obj = new or old
+        if obj is None:
+            return
+        md = obj["metadata"]
+        if new is None:
+            self._by_uid.pop(md["uid"], None)
+        else:
+            self._by_uid[md["uid"]] = (md.get("namespace", ""), md["name"])
+        self.queue.add((md.get("namespace", ""), md["name"]))
+
+    def _on_child(self, typ: str, old: Obj | None, new: Obj | None) -> None:
+        obj = new or old
+        key = self._by_uid.get((controller_uid(obj) if obj else None) or "")
+        if key is not None:
+            self.queue.add(key)
+
+    async def delete_child(self, child: Obj) -> bool:
+        """Delete one child; False when it was already gone (404 is not an error for a controller)."""
+        md = child["metadata"]
+        try:
+            out = await self.client.delete(self.child_resource, md["name"], namespace=md.get("namespace"))
+        except APIError as exc:
+            if exc.code != 404:
+                raise
+            return False
+        self.children.observe_deleted(out)
+        return True
+
+    async def write_status(self, owner: Obj, status: Obj) -> None:
+        """Write ``status`` through the status subresource when it differs from what the owner has."""
+        if status == (owner.get("status") or {}):
+            return
+        body = dict(owner)
+        body["status"] = status
+        ns = owner["metadata"].get("namespace")
+        self.owners.observe(
+            await self.client.update(self.owner_resource, body, namespace=ns, subresource="status")
+        )

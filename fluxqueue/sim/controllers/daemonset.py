@@ -19,7 +19,7 @@ from fluxqueue.sim.apiserver import resources as R
 
 from ..clock import Timers
 from ..kubelet import node_affinity_matches, tolerates
-from .base import Controller, Informer, Obj, controller_uid
+from .base import Informer, Obj, OwnerController
 from .events import EventRecorder
 from .templates import is_active, is_ready, phase, pod_from_template, template_hash
 
@@ -142,8 +142,10 @@ def plan_daemonset(ds: Obj, pods: list[Obj], nodes: list[Obj]) -> DaemonSetPlan:
     return plan
 
 
-class DaemonSetController(Controller):
+class DaemonSetController(OwnerController):
     name = "daemonset-controller"
+    owner_resource = R.DAEMONSETS
+    child_resource = R.PODS
 
     def __init__(
         self,
@@ -154,30 +156,9 @@ class DaemonSetController(Controller):
         nodes: Informer,
         events: EventRecorder,
     ):
-        super().__init__(client, timers)
+        super().__init__(client, timers, sets, pods)
         self.sets, self.pods, self.nodes, self.events = sets, pods, nodes, events
-        pods.add_index("controller-uid", lambda p: [u] if (u := controller_uid(p)) else [])
-        self._by_uid: dict[str, tuple[str, str]] = {}
-        sets.add_handler(self._on_set)
-        pods.add_handler(self._on_pod)
         nodes.add_handler(self._on_node)
-
-    def _on_set(self, typ: str, old: Obj | None, new: Obj | None) -> None:
-        obj = new or old
-        if obj is None:
-            return
-        md = obj["metadata"]
-        if new is None:
-            self._by_uid.pop(md["uid"], None)
-        else:
-            self._by_uid[md["uid"]] = (md.get("namespace", ""), md["name"])
-        self.queue.add((md.get("namespace", ""), md["name"]))
-
-    def _on_pod(self, typ: str, old: Obj | None, new: Obj | None) -> None:
-        obj = new or old
-        key = self._by_uid.get((controller_uid(obj) if obj else None) or "")
-        if key is not None:
-            self.queue.add(key)
 
     def _on_node(self, typ: str, old: Obj | None, new: Obj | None) -> None:
         if old is not None and new is not None:
@@ -194,8 +175,7 @@ class DaemonSetController(Controller):
         if ds is None:
             return
         ns = key[0]
-        pods = self.pods.by_index("controller-uid", ds["metadata"]["uid"])
-        plan = plan_daemonset(ds, pods, self.nodes.items())
+        plan = plan_daemonset(ds, self.owned(ds), self.nodes.items())
         for node in plan.create:
             try:
                 pod = await self.client.create(R.PODS, daemon_pod(ds, node), namespace=ns)
@@ -207,16 +187,5 @@ class DaemonSetController(Controller):
                 await self.events.record(ds, "Warning", "FailedCreate", str(exc), self.name)
                 raise
         for p in plan.delete:
-            try:
-                self.pods.observe_deleted(
-                    await self.client.delete(R.PODS, p["metadata"]["name"], namespace=ns)
-                )
-            except APIError as exc:
-                if exc.code != 404:
-                    raise
-        if plan.status != (ds.get("status") or {}):
-            body = dict(ds)
-            body["status"] = plan.status
-            self.sets.observe(
-                await self.client.update(R.DAEMONSETS, body, namespace=ns, subresource="status")
-            )
+            await self.delete_child(p)
+        await self.write_status(ds, plan.status)

@@ -17,7 +17,7 @@ from fluxqueue.sim.apiserver import APIError
 from fluxqueue.sim.apiserver import resources as R
 
 from ..clock import Timers, rfc3339
-from .base import Controller, Informer, Obj, controller_uid
+from .base import Informer, Obj, OwnerController
 from .events import EventRecorder
 from .templates import owner_reference, template_hash
 
@@ -147,41 +147,21 @@ def plan_deployment(deploy: Obj, sets: list[Obj], now: str) -> DeploymentPlan:
     return plan
 
 
-class DeploymentController(Controller):
+class DeploymentController(OwnerController):
     name = "deployment-controller"
+    owner_resource = R.DEPLOYMENTS
+    child_resource = R.REPLICASETS
 
     def __init__(self, client: Any, timers: Timers, deploys: Informer, sets: Informer, events: EventRecorder):
-        super().__init__(client, timers)
+        super().__init__(client, timers, deploys, sets)
         self.deploys, self.sets, self.events = deploys, sets, events
-        sets.add_index("controller-uid", lambda o: [u] if (u := controller_uid(o)) else [])
-        self._by_uid: dict[str, tuple[str, str]] = {}
-        deploys.add_handler(self._on_deploy)
-        sets.add_handler(self._on_set)
-
-    def _on_deploy(self, typ: str, old: Obj | None, new: Obj | None) -> None:
-        obj = new or old
-        if obj is None:
-            return
-        md = obj["metadata"]
-        if new is None:
-            self._by_uid.pop(md["uid"], None)
-        else:
-            self._by_uid[md["uid"]] = (md.get("namespace", ""), md["name"])
-        self.queue.add((md.get("namespace", ""), md["name"]))
-
-    def _on_set(self, typ: str, old: Obj | None, new: Obj | None) -> None:
-        obj = new or old
-        key = self._by_uid.get((controller_uid(obj) if obj else None) or "")
-        if key is not None:
-            self.queue.add(key)
 
     async def reconcile(self, key: tuple[str, str]) -> None:
         deploy = self.deploys.get(*key)
         if deploy is None:
             return
         ns = key[0]
-        sets = self.sets.by_index("controller-uid", deploy["metadata"]["uid"])
-        plan = plan_deployment(deploy, sets, rfc3339())
+        plan = plan_deployment(deploy, self.owned(deploy), rfc3339())
         if plan.create is not None:
             try:
                 rs = await self.client.create(R.REPLICASETS, plan.create, namespace=ns)
@@ -210,14 +190,5 @@ class DeploymentController(Controller):
                 self.name,
             )
         for rs in plan.delete:
-            try:
-                await self.client.delete(R.REPLICASETS, rs["metadata"]["name"], namespace=ns)
-            except APIError as exc:
-                if exc.code != 404:
-                    raise
-        if plan.status != (deploy.get("status") or {}):
-            body = dict(deploy)
-            body["status"] = plan.status
-            self.deploys.observe(
-                await self.client.update(R.DEPLOYMENTS, body, namespace=ns, subresource="status")
-            )
+            await self.delete_child(rs)
+        await self.write_status(deploy, plan.status)

@@ -14,7 +14,7 @@ from fluxqueue.sim.apiserver import APIError
 from fluxqueue.sim.apiserver import resources as R
 
 from ..clock import Timers
-from .base import Controller, Informer, Obj, controller_uid
+from .base import Informer, Obj, OwnerController
 from .events import EventRecorder
 from .templates import deletion_rank, is_active, is_ready, pod_from_template
 
@@ -59,42 +59,21 @@ def plan_replicaset(rs: Obj, pods: list[Obj]) -> ReplicaSetPlan:
     return plan
 
 
-class ReplicaSetController(Controller):
+class ReplicaSetController(OwnerController):
     name = "replicaset-controller"
     workers = 2
+    owner_resource = R.REPLICASETS
+    child_resource = R.PODS
 
     def __init__(self, client: Any, timers: Timers, sets: Informer, pods: Informer, events: EventRecorder):
-        super().__init__(client, timers)
+        super().__init__(client, timers, sets, pods)
         self.sets, self.pods, self.events = sets, pods, events
-        pods.add_index("controller-uid", lambda p: [u] if (u := controller_uid(p)) else [])
-        sets.add_handler(self._on_set)
-        pods.add_handler(self._on_pod)
-        self._by_uid: dict[str, tuple[str, str]] = {}
-
-    def _on_set(self, typ: str, old: Obj | None, new: Obj | None) -> None:
-        obj = new or old
-        if obj is None:
-            return
-        md = obj["metadata"]
-        if new is None:
-            self._by_uid.pop(md["uid"], None)
-        else:
-            self._by_uid[md["uid"]] = (md.get("namespace", ""), md["name"])
-        self.queue.add((md.get("namespace", ""), md["name"]))
-
-    def _on_pod(self, typ: str, old: Obj | None, new: Obj | None) -> None:
-        obj = new or old
-        uid = controller_uid(obj) if obj else None
-        key = self._by_uid.get(uid or "")
-        if key is not None:
-            self.queue.add(key)
 
     async def reconcile(self, key: tuple[str, str]) -> None:
         rs = self.sets.get(*key)
         if rs is None:
             return
-        pods = self.pods.by_index("controller-uid", rs["metadata"]["uid"])
-        plan = plan_replicaset(rs, pods)
+        plan = plan_replicaset(rs, self.owned(rs))
         ns = key[0]
         if plan.create:
             template = (rs.get("spec") or {}).get("template") or {}
@@ -118,18 +97,8 @@ class ReplicaSetController(Controller):
             if any(isinstance(r, BaseException) for r in results):
                 self.queue.add_rate_limited(key)
         for p in plan.delete:
-            try:
-                out = await self.client.delete(R.PODS, p["metadata"]["name"], namespace=ns)
-                self.pods.observe_deleted(out)
+            if await self.delete_child(p):
                 await self.events.record(
                     rs, "Normal", "SuccessfulDelete", f"Deleted pod: {p['metadata']['name']}", self.name
                 )
-            except APIError as exc:
-                if exc.code != 404:
-                    raise
-        if plan.status != (rs.get("status") or {}):
-            body = dict(rs)
-            body["status"] = plan.status
-            self.sets.observe(
-                await self.client.update(R.REPLICASETS, body, namespace=ns, subresource="status")
-            )
+        await self.write_status(rs, plan.status)

@@ -18,7 +18,7 @@ from fluxqueue.sim.apiserver import APIError
 from fluxqueue.sim.apiserver import resources as R
 
 from ..clock import Timers
-from .base import Controller, Informer, Obj, controller_uid
+from .base import Informer, Obj, OwnerController
 from .events import EventRecorder
 from .templates import is_ready, is_running_and_ready, phase, pod_from_template, template_hash
 
@@ -120,41 +120,21 @@ def statefulset_pod(sts: Obj, i: int) -> Obj:
     return pod
 
 
-class StatefulSetController(Controller):
+class StatefulSetController(OwnerController):
     name = "statefulset-controller"
+    owner_resource = R.STATEFULSETS
+    child_resource = R.PODS
 
     def __init__(self, client: Any, timers: Timers, sets: Informer, pods: Informer, events: EventRecorder):
-        super().__init__(client, timers)
+        super().__init__(client, timers, sets, pods)
         self.sets, self.pods, self.events = sets, pods, events
-        pods.add_index("controller-uid", lambda p: [u] if (u := controller_uid(p)) else [])
-        self._by_uid: dict[str, tuple[str, str]] = {}
-        sets.add_handler(self._on_set)
-        pods.add_handler(self._on_pod)
-
-    def _on_set(self, typ: str, old: Obj | None, new: Obj | None) -> None:
-        obj = new or old
-        if obj is None:
-            return
-        md = obj["metadata"]
-        if new is None:
-            self._by_uid.pop(md["uid"], None)
-        else:
-            self._by_uid[md["uid"]] = (md.get("namespace", ""), md["name"])
-        self.queue.add((md.get("namespace", ""), md["name"]))
-
-    def _on_pod(self, typ: str, old: Obj | None, new: Obj | None) -> None:
-        obj = new or old
-        key = self._by_uid.get((controller_uid(obj) if obj else None) or "")
-        if key is not None:
-            self.queue.add(key)
 
     async def reconcile(self, key: tuple[str, str]) -> None:
         sts = self.sets.get(*key)
         if sts is None:
             return
         ns = key[0]
-        pods = self.pods.by_index("controller-uid", sts["metadata"]["uid"])
-        plan = plan_statefulset(sts, pods)
+        plan = plan_statefulset(sts, self.owned(sts))
         for i in plan.create:
             body = statefulset_pod(sts, i)
             try:
@@ -172,10 +152,7 @@ class StatefulSetController(Controller):
                 await self.events.record(sts, "Warning", "FailedCreate", str(exc), self.name)
                 raise
         for p in plan.delete:
-            try:
-                self.pods.observe_deleted(
-                    await self.client.delete(R.PODS, p["metadata"]["name"], namespace=ns)
-                )
+            if await self.delete_child(p):
                 await self.events.record(
                     sts,
                     "Normal",
@@ -183,12 +160,4 @@ class StatefulSetController(Controller):
                     f"delete Pod {p['metadata']['name']} in StatefulSet {key[1]} successful",
                     self.name,
                 )
-            except APIError as exc:
-                if exc.code != 404:
-                    raise
-        if plan.status != (sts.get("status") or {}):
-            body = dict(sts)
-            body["status"] = plan.status
-            self.sets.observe(
-                await self.client.update(R.STATEFULSETS, body, namespace=ns, subresource="status")
-            )
+        await self.write_status(sts, plan.status)
