@@ -34,6 +34,7 @@ from fluxqueue.sim.apiserver import resources as R
 from ..clock import SimClock, Timers, parse_time, rfc3339
 from .base import Controller, Informer, Obj, controller_ref
 from .events import EventRecorder
+from .templates import TERMINAL, deletion_rank, is_ready, phase
 
 log = get_logger(__name__)
 
@@ -42,7 +43,6 @@ JOB_CONTROLLER_NAME = "kubernetes.io/job-controller"
 LABEL_JOB_NAME = "batch.kubernetes.io/job-name"
 LABEL_CONTROLLER_UID = "batch.kubernetes.io/controller-uid"
 BACKOFF_BASE_S, BACKOFF_MAX_S = 10.0, 600.0  # DefaultJobPodFailureBackOff, MaxJobPodFailureBackOff
-TERMINAL = ("Succeeded", "Failed")
 
 
 @dataclass
@@ -143,35 +143,8 @@ def _has_fin(pod: Obj) -> bool:
     return JOB_TRACKING_FINALIZER in (pod["metadata"].get("finalizers") or ())
 
 
-def _phase(pod: Obj) -> str:
-    return (pod.get("status") or {}).get("phase") or "Pending"
-
-
-def _ready(pod: Obj) -> bool:
-    return any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in (pod.get("status") or {}).get("conditions") or []
-    )
-
-
 def _restarts(pod: Obj) -> int:
     return sum(s.get("restartCount", 0) for s in (pod.get("status") or {}).get("containerStatuses") or [])
-
-
-def _deletion_rank(pod: Obj) -> tuple[int, int, int, str]:
-    """Which active pods go first when there are too many (controller.ActivePodsWithRanks, simplified):
-    unscheduled before scheduled, pending before running, not ready before ready, newest first."""
-    st = _phase(pod)
-    return (
-        0 if not (pod.get("spec") or {}).get("nodeName") else 1,
-        0 if st == "Pending" else 1,
-        0 if not _ready(pod) else 1,
-        _neg(pod["metadata"].get("creationTimestamp") or ""),
-    )
-
-
-def _neg(ts: str) -> str:
-    return "".join(chr(0x10FFFF - ord(ch)) for ch in ts)
 
 
 def plan_job(
@@ -209,7 +182,7 @@ def plan_job(
     for p in pods:
         if not _has_fin(p) or p["metadata"]["uid"] in counted:
             continue
-        ph = _phase(p)
+        ph = phase(p)
         if ph == "Succeeded":
             plan.finalize.append(p)
             plan.counted.append(p["metadata"]["uid"])
@@ -235,12 +208,12 @@ def plan_job(
     status["failed"] = failed
     status.setdefault("uncountedTerminatedPods", {})
 
-    active = [p for p in pods if _phase(p) not in TERMINAL and not p["metadata"].get("deletionTimestamp")]
-    terminating = [p for p in pods if _phase(p) not in TERMINAL and p["metadata"].get("deletionTimestamp")]
+    active = [p for p in pods if phase(p) not in TERMINAL and not p["metadata"].get("deletionTimestamp")]
+    terminating = [p for p in pods if phase(p) not in TERMINAL and p["metadata"].get("deletionTimestamp")]
 
     def finish_status(active_pods: list[Obj], n_terminating: int) -> None:
         status["active"] = len(active_pods)
-        status["ready"] = sum(1 for p in active_pods if _ready(p))
+        status["ready"] = sum(1 for p in active_pods if is_ready(p))
         status["terminating"] = n_terminating
         plan.status = status
 
@@ -377,7 +350,7 @@ def plan_job(
         diff = len(active) + len(blocking) - want
         active_after = list(active)
         if diff > 0:
-            extra = sorted(active, key=_deletion_rank)[:diff]
+            extra = sorted(active, key=deletion_rank)[:diff]
             plan.delete += extra
             active_after = [p for p in active if p not in extra]
         elif diff < 0 and not in_backoff:
