@@ -104,8 +104,9 @@ class Controller:
         s = self.settings
         if s.webhook_port is None:
             return
+        from fluxqueue.controller.webhook_thread import ThreadedWebhook
         from fluxqueue.webhook.config import WebhookConfig
-        from fluxqueue.webhook.server import make_app, serve
+        from fluxqueue.webhook.server import make_app
 
         context = self._ssl_context
         if context is None and s.webhook_cert_file:
@@ -142,7 +143,8 @@ class Controller:
             priority_classes=dict(s.priority_classes),
         )
         app = make_app(config, metrics=self.metrics if self.metrics is not None else "default")
-        self.webhook = await serve(app, s.webhook_host, s.webhook_port, ssl_context=context)
+        # Its own thread and loop: admission latency independent of the controller's load.
+        self.webhook = await ThreadedWebhook.start(app, s.webhook_host, s.webhook_port, ssl_context=context)
 
     async def _install_crd(self) -> None:
         assert self.client is not None

@@ -54,6 +54,7 @@ class Reactor:
         self.by_owner: dict[str, int] = {}  # wrapped object's uid (or group key) -> unit id
         self.members: set[str] = set()  # uids of pods already joined to a group
         self.sweeps = 0
+        self._submitting = asyncio.Lock()
 
     @property
     def defaults(self) -> UnitDefaults:
@@ -139,6 +140,10 @@ class Reactor:
         return await self._submit(su, [job])
 
     async def _submit(self, su: Any, owners: list[dict]) -> Unit | None:
+        async with self._submitting:  # the sweep and the watch handlers may see the same object at once
+            return await self._submit_unlocked(su, owners)
+
+    async def _submit_unlocked(self, su: Any, owners: list[dict]) -> Unit | None:
         ctx = self.ctx
         try:
             spec = jobspec_for(su, self._graph())
@@ -276,6 +281,12 @@ class Reactor:
                 await self.scheduler.note_running(unit)
 
     async def join_group(self, pod: dict) -> Unit | None:
+        async with self._submitting:
+            if (_meta(pod).get("uid") or "") in self.members:
+                return None
+            return await self._join_group_unlocked(pod)
+
+    async def _join_group_unlocked(self, pod: dict) -> Unit | None:
         ctx = self.ctx
         try:
             su = unit_from_pod(pod, self.defaults)
@@ -348,7 +359,12 @@ class Reactor:
                 and meta.get("uid") not in self.by_owner
                 and meta.get("uid") not in self.members
             ):
-                await self.on_pod("ADDED", pod, None)
+                try:
+                    await self.on_pod("ADDED", pod, None)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("adopting a pod failed", pod=f"{meta.get('namespace')}/{meta.get('name')}")
         self.sweeps += 1
 
     async def _reconcile_unit(self, unit: Unit) -> None:
