@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import socket
 
 import pytest
 from aiohttp import web
+from support.webhooks import review_response, serve_https
 
 from fluxqueue.sim.apiserver import APIError, APIServer
 from fluxqueue.sim.apiserver import resources as R
-from fluxqueue.sim.apiserver.tls import issue, make_ca
+from fluxqueue.sim.apiserver.tls import serving_bundle
 
 
 def _free_port() -> int:
@@ -24,35 +24,17 @@ def _free_port() -> int:
 @pytest.fixture
 async def webhook():
     """An HTTPS admission webhook that labels pods and records the reviews it got."""
-    ca_pem, ca_key, ca_cert = make_ca("test-webhook-ca")
-    cert_pem, key_pem = issue(ca_key, ca_cert, ["hook.hooks.svc"], ["127.0.0.1"])
     seen: list[dict] = []
 
     async def mutate(request: web.Request) -> web.Response:
         review = await request.json()
         seen.append(review)
-        req = review["request"]
-        patch = [{"op": "add", "path": "/metadata/labels", "value": {"mutated": "yes"}}]
-        resp = {
-            "uid": req["uid"],
-            "allowed": True,
-            "patchType": "JSONPatch",
-            "patch": base64.b64encode(json.dumps(patch).encode()).decode(),
-        }
-        return web.json_response(
-            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": resp}
+        return review_response(
+            review, [{"op": "add", "path": "/metadata/labels", "value": {"mutated": "yes"}}]
         )
 
     async def deny(request: web.Request) -> web.Response:
-        review = await request.json()
-        resp = {
-            "uid": review["request"]["uid"],
-            "allowed": False,
-            "status": {"code": 403, "message": "no thanks"},
-        }
-        return web.json_response(
-            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": resp}
-        )
+        return review_response(await request.json(), status={"code": 403, "message": "no thanks"})
 
     async def slow(request: web.Request) -> web.Response:
         await asyncio.sleep(1.5)
@@ -62,22 +44,8 @@ async def webhook():
     app.router.add_post("/slow", slow)
     app.router.add_post("/mutate", mutate)
     app.router.add_post("/deny", deny)
-    import ssl
-    import tempfile
-    from pathlib import Path
-
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    with tempfile.TemporaryDirectory() as d:
-        (Path(d) / "c").write_bytes(cert_pem)
-        (Path(d) / "k").write_bytes(key_pem)
-        ctx.load_cert_chain(str(Path(d) / "c"), str(Path(d) / "k"))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = _free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=ctx)
-    await site.start()
-    yield {"url": f"https://127.0.0.1:{port}", "ca": base64.b64encode(ca_pem).decode(), "seen": seen}
-    await runner.cleanup()
+    async with serve_https(app, ["hook.hooks.svc"]) as served:
+        yield {"url": served.url, "ca": served.ca_bundle, "seen": seen}
 
 
 @pytest.fixture
@@ -163,7 +131,7 @@ async def test_service_reference_is_resolved_and_verified(api, webhook):
 
 
 async def test_wrong_ca_bundle_fails_the_request(api, webhook):
-    other_ca, _k, _c = make_ca("someone-else")
+    other_ca = serving_bundle(common_name="someone-else").ca_pem
     cfg = {"url": webhook["url"] + "/mutate", "caBundle": base64.b64encode(other_ca).decode()}
     await api.client.create(R.MUTATING_WEBHOOKS, hook_config("badca", cfg))
     with pytest.raises(APIError) as e:

@@ -5,20 +5,14 @@ is removed and a binding is posted, after which the kubelet runs them and the Jo
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
-import socket
-import ssl
-import tempfile
-import time
-from pathlib import Path
 
 import pytest
 from aiohttp import web
+from support.polling import eventually
+from support.webhooks import review_response, serve_https
 
 from fluxqueue.kube import names
 from fluxqueue.sim.apiserver import resources as R
-from fluxqueue.sim.apiserver.tls import issue, make_ca
 from fluxqueue.sim.cluster import ClusterSpec, SimCluster
 
 NS = "default"
@@ -27,8 +21,6 @@ NS = "default"
 @pytest.fixture
 async def gating_webhook():
     """HTTPS webhook: pods labelled gate=yes get the fluxqueue gate and schedulerName."""
-    ca_pem, ca_key, ca_cert = make_ca("gate-ca")
-    cert_pem, key_pem = issue(ca_key, ca_cert, ["gate.hooks.svc"], ["127.0.0.1"])
     reviews: list[dict] = []
 
     async def mutate(request: web.Request) -> web.Response:
@@ -38,48 +30,12 @@ async def gating_webhook():
             {"op": "add", "path": "/spec/schedulingGates", "value": [{"name": names.SCHEDULING_GATE}]},
             {"op": "replace", "path": "/spec/schedulerName", "value": names.SCHEDULER_NAME},
         ]
-        resp = {
-            "uid": review["request"]["uid"],
-            "allowed": True,
-            "patchType": "JSONPatch",
-            "patch": base64.b64encode(json.dumps(patch).encode()).decode(),
-        }
-        return web.json_response(
-            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": resp}
-        )
+        return review_response(review, patch)
 
     app = web.Application()
     app.router.add_post("/mutate", mutate)
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    with tempfile.TemporaryDirectory() as d:
-        (Path(d) / "c").write_bytes(cert_pem)
-        (Path(d) / "k").write_bytes(key_pem)
-        ctx.load_cert_chain(str(Path(d) / "c"), str(Path(d) / "k"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=ctx).start()
-    yield {
-        "url": f"https://127.0.0.1:{port}/mutate",
-        "ca": base64.b64encode(ca_pem).decode(),
-        "reviews": reviews,
-    }
-    await runner.cleanup()
-
-
-async def eventually(check, limit_s: float = 10.0):
-    deadline = time.monotonic() + limit_s
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if asyncio.iscoroutine(last):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(0.03)
-    raise AssertionError(f"condition not met in {limit_s}s (last: {last!r})")
+    async with serve_https(app, ["gate.hooks.svc"]) as served:
+        yield {"url": f"{served.url}/mutate", "ca": served.ca_bundle, "reviews": reviews}
 
 
 async def test_job_pods_pass_the_webhook_and_wait_gated_until_bound(apiserver, gating_webhook):

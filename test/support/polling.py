@@ -1,0 +1,21 @@
+"""Waiting in tests for something the system does on its own (controllers, kubelets) to become true."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+
+async def eventually(check: Callable[[], object], limit_s: float = 10.0, interval_s: float = 0.03):
+    """Poll a sync or async ``check`` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + limit_s
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval_s)
+    raise AssertionError(f"condition not met in {limit_s}s (last: {last!r})")
