@@ -122,6 +122,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=_env("FLUXQUEUE_METRICS_HOST", "0.0.0.0"),
         help="address of /metrics and probes",
     )
+    p.add_argument(
+        "--queue-depth",
+        type=int,
+        default=int(_float_env("FLUXQUEUE_QUEUE_DEPTH", 64)),
+        help="units matched per scheduling pass at most (0: all)",
+    )
     try:
         from fluxqueue.certs.options import add_arguments as add_cert_arguments
 
@@ -157,6 +163,7 @@ def settings_from_args(args: argparse.Namespace) -> ControllerSettings:
         group_timeout=args.group_timeout,
         memory_chunk=args.memory_chunk,
         metrics_host=args.metrics_host,
+        queue_depth=args.queue_depth,
         leader_election=args.leader_elect,
         lease_name=args.lease_name,
         lease_duration=args.lease_duration,

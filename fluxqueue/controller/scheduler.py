@@ -339,7 +339,9 @@ class Scheduler:
             placed: list[Unit] = []
             position = 0
             try:
-                async for decision in strategies.plan(ctx.settings.strategy, units, matcher):
+                async for decision in strategies.plan(
+                    ctx.settings.strategy, units, matcher, ctx.settings.queue_depth
+                ):
                     unit = decision.unit
                     if isinstance(decision, strategies.Allocate):
                         done = await self._persist_allocation(unit, decision.result)

@@ -45,6 +45,8 @@ class ControllerSettings:
     sweep_interval: float = 10.0  # reconcile sweep, seconds
     # Bring Fluxion's "now" forward (re-Init + replay with remaining times) at most this often, when units wait.
     time_resync: float = 30.0
+    # Units matched per pass at most (flux-sched qmanager's queue-depth); 0 = the whole queue.
+    queue_depth: int = 64
     # Workload seconds per wall second: 1 in a real cluster; the simulator's time scale under `fluxqueue sim`
     # (durations and reservation start times are then converted with it).
     time_scale: float = 1.0

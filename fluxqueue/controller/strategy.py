@@ -78,11 +78,16 @@ def describe_need(unit: Unit) -> str:
     return f"{pods} of {', '.join(parts)}" + (" on whole nodes" if unit.exclusive else "")
 
 
-async def plan(strategy: str, units: Sequence[Unit], matcher: Matcher) -> AsyncIterator[Decision]:
+async def plan(
+    strategy: str, units: Sequence[Unit], matcher: Matcher, depth: int = 0
+) -> AsyncIterator[Decision]:
+    """Decisions for ``units`` in order. ``depth`` > 0 bounds the Fluxion calls of one pass (flux-sched's
+    qmanager ``queue-depth``): units past it wait for a later pass without being matched."""
     if strategy not in ("fcfs", "easy", "conservative"):
         raise ValueError(f"unknown strategy {strategy!r}")
     head_reserved: Unit | None = None  # easy: the unit holding the one reservation
     blocker: Unit | None = None  # fcfs: the first unit that did not fit
+    tried = 0
     for unit in units:
         ok, why = matcher.fits_ever(unit)
         if not ok:
@@ -91,6 +96,12 @@ async def plan(strategy: str, units: Sequence[Unit], matcher: Matcher) -> AsyncI
         if blocker is not None:
             yield Wait(unit, f"waiting behind {blocker.key} (first come, first served)")
             continue
+        if depth and tried >= depth:
+            yield Wait(
+                unit, f"waiting for {describe_need(unit)}; beyond the {depth} units considered per pass"
+            )
+            continue
+        tried += 1
         reserve = strategy == "conservative" or (strategy == "easy" and head_reserved is None)
         result = await matcher.match(unit, reserve)
         status = status_name(result)

@@ -148,3 +148,11 @@ async def test_an_allocation_is_replayed_by_its_per_node_shares_after_the_graph_
     one = await m2.match(unit("one", size=1, cpus=4), reserve=False)
     assert list(one.nodes) == ["n0"]
     assert one.jobid > placed.jobid
+
+
+async def test_a_pass_matches_at_most_queue_depth_units(matcher):
+    await decide("easy", [unit("first", size=4, duration=60)], matcher)
+    units = [unit(f"u{i}", size=4, duration=10) for i in range(5)]
+    decisions = [d async for d in S.plan("easy", units, matcher, depth=2)]
+    assert [type(d).__name__ for d in decisions] == ["Reserve", "Wait", "Wait", "Wait", "Wait"]
+    assert "beyond the 2 units considered per pass" in decisions[2].reason
