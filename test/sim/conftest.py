@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from support.clitools import run_tool
 
 from fluxqueue.sim.apiserver import APIServer
+from fluxqueue.sim.cluster import ClusterSpec, SimCluster
 
 
 @pytest.fixture
@@ -25,40 +24,23 @@ async def apiserver(tmp_path: Path) -> AsyncIterator[APIServer]:
         await api.stop()
 
 
-async def run_tool(
-    binary: Path,
-    *args: str,
-    kubeconfig: Path,
-    stdin: str | None = None,
-    limit_s: float = 30,
-    check: bool = True,
-) -> subprocess.CompletedProcess[str]:
-    """Run kubectl/helm without blocking the event loop the emulator serves on."""
-    env = dict(os.environ, KUBECONFIG=str(kubeconfig), HOME=str(kubeconfig.parent))
-    proc = await asyncio.create_subprocess_exec(
-        str(binary),
-        *args,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
+@pytest.fixture
+async def start_cluster(apiserver: APIServer) -> AsyncIterator:
+    """``await start_cluster(nodes=2, cpus=16, memory="32Gi")``: a started SimCluster on ``apiserver`` (time
+    scale 100 unless given: a simulated second is 10 ms), stopped when the test ends."""
+    started: list[SimCluster] = []
+
+    async def start(time_scale: float = 100, **spec) -> SimCluster:
+        cluster = SimCluster(apiserver, ClusterSpec(**spec), time_scale=time_scale)
+        await cluster.start()
+        started.append(cluster)
+        return cluster
+
     try:
-        out, err = await asyncio.wait_for(
-            proc.communicate(stdin.encode() if stdin is not None else None), limit_s
-        )
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    result = subprocess.CompletedProcess(
-        [str(binary), *args], proc.returncode or 0, out.decode(), err.decode()
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"{binary.name} {' '.join(args)} failed ({result.returncode}):\n{result.stderr}{result.stdout}"
-        )
-    return result
+        yield start
+    finally:
+        for cluster in reversed(started):
+            await cluster.stop()
 
 
 @pytest.fixture

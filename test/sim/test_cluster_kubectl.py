@@ -6,31 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-
-
-async def run_tool(binary, *args, kubeconfig, stdin=None, check=True):
-    """Run kubectl without blocking the event loop."""
-    env = dict(os.environ, KUBECONFIG=str(kubeconfig), HOME=str(kubeconfig.parent))
-    proc = await asyncio.create_subprocess_exec(
-        str(binary),
-        *args,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin is not None else None), 60)
-    result = subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode())
-    if check and proc.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}{result.stdout}")
-    return result
-
+from support.clitools import run_tool
 
 JOB = """
 apiVersion: batch/v1
@@ -119,7 +100,9 @@ async def test_sim_apiserver_with_real_kubectl(sim_process, tools):
     assert f"export KUBECONFIG={kubeconfig}" in banner
 
     async def kubectl(*args, stdin=None, check=True):
-        return await run_tool(tools.kubectl, *args, kubeconfig=kubeconfig, stdin=stdin, check=check)
+        return await run_tool(
+            tools.kubectl, *args, kubeconfig=kubeconfig, stdin=stdin, limit_s=60, check=check
+        )
 
     nodes = json.loads((await kubectl("get", "nodes", "-o", "json")).stdout)["items"]
     assert [n["metadata"]["name"] for n in nodes] == ["node-000", "node-001", "node-002"]

@@ -4,36 +4,19 @@ pods, StatefulSets make ordinal pods in order, and deleting an owner takes its d
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
+from support.polling import eventually
 
 from fluxqueue.sim.apiserver import APIError
 from fluxqueue.sim.apiserver import resources as R
-from fluxqueue.sim.cluster import ClusterSpec, SimCluster
 
 NS = "default"
 
 
 @pytest.fixture
-async def cluster(apiserver):
-    c = SimCluster(apiserver, ClusterSpec(nodes=2, cpus=16, memory="32Gi", racks=1), time_scale=100)
-    await c.start()
-    yield c
-    await c.stop()
-
-
-async def eventually(check, limit_s: float = 10.0):
-    deadline = time.monotonic() + limit_s
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if asyncio.iscoroutine(last):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(0.03)
-    raise AssertionError(f"condition not met in {limit_s}s (last: {last!r})")
+async def cluster(start_cluster):
+    return await start_cluster(nodes=2, cpus=16, memory="32Gi", racks=1)
 
 
 def template(app: str, node: str = "node-000", restart: str = "Always", runtime: str | None = None) -> dict:

@@ -4,38 +4,19 @@ deadlines and TTL, with kubelets running the pods (time scale 100: a simulated s
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 
 import pytest
+from support.polling import eventually
 
 from fluxqueue.sim.apiserver import APIError
 from fluxqueue.sim.apiserver import resources as R
-from fluxqueue.sim.cluster import ClusterSpec, SimCluster
 
 NS = "default"
 
 
 @pytest.fixture
-async def cluster(apiserver):
-    c = SimCluster(apiserver, ClusterSpec(nodes=3, cpus=8, memory="16Gi", racks=1), time_scale=100)
-    await c.start()
-    yield c
-    await c.stop()
-
-
-async def eventually(check: Callable[[], object], limit_s: float = 10.0):
-    """Poll an async or sync check until it returns something truthy."""
-    deadline = time.monotonic() + limit_s
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if asyncio.iscoroutine(last):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met in {limit_s}s (last: {last!r})")
+async def cluster(start_cluster):
+    return await start_cluster(nodes=3, cpus=8, memory="16Gi", racks=1)
 
 
 def job_body(name: str, runtime: str = "5s", fail: bool = False, node: str = "node-000", **spec):

@@ -13,7 +13,6 @@ from support.webhooks import review_response, serve_https
 
 from fluxqueue.kube import names
 from fluxqueue.sim.apiserver import resources as R
-from fluxqueue.sim.cluster import ClusterSpec, SimCluster
 
 NS = "default"
 
@@ -38,7 +37,7 @@ async def gating_webhook():
         yield {"url": f"{served.url}/mutate", "ca": served.ca_bundle, "reviews": reviews}
 
 
-async def test_job_pods_pass_the_webhook_and_wait_gated_until_bound(apiserver, gating_webhook):
+async def test_job_pods_pass_the_webhook_and_wait_gated_until_bound(apiserver, gating_webhook, start_cluster):
     api = apiserver
     await api.client.create(
         R.MUTATING_WEBHOOKS,
@@ -68,68 +67,64 @@ async def test_job_pods_pass_the_webhook_and_wait_gated_until_bound(apiserver, g
             ],
         },
     )
-    cluster = SimCluster(api, ClusterSpec(nodes=2, cpus=4, memory="8Gi", racks=1), time_scale=100)
-    await cluster.start()
-    try:
-        await api.client.create(
-            R.JOBS,
-            {
-                "apiVersion": "batch/v1",
-                "kind": "Job",
-                "metadata": {"name": "gated"},
-                "spec": {
-                    "parallelism": 2,
-                    "completions": 2,
-                    "template": {
-                        "metadata": {"labels": {"gate": "yes"}, "annotations": {names.SIM_RUNTIME: "3s"}},
-                        "spec": {
-                            "restartPolicy": "Never",
-                            "containers": [
-                                {"name": "m", "image": "busybox", "resources": {"requests": {"cpu": "1"}}}
-                            ],
-                        },
+    cluster = await start_cluster(nodes=2, cpus=4, memory="8Gi", racks=1)
+    await api.client.create(
+        R.JOBS,
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "gated"},
+            "spec": {
+                "parallelism": 2,
+                "completions": 2,
+                "template": {
+                    "metadata": {"labels": {"gate": "yes"}, "annotations": {names.SIM_RUNTIME: "3s"}},
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [
+                            {"name": "m", "image": "busybox", "resources": {"requests": {"cpu": "1"}}}
+                        ],
                     },
                 },
             },
+        },
+        namespace=NS,
+    )
+
+    async def gated_pods():
+        ps = (await api.client.list(R.PODS, namespace=NS, label_selector="job-name=gated"))["items"]
+        return ps if len(ps) == 2 else None
+
+    pods = await eventually(gated_pods)
+    assert len(gating_webhook["reviews"]) == 2
+    assert {r["request"]["operation"] for r in gating_webhook["reviews"]} == {"CREATE"}
+    await asyncio.sleep(0.2)  # 20 simulated seconds: nothing happens to a gated pod
+    for p in (await api.client.list(R.PODS, namespace=NS, label_selector="job-name=gated"))["items"]:
+        assert p["spec"]["schedulingGates"] == [{"name": names.SCHEDULING_GATE}]
+        assert p["spec"]["schedulerName"] == names.SCHEDULER_NAME
+        assert "nodeName" not in p["spec"] and p["status"]["phase"] == "Pending"
+
+    # what fluxqueue does once it has placed the Job: remove the gate, bind each pod
+    for i, p in enumerate(pods):
+        name = p["metadata"]["name"]
+        await api.client.patch(R.PODS, name, {"spec": {"schedulingGates": None}}, namespace=NS)
+        await api.client.create(
+            R.PODS,
+            {
+                "apiVersion": "v1",
+                "kind": "Binding",
+                "metadata": {"name": name},
+                "target": {"kind": "Node", "name": f"node-00{i}"},
+            },
             namespace=NS,
+            subresource="binding",
         )
 
-        async def gated_pods():
-            ps = (await api.client.list(R.PODS, namespace=NS, label_selector="job-name=gated"))["items"]
-            return ps if len(ps) == 2 else None
+    async def complete():
+        j = await api.client.get(R.JOBS, "gated", namespace=NS)
+        conds = {c["type"]: c["status"] for c in (j.get("status") or {}).get("conditions") or []}
+        return j if conds.get("Complete") == "True" else None
 
-        pods = await eventually(gated_pods)
-        assert len(gating_webhook["reviews"]) == 2
-        assert {r["request"]["operation"] for r in gating_webhook["reviews"]} == {"CREATE"}
-        await asyncio.sleep(0.2)  # 20 simulated seconds: nothing happens to a gated pod
-        for p in (await api.client.list(R.PODS, namespace=NS, label_selector="job-name=gated"))["items"]:
-            assert p["spec"]["schedulingGates"] == [{"name": names.SCHEDULING_GATE}]
-            assert p["spec"]["schedulerName"] == names.SCHEDULER_NAME
-            assert "nodeName" not in p["spec"] and p["status"]["phase"] == "Pending"
-
-        # what fluxqueue does once it has placed the Job: remove the gate, bind each pod
-        for i, p in enumerate(pods):
-            name = p["metadata"]["name"]
-            await api.client.patch(R.PODS, name, {"spec": {"schedulingGates": None}}, namespace=NS)
-            await api.client.create(
-                R.PODS,
-                {
-                    "apiVersion": "v1",
-                    "kind": "Binding",
-                    "metadata": {"name": name},
-                    "target": {"kind": "Node", "name": f"node-00{i}"},
-                },
-                namespace=NS,
-                subresource="binding",
-            )
-
-        async def complete():
-            j = await api.client.get(R.JOBS, "gated", namespace=NS)
-            conds = {c["type"]: c["status"] for c in (j.get("status") or {}).get("conditions") or []}
-            return j if conds.get("Complete") == "True" else None
-
-        j = await eventually(complete)
-        assert j["status"]["succeeded"] == 2
-        assert cluster.rejections == []
-    finally:
-        await cluster.stop()
+    j = await eventually(complete)
+    assert j["status"]["succeeded"] == 2
+    assert cluster.rejections == []

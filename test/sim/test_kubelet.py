@@ -4,36 +4,19 @@ fit (the over-commit evidence), stop gracefully when deleted, and wait while the
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
+from support.polling import eventually
 
 from fluxqueue.sim.apiserver import APIError
 from fluxqueue.sim.apiserver import resources as R
-from fluxqueue.sim.cluster import ClusterSpec, SimCluster
 
 NS = "default"
 
 
 @pytest.fixture
-async def cluster(apiserver):
-    c = SimCluster(apiserver, ClusterSpec(nodes=2, cpus=4, memory="8Gi", gpus=1, racks=1), time_scale=100)
-    await c.start()
-    yield c
-    await c.stop()
-
-
-async def eventually(check, limit_s: float = 10.0):
-    deadline = time.monotonic() + limit_s
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if asyncio.iscoroutine(last):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(0.03)
-    raise AssertionError(f"condition not met in {limit_s}s (last: {last!r})")
+async def cluster(start_cluster):
+    return await start_cluster(nodes=2, cpus=4, memory="8Gi", gpus=1, racks=1)
 
 
 def bare_pod(name, cpu="1", runtime="5s", node=None, restart="Never", **ann):
