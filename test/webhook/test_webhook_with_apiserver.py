@@ -3,6 +3,7 @@ the API come out gated, suspended or refused exactly as the pure decision says, 
 
 import base64
 import datetime as dt
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -71,8 +72,11 @@ def webhook_configuration(ca_pem: bytes) -> dict:
     }
 
 
-@pytest.fixture
-async def cluster():
+@asynccontextmanager
+async def emulator_with_webhook(over_https: bool):
+    """The emulator with the real webhook registered as the chart registers it (a Service reference, its CA
+    in caBundle), served over TLS with a certificate for that Service. ``over_https`` also starts the
+    emulator's own HTTPS endpoint (for kubectl); the in-process client works either way."""
     now = dt.datetime.now(dt.UTC)
     ca_cert, ca_key = make_ca(now, dt.timedelta(days=1))
     cert, key = make_serving_cert(
@@ -81,20 +85,32 @@ async def cluster():
     webhook = await serve(
         make_app(WebhookConfig(namespace=NS), metrics=None), "127.0.0.1", 0, context_from_pem(cert, key)
     )
-    api = APIServer(tls=False)  # the in-process client runs the same pipeline, admission webhooks included
+    api = APIServer(tls=over_https)
+    if over_https:
+        await api.start()
     api.register_service(NS, SVC, 443, f"https://127.0.0.1:{webhook.port}")
-    for ns in ("default", NS):
-        try:
-            await api.client.create(
-                R.NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
-            )
-        except APIError as exc:
-            assert exc.code == 409
-    await api.client.create(R.MUTATING_WEBHOOKS, webhook_configuration(ca_cert))
-    yield api.client
-    await api.engine.admission.close()  # APIServer.stop() leaves the webhook-calling session open (for now)
-    await api.stop()
-    await webhook.stop()
+    try:
+        for ns in ("default", NS):
+            try:
+                await api.client.create(
+                    R.NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+                )
+            except APIError as exc:
+                assert exc.code == 409
+        await api.client.create(R.MUTATING_WEBHOOKS, webhook_configuration(ca_cert))
+        yield api
+    finally:
+        await (
+            api.engine.admission.close()
+        )  # APIServer.stop() leaves the webhook-calling session open (for now)
+        await api.stop()
+        await webhook.stop()
+
+
+@pytest.fixture
+async def cluster():
+    async with emulator_with_webhook(over_https=False) as api:
+        yield api.client
 
 
 def pod(name, labels=None):
@@ -183,29 +199,8 @@ async def test_jobs_are_suspended_and_a_user_suspended_job_is_queued_on_unsuspen
 @pytest.fixture
 async def served(tmp_path):
     """The emulator over HTTPS (for kubectl) with the webhook registered, and a kubeconfig for it."""
-    now = dt.datetime.now(dt.UTC)
-    ca_cert, ca_key = make_ca(now, dt.timedelta(days=1))
-    cert, key = make_serving_cert(
-        ca_cert, ca_key, ServingIdentity.for_service(SVC, NS), now, dt.timedelta(days=1)
-    )
-    webhook = await serve(
-        make_app(WebhookConfig(namespace=NS), metrics=None), "127.0.0.1", 0, context_from_pem(cert, key)
-    )
-    api = APIServer()
-    await api.start()
-    api.register_service(NS, SVC, 443, f"https://127.0.0.1:{webhook.port}")
-    for ns in ("default", NS):
-        try:
-            await api.client.create(
-                R.NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
-            )
-        except APIError as exc:
-            assert exc.code == 409
-    await api.client.create(R.MUTATING_WEBHOOKS, webhook_configuration(ca_cert))
-    yield api.write_kubeconfig(tmp_path / "kubeconfig")
-    await api.engine.admission.close()
-    await api.stop()
-    await webhook.stop()
+    async with emulator_with_webhook(over_https=True) as api:
+        yield api.write_kubeconfig(tmp_path / "kubeconfig")
 
 
 async def kubectl(tools, kubeconfig, *args, stdin: str | None = None):
