@@ -204,8 +204,8 @@ class QueueStore:
                 row = await conn.fetchrow(self._q["insert_unit"], *self._insert_args(waiting))
             if row is None:
                 raise RuntimeError(f"pod group {sub.namespace}/{sub.group_name} changed too often to join")
-            unit = Unit.from_record(row)
-            await conn.fetchrow(self._q["lock_unit"], unit.id)
+            # Re-read under the row lock: a member joining concurrently may have queued the group already.
+            unit = Unit.from_record(await conn.fetchrow(self._q["lock_unit"], Unit.from_record(row).id))
             await conn.execute(self._q["add_group_member"], unit.id, pod, pod_uid)
             count = await conn.fetchval(self._q["group_member_count"], unit.id)
             if unit.state == WAITING and count >= unit.size:
