@@ -15,12 +15,14 @@ import signal
 import socket
 import ssl
 import sys
+from pathlib import Path
 
 import aiohttp
 import pytest
 import yaml
 from aiohttp import web
 from rbac import access_of, allowed  # test/chart/rbac.py (pytest puts this directory on sys.path)
+from support.clitools import run_tool
 
 from fluxqueue.kube import names
 from fluxqueue.sim.apiserver import APIServer
@@ -42,13 +44,26 @@ def expand(arg: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), arg)
 
 
-async def run(*argv: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+async def helm(tools, kubeconfig: Path, *args: str) -> str:
+    return (await run_tool(tools.helm, *args, kubeconfig=kubeconfig, limit_s=120)).stdout
+
+
+async def helm_install(tools, kubeconfig: Path, values: dict) -> None:
+    """``helm install fluxqueue`` of the chart into NS with these values."""
+    values_file = kubeconfig.parent / "values.json"
+    values_file.write_text(json.dumps(values))
+    await helm(
+        tools,
+        kubeconfig,
+        "install",
+        "fluxqueue",
+        str(CHART_DIR),
+        "-n",
+        NS,
+        "--create-namespace",
+        "-f",
+        str(values_file),
     )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
 
 
 READY_WITHIN = 60.0
@@ -79,6 +94,37 @@ async def wait_listening(port: int, proc: asyncio.subprocess.Process) -> None:
         except OSError:
             await asyncio.sleep(0.1)
     raise AssertionError("fluxion never listened")
+
+
+async def start_fluxion(manifests: list[dict], port: int) -> asyncio.subprocess.Process:
+    """Fluxion as the rendered sidecar runs it (the same image, another subcommand), listening on ``port``."""
+    pod = of_kind(manifests, "Deployment")[0]["spec"]["template"]["spec"]
+    sidecar = next(c for c in pod["initContainers"] if c["name"] == "fluxion")
+    fluxion = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "fluxqueue",
+        *sidecar["args"],
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await wait_listening(port, fluxion)
+    except BaseException:
+        await stop_process(fluxion)
+        raise
+    return fluxion
+
+
+async def stop_process(p: asyncio.subprocess.Process | None) -> None:
+    if p is not None and p.returncode is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(20):
+                await p.wait()
+        except TimeoutError:
+            p.kill()
+            await p.wait()
 
 
 class RecordingProxy:
@@ -155,21 +201,7 @@ async def test_controller_started_from_the_rendered_deployment_intercepts_a_job(
             controller={"ports": {"webhook": webhook_port, "metrics": metrics_port}},
             fluxion={"port": fluxion_port},
         )
-        values_file = tmp_path / "values.json"
-        values_file.write_text(json.dumps(values))
-        await run(
-            str(tools.helm),
-            "install",
-            "fluxqueue",
-            str(CHART_DIR),
-            "-n",
-            NS,
-            "--create-namespace",
-            "-f",
-            str(values_file),
-            "--kubeconfig",
-            str(kubeconfig),
-        )
+        await helm_install(tools, kubeconfig, values)
         await api.client.create(
             R.NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}}
         )
@@ -177,18 +209,7 @@ async def test_controller_started_from_the_rendered_deployment_intercepts_a_job(
         assert not any(h["clientConfig"].get("caBundle") for h in webhook["webhooks"])
 
         manifests = await render_chart(values, namespace=NS, helm=str(tools.helm))
-        # The same image, another subcommand: Fluxion from the rendered sidecar's args.
-        pod = of_kind(manifests, "Deployment")[0]["spec"]["template"]["spec"]
-        sidecar = next(c for c in pod["initContainers"] if c["name"] == "fluxion")
-        fluxion = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "fluxqueue",
-            *sidecar["args"],
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        await wait_listening(fluxion_port, fluxion)
+        fluxion = await start_fluxion(manifests, fluxion_port)
 
         container = controller_container(manifests)
         env = {"POD_NAMESPACE": NS, "POD_NAME": "fluxqueue-controller-0", "FLUXQUEUE_DSN": migrated_dsn}
@@ -272,8 +293,9 @@ async def test_controller_started_from_the_rendered_deployment_intercepts_a_job(
         assert not denied, f"the chart's RBAC does not grant: {denied}"
         # helm upgrade re-applies the webhook configuration without a caBundle; the injected one must survive
         # (three-way merge / server-side apply leave a field helm never set alone).
-        await run(
-            str(tools.helm),
+        await helm(
+            tools,
+            kubeconfig,
             "upgrade",
             "fluxqueue",
             str(CHART_DIR),
@@ -282,8 +304,6 @@ async def test_controller_started_from_the_rendered_deployment_intercepts_a_job(
             "--reuse-values",
             "--set",
             "webhook.timeoutSeconds=3",
-            "--kubeconfig",
-            str(kubeconfig),
         )
         webhook = await api.client.get(R.MUTATING_WEBHOOKS, "fluxqueue-webhook")
         assert [h["timeoutSeconds"] for h in webhook["webhooks"]] == [3, 3]
@@ -296,31 +316,13 @@ async def test_controller_started_from_the_rendered_deployment_intercepts_a_job(
         print("controller API accesses:", *sorted(str(a) for a in accesses), sep="\n  ")
     finally:
         for p in (proc, fluxion):
-            if p is not None and p.returncode is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    async with asyncio.timeout(20):
-                        await p.wait()
-                except TimeoutError:
-                    p.kill()
-                    await p.wait()
+            await stop_process(p)
         await proxy.stop()
         await cluster.stop()
         await api.stop()
         log = tmp_path / "controller.log"
         if log.exists():
             print(log.read_text()[-8000:])  # shown by pytest when the test fails
-
-
-async def stop_process(p: asyncio.subprocess.Process | None) -> None:
-    if p is not None and p.returncode is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(20):
-                await p.wait()
-        except TimeoutError:
-            p.kill()
-            await p.wait()
 
 
 async def test_two_replicas_share_one_certificate_and_one_leader(tools, migrated_dsn, tmp_path):
@@ -334,21 +336,7 @@ async def test_two_replicas_share_one_certificate_and_one_leader(tools, migrated
         kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
         base = sim_values()
         base["controller"] = {"replicas": 2}
-        values_file = tmp_path / "values.json"
-        values_file.write_text(json.dumps(base))
-        await run(
-            str(tools.helm),
-            "install",
-            "fluxqueue",
-            str(CHART_DIR),
-            "-n",
-            NS,
-            "--create-namespace",
-            "-f",
-            str(values_file),
-            "--kubeconfig",
-            str(kubeconfig),
-        )
+        await helm_install(tools, kubeconfig, base)
         await api.client.create(
             R.NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}}
         )
@@ -365,23 +353,12 @@ async def test_two_replicas_share_one_certificate_and_one_leader(tools, migrated
                 "fluxion": {"port": ports["fluxion"]},
             }
             manifests = await render_chart(values, namespace=NS, helm=str(tools.helm))
-            pod = of_kind(manifests, "Deployment")[0]["spec"]["template"]["spec"]
-            sidecar = next(c for c in pod["initContainers"] if c["name"] == "fluxion")
             env = {
                 "POD_NAMESPACE": NS,
                 "POD_NAME": f"fluxqueue-controller-{i}",
                 "FLUXQUEUE_DSN": migrated_dsn,
             }
-            fluxion = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "fluxqueue",
-                *sidecar["args"],
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
-            processes.append(fluxion)
-            await wait_listening(ports["fluxion"], fluxion)
+            processes.append(await start_fluxion(manifests, ports["fluxion"]))
             args = [expand(a, env) for a in controller_container(manifests)["args"]]
             ctl = await asyncio.create_subprocess_exec(
                 sys.executable,

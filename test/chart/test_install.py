@@ -4,9 +4,9 @@ chart renders is created and readable back, and an upgrade keeps the generated d
 from __future__ import annotations
 
 import base64
-import subprocess
 
 import pytest
+from support.clitools import run_tool
 
 from fluxqueue.kube import names
 from fluxqueue.sim.apiserver import APIServer
@@ -27,20 +27,7 @@ async def cluster(tmp_path):
 
 
 async def helm(tools, kubeconfig, *args: str) -> str:
-    import asyncio
-
-    proc = await asyncio.create_subprocess_exec(
-        str(tools.helm),
-        *args,
-        "--kubeconfig",
-        str(kubeconfig),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    if proc.returncode != 0:
-        raise subprocess.CalledProcessError(proc.returncode, args, out, err)
-    return out.decode()
+    return (await run_tool(tools.helm, *args, kubeconfig=kubeconfig, limit_s=120)).stdout
 
 
 async def test_helm_install_creates_every_object_of_the_chart(tools, cluster):
