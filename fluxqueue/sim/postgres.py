@@ -61,7 +61,9 @@ class EmbeddedPostgres:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
 
     def psql_command(self, database: str = "postgres") -> str:
-        return f"psql -h 127.0.0.1 -p {self.port} -U {self.user} {database}"
+        # The wheel's own psql matches the server's version (an older system psql fails on \l and \d+).
+        psql = _bin_dir() / "psql"
+        return f"{psql if psql.exists() else 'psql'} -h 127.0.0.1 -p {self.port} -U {self.user} {database}"
 
     def _run(self, exe: str, args: list[str]) -> None:
         cmd = [str(_bin_dir() / exe), *args]
