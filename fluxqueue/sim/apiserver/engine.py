@@ -262,6 +262,21 @@ class Engine:
             return self._scale_of(rt, obj)
         return self._out(rt, obj)
 
+    @staticmethod
+    def _selection(
+        rt: ResourceType, namespace: str | None, label_selector: str | None, field_selector: str | None
+    ) -> tuple[str | None, Any, Any, str | None]:
+        """What a list or watch selects: (namespace or None for all, label matcher, field matcher, the node
+        of a ``spec.nodeName=`` pod field selector, which the store answers from its per-node index)."""
+        ns = namespace if rt.namespaced and namespace else None
+        labels = parse_label_selector(label_selector)
+        freqs = parse_field_selector(field_selector)
+        fields = field_matcher(rt.group, rt.plural, rt.kind, freqs)
+        node = None
+        if rt.key == PODS:
+            node = next((v for p, eq, v in freqs if p == "spec.nodeName" and eq), None)
+        return ns, labels, fields, node
+
     async def list(
         self,
         key: Key | ResourceType,
@@ -272,13 +287,7 @@ class Engine:
         continue_: str | None = None,
     ) -> Obj:
         rt = self.resolve(key)
-        ns = namespace if rt.namespaced and namespace else None
-        labels = parse_label_selector(label_selector)
-        freqs = parse_field_selector(field_selector)
-        fields = field_matcher(rt.group, rt.plural, rt.kind, freqs)
-        node = None
-        if rt.key == PODS:
-            node = next((v for p, eq, v in freqs if p == "spec.nodeName" and eq), None)
+        ns, labels, fields, node = self._selection(rt, namespace, label_selector, field_selector)
         items, rv, token, remaining = self.store.list(
             self.table(rt), ns, labels, fields, node, limit, continue_
         )
@@ -306,13 +315,7 @@ class Engine:
     ) -> AsyncIterator[tuple[str, Obj, Event | None]]:
         """Events as (type, object, shared event or None); raises APIError(410) when the version is too old."""
         rt = self.resolve(key)
-        ns = namespace if rt.namespaced and namespace else None
-        labels = parse_label_selector(label_selector)
-        freqs = parse_field_selector(field_selector)
-        fields = field_matcher(rt.group, rt.plural, rt.kind, freqs)
-        node_key = None
-        if rt.key == PODS:
-            node_key = next((v for p, eq, v in freqs if p == "spec.nodeName" and eq), None)
+        ns, labels, fields, node_key = self._selection(rt, namespace, label_selector, field_selector)
         t = self.table(rt)
         w = self.store.watch(t, ns, labels, fields, resource_version, send_initial_events, node_key)
         return self._watch_stream(rt, t, w, allow_bookmarks, timeout_seconds)
@@ -542,14 +545,10 @@ class Engine:
         ctx = ctx or Ctx()
         rt = self.resolve(key)
         ns = self._ns(rt, namespace)
-        if patch_type not in ("merge", "strategic", "json", "apply"):
-            raise APIError(
-                415,
-                "UnsupportedMediaType",
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
-            )
-        if patch_type == "strategic" and rt.custom:
-            # CRDs have no Go struct to read patch strategies from: the real server refuses.
+        # CRDs have no Go struct to read patch strategies from: the real server refuses strategic merge for them.
+        if patch_type not in ("merge", "strategic", "json", "apply") or (
+            patch_type == "strategic" and rt.custom
+        ):
             raise APIError(
                 415,
                 "UnsupportedMediaType",
