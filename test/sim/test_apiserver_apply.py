@@ -24,78 +24,41 @@ def cm(labels: dict[str, str], data: dict[str, str]) -> dict:
     }
 
 
-async def test_apply_creates_then_removes_fields_it_stopped_applying(api):
-    c = api.client
-    first = await c.patch(
+async def apply_cm(c, labels: dict[str, str], data: dict[str, str], force: bool = False) -> dict:
+    """Server-side apply of the ConfigMap "cm" as field manager "me"."""
+    return await c.patch(
         R.CONFIGMAPS,
         "cm",
-        cm({"a": "1", "b": "1"}, {"x": "1", "y": "1"}),
+        cm(labels, data),
         namespace="default",
         patch_type="apply",
         field_manager="me",
+        force=force,
     )
+
+
+async def test_apply_creates_then_removes_fields_it_stopped_applying(api):
+    c = api.client
+    first = await apply_cm(c, {"a": "1", "b": "1"}, {"x": "1", "y": "1"})
     assert first["metadata"]["labels"] == {"a": "1", "b": "1"}
     mine = first["metadata"]["managedFields"]
     assert [(m["manager"], m["operation"]) for m in mine] == [("me", "Apply")]
-    second = await c.patch(
-        R.CONFIGMAPS,
-        "cm",
-        cm({"a": "1"}, {"x": "2"}),
-        namespace="default",
-        patch_type="apply",
-        field_manager="me",
-    )
+    second = await apply_cm(c, {"a": "1"}, {"x": "2"})
     assert second["metadata"]["labels"] == {"a": "1"} and second["data"] == {"x": "2"}
 
 
 async def test_fields_another_manager_owns_survive_and_conflict(api):
     c = api.client
-    await c.patch(
-        R.CONFIGMAPS,
-        "cm",
-        cm({"a": "1"}, {"x": "1"}),
-        namespace="default",
-        patch_type="apply",
-        field_manager="me",
-    )
+    await apply_cm(c, {"a": "1"}, {"x": "1"})
     await c.patch(R.CONFIGMAPS, "cm", {"data": {"other": "v"}}, namespace="default", field_manager="editor")
     with pytest.raises(APIError) as e:
-        await c.patch(
-            R.CONFIGMAPS,
-            "cm",
-            cm({"a": "1"}, {"x": "1", "other": "mine"}),
-            namespace="default",
-            patch_type="apply",
-            field_manager="me",
-        )
+        await apply_cm(c, {"a": "1"}, {"x": "1", "other": "mine"})
     assert e.value.code == 409 and 'conflict with "editor"' in e.value.message
     # same value: shared ownership, no conflict; dropping it later keeps it (the editor still owns it)
-    await c.patch(
-        R.CONFIGMAPS,
-        "cm",
-        cm({"a": "1"}, {"x": "1", "other": "v"}),
-        namespace="default",
-        patch_type="apply",
-        field_manager="me",
-    )
-    out = await c.patch(
-        R.CONFIGMAPS,
-        "cm",
-        cm({"a": "1"}, {"x": "1"}),
-        namespace="default",
-        patch_type="apply",
-        field_manager="me",
-    )
+    await apply_cm(c, {"a": "1"}, {"x": "1", "other": "v"})
+    out = await apply_cm(c, {"a": "1"}, {"x": "1"})
     assert out["data"] == {"x": "1", "other": "v"}
-    forced = await c.patch(
-        R.CONFIGMAPS,
-        "cm",
-        cm({"a": "1"}, {"x": "1", "other": "forced"}),
-        namespace="default",
-        patch_type="apply",
-        field_manager="me",
-        force=True,
-    )
+    forced = await apply_cm(c, {"a": "1"}, {"x": "1", "other": "forced"}, force=True)
     assert forced["data"]["other"] == "forced"
     owners = {m["manager"]: m["fieldsV1"] for m in forced["metadata"]["managedFields"]}
     assert "f:other" in owners["me"]["f:data"] and "editor" not in owners
