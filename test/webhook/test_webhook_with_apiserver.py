@@ -6,6 +6,7 @@ import datetime as dt
 from contextlib import asynccontextmanager
 
 import pytest
+from support.clitools import run_tool
 
 from fluxqueue.certs.authority import ServingIdentity, make_ca, make_serving_cert
 from fluxqueue.certs.tls import context_from_pem
@@ -204,19 +205,8 @@ async def served(tmp_path):
 
 
 async def kubectl(tools, kubeconfig, *args, stdin: str | None = None):
-    import asyncio
-
-    proc = await asyncio.create_subprocess_exec(
-        str(tools.kubectl),
-        "--kubeconfig",
-        str(kubeconfig),
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate(stdin.encode() if stdin else None)
-    return proc.returncode, out.decode(), err.decode()
+    r = await run_tool(tools.kubectl, *args, kubeconfig=kubeconfig, stdin=stdin, check=False)
+    return r.returncode, r.stdout, r.stderr
 
 
 async def test_kubectl_users_see_the_rejection_and_the_queued_objects(served, tools):
