@@ -25,6 +25,16 @@ async def apiserver(tmp_path: Path) -> AsyncIterator[APIServer]:
 
 
 @pytest.fixture
+async def api() -> AsyncIterator[APIServer]:
+    """An emulator that does not listen: ``api.client`` runs the same pipeline as HTTP requests would."""
+    server = APIServer()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
 async def start_cluster(apiserver: APIServer) -> AsyncIterator:
     """``await start_cluster(nodes=2, cpus=16, memory="32Gi")``: a started SimCluster on ``apiserver`` (time
     scale 100 unless given: a simulated second is 10 ms), stopped when the test ends."""

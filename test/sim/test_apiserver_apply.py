@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fluxqueue.sim.apiserver import APIError, APIServer
+from fluxqueue.sim.apiserver import APIError
 from fluxqueue.sim.apiserver import resources as R
-
-
-@pytest.fixture
-async def api():
-    server = APIServer()
-    yield server
-    await server.stop()
 
 
 def cm(labels: dict[str, str], data: dict[str, str]) -> dict:

@@ -11,13 +11,6 @@ from fluxqueue.sim.apiserver import APIError, APIServer
 from fluxqueue.sim.apiserver import resources as R
 
 
-@pytest.fixture
-async def api():
-    server = APIServer()
-    yield server
-    await server.stop()
-
-
 def gated_pod(name: str = "p") -> dict:
     return {
         "metadata": {"name": name},

@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from support.webhooks import review_response, serve_https
 
-from fluxqueue.sim.apiserver import APIError, APIServer
+from fluxqueue.sim.apiserver import APIError
 from fluxqueue.sim.apiserver import resources as R
 from fluxqueue.sim.apiserver.tls import serving_bundle
 
@@ -46,13 +46,6 @@ async def webhook():
     app.router.add_post("/deny", deny)
     async with serve_https(app, ["hook.hooks.svc"]) as served:
         yield {"url": served.url, "ca": served.ca_bundle, "seen": seen}
-
-
-@pytest.fixture
-async def api():
-    server = APIServer()
-    yield server
-    await server.stop()
 
 
 def hook_config(name: str, client_config: dict, failure_policy: str = "Fail", **extra) -> dict:
