@@ -196,7 +196,7 @@ class Controller:
             await scheduler.graphs.ensure()  # re-Init Fluxion and replay what the database holds
             await reactor.sweep()  # finish, release or adopt whatever happened while nobody led
             ctx.nodes.handler = reactor.on_node
-            ctx.pods.handler = reactor.on_pod
+            ctx.pods.handler = reactor.on_pod_event
             ctx.jobs.handler = reactor.on_job
             stop_listen = asyncio.Event()
             tasks.append(asyncio.create_task(scheduler.run(), name="scheduling-loop"))
@@ -215,6 +215,7 @@ class Controller:
                 ctx.metrics.set_leader(False)
             for t in tasks:
                 await stop_task(t)
+            await reactor.drain()
             await scheduler.drain()
 
     async def _sweep_loop(self) -> None:

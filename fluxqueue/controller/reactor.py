@@ -8,7 +8,9 @@ was down) is picked up within one sweep: nothing stays gated forever.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fluxqueue.controller.context import Context
@@ -31,6 +33,7 @@ from fluxqueue.queue.store import ACTIVE_STATES, CANCELLED, HOLDING_STATES, QUEU
 log = get_logger(__name__)
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
+LANES = 32  # units whose pod events are handled at once (bounded by the database pool in practice)
 
 
 def _meta(obj: dict) -> dict:
@@ -54,7 +57,72 @@ class Reactor:
         self.by_owner: dict[str, int] = {}  # wrapped object's uid (or group key) -> unit id
         self.members: set[str] = set()  # uids of pods already joined to a group
         self.sweeps = 0
-        self._submitting = asyncio.Lock()
+        # Submissions are serialised per wrapped object (the sweep and the watch handlers may see the same
+        # object at once), not globally: one global lock made every pod wait for the previous pod's database
+        # and API round trips, capping admission-to-queue at ~30 pods/s.
+        self._key_locks: dict[str, asyncio.Lock] = {}
+        self._key_users: dict[str, int] = {}
+        # Pod events of one unit are handled in order, in their own lane; different units concurrently.
+        self._lanes: dict[str, collections.deque] = {}
+        self._lane_tasks: set[asyncio.Task] = set()
+        self._lane_slots = asyncio.Semaphore(LANES)
+
+    @contextlib.asynccontextmanager
+    async def _submitting(self, key: str) -> AsyncIterator[None]:
+        lock = self._key_locks.setdefault(key, asyncio.Lock())
+        self._key_users[key] = self._key_users.get(key, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._key_users[key] -= 1
+            if not self._key_users[key]:
+                del self._key_users[key]
+                self._key_locks.pop(key, None)
+
+    # ---- pod event lanes ----------------------------------------------------------------------------
+
+    def on_pod_event(self, kind: str, pod: dict, old: dict | None) -> None:
+        """The pod informer's handler: foreign pods inline; ours in their unit's lane."""
+        if not is_ours(pod):
+            meta = _meta(pod)
+            if kind == "DELETED" or (pod.get("spec") or {}).get("nodeName"):
+                self.scheduler.forget_pod(meta.get("uid") or "")
+            self._foreign_pod(kind, pod, old)
+            return
+        key = holder_key(pod)
+        lane = self._lanes.get(key)
+        if lane is not None:
+            lane.append((kind, pod, old))
+            return
+        self._lanes[key] = lane = collections.deque([(kind, pod, old)])
+        task = asyncio.create_task(self._run_lane(key, lane))
+        self._lane_tasks.add(task)
+        task.add_done_callback(self._lane_tasks.discard)
+
+    async def _run_lane(self, key: str, lane: collections.deque) -> None:
+        try:
+            async with self._lane_slots:
+                while lane:
+                    kind, pod, old = lane.popleft()
+                    try:
+                        await self.on_pod(kind, pod, old)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        log.exception("pod handler failed", unit=key, event=kind)
+        finally:
+            if self._lanes.get(key) is lane:
+                del self._lanes[key]
+
+    async def drain(self) -> None:
+        """Stop the lanes (leadership lost or stopping): the next leader's sweep redoes what they missed."""
+        tasks = list(self._lane_tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._lanes.clear()
 
     @property
     def defaults(self) -> UnitDefaults:
@@ -140,7 +208,7 @@ class Reactor:
         return await self._submit(su, [job])
 
     async def _submit(self, su: Any, owners: list[dict]) -> Unit | None:
-        async with self._submitting:  # the sweep and the watch handlers may see the same object at once
+        async with self._submitting(owner_key(su)):
             return await self._submit_unlocked(su, owners)
 
     async def _submit_unlocked(self, su: Any, owners: list[dict]) -> Unit | None:
@@ -281,7 +349,7 @@ class Reactor:
                 await self.scheduler.note_running(unit)
 
     async def join_group(self, pod: dict) -> Unit | None:
-        async with self._submitting:
+        async with self._submitting(holder_key(pod)):
             if (_meta(pod).get("uid") or "") in self.members:
                 return None
             return await self._join_group_unlocked(pod)
