@@ -285,6 +285,10 @@ async def one_case(nodes: int, kind: str, pods: int, args: argparse.Namespace) -
         time_scale=1.0,
         processes=not args.in_process,
         log_level="warning",
+        # The emulator is the API server here and the ceiling has no client-side limit either; the chart's
+        # production default (300/s) would cap the controller at ~40 pods/s (about 8 requests per pod).
+        controller_qps=args.qps,
+        controller_burst=int(args.qps),
     )
     ceiling: dict[str, Any] = {}
 
@@ -395,6 +399,7 @@ async def main() -> int:
     p.add_argument("--ceiling-pods", type=int, default=5000, help="pods for the emulator ceiling measurement")
     p.add_argument("--concurrency", type=int, default=64, help="API creates in flight")
     p.add_argument("--limit", type=float, default=900.0, help="wall seconds to wait for all binds")
+    p.add_argument("--qps", type=float, default=5000.0, help="controller API client requests/s (and burst)")
     p.add_argument("--in-process", action="store_true", help="controller and Fluxion inside this process")
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args()

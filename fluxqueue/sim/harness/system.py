@@ -228,6 +228,9 @@ class SimSystem:
         values["controller"] = {
             "strategy": self.config.strategy,
             "ports": {"webhook": self.webhook_port or 9443, "metrics": self.metrics_port or 8080},
+            # The API client's rate limit is a deployment setting: the simulation's, in both modes.
+            "qps": self.config.controller_qps,
+            "burst": self.config.controller_burst,
         }
         values["fluxion"] = {"policy": self.config.policy, "port": self.fluxion_port or 4242}
         return values
