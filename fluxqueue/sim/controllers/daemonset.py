@@ -14,13 +14,13 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from fluxqueue.sim.apiserver import APIError
 from fluxqueue.sim.apiserver import resources as R
 
 from ..clock import Timers
 from ..kubelet import node_affinity_matches, tolerates
 from .base import Informer, Obj, OwnerController
 from .events import EventRecorder
+from .podcontrol import create_pod
 from .templates import is_active, is_ready, phase, pod_from_template, template_hash
 
 # daemon/util AddOrUpdateDaemonPodTolerations
@@ -174,18 +174,9 @@ class DaemonSetController(OwnerController):
         ds = self.sets.get(*key)
         if ds is None:
             return
-        ns = key[0]
         plan = plan_daemonset(ds, self.owned(ds), self.nodes.items())
         for node in plan.create:
-            try:
-                pod = await self.client.create(R.PODS, daemon_pod(ds, node), namespace=ns)
-                self.pods.observe(pod)
-                await self.events.record(
-                    ds, "Normal", "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}", self.name
-                )
-            except APIError as exc:
-                await self.events.record(ds, "Warning", "FailedCreate", str(exc), self.name)
-                raise
+            await create_pod(self.client, self.pods, self.events, ds, daemon_pod(ds, node), self.name)
         for p in plan.delete:
             await self.delete_child(p)
         await self.write_status(ds, plan.status)

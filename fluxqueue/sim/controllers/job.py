@@ -34,6 +34,7 @@ from fluxqueue.sim.apiserver import resources as R
 from ..clock import SimClock, Timers, parse_time, rfc3339
 from .base import Controller, Informer, Obj, controller_ref
 from .events import EventRecorder
+from .podcontrol import create_pod
 from .templates import TERMINAL, deletion_rank, is_ready, phase
 
 log = get_logger(__name__)
@@ -558,19 +559,7 @@ class JobController(Controller):
                 raise
 
     async def _create_pod(self, job: Obj, index: int | None) -> None:
-        body = job_pod(job, index)
-        ns = job["metadata"].get("namespace")
-        try:
-            pod = await self.client.create(R.PODS, body, namespace=ns)
-        except APIError as exc:
-            await self.events.record(
-                job, "Warning", "FailedCreate", f"Error creating: {exc}", "job-controller"
-            )
-            raise
-        self.pods.observe(pod)
-        await self.events.record(
-            job, "Normal", "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}", "job-controller"
-        )
+        await create_pod(self.client, self.pods, self.events, job, job_pod(job, index), "job-controller")
 
 
 def _job_owner_keys(pod: Obj) -> list[str]:

@@ -16,6 +16,7 @@ from fluxqueue.sim.apiserver import resources as R
 from ..clock import Timers
 from .base import Informer, Obj, OwnerController
 from .events import EventRecorder
+from .podcontrol import create_pod
 from .templates import deletion_rank, is_active, is_ready, pod_from_template
 
 
@@ -74,26 +75,20 @@ class ReplicaSetController(OwnerController):
         if rs is None:
             return
         plan = plan_replicaset(rs, self.owned(rs))
-        ns = key[0]
         if plan.create:
             template = (rs.get("spec") or {}).get("template") or {}
             results = await asyncio.gather(
                 *(
-                    self.client.create(R.PODS, pod_from_template(rs, template), namespace=ns)
+                    create_pod(
+                        self.client, self.pods, self.events, rs, pod_from_template(rs, template), self.name
+                    )
                     for _ in range(plan.create)
                 ),
                 return_exceptions=True,
             )
             for r in results:
-                if isinstance(r, APIError):
-                    await self.events.record(rs, "Warning", "FailedCreate", f"Error creating: {r}", self.name)
-                elif isinstance(r, BaseException):
+                if isinstance(r, BaseException) and not isinstance(r, APIError):
                     raise r
-                else:
-                    self.pods.observe(r)
-                    await self.events.record(
-                        rs, "Normal", "SuccessfulCreate", f"Created pod: {r['metadata']['name']}", self.name
-                    )
             if any(isinstance(r, BaseException) for r in results):
                 self.queue.add_rate_limited(key)
         for p in plan.delete:
