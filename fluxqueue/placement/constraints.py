@@ -205,7 +205,9 @@ def constraint_for(unit: Any, nodes: Iterable[NodeView]) -> dict[str, Any] | Non
         parts.append({"properties": [label_property(k, v) for k, v in sorted(unit.node_selector.items())]})
     if unit.node_affinity_terms:
         parts.append(_any([_term_constraint(t, nodes) for t in unit.node_affinity_terms]))
-    refused = _hosts(nodes, lambda n: bool(untolerated_taints(unit.tolerations, n[2])))
+    # Only tainted nodes can refuse (most have no taint: skip them cheaply, this runs for every jobspec).
+    tainted = [n for n in nodes if n[2]]
+    refused = _hosts(tainted, lambda n: bool(untolerated_taints(unit.tolerations, n[2])))
     if refused:
         parts.append({"not": [{"hostlist": refused}]})
     return _all(parts)
