@@ -250,25 +250,26 @@ class FluxionMatcher:
         ctx: Context,
         graph: ClusterGraph,
         capacity: ClusterGraph | None = None,
-        fits_cache: dict[int, tuple[ClusterGraph, tuple[bool, str]]] | None = None,
+        fits_cache: dict[Any, tuple[ClusterGraph, tuple[bool, str]]] | None = None,
     ):
         self.ctx = ctx
         self.graph = graph
         self.capacity = capacity or graph
         self.calls = 0
-        # unit id -> (the capacity graph it was judged against, verdict): a unit's needs never change, so
-        # it is judged once per cluster shape, not every pass (each judgement walks every node: at 2,000
+        # what a unit asks (shape) -> (the capacity graph it was judged against, verdict): judged once per
+        # cluster shape and unit shape, not per unit every pass (each judgement walks every node: at 2,000
         # queued units and 1,000 nodes that was 40% of the controller's CPU).
         self.fits_cache = fits_cache if fits_cache is not None else {}
 
     def fits_ever(self, unit: Unit) -> tuple[bool, str]:
         if not self.capacity.nodes:
             return True, ""  # no node is schedulable right now: wait rather than declare it impossible
-        cached = self.fits_cache.get(unit.id)
+        key = _fit_shape(unit)
+        cached = self.fits_cache.get(key)
         if cached is not None and cached[0] is self.capacity:
             return cached[1]
         verdict = self.capacity.fits_ever(scheduling_unit(unit))
-        self.fits_cache[unit.id] = (self.capacity, verdict)
+        self.fits_cache[key] = (self.capacity, verdict)
         return verdict
 
     async def match(self, unit: Unit, reserve: bool) -> Any:
@@ -290,6 +291,20 @@ class FluxionMatcher:
             if ok:
                 return _Busy("other workloads occupy the nodes it needs")
         return result
+
+
+def _fit_shape(unit: Unit) -> tuple:
+    """Everything ClusterGraph.fits_ever reads of a unit."""
+    p = unit.placement or {}
+    constraints = (p.get("node_selector"), p.get("node_affinity_terms"), p.get("tolerations"))
+    return (
+        unit.size,
+        unit.cpu_millis,
+        unit.memory_bytes,
+        unit.gpus,
+        unit.exclusive,
+        json.dumps(constraints, sort_keys=True) if any(constraints) else "",
+    )
 
 
 class _Busy:
@@ -319,7 +334,7 @@ class Scheduler:
         self.running: set[int] = set()  # units known Running (no database read per pod event)
         self.pending_binds: dict[str, str] = {}  # pod uid -> node, bound but not yet seen by the watch
         self._release_tasks: set[asyncio.Task] = set()
-        self.fits_cache: dict[int, tuple[ClusterGraph, tuple[bool, str]]] = {}
+        self.fits_cache: dict[Any, tuple[ClusterGraph, tuple[bool, str]]] = {}
 
     # ---- the loop -----------------------------------------------------------------------------------
 
@@ -355,12 +370,9 @@ class Scheduler:
             units = await ctx.store.pending()
             graph = await self.graphs.ensure(resync=bool(units) and ctx.settings.strategy != "fcfs")
             await self._retry_cancels()
+            if len(self.fits_cache) > 4096:
+                self.fits_cache.clear()  # shapes of units long gone
             matcher = FluxionMatcher(ctx, graph, self.graphs.capacity, self.fits_cache)
-            if len(self.fits_cache) > 2 * len(units) + 1024:  # drop units no longer pending
-                pending = {u.id for u in units}
-                self.fits_cache = matcher.fits_cache = {
-                    k: v for k, v in self.fits_cache.items() if k in pending
-                }
             reservations: list[int] = []
             keep: list[int] = []
             placed: list[Unit] = []
