@@ -209,6 +209,8 @@ class Reactor:
 
     async def _submit(self, su: Any, owners: list[dict]) -> Unit | None:
         async with self._submitting(owner_key(su)):
+            if owner_key(su) in self.by_owner:
+                return None  # queued meanwhile by the sweep or the watch (both check before locking)
             return await self._submit_unlocked(su, owners)
 
     async def _submit_unlocked(self, su: Any, owners: list[dict]) -> Unit | None:
