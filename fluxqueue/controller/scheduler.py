@@ -602,7 +602,9 @@ class Scheduler:
                 return
             if not unit.released:
                 await ctx.store.mark_released(unit_id)
-                wrapped = self.wrapped_objects(unit)
+                # A bare pod's story is told on its FluxJob only: one Event per pod less (the emulator's CPU
+                # per pod bounds the end-to-end rate); a Job or a group also hears it on its first object.
+                wrapped = self.wrapped_objects(unit) if unit.kind != "Pod" else []
                 message = f"Scheduled on {','.join(nodes)}"
                 await ctx.actions.event([ctx.actions.fluxjob_ref(unit), *wrapped[:1]], "Scheduled", message)
                 await self.publish(unit)
