@@ -354,7 +354,8 @@ def print_case(r: dict) -> None:
     c = r["ceiling"]
     print(f"\n== {r['nodes']} nodes, {r['workload']}: {e['pods']} pods (startup {r['startup_s']:.1f} s)")
     print(
-        f"  end-to-end      {e['pods_per_s'] or 0:8.1f} pods/s  ({e['bound']}/{e['pods']} bound in {e['wall_s']:.1f} s)"
+        f"  end-to-end      {e['pods_per_s'] or 0:8.1f} pods/s  ({e['bound']}/{e['pods']} bound in {e['wall_s']:.1f} s;"
+        f" all created after {e['create_s']:.1f} s)"
     )
     if c.get("pods_per_s"):
         print(f"  emulator ceiling{c['pods_per_s']:8.1f} pods/s  ratio {r['ratio']:.2f}")
