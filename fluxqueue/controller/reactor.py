@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fluxqueue.controller.context import Context
+from fluxqueue.controller.fluxjob import owner_reference
 from fluxqueue.controller.release import group_outcome, job_outcome, job_started, pod_outcome, pod_running
 from fluxqueue.controller.scheduler import Scheduler, holder_key, is_ours
 from fluxqueue.controller.units import owner_key, submission_for
@@ -66,6 +67,7 @@ class Reactor:
         self._lanes: dict[str, collections.deque] = {}
         self._lane_tasks: set[asyncio.Task] = set()
         self._lane_slots = asyncio.Semaphore(LANES)
+        self._group_fluxjobs: dict[int, dict] = {}  # unit id -> its FluxJob while members join
 
     @contextlib.asynccontextmanager
     async def _submitting(self, key: str) -> AsyncIterator[None]:
@@ -370,9 +372,19 @@ class Reactor:
         )
         self.members.add(meta.get("uid") or "")
         self.by_owner[owner_key(su)] = unit.id
-        fluxjob = await ctx.actions.ensure_fluxjob(unit, [pod])
+        # The group's FluxJob as we last wrote it: later members add themselves as owners without a create
+        # that conflicts and a get (two requests per member).
+        fluxjob = self._group_fluxjobs.get(unit.id)
+        if fluxjob is None:
+            fluxjob = await ctx.actions.ensure_fluxjob(unit, [pod])
         if fluxjob is not None:
             await ctx.actions.add_owner(unit, fluxjob, pod)
+            refs = fluxjob.setdefault("metadata", {}).setdefault("ownerReferences", [])
+            if not any(r.get("uid") == meta.get("uid") for r in refs):
+                refs.append(owner_reference(pod, controller=False))
+            self._group_fluxjobs[unit.id] = fluxjob
+        if count >= unit.size:
+            self._group_fluxjobs.pop(unit.id, None)
         if unit.state == QUEUED and count == unit.size:
             log.info("group complete; queued", unit=unit.key, size=unit.size)
             await ctx.actions.event(
@@ -380,11 +392,12 @@ class Reactor:
             )
             ctx.wake("group complete")
         elif unit.state != QUEUED:
-            await ctx.actions.event(
-                [ctx.actions.fluxjob_ref(unit)],
-                "Waiting",
-                f"waiting for group members: {count} of {unit.size} present",
-            )
+            if count == 1:  # one Event per group, not per member; the status carries the count
+                await ctx.actions.event(
+                    [ctx.actions.fluxjob_ref(unit)],
+                    "Waiting",
+                    f"waiting for group members: {count} of {unit.size} present",
+                )
             await ctx.store.set_reason(unit.id, f"waiting for group members: {count} of {unit.size} present")
             unit = await ctx.store.get(unit.id) or unit
         await self.scheduler.publish(unit)
