@@ -52,6 +52,7 @@ log = get_logger(__name__)
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
 POSITION_REFRESH_SECONDS = 5.0
+PERSIST_CONCURRENCY = 4  # allocations being written while the pass matches the next units
 # Further back in the queue, a position is refreshed less often (0.1 s per place: the 2,000th every 200 s), so a
 # deep queue costs tens of status writes per second, not one per unit every few seconds (which, at 2,000 units,
 # used the whole API rate limit and starved the bindings).
@@ -376,6 +377,7 @@ class Scheduler:
             reservations: list[int] = []
             keep: list[int] = []
             placed: list[Unit] = []
+            persisting: set[asyncio.Task] = set()
             position = 0
             try:
                 async for decision in strategies.plan(
@@ -383,11 +385,17 @@ class Scheduler:
                 ):
                     unit = decision.unit
                     if isinstance(decision, strategies.Allocate):
-                        done = await self._persist_allocation(unit, decision.result)
-                        if done is not None:
-                            placed.append(done)
-                            # Persisted: the Kubernetes side may start now, while the pass goes on.
-                            self._spawn_release(done)
+                        # Persisting overlaps the next matches (Fluxion already holds this allocation); the
+                        # Kubernetes side starts only once it is persisted, and the pass ends only after
+                        # every persist has (before reservations are cancelled and the lock is released).
+                        while len(persisting) >= PERSIST_CONCURRENCY:
+                            _, pending_tasks = await asyncio.wait(
+                                persisting, return_when=asyncio.FIRST_COMPLETED
+                            )
+                            persisting = set(pending_tasks)
+                        persisting.add(
+                            asyncio.create_task(self._persist_then_release(unit, decision.result, placed))
+                        )
                     elif isinstance(decision, strategies.Reserve):
                         position += 1
                         result = decision.result
@@ -413,6 +421,15 @@ class Scheduler:
                             unit, UNSATISFIABLE, f"Unsatisfiable: {decision.reason}", warning=True
                         )
             finally:
+                if persisting:
+                    outcomes = await asyncio.gather(*persisting, return_exceptions=True)
+                    if any(isinstance(o, BaseException) for o in outcomes):
+                        # Fluxion may hold allocations the database does not (or the reverse): reload
+                        # Fluxion from the database before the next match.
+                        self.graphs.loaded_fingerprint = None
+                        for o in outcomes:
+                            if isinstance(o, Exception):
+                                log.error("persisting an allocation failed", error=repr(o))
                 # Reservations exist only inside a pass (never released as if allocated), even when the
                 # pass fails half way.
                 for jobid in reservations:
@@ -439,6 +456,13 @@ class Scheduler:
                     seconds=round(elapsed, 3),
                 )
         return len(placed)
+
+    async def _persist_then_release(self, unit: Unit, result: Any, placed: list[Unit]) -> None:
+        done = await self._persist_allocation(unit, result)
+        if done is not None:
+            placed.append(done)
+            # Persisted: the Kubernetes side may start now, while the pass goes on.
+            self._spawn_release(done)
 
     def _spawn_release(self, unit: Unit) -> None:
         task = asyncio.create_task(self.release(unit.id))
