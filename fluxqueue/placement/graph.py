@@ -86,7 +86,13 @@ class ClusterGraph:
         return self.nodes.get(name)
 
     def node_views(self) -> list[constraints.NodeView]:
-        return [(n.name, n.labels, n.taints) for n in self.nodes.values()]
+        # Built once per graph (every jobspec asks for it; a graph's nodes do not change after it is built).
+        cached = self.__dict__.get("_node_views")
+        if cached is None or len(cached) != len(self.nodes):
+            cached = self.__dict__["_node_views"] = [
+                (n.name, n.labels, n.taints) for n in self.nodes.values()
+            ]
+        return cached
 
     def eligible_nodes(self, unit: Any) -> list[NodeCapacity]:
         return [n for n in self.nodes.values() if constraints.node_allows(unit, n.name, n.labels, n.taints)]
