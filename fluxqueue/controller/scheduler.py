@@ -52,6 +52,7 @@ log = get_logger(__name__)
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
 POSITION_REFRESH_SECONDS = 5.0
+PENDING_READ_FACTOR = 4  # units read per pass, in multiples of the queue depth
 PERSIST_CONCURRENCY = 4  # allocations being written while the pass matches the next units
 # Further back in the queue, a position is refreshed less often (0.1 s per place: the 2,000th every 200 s), so a
 # deep queue costs tens of status writes per second, not one per unit every few seconds (which, at 2,000 units,
@@ -368,7 +369,11 @@ class Scheduler:
                 again = await ctx.store.requeue_unsatisfiable("the cluster changed; trying again")
                 if again:
                     log.info("cluster changed: unsatisfiable units queued again", units=len(again))
-            units = await ctx.store.pending()
+            # A pass matches at most queue-depth units: reading (and decoding) the whole queue each pass made
+            # a deep queue cost O(queue) per pass. Units further back keep their last status until they
+            # come within reach.
+            depth = ctx.settings.queue_depth
+            units = await ctx.store.pending(limit=depth * PENDING_READ_FACTOR if depth else None)
             graph = await self.graphs.ensure(resync=bool(units) and ctx.settings.strategy != "fcfs")
             await self._retry_cancels()
             if len(self.fits_cache) > 4096:
@@ -443,7 +448,6 @@ class Scheduler:
             if ctx.metrics is not None:
                 with contextlib.suppress(Exception):
                     ctx.metrics.observe_pass(elapsed, len(units), len(placed))
-            depth = ctx.settings.queue_depth
             if placed and depth and matcher.calls >= depth:
                 ctx.wake("more units than one pass considers")  # next pass now, not at the next event
             if placed or reservations:

@@ -260,9 +260,14 @@ class QueueStore:
         row = await self._pool.fetchrow(self._q["live_group"], namespace, group_name)
         return Unit.from_record(row) if row else None
 
-    async def pending(self) -> list[Unit]:
-        """Queued and Reserved units in scheduling order (priority desc, submitted asc, id)."""
-        return [Unit.from_record(r) for r in await self._pool.fetch(self._q["pending_units"])]
+    async def pending(self, limit: int | None = None) -> list[Unit]:
+        """Queued and Reserved units in scheduling order (priority desc, submitted asc, id); the first
+        ``limit`` of them when given."""
+        if limit:
+            rows = await self._pool.fetch(self._q["pending_units_head"], limit)
+        else:
+            rows = await self._pool.fetch(self._q["pending_units"])
+        return [Unit.from_record(r) for r in rows]
 
     async def active(self) -> list[Unit]:
         return [Unit.from_record(r) for r in await self._pool.fetch(self._q["active_units"])]

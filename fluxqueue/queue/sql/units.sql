@@ -28,6 +28,13 @@ SELECT * FROM fluxqueue.units
 WHERE state IN ('Queued', 'Reserved')
 ORDER BY priority DESC, submitted_at ASC, id ASC;
 
+-- name: pending_units_head
+-- The first $1 units in scheduling order (a pass that matches at most queue-depth units reads no more).
+SELECT * FROM fluxqueue.units
+WHERE state IN ('Queued', 'Reserved')
+ORDER BY priority DESC, submitted_at ASC, id ASC
+LIMIT $1;
+
 -- name: active_units
 SELECT * FROM fluxqueue.units
 WHERE state IN ('Waiting', 'Queued', 'Reserved', 'Scheduled', 'Running')
