@@ -132,7 +132,7 @@ class System:
             "metadata": {"name": "webhook-probe", "namespace": "default"},
             "spec": {"containers": [{"name": "c", "image": "x"}]},
         }
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30
         while True:
             out = await self.api.client.create(R.PODS, pod, namespace="default", dry_run=True)
             if (out.get("spec") or {}).get("schedulerName") == "fluxqueue":
@@ -212,7 +212,7 @@ class System:
         assert fj is not None
         return fj
 
-    async def wait_for(self, check: Callable[[], Any], within: float = 20, what: str = "condition") -> None:
+    async def wait_for(self, check: Callable[[], Any], within: float = 40, what: str = "condition") -> None:
         deadline = time.monotonic() + within
         while True:
             result = check()
