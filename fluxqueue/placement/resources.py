@@ -57,14 +57,6 @@ class Resources:
             max(self.pods, other.pods),
         )
 
-    def fits_in(self, other: Resources) -> bool:
-        return (
-            self.cpu_milli <= other.cpu_milli
-            and self.memory <= other.memory
-            and self.gpus <= other.gpus
-            and self.pods <= other.pods
-        )
-
     def describe(self) -> str:
         """Human form, e.g. ``2500m cpu, 4Gi memory, 1 gpu``."""
         parts = [f"{self.cpu_milli}m cpu" if self.cpu_milli % 1000 else f"{self.cpu_milli // 1000} cpu"]

@@ -388,9 +388,6 @@ class QueueStore:
     async def record_binding(self, unit_id: int, pod: str, pod_uid: str, node: str) -> None:
         await self._pool.execute(self._q["record_binding"], unit_id, pod, pod_uid, node)
 
-    async def bindings(self, unit_id: int) -> list[dict]:
-        return [dict(r) for r in await self._pool.fetch(self._q["bindings"], unit_id)]
-
     # ---- reservations (one pass only) -------------------------------------------------------------------
 
     async def record_reservation(self, unit_id: int, jobid: int, start_at: datetime, reason: str) -> None:

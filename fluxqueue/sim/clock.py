@@ -104,11 +104,6 @@ class SimClock:
     def monotonic() -> float:
         return time.monotonic()
 
-    def sim_since(self, timestamp: str | None) -> float | None:
-        """Simulated seconds elapsed since an RFC 3339 timestamp written by the cluster."""
-        t = parse_time(timestamp)
-        return None if t is None else self.sim(time.time() - t)
-
     async def sleep(self, sim_seconds: float) -> None:
         await asyncio.sleep(self.real(sim_seconds))
 

@@ -92,15 +92,6 @@ class Pool:
             return self.paths[i]
         return f"{self.parent.path}/{self.name(i)}"
 
-    def index_of_uid(self, uid: int) -> int | None:
-        if self.uids is None:
-            i = uid - self.uid_base
-            return i if 0 <= i < self.count else None
-        try:
-            return self.uids.index(uid)
-        except ValueError:
-            return None
-
     def busy_mask(self, start: int, end: int) -> int:
         """Members held by any span overlapping [start, end)."""
         if start == 0 and self.n_res == 0:

@@ -28,9 +28,6 @@ UPDATE fluxqueue.allocations SET fluxion_jobid = $2, epoch = $3 WHERE unit_id = 
 INSERT INTO fluxqueue.pod_bindings (unit_id, pod, pod_uid, node) VALUES ($1, $2, $3, $4)
 ON CONFLICT DO NOTHING;
 
--- name: bindings
-SELECT pod, pod_uid, node, bound_at FROM fluxqueue.pod_bindings WHERE unit_id = $1 ORDER BY bound_at, pod;
-
 -- name: insert_reservation
 INSERT INTO fluxqueue.reservations (unit_id, fluxion_jobid, start_at) VALUES ($1, $2, $3)
 ON CONFLICT (unit_id) DO UPDATE SET fluxion_jobid = EXCLUDED.fluxion_jobid, start_at = EXCLUDED.start_at,

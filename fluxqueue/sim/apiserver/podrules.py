@@ -78,16 +78,6 @@ DEFAULT_TOLERATIONS = (
 )
 
 
-def _add_default_tolerations(spec: dict[str, Any]) -> None:
-    # DefaultTolerationSeconds admission plugin (enabled by default).
-    tols = spec.setdefault("tolerations", [])
-    for key, seconds in DEFAULT_TOLERATIONS:
-        if not any(t.get("key") == key and t.get("effect") in (None, "", "NoExecute") for t in tols):
-            tols.append(
-                {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}
-            )
-
-
 GATED_CONDITION_MESSAGE = "Scheduling is blocked due to non-empty scheduling gates"
 
 

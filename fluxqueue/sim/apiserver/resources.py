@@ -268,12 +268,6 @@ class Registry:
     def all(self) -> list[ResourceType]:
         return list(self._by_key.values())
 
-    def by_kind(self, group: str, version: str, kind: str) -> ResourceType | None:
-        for rt in self._by_key.values():
-            if rt.group == group and rt.version == version and rt.kind == kind:
-                return rt
-        return None
-
     def groups(self) -> dict[str, list[str]]:
         """group -> served versions (preferred first)."""
         out: dict[str, list[str]] = {}

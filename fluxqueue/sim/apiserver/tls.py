@@ -27,9 +27,6 @@ class CertBundle:
         # The chain includes the CA so clients that only pin the leaf's issuer by name still verify it.
         return context_from_pem(self.cert_pem + self.ca_pem, self.key_pem)
 
-    def client_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cadata=self.ca_pem.decode())
-
 
 def serving_bundle(
     dns_names: list[str] | None = None, ips: list[str] | None = None, common_name: str = "fluxqueue-sim"
