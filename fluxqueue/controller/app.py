@@ -17,7 +17,7 @@ from fluxqueue.controller.context import Context
 from fluxqueue.controller.crd import fluxjob_crd
 from fluxqueue.controller.instruments import Instruments
 from fluxqueue.controller.reactor import Reactor
-from fluxqueue.controller.scheduler import Scheduler
+from fluxqueue.controller.scheduler import UNIT_INDEX, Scheduler, unit_index
 from fluxqueue.controller.settings import ControllerSettings
 from fluxqueue.errors import ConfigError
 from fluxqueue.kube import names
@@ -174,7 +174,7 @@ class Controller:
             fluxion=self.fluxion,
             actions=Actions(self.client, recorder),
             jobs=Informer(self.client, JOBS, label_selector=f"{names.LABEL_MANAGED}=true"),
-            pods=Informer(self.client, PODS),
+            pods=Informer(self.client, PODS, indexers={UNIT_INDEX: unit_index}),
             nodes=Informer(self.client, NODES),
             fluxjobs=Informer(self.client, FLUXJOBS),
             priorityclasses=Informer(self.client, PRIORITYCLASSES),

@@ -230,8 +230,8 @@ class Reactor:
         if created:
             log.info("queued", unit=unit.key, size=unit.size, priority=unit.priority)
             # The FluxJob tells the story; the wrapped object hears from us when it is placed (or cannot be).
-            # Its status is first written by the next pass, within milliseconds: one request less per unit.
-            await ctx.actions.event([ctx.actions.fluxjob_ref(unit)], "Queued", f"Queued: {_need(unit)}")
+            # Its status (and a "Queued" Event) is first written by a pass that leaves it waiting: a unit placed
+            # at once is only told "Scheduled", two requests less per unit in a flood.
             if ctx.metrics is not None:
                 with contextlib.suppress(Exception):
                     ctx.metrics.observe_queued(unit)
@@ -296,9 +296,7 @@ class Reactor:
             await self.scheduler.bind_unit_pods(unit_id)
         elif kind != "DELETED" and pod_running(pod):
             if unit_id not in self.scheduler.running:
-                unit = await self.ctx.store.get(unit_id)
-                if unit is not None:
-                    await self.scheduler.note_running(unit)
+                await self.scheduler.mark_running(unit_id)
         elif kind == "DELETED" or _phase(pod) in TERMINAL_PHASES:
             # A slot came free: a replacement pod may be waiting for it.
             await self.scheduler.bind_unit_pods(unit_id)
@@ -330,9 +328,7 @@ class Reactor:
             if unit is not None and unit.state in ACTIVE_STATES:
                 await self.scheduler.finish(unit, *outcome, warning=outcome[0] != "Succeeded")
         elif pod_running(pod) and unit_id not in self.scheduler.running:
-            unit = await self.ctx.store.get(unit_id)
-            if unit is not None:
-                await self.scheduler.note_running(unit)
+            await self.scheduler.mark_running(unit_id)
 
     async def _group_pod(self, kind: str, pod: dict, group: str) -> None:
         meta = _meta(pod)
@@ -497,12 +493,6 @@ class Reactor:
                 await sched.bind_unit_pods(unit.id)
             if unit.state == "Scheduled":
                 await sched.note_running(unit)
-
-
-def _need(unit: Unit) -> str:
-    from fluxqueue.controller.strategy import describe_need
-
-    return describe_need(unit)
 
 
 def _node_shape(node: dict) -> tuple:

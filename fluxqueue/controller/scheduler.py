@@ -44,6 +44,7 @@ from fluxqueue.queue.store import (
     SCHEDULED,
     UNSATISFIABLE,
     WAITING,
+    Allocation,
     NodeShare,
     Unit,
 )
@@ -77,6 +78,13 @@ def holder_key(pod: dict) -> str:
     return meta.get("uid") or ""
 
 
+UNIT_INDEX = "unit"  # the pods informer's index: our pods by holder_key
+
+
+def unit_index(pod: dict) -> list[str]:
+    return [holder_key(pod)] if is_ours(pod) else []
+
+
 def foreign_pods(pods: list[dict], holding: set[str] | frozenset[str] = frozenset()) -> list[dict]:
     """Bound, unfinished pods whose resources no allocation of ours accounts for: taken out of the graph.
 
@@ -99,8 +107,10 @@ def foreign_pods(pods: list[dict], holding: set[str] | frozenset[str] = frozense
 class GraphKeeper:
     """The cluster graph and the Fluxion service's copy of it."""
 
-    def __init__(self, ctx: Context):
+    def __init__(self, ctx: Context, allocations: dict[int, Allocation] | None = None):
         self.ctx = ctx
+        # The scheduler's cache of held allocations: a replay may give one a new Fluxion id.
+        self.allocations = allocations if allocations is not None else {}
         self.graph: ClusterGraph | None = None
         # The same nodes with no foreign load: what "could this ever fit?" is judged against, so a passing
         # foreign pod never makes a unit Unsatisfiable for good.
@@ -229,12 +239,14 @@ class GraphKeeper:
             await self._forget_in_fluxion(alloc)
             return False
         await self.ctx.store.update_allocation_id(alloc.unit_id, alloc.fluxion_jobid, self.epoch or 0)
+        self.allocations.pop(alloc.unit_id, None)
         return True
 
     async def _forget_in_fluxion(self, alloc: Any) -> None:
         """Fluxion does not hold this allocation any more: its id may be issued again, so never cancel it
         (id 0), and its pods count as foreign load until they are gone."""
         await self.ctx.store.update_allocation_id(alloc.unit_id, 0, self.epoch or 0)
+        self.allocations.pop(alloc.unit_id, None)
         unit = await self.ctx.store.get(alloc.unit_id)
         if unit is not None:
             self.ctx.holding.discard(unit.owner_uid)
@@ -309,6 +321,38 @@ def _fit_shape(unit: Unit) -> tuple:
     )
 
 
+class TokenBudget:
+    """A token bucket: ``rate`` tokens a second, at most ``burst`` saved up."""
+
+    def __init__(self, rate: float, burst: int):
+        self.rate = rate
+        self.burst = max(1, burst)
+        self.tokens = float(self.burst)
+        self.at = time.monotonic()
+
+    def take(self) -> bool:
+        if self.rate <= 0:
+            return True  # unlimited
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+def _waited(unit: Unit) -> str:
+    """ " after 2.5s in the queue" for an Event, when the unit waited at all."""
+    if unit.scheduled_at is None or unit.submitted_at is None:
+        return ""
+    seconds = (unit.scheduled_at - unit.submitted_at).total_seconds()
+    return f" after {seconds:.1f}s in the queue" if seconds >= 0.05 else ""
+
+
+SCHEDULED_STATUS_DELAY = 0.5  # seconds a "Scheduled" status waits for "Running" to replace it
+
+
 class _Busy:
     status = "BUSY"
 
@@ -326,7 +370,10 @@ class _Unsatisfiable:
 class Scheduler:
     def __init__(self, ctx: Context):
         self.ctx = ctx
-        self.graphs = GraphKeeper(ctx)
+        # Held allocations by unit id (node shares never change once written; a replay drops the entry):
+        # releasing, binding and publishing a unit read them from here, not from the database each time.
+        self.allocations: dict[int, Allocation] = {}
+        self.graphs = GraphKeeper(ctx, self.allocations)
         self.passes = 0
         self.to_cancel: set[int] = set()  # Fluxion ids whose cancel failed; retried every pass
         self.published: dict[int, dict] = {}  # unit id -> last status written
@@ -337,6 +384,9 @@ class Scheduler:
         self.pending_binds: dict[str, str] = {}  # pod uid -> node, bound but not yet seen by the watch
         self._release_tasks: set[asyncio.Task] = set()
         self.fits_cache: dict[Any, tuple[ClusterGraph, tuple[bool, str]]] = {}
+        self.status_budget = TokenBudget(ctx.settings.waiting_status_rate, ctx.settings.waiting_status_burst)
+        self._deferred: dict[int, asyncio.Task] = {}  # unit id -> a status write waiting to be superseded
+        self._status_locks: dict[int, asyncio.Lock] = {}
 
     # ---- the loop -----------------------------------------------------------------------------------
 
@@ -469,7 +519,7 @@ class Scheduler:
             self._spawn_release(done)
 
     def _spawn_release(self, unit: Unit) -> None:
-        task = asyncio.create_task(self.release(unit.id))
+        task = asyncio.create_task(self.release(unit.id, unit))
         self._release_tasks.add(task)
         task.add_done_callback(self._release_tasks.discard)
 
@@ -502,10 +552,29 @@ class Scheduler:
             await self._cancel(result.jobid)
             return None
         ctx.holding.add(done.owner_uid)
+        self.allocations[done.id] = Allocation(
+            unit_id=done.id,
+            fluxion_jobid=result.jobid,
+            epoch=self.graphs.epoch or 0,
+            r=result.allocation,
+            allocated_at=done.scheduled_at or datetime.now(UTC),
+            released_at=None,
+            nodes=shares,
+            duration_s=done.duration_s,
+        )
         if ctx.metrics is not None:
             with contextlib.suppress(Exception):
                 ctx.metrics.observe_scheduled(done)
         return done
+
+    async def allocation(self, unit_id: int) -> Allocation | None:
+        """The unit's allocation, from the cache when this process wrote or read it before."""
+        alloc = self.allocations.get(unit_id)
+        if alloc is None:
+            alloc = await self.ctx.store.allocation(unit_id)
+            if alloc is not None and alloc.released_at is None:
+                self.allocations[unit_id] = alloc
+        return alloc
 
     # ---- Fluxion cancel -----------------------------------------------------------------------------
 
@@ -558,6 +627,7 @@ class Scheduler:
         self.published.pop(done.id, None)
         self.published_at.pop(done.id, None)
         self.reasons.pop(done.id, None)
+        self._status_locks.pop(done.id, None)
         self.running.discard(done.id)
         return done
 
@@ -573,6 +643,7 @@ class Scheduler:
     async def _give_back(self, unit: Unit, jobid: int | None) -> None:
         if jobid is not None and jobid > 0 and self.graphs.epoch is not None:
             await self._cancel(jobid)
+        self.allocations.pop(unit.id, None)
         self.ctx.holding.discard(unit.owner_uid)
         self.draining.pop(unit.id, None)
         self.ctx.wake("released")
@@ -594,22 +665,20 @@ class Scheduler:
         if unit.kind == "Pod":
             pod = ctx.pods.get(unit.namespace, unit.object_name)
             return [pod] if pod else []
-        return [
-            p
-            for p in ctx.pods.items()
-            if (p["metadata"].get("namespace") == unit.namespace)
-            and ((p["metadata"].get("labels") or {}).get(names.LABEL_GROUP_NAME) == unit.group_name)
-            and is_ours(p)
-        ]
+        return ctx.pods.by_index(UNIT_INDEX, f"group:{unit.namespace}/{unit.group_name}")
 
-    async def release(self, unit_id: int) -> None:
-        """Start a Scheduled unit in Kubernetes from its stored allocation (safe to repeat)."""
+    async def release(self, unit_id: int, unit: Unit | None = None) -> None:
+        """Start a Scheduled unit in Kubernetes from its stored allocation (safe to repeat).
+
+        ``unit`` is the row the pass has just written (no need to read it back); without it, it is read.
+        """
         ctx = self.ctx
         async with ctx.lock_for(unit_id):
-            unit = await ctx.store.get(unit_id)
+            if unit is None:
+                unit = await ctx.store.get(unit_id)
             if unit is None or unit.state not in HOLDING_STATES:
                 return
-            alloc = await ctx.store.allocation(unit_id)
+            alloc = await self.allocation(unit_id)
             if alloc is None:
                 return
             nodes = alloc.node_names
@@ -622,20 +691,17 @@ class Scheduler:
                         await ctx.actions.unsuspend_job(
                             unit.namespace, unit.object_name, nodes, alloc.fluxion_jobid, unit.name
                         )
-                    await self._bind_unlocked(unit, alloc)
-                else:
-                    await self._bind_unlocked(unit, alloc)
+                await self._bind_unlocked(unit, alloc, mark_released=not unit.released)
             except APIError as exc:
                 log.warning("release failed; will retry", unit=unit.key, error=str(exc))
                 return
             if not unit.released:
-                await ctx.store.mark_released(unit_id)
                 # A bare pod's story is told on its FluxJob only: one Event per pod less (the emulator's CPU
                 # per pod bounds the end-to-end rate); a Job or a group also hears it on its first object.
                 wrapped = self.wrapped_objects(unit) if unit.kind != "Pod" else []
-                message = f"Scheduled on {','.join(nodes)}"
+                message = f"Scheduled on {','.join(nodes)}{_waited(unit)}"
                 await ctx.actions.event([ctx.actions.fluxjob_ref(unit), *wrapped[:1]], "Scheduled", message)
-                await self.publish(unit)
+                await self.publish(unit, defer=SCHEDULED_STATUS_DELAY)
 
     async def bind_unit_pods(self, unit_id: int) -> None:
         """Bind pods of a placed unit that have appeared since (a Job's pods after the unsuspend)."""
@@ -644,7 +710,7 @@ class Scheduler:
             unit = await ctx.store.get(unit_id)
             if unit is None or unit.state not in HOLDING_STATES:
                 return
-            alloc = await ctx.store.allocation(unit_id)
+            alloc = await self.allocation(unit_id)
             if alloc is None:
                 return
             try:
@@ -657,16 +723,12 @@ class Scheduler:
         if unit.kind == "Job":
             job = ctx.jobs.get(unit.namespace, unit.object_name)
             uid = (job or {}).get("metadata", {}).get("uid") or unit.owner_uid
-            return [
-                p
-                for p in ctx.pods.items()
-                if p["metadata"].get("namespace") == unit.namespace
-                and is_ours(p)
-                and any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or [])
-            ]
+            return ctx.pods.by_index(UNIT_INDEX, uid)
         return self.wrapped_objects(unit)
 
-    async def _bind_unlocked(self, unit: Unit, alloc: Any) -> None:
+    async def _bind_unlocked(self, unit: Unit, alloc: Any, *, mark_released: bool = False) -> None:
+        """Bind what is unbound of the unit's pods (all at once), record the bindings, and with
+        ``mark_released`` mark the unit released in the same statement (only when every bind succeeded)."""
         ctx = self.ctx
         pods = []
         for pod in self.unit_pods(unit):
@@ -687,16 +749,28 @@ class Scheduler:
             exclusive=unit.exclusive,
         )
         by_name = {p["metadata"]["name"]: p for p in pods}
-        for pod_name, node in plan.items():
-            pod = by_name[pod_name]
-            ok = await ctx.actions.bind_pod(pod, node, jobid=alloc.fluxion_jobid, fluxjob=unit.name)
-            if ok:
+        todo = [(by_name[pod_name], node) for pod_name, node in plan.items()]
+        outcomes = await asyncio.gather(
+            *(
+                ctx.actions.bind_pod(pod, node, jobid=alloc.fluxion_jobid, fluxjob=unit.name)
+                for pod, node in todo
+            ),
+            return_exceptions=True,
+        )
+        bound = []
+        for (pod, node), ok in zip(todo, outcomes, strict=True):
+            if ok is True:
                 uid = pod["metadata"].get("uid")
                 self.pending_binds[uid] = node
-                await ctx.store.record_binding(unit.id, pod_name, uid, node)
+                bound.append((pod["metadata"]["name"], uid, node))
                 if ctx.metrics is not None:
                     with contextlib.suppress(Exception):
                         ctx.metrics.observe_bound(pod, node)
+        failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+        if bound or (mark_released and failed is None):
+            await ctx.store.record_bindings(unit.id, bound, released=mark_released and failed is None)
+        if failed is not None:
+            raise failed
 
     def forget_pod(self, uid: str) -> None:
         self.pending_binds.pop(uid, None)
@@ -706,14 +780,15 @@ class Scheduler:
             self.running.add(unit.id)
         if unit.state != SCHEDULED:
             return
-        pods = self.unit_pods(unit)
-        if any(pod_running(p) for p in pods):
-            self.running.add(unit.id)
-            running = await self.ctx.store.transition(
-                unit.id, RUNNING, "pods running", from_states=[SCHEDULED]
-            )
-            if running is not None:
-                await self.publish(running)
+        if any(pod_running(p) for p in self.unit_pods(unit)):
+            await self.mark_running(unit.id)
+
+    async def mark_running(self, unit_id: int) -> None:
+        """A pod of the unit runs: Scheduled -> Running (one conditional UPDATE, no read first)."""
+        self.running.add(unit_id)
+        running = await self.ctx.store.transition(unit_id, RUNNING, "pods running", from_states=[SCHEDULED])
+        if running is not None:
+            await self.publish(running)
 
     # ---- status -------------------------------------------------------------------------------------
 
@@ -724,12 +799,20 @@ class Scheduler:
         position: int | None = None,
         reserved_start: datetime | None = None,
         throttle: bool = False,
+        defer: float = 0.0,
     ) -> None:
-        """Write the FluxJob status when it changed (one PATCH per real change)."""
+        """Write the FluxJob status when it changed (one PATCH per real change).
+
+        ``throttle`` (a waiting unit's status, written by the pass): a change of queue position alone is
+        refreshed every few seconds, and such writes share a budget (``waiting_status_rate``), spent from the
+        head of the queue down, so a flood of submissions does not cost a status write per unit before it is
+        even placed. ``defer``: write after that many seconds unless a newer status (Running) replaces it
+        first, one write instead of two when a pod starts right after its binding.
+        """
         ctx = self.ctx
         nodes = None
         if unit.state in (SCHEDULED, RUNNING) or unit.fluxion_jobid is not None:
-            alloc = await ctx.store.allocation(unit.id)
+            alloc = await self.allocation(unit.id)
             nodes = alloc.node_names if alloc else None
         members = None
         if unit.state == WAITING:
@@ -737,23 +820,50 @@ class Scheduler:
         status = fluxjob_status(
             unit, nodes=nodes, position=position, reserved_start=reserved_start, members=members
         )
+        superseded = self._deferred.pop(unit.id, None)
+        if superseded is not None:
+            superseded.cancel()
         last = self.published.get(unit.id)
         if last == status:
             return
-        if (
-            throttle
-            and last is not None
-            and {k: v for k, v in last.items() if k != "queuePosition"}
-            == {k: v for k, v in status.items() if k != "queuePosition"}
-            and time.monotonic() - self.published_at.get(unit.id, 0.0)
-            < max(POSITION_REFRESH_SECONDS, (position or 0) * POSITION_REFRESH_PER_PLACE)
-        ):
-            return  # only the queue position moved: refreshed every few seconds, not on every pass
-        # A merge patch only adds and replaces: name the keys that no longer apply so they are removed.
-        patch = {**dict.fromkeys(OPTIONAL_STATUS_KEYS), **status}
-        if await ctx.actions.set_status(unit, patch):
-            self.published[unit.id] = status
-            self.published_at[unit.id] = time.monotonic()
+        if throttle:
+            if (
+                last is not None
+                and {k: v for k, v in last.items() if k != "queuePosition"}
+                == {k: v for k, v in status.items() if k != "queuePosition"}
+                and time.monotonic() - self.published_at.get(unit.id, 0.0)
+                < max(POSITION_REFRESH_SECONDS, (position or 0) * POSITION_REFRESH_PER_PLACE)
+            ):
+                return  # only the queue position moved: refreshed every few seconds, not on every pass
+            if not self.status_budget.take():
+                return  # written by a later pass if the unit still waits then
+        if defer > 0:
+            self._deferred[unit.id] = asyncio.create_task(self._write_status_later(unit, status, defer))
+            return
+        await self._write_status(unit, status, first_wait=throttle and last is None)
+
+    async def _write_status_later(self, unit: Unit, status: dict, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._deferred.pop(unit.id, None)  # from here on a newer status waits for this write, not cancels it
+        await self._write_status(unit, status)
+
+    async def _write_status(self, unit: Unit, status: dict, *, first_wait: bool = False) -> None:
+        # One write at a time per FluxJob, in the order asked: a later status never lands before an earlier.
+        lock = self._status_locks.setdefault(unit.id, asyncio.Lock())
+        async with lock:
+            # A merge patch only adds and replaces: name the keys that no longer apply so they are removed.
+            patch = {**dict.fromkeys(OPTIONAL_STATUS_KEYS), **status}
+            if await self.ctx.actions.set_status(unit, patch):
+                self.published[unit.id] = status
+                self.published_at[unit.id] = time.monotonic()
+                if first_wait:
+                    # Units placed at once are told "Scheduled" only (as kube-scheduler does); one that
+                    # waits hears "Queued" when its waiting is first shown.
+                    await self.ctx.actions.event(
+                        [self.ctx.actions.fluxjob_ref(unit)],
+                        "Queued",
+                        f"Queued: {strategies.describe_need(unit)}",
+                    )
 
     # ---- timeouts -----------------------------------------------------------------------------------
 

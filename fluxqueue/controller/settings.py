@@ -45,6 +45,10 @@ class ControllerSettings:
     sweep_interval: float = 10.0  # reconcile sweep, seconds
     # Bring Fluxion's "now" forward (re-Init + replay with remaining times) at most this often, when units wait.
     time_resync: float = 30.0
+    # Status writes per second for waiting units (their first "Queued" and later queue positions), from the head
+    # of the queue down; 0 = unlimited. Placements, starts and ends are always written at once.
+    waiting_status_rate: float = 50.0
+    waiting_status_burst: int = 200
     # Units matched per pass at most (flux-sched qmanager's queue-depth); 0 = the whole queue.
     queue_depth: int = 64
     # Workload seconds per wall second: 1 in a real cluster; the simulator's time scale under `fluxqueue sim`

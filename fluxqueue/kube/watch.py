@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from fluxqueue.kube.client import APIError, Key, object_key
@@ -20,6 +20,8 @@ from fluxqueue.log import get_logger
 log = get_logger(__name__)
 
 Handler = Callable[[str, dict, dict | None], Awaitable[None] | None]
+# An index function: the index values an object is filed under (client-go's IndexFunc).
+IndexFunc = Callable[[dict], Iterable[str]]
 
 
 class Informer:
@@ -33,6 +35,7 @@ class Informer:
         label_selector: str | None = None,
         field_selector: str | None = None,
         backoff: float = 1.0,
+        indexers: dict[str, IndexFunc] | None = None,
     ):
         self.client = client
         self.key = key
@@ -41,6 +44,10 @@ class Informer:
         self.label_selector = label_selector
         self.field_selector = field_selector
         self.cache: dict[str, dict] = {}
+        # Secondary indices kept with the cache (client-go's Indexer): name -> value -> {cache key: object},
+        # so "the pods of this unit" is a dictionary lookup, not a walk of every cached pod.
+        self._indexers: dict[str, IndexFunc] = dict(indexers or {})
+        self._indices: dict[str, dict[str, dict[str, dict]]] = {name: {} for name in self._indexers}
         self.synced = asyncio.Event()
         self.relists = 0
         self._backoff = backoff
@@ -52,6 +59,35 @@ class Informer:
 
     def items(self) -> list[dict]:
         return list(self.cache.values())
+
+    def by_index(self, name: str, value: str) -> list[dict]:
+        """Cached objects filed under ``value`` by the indexer ``name``."""
+        return list(self._indices[name].get(value, {}).values())
+
+    def _put(self, k: str, obj: dict, old: dict | None) -> None:
+        self.cache[k] = obj
+        if self._indexers:
+            if old is not None:
+                self._unindex(k, old)
+            for name, fn in self._indexers.items():
+                index = self._indices[name]
+                for value in fn(obj):
+                    index.setdefault(value, {})[k] = obj
+
+    def _drop(self, k: str) -> None:
+        old = self.cache.pop(k, None)
+        if old is not None and self._indexers:
+            self._unindex(k, old)
+
+    def _unindex(self, k: str, old: dict) -> None:
+        for name, fn in self._indexers.items():
+            index = self._indices[name]
+            for value in fn(old):
+                bucket = index.get(value)
+                if bucket is not None:
+                    bucket.pop(k, None)
+                    if not bucket:
+                        del index[value]
 
     async def _emit(self, kind: str, obj: dict, old: dict | None) -> None:
         # The cache is already current; the handler runs in its own task, in event order, so a slow handler
@@ -90,7 +126,10 @@ class Informer:
         self.relists += 1
         fresh = {object_key(o): o for o in listing.get("items", [])}
         self._rv = listing.get("metadata", {}).get("resourceVersion")
-        previous, self.cache = self.cache, dict(fresh)
+        previous, self.cache = self.cache, {}
+        self._indices = {name: {} for name in self._indexers}
+        for k, obj in fresh.items():
+            self._put(k, obj, None)
         for k, obj in fresh.items():
             old = previous.get(k)
             if old is None:
@@ -136,10 +175,10 @@ class Informer:
                     k = object_key(obj)
                     old = self.cache.get(k)
                     if kind == "DELETED":
-                        self.cache.pop(k, None)
+                        self._drop(k)
                         await self._emit("DELETED", obj, old)
                     elif kind in ("ADDED", "MODIFIED"):
-                        self.cache[k] = obj
+                        self._put(k, obj, old)
                         await self._emit("ADDED" if old is None else "MODIFIED", obj, old)
             except asyncio.CancelledError:
                 raise

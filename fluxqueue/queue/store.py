@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from fluxqueue.log import get_logger
 from fluxqueue.queue.sql import QUERIES
@@ -141,7 +141,11 @@ class HistoryRow:
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("jsonb", encoder=_json_text, decoder=orjson.loads, schema="pg_catalog")
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 async def _reset_connection(_conn: asyncpg.Connection) -> None:
@@ -311,17 +315,21 @@ class QueueStore:
         None when the unit is no longer pending (deleted or scheduled by someone else): the caller must then
         cancel the Fluxion job it holds.
         """
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(self._q["set_scheduled"], unit_id, reason, jobid)
-            if row is None:
-                return None
-            await conn.execute(self._q["insert_allocation"], unit_id, jobid, epoch, r)
-            await conn.executemany(
-                self._q["insert_allocation_node"],
-                [(unit_id, n.node, n.cores, n.memory_bytes, n.gpus, n.slots) for n in nodes],
-            )
-            await conn.execute("DELETE FROM fluxqueue.reservations WHERE unit_id = $1", unit_id)
-            return Unit.from_record(row)
+        shares = list(nodes)
+        row = await self._pool.fetchrow(
+            self._q["schedule_unit"],
+            unit_id,
+            reason,
+            jobid,
+            epoch,
+            r,
+            [n.node for n in shares],
+            [n.cores for n in shares],
+            [n.memory_bytes for n in shares],
+            [n.gpus for n in shares],
+            [n.slots for n in shares],
+        )
+        return Unit.from_record(row) if row else None
 
     async def finish(
         self, unit_id: int, state: str, reason: str, *, release: bool = True
@@ -353,8 +361,19 @@ class QueueStore:
         """Every Unsatisfiable unit back to Queued (after the cluster's capacity changed)."""
         return [Unit.from_record(r) for r in await self._pool.fetch(self._q["requeue_unsatisfiable"], reason)]
 
-    async def mark_released(self, unit_id: int) -> None:
-        await self._pool.execute(self._q["set_released"], unit_id)
+    async def record_bindings(
+        self, unit_id: int, bindings: Iterable[tuple[str, str, str]], *, released: bool = False
+    ) -> None:
+        """Record pods bound as (pod, pod uid, node); with ``released`` also mark the unit released."""
+        bound = list(bindings)
+        await self._pool.execute(
+            self._q["record_bindings"],
+            unit_id,
+            [b[0] for b in bound],
+            [b[1] for b in bound],
+            [b[2] for b in bound],
+            released,
+        )
 
     # ---- allocations and bindings -----------------------------------------------------------------------
 
@@ -384,9 +403,6 @@ class QueueStore:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(self._q["update_allocation_id"], unit_id, jobid, epoch)
             await conn.execute("UPDATE fluxqueue.units SET fluxion_jobid = $2 WHERE id = $1", unit_id, jobid)
-
-    async def record_binding(self, unit_id: int, pod: str, pod_uid: str, node: str) -> None:
-        await self._pool.execute(self._q["record_binding"], unit_id, pod, pod_uid, node)
 
     # ---- reservations (one pass only) -------------------------------------------------------------------
 

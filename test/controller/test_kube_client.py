@@ -88,6 +88,46 @@ async def test_an_informer_relists_after_410_and_reports_what_it_missed_as_event
         await asyncio.gather(task, return_exceptions=True)
 
 
+async def test_an_informer_index_follows_label_changes_deletions_and_relists(client):
+    def by_team(pod):
+        team = (pod["metadata"].get("labels") or {}).get("team")
+        return [team] if team else []
+
+    informer = Informer(client, PODS, namespace="default", indexers={"team": by_team})
+    for name, team in (("a1", "a"), ("a2", "a"), ("b1", "b")):
+        await client.create(
+            PODS, {**a_pod(name), "metadata": {"name": name, "labels": {"team": team}}}, namespace="default"
+        )
+    task = asyncio.create_task(informer.run())
+
+    async def names_of(team, expected):
+        for _ in range(50):
+            got = sorted(p["metadata"]["name"] for p in informer.by_index("team", team))
+            if got == expected:
+                return got
+            await asyncio.sleep(0.05)
+        return got
+
+    try:
+        await asyncio.wait_for(informer.synced.wait(), 5)
+        assert await names_of("a", ["a1", "a2"]) == ["a1", "a2"]
+        await client.patch(PODS, "a2", {"metadata": {"labels": {"team": "b"}}}, namespace="default")
+        assert await names_of("b", ["a2", "b1"]) == ["a2", "b1"]
+        assert await names_of("a", ["a1"]) == ["a1"]
+        await client.delete(PODS, "a1", namespace="default")
+        assert await names_of("a", []) == []
+        assert "a" not in informer._indices["team"]  # no empty buckets left behind
+        informer._rv = "1"  # a relist rebuilds the index from the fresh listing
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await client.delete(PODS, "b1", namespace="default")
+        task = asyncio.create_task(informer.run())
+        assert await names_of("b", ["a2"]) == ["a2"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_repeated_events_are_aggregated_into_one_with_a_count(client):
     pod = await client.create(PODS, a_pod("p"), namespace="default")
     recorder = EventRecorder(client)

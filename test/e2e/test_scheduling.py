@@ -105,8 +105,10 @@ async def test_a_bare_pod_is_gated_queued_bound_and_released(system):
     p = await system.api.client.get(R.PODS, "solo", namespace="default")
     assert p["spec"]["nodeName"] == done["status"]["nodes"][0]
     assert not p["spec"].get("schedulingGates")
-    reasons = {e["reason"] for e in await system.events("solo-pod")}
-    assert {"Queued", "Scheduled", "Succeeded"} <= reasons
+    events = {e["reason"]: e["message"] for e in await system.events("solo-pod")}
+    # Placed at once: told "Scheduled" (with where), as kube-scheduler does; "Queued" is for units that wait.
+    assert {"Scheduled", "Succeeded"} <= set(events)
+    assert events["Scheduled"].startswith(f"Scheduled on {done['status']['nodes'][0]}")
     printed = await system.kubectl("get", "fj", "solo-pod")
     assert "Succeeded" in printed and "PHASE" in printed
 
@@ -197,9 +199,13 @@ async def test_easy_backfill_lets_a_short_small_job_run_ahead_without_delaying_t
         return status.get("phase") == "Queued" and "delaying default/head-job" in status.get("reason", "")
 
     await system.wait_for(long_waits_for_the_head, 10, "the long job to wait behind the head's reservation")
+    # A unit that waits is told so once, when its waiting is first shown; then "Scheduled" says for how long.
+    assert "Queued" in {e["reason"] for e in await system.events("long-job")}
     for name in ("first", "head", "short", "long"):
         await system.wait_phase(f"{name}-job", "Succeeded", within=40)
     assert await system.scheduled_order() == ["first-job", "short-job", "head-job", "long-job"]
+    scheduled = [e["message"] for e in await system.events("long-job") if e["reason"] == "Scheduled"]
+    assert scheduled and "s in the queue" in scheduled[0]
 
 
 async def test_contention_starts_waiting_jobs_in_priority_then_fifo_order_as_resources_free(system):

@@ -1,10 +1,3 @@
--- name: insert_allocation
-INSERT INTO fluxqueue.allocations (unit_id, fluxion_jobid, epoch, r) VALUES ($1, $2, $3, $4);
-
--- name: insert_allocation_node
-INSERT INTO fluxqueue.allocation_nodes (unit_id, node, cores, memory_bytes, gpus, slots)
-VALUES ($1, $2, $3, $4, $5, $6);
-
 -- name: allocation
 SELECT * FROM fluxqueue.allocations WHERE unit_id = $1;
 
@@ -23,10 +16,6 @@ RETURNING fluxion_jobid;
 -- name: update_allocation_id
 -- After a replay under a new id (a server that cannot reuse ids).
 UPDATE fluxqueue.allocations SET fluxion_jobid = $2, epoch = $3 WHERE unit_id = $1;
-
--- name: record_binding
-INSERT INTO fluxqueue.pod_bindings (unit_id, pod, pod_uid, node) VALUES ($1, $2, $3, $4)
-ON CONFLICT DO NOTHING;
 
 -- name: insert_reservation
 INSERT INTO fluxqueue.reservations (unit_id, fluxion_jobid, start_at) VALUES ($1, $2, $3)

@@ -57,14 +57,37 @@ RETURNING *;
 UPDATE fluxqueue.units SET reason = $2, attempts = attempts + $3 WHERE id = $1 AND reason IS DISTINCT FROM $2
 RETURNING id;
 
--- name: set_scheduled
-UPDATE fluxqueue.units
-SET state = 'Scheduled', reason = $2, fluxion_jobid = $3, scheduled_at = now(), attempts = attempts + 1
-WHERE id = $1 AND state IN ('Queued', 'Reserved')
-RETURNING *;
+-- name: schedule_unit
+-- Pending -> Scheduled with its allocation and per-node shares, as one statement (atomic; one round trip).
+-- Returns nothing when the unit is no longer pending (deleted or placed elsewhere meanwhile).
+WITH unit AS (
+    UPDATE fluxqueue.units
+    SET state = 'Scheduled', reason = $2, fluxion_jobid = $3, scheduled_at = now(), attempts = attempts + 1
+    WHERE id = $1 AND state IN ('Queued', 'Reserved')
+    RETURNING *
+), allocation AS (
+    INSERT INTO fluxqueue.allocations (unit_id, fluxion_jobid, epoch, r)
+    SELECT id, $3, $4, $5 FROM unit
+    RETURNING unit_id
+), shares AS (
+    INSERT INTO fluxqueue.allocation_nodes (unit_id, node, cores, memory_bytes, gpus, slots)
+    SELECT a.unit_id, s.node, s.cores, s.memory_bytes, s.gpus, s.slots
+    FROM allocation a,
+         unnest($6::text[], $7::int[], $8::bigint[], $9::int[], $10::int[])
+             AS s(node, cores, memory_bytes, gpus, slots)
+), reservation AS (
+    DELETE FROM fluxqueue.reservations WHERE unit_id IN (SELECT id FROM unit)
+)
+SELECT * FROM unit;
 
--- name: set_released
-UPDATE fluxqueue.units SET released = true WHERE id = $1;
+-- name: record_bindings
+-- Pods bound for a unit ($2..$4 side by side), and with $5 the unit marked released, in one statement.
+WITH bound AS (
+    INSERT INTO fluxqueue.pod_bindings (unit_id, pod, pod_uid, node)
+    SELECT $1, b.pod, b.pod_uid, b.node FROM unnest($2::text[], $3::text[], $4::text[]) AS b(pod, pod_uid, node)
+    ON CONFLICT DO NOTHING
+)
+UPDATE fluxqueue.units SET released = true WHERE id = $1 AND $5::boolean AND NOT released;
 
 -- name: add_group_member
 INSERT INTO fluxqueue.group_members (unit_id, pod, pod_uid) VALUES ($1, $2, $3)
