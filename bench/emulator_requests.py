@@ -8,10 +8,11 @@ with ``--concurrency`` requests in flight, while ``--watchers`` watches on pods 
     create_pod        POST a gated pod (what the admission webhook lets through)
     gate_patch        JSON patch: test + remove the scheduling gate, add two annotations (controller)
     bind              POST pods/binding
-    pod_status        merge patch of pods/status with a running status (kubelet)
+    pod_status        merge patch of pods/status with a running status (kubelet: in process, without a copy
+                      of the answer where the client offers it, as the simulated kubelets do)
     create_fluxjob    POST a FluxJob (controller)
     fluxjob_status    merge patch of fluxjobs/status (controller; twice per FluxJob: Queued, Scheduled)
-    lease             merge patch of a node Lease's renewTime (kubelet heartbeat)
+    lease             merge patch of a node Lease's renewTime (kubelet heartbeat; no copy either)
     get_pod           GET a pod (reference point)
 
 Reported per kind: microseconds of CPU of the emulator's process per request (``time.process_time`` in
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
 import ssl
@@ -229,7 +231,16 @@ class Transport:
     async def create(self, key: tuple[str, str, str], body: Any, ns: str | None, sub: str | None = None):
         raise NotImplementedError
 
-    async def patch(self, key, name: str, body: Any, ns: str | None, ptype: str, sub: str | None = None):
+    async def patch(
+        self,
+        key,
+        name: str,
+        body: Any,
+        ns: str | None,
+        ptype: str,
+        sub: str | None = None,
+        shared: bool = False,
+    ):
         raise NotImplementedError
 
     async def get(self, key, name: str, ns: str | None):
@@ -242,13 +253,19 @@ class Transport:
 class InProc(Transport):
     def __init__(self, api: APIServer):
         self.client = api.client
+        self.shared_ok = "copy" in inspect.signature(self.client.patch).parameters
 
     async def create(self, key, body, ns, sub=None):
         if sub:
             return await self.client.create(key, body, namespace=ns, subresource=sub)
         return await self.client.create(key, body, namespace=ns)
 
-    async def patch(self, key, name, body, ns, ptype, sub=None):
+    async def patch(self, key, name, body, ns, ptype, sub=None, shared=False):
+        if shared and self.shared_ok:
+            # what the simulated kubelets do: take the stored object, no copy (Client.patch(copy=False))
+            return await self.client.patch(
+                key, name, body, namespace=ns, patch_type=ptype, subresource=sub, copy=False
+            )
         return await self.client.patch(key, name, body, namespace=ns, patch_type=ptype, subresource=sub)
 
     async def get(self, key, name, ns):
@@ -307,7 +324,7 @@ class HTTPS(Transport):
         name = body["metadata"]["name"] if sub else None
         return await self._call("POST", _path(key, ns, name, sub), body, "application/json")
 
-    async def patch(self, key, name, body, ns, ptype, sub=None):
+    async def patch(self, key, name, body, ns, ptype, sub=None, shared=False):
         return await self._call("PATCH", _path(key, ns, name, sub), body, _CTYPES[ptype])
 
     async def get(self, key, name, ns):
@@ -382,7 +399,8 @@ async def one_round(
         await t.create(R.PODS, binding_body(names_[i], nodes[i % len(nodes)]), ns, "binding")
 
     async def status(i: int) -> None:
-        await t.patch(R.PODS, names_[i], pod_status(uids[i], i % len(nodes)), ns, "merge", "status")
+        body = pod_status(uids[i], i % len(nodes))
+        await t.patch(R.PODS, names_[i], body, ns, "merge", "status", shared=True)
 
     async def create_fj(i: int) -> None:
         await t.create(FLUXJOBS, fluxjob_body(names_[i], ns), ns)
@@ -395,7 +413,7 @@ async def one_round(
 
     async def lease(i: int) -> None:
         node = nodes[i % len(nodes)]
-        await t.patch(R.LEASES, node, lease_patch(node), NODE_LEASE_NAMESPACE, "merge")
+        await t.patch(R.LEASES, node, lease_patch(node), NODE_LEASE_NAMESPACE, "merge", shared=True)
 
     async def get(i: int) -> None:
         await t.get(R.PODS, names_[i], ns)

@@ -154,6 +154,7 @@ class SimCluster:
             default_runtime=s.default_runtime,
             events=EventRecorder(self.client, enabled=s.events),
             observe=pods.observe,
+            shared_results=self._engine is not None,
         )
         pods.add_handler(self.kubelets.on_pod)
         pods.add_handler(self._on_pod_for_podgc)

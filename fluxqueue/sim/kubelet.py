@@ -609,8 +609,12 @@ class Kubelets:
         default_runtime: float = DEFAULT_RUNTIME_S,
         events: EventRecorder | None = None,
         observe: Callable[[Obj], None] | None = None,
+        shared_results: bool = False,
     ):
         self.client = client
+        # the in-process client answers our status writes with the stored objects themselves (no copy):
+        # they only go to the shared informer cache, read-only like everything in it
+        self._patch_kw: dict[str, Any] = {"copy": False} if shared_results else {}
         self.clock = clock
         self.timers = timers
         self._pod = pod_cache
@@ -855,7 +859,12 @@ class Kubelets:
             return
         try:
             out = await self.client.patch(
-                R.PODS, run.name, {"status": status}, namespace=run.namespace, subresource="status"
+                R.PODS,
+                run.name,
+                {"status": status},
+                namespace=run.namespace,
+                subresource="status",
+                **self._patch_kw,
             )
             if self._observe is not None:
                 self._observe(out)
@@ -928,6 +937,7 @@ class Heartbeats:
                 agent.name,
                 {"spec": {"renewTime": now, "holderIdentity": agent.name}},
                 namespace=NODE_LEASE_NAMESPACE,
+                **self.kubelets._patch_kw,  # the answer is not used: no copy of it
             )
             last = self._last_status.setdefault(agent.name, time.monotonic())  # registration posted status
             if self.clock.sim(time.monotonic() - last) >= self.STATUS_REPORT_S:
@@ -937,7 +947,11 @@ class Heartbeats:
                 for c in conds:
                     c["lastHeartbeatTime"] = stamp
                 node = await self.client.patch(
-                    R.NODES, agent.name, {"status": {"conditions": conds}}, subresource="status"
+                    R.NODES,
+                    agent.name,
+                    {"status": {"conditions": conds}},
+                    subresource="status",
+                    **self.kubelets._patch_kw,
                 )
                 agent.node = node
         except APIError as exc:

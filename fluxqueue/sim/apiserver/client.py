@@ -83,9 +83,12 @@ class Client:
         dry_run: bool = False,
         field_manager: str | None = None,
         force: bool = False,
+        copy: bool = True,
     ) -> Obj:
+        """``copy=False`` answers the stored object itself (no deep copy): the caller must never mutate it."""
         ctx = self._ctx(dry_run, field_manager, force)
-        return clone(await self._engine.patch(key, name, patch, namespace, patch_type, subresource, ctx))
+        out = await self._engine.patch(key, name, patch, namespace, patch_type, subresource, ctx)
+        return clone(out) if copy else out
 
     async def delete(
         self,

@@ -564,8 +564,8 @@ class Engine:
         def compute(cur: Obj | None) -> Obj:
             if cur is None:
                 raise E.not_found(rt.group, rt.plural, name)
-            base = clone(cur)
-            new = self._apply_patch(base, patch, patch_type, rt.kind)
+            # every patch format returns a new object of its own (never shares with the stored one)
+            new = self._apply_patch(cur, patch, patch_type, rt.kind)
             if not isinstance(new, dict):
                 raise E.bad_request("patch did not produce an object")
             new.setdefault("metadata", {})
@@ -577,7 +577,17 @@ class Engine:
             new["apiVersion"], new["kind"] = rt.api_version, rt.kind
             return new
 
-        return await self._write(rt, ns, name, compute, subresource, ctx, require_rv=False, patching=True)
+        return await self._write(
+            rt,
+            ns,
+            name,
+            compute,
+            subresource,
+            ctx,
+            require_rv=False,
+            patching=True,
+            touched=_touched_keys(patch, patch_type),
+        )
 
     @staticmethod
     def _apply_patch(base: Obj, patch: Any, patch_type: str, kind: str) -> Any:
@@ -669,6 +679,7 @@ class Engine:
         require_rv: bool,
         patching: bool = False,
         applying: bool = False,
+        touched: frozenset[str] | None = None,
     ) -> Obj:
         """GuaranteedUpdate: compute the new object from the current one; retry if it changed meanwhile."""
         if subresource not in (None, "", "status"):
@@ -716,7 +727,7 @@ class Engine:
             if subresource == "status":
                 status = new.get("status")
                 mf = md.get("managedFields")
-                new = clone(cur)
+                new = clone(cur) if touched is None else _copy_reusing(cur, new, touched)
                 if status is None:
                     new.pop("status", None)
                 else:
@@ -1033,6 +1044,42 @@ class Engine:
                 await task
             except BaseException:
                 pass
+
+
+def _touched_keys(patch: Any, patch_type: str) -> frozenset[str] | None:
+    """The top-level keys a patch may change (None: it may change anything, or it cannot be told)."""
+    if patch_type in ("merge", "strategic") and isinstance(patch, dict):
+        if patch_type == "strategic" and any(isinstance(k, str) and k.startswith("$") for k in patch):
+            return None  # top-level directives ($patch, $retainKeys, ...) reach every key
+        return frozenset(patch)
+    if patch_type == "json" and isinstance(patch, list):
+        keys = set()
+        for op in patch:
+            if not isinstance(op, dict):
+                return None
+            for where in (op.get("path"), op.get("from")):
+                if where is None:
+                    continue
+                if not isinstance(where, str) or not where.startswith("/"):
+                    return None
+                keys.add(where[1:].split("/", 1)[0].replace("~1", "/").replace("~0", "~"))
+        return frozenset(keys)
+    return None
+
+
+def _copy_reusing(cur: Obj, private: Obj, touched: frozenset[str]) -> Obj:
+    """``clone(cur)``, taking from ``private`` (a patched copy of ``cur`` that shares nothing with it) the
+    top-level values the patch did not touch (``touched``: the top-level keys it may have changed) and that
+    are still equal: those are exact copies already (same types, same order), and comparing costs much less
+    than copying again."""
+    out = {}
+    for k, v in cur.items():
+        mine = private.get(k, _MISSING)
+        out[k] = mine if k not in touched and mine == v else clone(v)
+    return out
+
+
+_MISSING: Any = object()
 
 
 def _spec_of(obj: Obj) -> dict[str, Any]:

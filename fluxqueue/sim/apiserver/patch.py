@@ -61,15 +61,23 @@ def merge_key(path: tuple[str, ...], field: str, kind: str) -> str | None:
 
 
 def json_merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386."""
+    """RFC 7386. The result is the caller's own: it shares nothing with ``target`` or ``patch``."""
     if not isinstance(patch, dict):
         return clone(patch)
-    result = clone(target) if isinstance(target, dict) else {}
+    return _merge_into(clone(target) if isinstance(target, dict) else {}, patch)
+
+
+def _merge_into(result: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``patch`` into ``result`` (already a private copy: nested objects are merged in place, not
+    copied again at every level)."""
     for k, v in patch.items():
         if v is None:
             result.pop(k, None)
+        elif isinstance(v, dict):
+            cur = result.get(k)
+            result[k] = _merge_into(cur if isinstance(cur, dict) else {}, v)
         else:
-            result[k] = json_merge_patch(result.get(k), v)
+            result[k] = clone(v)
     return result
 
 
