@@ -70,20 +70,144 @@ def _walk(out: dict[Path, Any], p: Path, v: Any, parent: tuple[str, ...], name: 
         out[p] = v
 
 
+_MISSING: Any = object()
+
+
+try:
+    import orjson
+
+    _STRICT = (
+        orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+    )
+
+    def _json(v: Any) -> bytes:
+        return orjson.dumps(v, option=_STRICT)
+
+except ImportError:  # pragma: no cover
+
+    def _json(v: Any) -> bytes:
+        return json.dumps(v).encode()
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values that flatten to the same paths. ``==`` alone is not enough: paths carry the JSON of
+    list keys and set members, where 1, 1.0 and True differ; the (C) serializations tell them apart."""
+    if a is b:
+        return True
+    if a != b:
+        return False
+    try:
+        return _json(a) == _json(b)
+    except (
+        TypeError,
+        ValueError,
+    ):  # not plain JSON (orjson.JSONEncodeError is a TypeError): compare the walks
+        return False
+
+
+def _diff(
+    changed: set[Path],
+    removed: set[Path],
+    p: Path,
+    old: Any,
+    new: Any,
+    parent: tuple[str, ...],
+    name: str,
+    kind: str,
+) -> None:
+    """The paths under ``p`` that flattening ``old`` and ``new`` (``_MISSING``: absent) and comparing would
+    find changed (in new, absent from old or with another value) and removed (in old only), without walking
+    the equal parts: equal values flatten to equal paths and values."""
+    if old is not _MISSING and new is not _MISSING and _same(old, new):
+        return
+    if isinstance(old, dict) and old and isinstance(new, dict) and new:
+        # non-empty objects flatten to their fields' paths: compare field by field
+        sub = (*parent, name)
+        for k, child in new.items():
+            _diff(changed, removed, (*p, sys.intern("f:" + k)), old.get(k, _MISSING), child, sub, k, kind)
+        for k, child in old.items():
+            if k not in new:
+                gone: dict[Path, Any] = {}
+                _walk(gone, (*p, sys.intern("f:" + k)), child, sub, k, kind)
+                removed.update(gone)
+        return
+    o: dict[Path, Any] = {}
+    if old is not _MISSING:
+        _walk(o, p, old, parent, name, kind)
+    n: dict[Path, Any] = {}
+    if new is not _MISSING:
+        _walk(n, p, new, parent, name, kind)
+    for q, v in n.items():
+        if q not in o or o[q] != v:
+            changed.add(q)
+    for q in o:
+        if q not in n:
+            removed.add(q)
+
+
+def diff(old: dict[str, Any], new: dict[str, Any], kind: str, status: bool) -> tuple[set[Path], set[Path]]:
+    """(changed, removed) as ``flatten`` (``flatten_status`` when ``status``) of both and comparing would find."""
+    changed: set[Path] = set()
+    removed: set[Path] = set()
+    if status:
+        _diff(
+            changed,
+            removed,
+            ("f:status",),
+            old.get("status", _MISSING),
+            new.get("status", _MISSING),
+            (),
+            "status",
+            kind,
+        )
+        return changed, removed
+    for k, v in new.items():
+        if k in ("apiVersion", "kind", "status", "metadata"):
+            continue
+        _diff(changed, removed, ("f:" + k,), old.get(k, _MISSING), v, (), k, kind)
+    for k, v in old.items():
+        if k not in new and k not in ("apiVersion", "kind", "status", "metadata"):
+            gone: dict[Path, Any] = {}
+            _walk(gone, ("f:" + k,), v, (), k, kind)
+            removed.update(gone)
+    omd = (old["metadata"] or {}) if "metadata" in old else {}
+    nmd = (new["metadata"] or {}) if "metadata" in new else {}
+    for mk in _META_FIELDS:
+        o, n = omd.get(mk, _MISSING), nmd.get(mk, _MISSING)
+        if o is not _MISSING or n is not _MISSING:
+            _diff(changed, removed, ("f:metadata", "f:" + mk), o, n, ("metadata",), mk, kind)
+    return changed, removed
+
+
 _SHARED: dict[frozenset[Path], dict[str, Any]] = {}
+# id of a document to_fields_v1 built -> (the document, its paths): reading managedFields back costs nothing
+_PATHS: dict[int, tuple[dict[str, Any], frozenset[Path]]] = {}
 
 
-def to_fields_v1(paths: set[Path]) -> dict[str, Any]:
+def to_fields_v1(paths: set[Path] | frozenset[Path]) -> dict[str, Any]:
     """The fieldsV1 document. Pods of one template own the same fields: their (never mutated) documents are
     shared, which keeps 50,000 pods' managedFields from dominating memory."""
-    key = frozenset(paths)
+    key = paths if type(paths) is frozenset else frozenset(paths)
     doc = _SHARED.get(key)
     if doc is None:
-        doc = _build_fields_v1(paths)
+        doc = _build_fields_v1(key)
         if len(_SHARED) > 8192:
             _SHARED.clear()
+            _PATHS.clear()
         _SHARED[key] = doc
+        # what reading the document back gives (not always ``key``: a path and one below it read back as
+        # the one below), computed once instead of at every later write of the object
+        back = frozenset(from_fields_v1(doc))
+        _PATHS[id(doc)] = (doc, key if back == key else back)
     return doc
+
+
+def paths_of(doc: dict[str, Any]) -> frozenset[Path]:
+    """``from_fields_v1`` of a document, free for the (shared, never mutated) ones to_fields_v1 built."""
+    hit = _PATHS.get(id(doc))
+    if hit is not None and hit[0] is doc:
+        return hit[1]
+    return frozenset(from_fields_v1(doc))
 
 
 def _build_fields_v1(paths: set[Path]) -> dict[str, Any]:
@@ -131,11 +255,7 @@ class Entries:
         self.entries: dict[tuple[str, str, str], list[Any]] = {}
         for e in managed or []:
             k = (e.get("manager", ""), e.get("operation", "Update"), e.get("subresource", ""))
-            self.entries[k] = [
-                e.get("apiVersion", ""),
-                e.get("time", ""),
-                from_fields_v1(e.get("fieldsV1") or {}),
-            ]
+            self.entries[k] = [e.get("apiVersion", ""), e.get("time", ""), paths_of(e.get("fieldsV1") or {})]
 
     def to_list(self) -> list[dict[str, Any]]:
         out = []
@@ -160,8 +280,8 @@ class Entries:
     ) -> None:
         """Give ``paths`` to ``key`` (removing them from the others); ``owned`` replaces its whole set."""
         for k, entry in self.entries.items():
-            if k != key:
-                entry[2] -= paths
+            if k != key and not entry[2].isdisjoint(paths):
+                entry[2] = entry[2] - paths
         cur = self.entries.get(key)
         new = set(owned) if owned is not None else (set(cur[2]) if cur else set()) | paths
         if cur is None or cur[2] != new:
@@ -171,7 +291,8 @@ class Entries:
 
     def forget(self, paths: set[Path]) -> None:
         for entry in self.entries.values():
-            entry[2] -= paths
+            if not entry[2].isdisjoint(paths):
+                entry[2] = entry[2] - paths
 
 
 def _under(p: Path, prefixes: set[Path]) -> bool:
@@ -187,11 +308,11 @@ def record_update(
     subresource: str = "",
 ) -> None:
     """Set new.metadata.managedFields after a create/update/patch by ``manager``."""
-    flat = flatten_status if subresource == "status" else flatten
-    new_flat = flat(new, kind)
-    old_flat = flat(old, kind) if old is not None else {}
-    changed = {p for p, v in new_flat.items() if p not in old_flat or old_flat[p] != v}
-    removed = set(old_flat) - set(new_flat)
+    if old is None:
+        flat = flatten_status if subresource == "status" else flatten
+        changed, removed = set(flat(new, kind)), set()
+    else:
+        changed, removed = diff(old, new, kind, subresource == "status")
     entries = Entries((old or new)["metadata"].get("managedFields") if old is not None else None)
     if removed:
         entries.forget(removed)
