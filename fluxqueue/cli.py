@@ -15,6 +15,7 @@ import sys
 from fluxqueue import __version__
 from fluxqueue.errors import ConfigError
 from fluxqueue.log import setup_logging
+from fluxqueue.runtime import tune_gc
 
 # Modules that contribute subcommands; each defines register(subparsers).
 SUBCOMMAND_MODULES = (
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.print_help()
         sys.exit(2)
     setup_logging(args.log_level, args.log_format)
+    tune_gc()
     try:
         result = args.func(args)
         if inspect.iscoroutine(result):

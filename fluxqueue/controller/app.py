@@ -24,10 +24,11 @@ from fluxqueue.kube import names
 from fluxqueue.kube.client import CRDS, FLUXJOBS, JOBS, NODES, PODS, PRIORITYCLASSES, APIError, KubeClient
 from fluxqueue.kube.events import EventRecorder
 from fluxqueue.kube.leader import LeaderElector, default_identity
-from fluxqueue.kube.watch import Informer, stop_task
+from fluxqueue.kube.watch import Informer, metadata_only, stop_task, strip_managed_fields
 from fluxqueue.log import get_logger
 from fluxqueue.queue.migrate import migrate
 from fluxqueue.queue.store import QueueStore
+from fluxqueue.runtime import freeze_heap
 
 log = get_logger(__name__)
 
@@ -173,10 +174,18 @@ class Controller:
             store=self.store,
             fluxion=self.fluxion,
             actions=Actions(self.client, recorder),
-            jobs=Informer(self.client, JOBS, label_selector=f"{names.LABEL_MANAGED}=true"),
-            pods=Informer(self.client, PODS, indexers={UNIT_INDEX: unit_index}),
-            nodes=Informer(self.client, NODES),
-            fluxjobs=Informer(self.client, FLUXJOBS),
+            jobs=Informer(
+                self.client,
+                JOBS,
+                label_selector=f"{names.LABEL_MANAGED}=true",
+                transform=strip_managed_fields,
+            ),
+            pods=Informer(
+                self.client, PODS, indexers={UNIT_INDEX: unit_index}, transform=strip_managed_fields
+            ),
+            nodes=Informer(self.client, NODES, transform=strip_managed_fields),
+            # Only whether each FluxJob exists is read (the sweep recreates a missing one).
+            fluxjobs=Informer(self.client, FLUXJOBS, transform=metadata_only),
             priorityclasses=Informer(self.client, PRIORITYCLASSES),
             metrics=Instruments(self.metrics) if self.metrics is not None else None,
         )
@@ -195,6 +204,7 @@ class Controller:
             await asyncio.gather(*(inf.synced.wait() for inf in informers))
             await scheduler.graphs.ensure()  # re-Init Fluxion and replay what the database holds
             await reactor.sweep()  # finish, release or adopt whatever happened while nobody led
+            freeze_heap()  # the caches just listed live long: keep them out of every later collection
             ctx.nodes.handler = reactor.on_node
             ctx.pods.handler = reactor.on_pod_event
             ctx.jobs.handler = reactor.on_job

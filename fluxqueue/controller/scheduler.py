@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import time
 from dataclasses import replace
@@ -54,7 +53,8 @@ log = get_logger(__name__)
 TERMINAL_PHASES = ("Succeeded", "Failed")
 POSITION_REFRESH_SECONDS = 5.0
 PENDING_READ_FACTOR = 4  # units read per pass, in multiples of the queue depth
-PERSIST_CONCURRENCY = 4  # allocations being written while the pass matches the next units
+PERSIST_CONCURRENCY = 4
+REPLAY_CONCURRENCY = 32  # held allocations given back to Fluxion at once after a reload  # allocations being written while the pass matches the next units
 # Further back in the queue, a position is refreshed less often (0.1 s per place: the 2,000th every 200 s), so a
 # deep queue costs tens of status writes per second, not one per unit every few seconds (which, at 2,000 units,
 # used the whole API rate limit and starved the bindings).
@@ -129,7 +129,7 @@ class GraphKeeper:
         ctx = self.ctx
         foreign = foreign_pods(ctx.pods.items(), ctx.holding)
         capacity = build_cluster_graph(ctx.nodes.items(), (), memory_chunk_bytes=ctx.settings.memory_chunk)
-        shape = hashlib.sha256(json.dumps(capacity.jgf, sort_keys=True).encode()).hexdigest()
+        shape = capacity.fingerprint
         if self.capacity_fingerprint is not None and shape != self.capacity_fingerprint:
             self.capacity_changed = True  # nodes came, went or changed: re-judge what was unsatisfiable
         if shape != self.capacity_fingerprint or self.capacity is None:
@@ -138,7 +138,7 @@ class GraphKeeper:
         self.graph = build_cluster_graph(
             ctx.nodes.items(), foreign, memory_chunk_bytes=ctx.settings.memory_chunk
         )
-        self.fingerprint = hashlib.sha256(json.dumps(self.graph.jgf, sort_keys=True).encode()).hexdigest()
+        self.fingerprint = self.graph.fingerprint
         log.debug(
             "graph rebuilt",
             foreign_pods=len(foreign),
@@ -187,7 +187,7 @@ class GraphKeeper:
         ctx = self.ctx
         graph = self.graph
         assert graph is not None
-        await ctx.fluxion.init(graph.jgf, policy=ctx.settings.policy)
+        await ctx.fluxion.init(graph.jgf_text, policy=ctx.settings.policy)
         self.origin = time.time()
         self.inits += 1
         epoch = self.inits
@@ -197,15 +197,22 @@ class GraphKeeper:
         self.epoch = epoch
         self.loaded_fingerprint = self.fingerprint
         held = await ctx.store.held_allocations()
-        index = GraphIndex.of(graph.jgf)
-        units = {u.id: u for u in await ctx.store.active()}
-        for alloc in held:
-            unit = units.get(alloc.unit_id)
-            ok = await self._replay(alloc, index, unit.exclusive if unit else False)
-            if ok:
-                self.replayed += 1
-            else:
-                self.replay_failures += 1
+        if held:
+            index = GraphIndex.of(graph.jgf)
+            exclusive = await ctx.store.exclusive_units([a.unit_id for a in held])
+            # Replays of distinct allocations do not depend on each other: many in flight at once, so
+            # reloading thousands of running units takes round trips in parallel, not one after another.
+            slots = asyncio.Semaphore(REPLAY_CONCURRENCY)
+
+            async def replay(alloc: Allocation) -> bool:
+                async with slots:
+                    return await self._replay(alloc, index, alloc.unit_id in exclusive)
+
+            for ok in await asyncio.gather(*(replay(a) for a in held)):
+                if ok:
+                    self.replayed += 1
+                else:
+                    self.replay_failures += 1
         log.info(
             "Fluxion graph loaded",
             nodes=len(graph.nodes),

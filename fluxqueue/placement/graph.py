@@ -24,11 +24,12 @@ Node properties (RFC 31): every label as ``<key>`` (value = label value) and ``<
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fluxqueue.fluxion.jgf import GraphBuilder
+from fluxqueue.fluxion.jgf import GraphBuilder, dumps, loads
 from fluxqueue.kube import names
 from fluxqueue.kube.quantity import format_bytes
 from fluxqueue.placement import constraints
@@ -71,10 +72,25 @@ class NodeCapacity:
 
 @dataclass
 class ClusterGraph:
-    jgf: dict[str, Any]
+    # The JGF is kept as its JSON text: as Python dicts, 1,000 nodes of 32 cores and 128 memory chunks are
+    # about a million small objects that every full garbage collection walks while the graph lives.
+    jgf_text: str
     nodes: dict[str, NodeCapacity]
     excluded: dict[str, str]  # node name -> reason it is not in the graph
     memory_chunk_bytes: int = 2**30
+
+    @property
+    def jgf(self) -> dict[str, Any]:
+        """The JGF document, parsed on each call (for replay and inspection; Fluxion gets the text)."""
+        return loads(self.jgf_text)
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the graph's content (the builder's output is deterministic for a set of nodes)."""
+        cached = self.__dict__.get("_fingerprint")
+        if cached is None:
+            cached = self.__dict__["_fingerprint"] = hashlib.sha256(self.jgf_text.encode()).hexdigest()
+        return cached
 
     @property
     def largest_node(self) -> NodeCapacity | None:
@@ -253,7 +269,7 @@ def build_cluster_graph(
         if cap.memory_chunks:
             builder.add_many(n, "memory", cap.memory_chunks, size=chunk_size, unit=chunk_unit)
     return ClusterGraph(
-        jgf=builder.to_jgf(),
+        jgf_text=dumps(builder.to_jgf()),
         nodes={c.name: c for c in ordered},
         excluded=excluded,
         memory_chunk_bytes=memory_chunk_bytes,

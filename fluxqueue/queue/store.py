@@ -389,15 +389,21 @@ class QueueStore:
         """Allocations not yet released, oldest first (what Fluxion must hold)."""
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(self._q["held_allocations"])
-            out = []
-            for row in rows:
-                d = dict(row)
-                d.pop("scheduled_at", None)
-                nodes = [
-                    NodeShare(**dict(r)) for r in await conn.fetch(self._q["allocation_nodes"], d["unit_id"])
-                ]
-                out.append(Allocation(**d, nodes=nodes))
+            shares: dict[int, list[NodeShare]] = {}
+            for r in await conn.fetch(self._q["held_allocation_nodes"]):
+                d = dict(r)
+                shares.setdefault(d.pop("unit_id"), []).append(NodeShare(**d))
+        out = []
+        for row in rows:
+            d = dict(row)
+            d.pop("scheduled_at", None)
+            out.append(Allocation(**d, nodes=shares.get(d["unit_id"], [])))
         return out
+
+    async def exclusive_units(self, unit_ids: list[int]) -> set[int]:
+        """Which of these units asked for whole nodes."""
+        rows = await self._pool.fetch(self._q["exclusive_units"], unit_ids)
+        return {r["id"] for r in rows}
 
     async def update_allocation_id(self, unit_id: int, jobid: int, epoch: int) -> None:
         async with self._pool.acquire() as conn, conn.transaction():

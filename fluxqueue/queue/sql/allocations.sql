@@ -9,6 +9,12 @@ SELECT node, cores, memory_bytes, gpus, slots FROM fluxqueue.allocation_nodes WH
 SELECT a.*, u.duration_s, u.scheduled_at FROM fluxqueue.allocations a JOIN fluxqueue.units u ON u.id = a.unit_id
 WHERE a.released_at IS NULL ORDER BY a.unit_id;
 
+-- name: held_allocation_nodes
+-- The node shares of every held allocation at once (not one query per allocation).
+SELECT n.unit_id, n.node, n.cores, n.memory_bytes, n.gpus, n.slots
+FROM fluxqueue.allocation_nodes n JOIN fluxqueue.allocations a ON a.unit_id = n.unit_id
+WHERE a.released_at IS NULL ORDER BY n.unit_id, n.node;
+
 -- name: release_allocation
 UPDATE fluxqueue.allocations SET released_at = now() WHERE unit_id = $1 AND released_at IS NULL
 RETURNING fluxion_jobid;

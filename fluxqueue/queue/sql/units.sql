@@ -40,6 +40,9 @@ SELECT * FROM fluxqueue.units
 WHERE state IN ('Waiting', 'Queued', 'Reserved', 'Scheduled', 'Running')
 ORDER BY id;
 
+-- name: exclusive_units
+SELECT id FROM fluxqueue.units WHERE id = ANY($1::bigint[]) AND exclusive;
+
 -- name: lock_unit
 SELECT * FROM fluxqueue.units WHERE id = $1 FOR UPDATE;
 

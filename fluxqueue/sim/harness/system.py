@@ -28,6 +28,7 @@ from typing import Any
 from fluxqueue.errors import ConfigError
 from fluxqueue.kube import names
 from fluxqueue.log import get_logger
+from fluxqueue.runtime import tune_gc
 
 log = get_logger(__name__)
 
@@ -134,6 +135,7 @@ class SimSystem:
 
     async def start(self) -> None:
         cfg = self.config
+        tune_gc()  # this process holds the emulator's store and a thousand kubelets (see fluxqueue.runtime)
         t = time.monotonic()
         # Ports first: the chart renders them into the controller's and Fluxion's command lines.
         self.webhook_port = _free_port()
