@@ -192,7 +192,15 @@ class SchemaIndex:
         name = self.def_name(rt.group, rt.version, rt.kind)
         if name is None:
             return None
-        return _type_error(obj, self.defs()[name], "", self.defs())
+        defs = self.defs()
+        err = _checker(defs[name], defs)(obj)
+        if err is None:
+            return None
+        segments, got, want = err
+        path = ""
+        for seg in reversed(segments):  # built as _type_error builds it
+            path = f"{path}[{seg[0]}]" if type(seg) is tuple else (f"{path}.{seg}" if path else seg)
+        return path, got, want
 
     # ----- strict field validation
     def unknown_fields(self, rt: ResourceType, obj: dict[str, Any]) -> list[str]:
@@ -295,6 +303,145 @@ def _type_error(
                 if isinstance(v, int | float) and str(sub.get("$ref", "")).endswith(".Quantity"):
                     value[k] = canonical_quantity(v)  # a Quantity always reads back as its string form
     return None
+
+
+# _type_error compiled: one checker per schema node, built on first use. A checker returns None or
+# (path segments innermost first: keys, and (index,) for list items, got, wanted) and canonicalizes numeric Quantities in
+# place like _type_error.
+_Checker = Any
+_CHECKERS: dict[int, tuple[dict[str, Any], _Checker]] = {}
+
+
+def _checker(schema: dict[str, Any], defs: dict[str, Any]) -> _Checker:
+    hit = _CHECKERS.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    fn = _build_checker(schema, defs)
+    _CHECKERS[id(schema)] = (schema, fn)  # the schemas live as long as the process's SchemaIndex
+    return fn
+
+
+def _is_quantity(schema: Any) -> bool:
+    return isinstance(schema, dict) and str(schema.get("$ref", "")).endswith(".Quantity")
+
+
+def _build_checker(schema: dict[str, Any], defs: dict[str, Any]) -> _Checker:
+    if _is_quantity(schema):
+
+        def quantity(value: Any) -> Any:
+            if value is None or (isinstance(value, str | int | float) and not isinstance(value, bool)):
+                return None
+            return [], _json_type(value), "resource.Quantity"
+
+        return quantity
+    schema = _resolve(schema, defs)
+    t = schema.get("type")
+    if schema.get("format") == "int-or-string":
+
+        def int_or_string(value: Any) -> Any:
+            if value is None or (isinstance(value, str | int) and not isinstance(value, bool)):
+                return None
+            return [], _json_type(value), "intstr.IntOrString"
+
+        return int_or_string
+    if t is None:
+        return _no_check
+    if t == "string":
+
+        def string(value: Any) -> Any:
+            return None if value is None or isinstance(value, str) else ([], _json_type(value), "string")
+
+        return string
+    if t == "integer":
+        want = schema.get("format", "int64")
+
+        def integer(value: Any) -> Any:
+            if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+                return None
+            return [], _json_type(value), want
+
+        return integer
+    if t == "number":
+
+        def number(value: Any) -> Any:
+            if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+                return None
+            return [], _json_type(value), "float64"
+
+        return number
+    if t == "boolean":
+
+        def boolean(value: Any) -> Any:
+            return None if value is None or isinstance(value, bool) else ([], _json_type(value), "bool")
+
+        return boolean
+    if t == "array":
+        items = schema.get("items")
+        item_schema = items if isinstance(items, dict) else None
+        item_check: list[_Checker] = []  # compiled on first use (schemas are recursive)
+
+        def array(value: Any) -> Any:
+            if value is None:
+                return None
+            if not isinstance(value, list):
+                return [], _json_type(value), "slice"
+            if item_schema is None:
+                return None
+            if not item_check:
+                item_check.append(_checker(item_schema, defs))
+            check = item_check[0]
+            for i, v in enumerate(value):
+                err = check(v)
+                if err:
+                    err[0].append((i,))
+                    return err
+            return None
+
+        return array
+    if t == "object":
+        props = schema.get("properties") or {}
+        addl = schema.get("additionalProperties")
+        addl = addl if isinstance(addl, dict) else None
+        # key -> (checker, is a Quantity) for the declared properties, compiled on first use
+        known: dict[str, tuple[_Checker, bool] | None] = {}
+        other: list[tuple[_Checker, bool] | None] = []
+
+        def obj(value: Any) -> Any:
+            if value is None:
+                return None
+            if not isinstance(value, dict):
+                return [], _json_type(value), "struct"
+            for k, v in value.items():
+                if k in props:
+                    ent = known.get(k, _UNSET)
+                    if ent is _UNSET:
+                        sub = props.get(k)
+                        ent = known[k] = None if sub is None else (_checker(sub, defs), _is_quantity(sub))
+                elif addl is not None:
+                    if not other:
+                        other.append((_checker(addl, defs), _is_quantity(addl)))
+                    ent = other[0]
+                else:
+                    continue
+                if ent is None:
+                    continue
+                err = ent[0](v)
+                if err:
+                    err[0].append(k)
+                    return err
+                if ent[1] and isinstance(v, int | float):
+                    value[k] = canonical_quantity(v)  # a Quantity always reads back as its string form
+            return None
+
+        return obj
+    return _no_check
+
+
+def _no_check(value: Any) -> None:
+    return None
+
+
+_UNSET: Any = object()
 
 
 def _reverse_domain(group: str) -> str:
