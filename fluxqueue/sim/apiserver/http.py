@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -22,6 +23,11 @@ from .errors import APIError
 from .openapi import shared_index
 from .resources import ResourceType
 from .store import dumps
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover
+    orjson = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from .server import APIServer
@@ -50,6 +56,21 @@ PATCH_TYPES = {
     "application/strategic-merge-patch+json": "strategic",
     "application/apply-patch+yaml": "apply",
 }
+
+
+# A run of 19 digits may be an integer beyond 64 bits, which orjson reads as a float (json as an int).
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+def loads_json(raw: bytes) -> Any:
+    """``json.loads``, several times faster: orjson reads what it can read the same way; the rest (numbers
+    orjson reads differently, NaN, invalid UTF-8, malformed bodies and their error messages) is json's."""
+    if orjson is not None and _LONG_DIGITS.search(raw) is None:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(raw)
 
 
 def _json(body: Any, status: int = 200, content_type: str = "application/json") -> web.Response:
@@ -139,7 +160,7 @@ class Routes:
         else:
             raise APIError(404, "NotFound", "the server could not find the requested resource")
         version, rest = rest[0], rest[1:]
-        if group and version not in (self.engine.registry.groups().get(group) or []):
+        if group and not self.engine.registry.serves(group, version):
             raise APIError(404, "NotFound", "the server could not find the requested resource")
         if not group and version != "v1":
             raise APIError(404, "NotFound", "the server could not find the requested resource")
@@ -205,7 +226,7 @@ class Routes:
             return yaml.safe_load(raw)
         if ctype == "application/vnd.kubernetes.protobuf":
             return protobuf.decode(raw)
-        return json.loads(raw)
+        return loads_json(raw)
 
     def _strict(self, request: web.Request, rt: ResourceType, body: Any) -> list[str]:
         """fieldValidation=Strict|Warn: unknown fields are an error or a warning (default Warn)."""

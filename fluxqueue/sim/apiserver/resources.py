@@ -253,14 +253,23 @@ class Registry:
 
     def __init__(self) -> None:
         self._by_key: dict[Key, ResourceType] = {}
+        self._served: set[tuple[str, str]] | None = None  # (group, version) pairs, while no type changes
         for rt in builtin_types():
             self.add(rt)
 
     def add(self, rt: ResourceType) -> None:
         self._by_key[rt.key] = rt
+        self._served = None
 
     def remove(self, key: Key) -> None:
         self._by_key.pop(key, None)
+        self._served = None
+
+    def serves(self, group: str, version: str) -> bool:
+        """Whether some type is served at group/version (``version in groups()[group]``, without building it)."""
+        if self._served is None:
+            self._served = {(rt.group, rt.version) for rt in self._by_key.values()}
+        return (group, version) in self._served
 
     def get(self, key: Key) -> ResourceType | None:
         return self._by_key.get(tuple(key))  # type: ignore[arg-type]
