@@ -57,10 +57,10 @@ def _walk(out: dict[Path, Any], p: Path, v: Any, parent: tuple[str, ...], name: 
         key = merge_key(parent, name, kind)
         if name in MERGE_PRIMITIVE and all(not isinstance(x, dict | list) for x in v):
             for x in v:
-                out[(*p, "v:" + json.dumps(x, separators=(",", ":")))] = None
+                out[(*p, _set_member(x))] = None
         elif key and all(isinstance(x, dict) and key in x for x in v):
             for item in v:
-                ip = (*p, "k:" + json.dumps({key: item[key]}, separators=(",", ":")))
+                ip = (*p, _list_key(key, item[key]))
                 out[ip] = None
                 for k, child in item.items():
                     _walk(out, (*ip, sys.intern("f:" + k)), child, (*parent, name), k, kind)
@@ -179,6 +179,37 @@ def diff(old: dict[str, Any], new: dict[str, Any], kind: str, status: bool) -> t
     return changed, removed
 
 
+_ITEM_KEYS: dict[tuple[str, Any], str] = {}
+
+
+def _list_key(key: str, value: Any) -> str:
+    """ "k:" + the JSON of {key: value}; remembered for strings and ints (names, types, IPs, ports)."""
+    t = type(value)
+    if t is not str and t is not int:
+        return "k:" + json.dumps({key: value}, separators=(",", ":"))
+    hit = _ITEM_KEYS.get((key, value))
+    if hit is None:
+        if len(_ITEM_KEYS) > 65536:
+            _ITEM_KEYS.clear()
+        hit = _ITEM_KEYS[(key, value)] = sys.intern("k:" + json.dumps({key: value}, separators=(",", ":")))
+    return hit
+
+
+_MEMBERS: dict[str, str] = {}
+
+
+def _set_member(value: Any) -> str:
+    """ "v:" + the JSON of a set member; remembered for strings (finalizers)."""
+    if type(value) is not str:
+        return "v:" + json.dumps(value, separators=(",", ":"))
+    hit = _MEMBERS.get(value)
+    if hit is None:
+        if len(_MEMBERS) > 65536:
+            _MEMBERS.clear()
+        hit = _MEMBERS[value] = sys.intern("v:" + json.dumps(value, separators=(",", ":")))
+    return hit
+
+
 _SHARED: dict[frozenset[Path], dict[str, Any]] = {}
 # id of a document to_fields_v1 built -> (the document, its paths): reading managedFields back costs nothing
 _PATHS: dict[int, tuple[dict[str, Any], frozenset[Path]]] = {}
@@ -190,15 +221,14 @@ def to_fields_v1(paths: set[Path] | frozenset[Path]) -> dict[str, Any]:
     key = paths if type(paths) is frozenset else frozenset(paths)
     doc = _SHARED.get(key)
     if doc is None:
-        doc = _build_fields_v1(key)
+        doc, exact = _build_fields_v1(key)
         if len(_SHARED) > 8192:
             _SHARED.clear()
             _PATHS.clear()
         _SHARED[key] = doc
-        # what reading the document back gives (not always ``key``: a path and one below it read back as
-        # the one below), computed once instead of at every later write of the object
-        back = frozenset(from_fields_v1(doc))
-        _PATHS[id(doc)] = (doc, key if back == key else back)
+        # what reading the document back gives, once instead of at every later write of the object: the
+        # paths themselves, unless the document cannot say so (see _build_fields_v1)
+        _PATHS[id(doc)] = (doc, key if exact else frozenset(from_fields_v1(doc)))
     return doc
 
 
@@ -210,15 +240,27 @@ def paths_of(doc: dict[str, Any]) -> frozenset[Path]:
     return frozenset(from_fields_v1(doc))
 
 
-def _build_fields_v1(paths: set[Path]) -> dict[str, Any]:
+def _build_fields_v1(paths: set[Path] | frozenset[Path]) -> tuple[dict[str, Any], bool]:
+    """(the document, whether from_fields_v1 reads exactly ``paths`` back). It does unless a path also has
+    longer ones below it (an ``f:``/``v:`` one is then lost, it is no leaf) or a list item has fields
+    without its own path (the item's "." adds it)."""
     root: dict[str, Any] = {}
+    ends: set[int] = set()  # ids of the nodes some path ends at (prefixes sort before their extensions)
+    exact = True
     for p in sorted(paths):
         node = root
+        last = len(p) - 1
         for i, part in enumerate(p):
             node = node.setdefault(part, {})
-            if i < len(p) - 1 and part.startswith("k:"):
-                node.setdefault(".", {})
-    return root
+            if i < last:
+                if part.startswith("k:"):
+                    node.setdefault(".", {})
+                    if id(node) not in ends:
+                        exact = False
+                elif id(node) in ends:
+                    exact = False
+        ends.add(id(node))
+    return root, exact
 
 
 def from_fields_v1(doc: dict[str, Any], prefix: Path = ()) -> set[Path]:
