@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import inspect
 import json
 import os
@@ -443,6 +444,7 @@ def summarize(rounds: list[dict[str, tuple[float, float, int]]]) -> dict[str, di
             "cpu_us": round(statistics.median(cpu), 1),
             "cpu_us_min": round(min(cpu), 1),
             "wall_us": round(statistics.median(wall), 1),
+            "cpu_us_rounds": [round(c, 1) for c in cpu],
         }
     return res
 
@@ -464,7 +466,7 @@ async def run_inproc(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def run_https(args: argparse.Namespace) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--serve", "--nodes", str(args.nodes)]
+    cmd = [sys.executable, __file__, "--serve", "--nodes", str(args.nodes), "--gc", args.gc]
     proc = await asyncio.create_subprocess_exec(
         *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
     )
@@ -512,22 +514,36 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--watchers", type=int, default=1, help="watches open on all pods")
     p.add_argument("--via", choices=["inproc", "https", "both"], default="both")
+    p.add_argument(
+        "--gc",
+        choices=["tuned", "default"],
+        default="tuned",
+        help="tuned: fluxqueue.runtime.tune_gc() as the simulator's process does (default); default: CPython's",
+    )
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="one JSON line per transport instead of a table")
     args = p.parse_args()
+    if args.gc == "tuned":
+        try:
+            from fluxqueue.runtime import tune_gc
+        except ImportError:  # older trees
+            gc.set_threshold(50_000, 20, 100)
+        else:
+            tune_gc()
     if args.serve:
         asyncio.run(serve(args))
         return
     vias = ["inproc", "https"] if args.via == "both" else [args.via]
     for via in vias:
         res = asyncio.run(run_inproc(args) if via == "inproc" else run_https(args))
-        res.update(nodes=args.nodes, pods=args.pods, rounds=args.rounds, watchers=args.watchers)
+        res.update(nodes=args.nodes, pods=args.pods, rounds=args.rounds, watchers=args.watchers, gc=args.gc)
         if args.json:
             print(json.dumps(res), flush=True)
             continue
         print(
             f"# {via}: {args.nodes} nodes, {args.pods} pods x {args.rounds} rounds, "
-            f"{args.watchers} pod watcher(s), concurrency {args.concurrency}; us per request, median [min]"
+            f"{args.watchers} pod watcher(s), concurrency {args.concurrency}, {args.gc} GC; "
+            "us per request, median [min]"
         )
         print(f"{'kind':16} {'cpu_us':>16} {'wall_us':>9}")
         for kind, v in res["per_request"].items():
