@@ -53,8 +53,8 @@ log = get_logger(__name__)
 TERMINAL_PHASES = ("Succeeded", "Failed")
 POSITION_REFRESH_SECONDS = 5.0
 PENDING_READ_FACTOR = 4  # units read per pass, in multiples of the queue depth
-PERSIST_CONCURRENCY = 4
-REPLAY_CONCURRENCY = 32  # held allocations given back to Fluxion at once after a reload  # allocations being written while the pass matches the next units
+PERSIST_CONCURRENCY = 64  # allocations being written (the store batches them) while the pass matches on
+REPLAY_CONCURRENCY = 32  # held allocations given back to Fluxion at once after a reload
 # Further back in the queue, a position is refreshed less often (0.1 s per place: the 2,000th every 200 s), so a
 # deep queue costs tens of status writes per second, not one per unit every few seconds (which, at 2,000 units,
 # used the whole API rate limit and starved the bindings).
@@ -793,7 +793,7 @@ class Scheduler:
     async def mark_running(self, unit_id: int) -> None:
         """A pod of the unit runs: Scheduled -> Running (one conditional UPDATE, no read first)."""
         self.running.add(unit_id)
-        running = await self.ctx.store.transition(unit_id, RUNNING, "pods running", from_states=[SCHEDULED])
+        running = await self.ctx.store.start_running(unit_id)
         if running is not None:
             await self.publish(running)
 

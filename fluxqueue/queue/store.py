@@ -17,6 +17,7 @@ import asyncpg
 import orjson
 
 from fluxqueue.log import get_logger
+from fluxqueue.queue.batching import Batcher
 from fluxqueue.queue.sql import QUERIES
 
 log = get_logger(__name__)
@@ -162,6 +163,12 @@ class QueueStore:
         self._pool = pool
         self._dsn = dsn
         self._q = QUERIES
+        # Writes made for many units at once under load (see fluxqueue.queue.batching).
+        self._schedule_batch: Batcher[dict, Unit | None] = Batcher(self._schedule_many)
+        self._running_batch: Batcher[tuple[int, str], Unit | None] = Batcher(self._running_many)
+        self._bindings_batch: Batcher[tuple[int, list[tuple[str, str, str]], bool], None] = Batcher(
+            self._bindings_many
+        )
 
     @classmethod
     async def open(cls, dsn: str, *, min_size: int = 1, max_size: int = 5) -> QueueStore:
@@ -315,21 +322,54 @@ class QueueStore:
         None when the unit is no longer pending (deleted or scheduled by someone else): the caller must then
         cancel the Fluxion job it holds.
         """
-        shares = list(nodes)
-        row = await self._pool.fetchrow(
-            self._q["schedule_unit"],
-            unit_id,
-            reason,
-            jobid,
-            epoch,
-            r,
-            [n.node for n in shares],
-            [n.cores for n in shares],
-            [n.memory_bytes for n in shares],
-            [n.gpus for n in shares],
-            [n.slots for n in shares],
-        )
-        return Unit.from_record(row) if row else None
+        item = {
+            "unit_id": unit_id,
+            "reason": reason,
+            "jobid": jobid,
+            "epoch": epoch,
+            "r": r,
+            "nodes": [
+                {
+                    "node": n.node,
+                    "cores": n.cores,
+                    "memory_bytes": n.memory_bytes,
+                    "gpus": n.gpus,
+                    "slots": n.slots,
+                }
+                for n in nodes
+            ],
+        }
+        return await self._schedule_batch.submit(item)
+
+    async def _schedule_many(self, items: list[dict]) -> list[Unit | None]:
+        # Two placements of one unit in a batch (two passes racing): the first is written, the second
+        # gets None like any placement that finds the unit no longer pending.
+        first = {}
+        for n, item in enumerate(items):
+            first.setdefault(item["unit_id"], n)
+        unique = [items[n] for n in sorted(first.values())]
+        rows = await self._pool.fetch(self._q["schedule_units"], unique)
+        by_id = {r["id"]: Unit.from_record(r) for r in rows}
+        return [
+            by_id.get(item["unit_id"]) if first[item["unit_id"]] == n else None
+            for n, item in enumerate(items)
+        ]
+
+    async def start_running(self, unit_id: int, reason: str = "pods running") -> Unit | None:
+        """Scheduled -> Running (batched with other units' starts); None when it was not Scheduled."""
+        return await self._running_batch.submit((unit_id, reason))
+
+    async def _running_many(self, items: list[tuple[int, str]]) -> list[Unit | None]:
+        by_id: dict[int, Unit] = {}
+        for reason in {r for _, r in items}:
+            ids = [i for i, r in items if r == reason]
+            for row in await self._pool.fetch(self._q["set_running_units"], ids, reason):
+                by_id[row["id"]] = Unit.from_record(row)
+        # A unit asked twice in one batch is moved once: the first asker gets it.
+        out: list[Unit | None] = []
+        for unit_id, _ in items:
+            out.append(by_id.pop(unit_id, None))
+        return out
 
     async def finish(
         self, unit_id: int, state: str, reason: str, *, release: bool = True
@@ -364,16 +404,21 @@ class QueueStore:
     async def record_bindings(
         self, unit_id: int, bindings: Iterable[tuple[str, str, str]], *, released: bool = False
     ) -> None:
-        """Record pods bound as (pod, pod uid, node); with ``released`` also mark the unit released."""
-        bound = list(bindings)
+        """Record pods bound as (pod, pod uid, node); with ``released`` also mark the unit released
+        (batched with other units' bindings)."""
+        await self._bindings_batch.submit((unit_id, list(bindings), released))
+
+    async def _bindings_many(self, items: list[tuple[int, list[tuple[str, str, str]], bool]]) -> list[None]:
+        rows = [(unit_id, *b) for unit_id, bound, _ in items for b in bound]
         await self._pool.execute(
             self._q["record_bindings"],
-            unit_id,
-            [b[0] for b in bound],
-            [b[1] for b in bound],
-            [b[2] for b in bound],
-            released,
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+            [r[3] for r in rows],
+            [unit_id for unit_id, _, released in items if released],
         )
+        return [None] * len(items)
 
     # ---- allocations and bindings -----------------------------------------------------------------------
 

@@ -115,6 +115,45 @@ async def test_a_unit_is_scheduled_once_even_when_two_passes_race(store):
     assert len(held) == 1 and held[0].nodes == [NodeShare("n1", 1, 0, 0, 1)]
 
 
+async def test_placements_written_together_each_get_their_unit_and_shares(store):
+    units = [(await store.submit(submission(f"u{i}")))[0] for i in range(5)]
+    gone = units[4]
+    assert await store.transition(gone.id, CANCELLED, "deleted", from_states=[QUEUED])
+    results = await asyncio.gather(
+        *(
+            store.schedule(
+                u.id,
+                jobid=100 + n,
+                epoch=3,
+                r=f'{{"n": {n}}}',
+                reason=f"Scheduled on n{n}",
+                nodes=[NodeShare(f"n{n}", 2, 2**30, 0, 1), NodeShare(f"m{n}", 1, 0, 1, 1)],
+            )
+            for n, u in enumerate(units)
+        )
+    )
+    assert [r.id if r else None for r in results] == [u.id for u in units[:4]] + [None]
+    assert all(r.state == SCHEDULED and r.fluxion_jobid == 100 + n for n, r in enumerate(results[:4]))
+    held = {a.unit_id: a for a in await store.held_allocations()}
+    assert set(held) == {u.id for u in units[:4]}
+    for n, u in enumerate(units[:4]):
+        a = held[u.id]
+        assert (a.fluxion_jobid, a.epoch, a.r) == (100 + n, 3, f'{{"n": {n}}}')
+        assert a.nodes == [NodeShare(f"m{n}", 1, 0, 1, 1), NodeShare(f"n{n}", 2, 2**30, 0, 1)]
+    # Starts and bindings of several units are batched too.
+    started = await asyncio.gather(
+        *(store.start_running(u.id) for u in units[:2]), store.start_running(gone.id)
+    )
+    assert [s.state if s else None for s in started] == [RUNNING, RUNNING, None]
+    await asyncio.gather(
+        store.record_bindings(units[0].id, [("p0", "uid0", "n0")], released=True),
+        store.record_bindings(units[1].id, [("p1", "uid1", "n1"), ("p2", "uid2", "m1")], released=False),
+    )
+    assert (await store.get(units[0].id)).released and not (await store.get(units[1].id)).released
+    nodes = {r["node"]: r["pods"] for r in await store.view("nodes")}
+    assert nodes["n0"] == 1 and nodes["n1"] == 1 and nodes["m1"] == 1
+
+
 async def test_only_one_pass_holds_the_pass_lock(store):
     async with store.pass_lock() as first:
         async with store.pass_lock() as second:

@@ -60,37 +60,49 @@ RETURNING *;
 UPDATE fluxqueue.units SET reason = $2, attempts = attempts + $3 WHERE id = $1 AND reason IS DISTINCT FROM $2
 RETURNING id;
 
--- name: schedule_unit
--- Pending -> Scheduled with its allocation and per-node shares, as one statement (atomic; one round trip).
--- Returns nothing when the unit is no longer pending (deleted or placed elsewhere meanwhile).
-WITH unit AS (
-    UPDATE fluxqueue.units
-    SET state = 'Scheduled', reason = $2, fluxion_jobid = $3, scheduled_at = now(), attempts = attempts + 1
-    WHERE id = $1 AND state IN ('Queued', 'Reserved')
-    RETURNING *
+-- name: schedule_units
+-- Pending -> Scheduled with allocation and per-node shares, for a batch of units in one statement ($1: a JSON
+-- array of {unit_id, reason, jobid, epoch, r, nodes: [{node, cores, memory_bytes, gpus, slots}]}). Returns the
+-- units moved; one no longer pending (deleted, or placed elsewhere meanwhile) is left out.
+WITH input AS (
+    SELECT * FROM jsonb_to_recordset($1::jsonb)
+        AS i(unit_id bigint, reason text, jobid bigint, epoch bigint, r text, nodes jsonb)
+), unit AS (
+    UPDATE fluxqueue.units u
+    SET state = 'Scheduled', reason = i.reason, fluxion_jobid = i.jobid, scheduled_at = now(),
+        attempts = u.attempts + 1
+    FROM input i
+    WHERE u.id = i.unit_id AND u.state IN ('Queued', 'Reserved')
+    RETURNING u.*
 ), allocation AS (
     INSERT INTO fluxqueue.allocations (unit_id, fluxion_jobid, epoch, r)
-    SELECT id, $3, $4, $5 FROM unit
+    SELECT i.unit_id, i.jobid, i.epoch, i.r FROM input i JOIN unit ON unit.id = i.unit_id
     RETURNING unit_id
 ), shares AS (
     INSERT INTO fluxqueue.allocation_nodes (unit_id, node, cores, memory_bytes, gpus, slots)
-    SELECT a.unit_id, s.node, s.cores, s.memory_bytes, s.gpus, s.slots
-    FROM allocation a,
-         unnest($6::text[], $7::int[], $8::bigint[], $9::int[], $10::int[])
-             AS s(node, cores, memory_bytes, gpus, slots)
+    SELECT i.unit_id, s.node, s.cores, s.memory_bytes, s.gpus, s.slots
+    FROM input i JOIN allocation a ON a.unit_id = i.unit_id,
+         jsonb_to_recordset(i.nodes) AS s(node text, cores integer, memory_bytes bigint, gpus integer,
+                                          slots integer)
 ), reservation AS (
     DELETE FROM fluxqueue.reservations WHERE unit_id IN (SELECT id FROM unit)
 )
 SELECT * FROM unit;
 
 -- name: record_bindings
--- Pods bound for a unit ($2..$4 side by side), and with $5 the unit marked released, in one statement.
+-- Pods bound ($1..$4 side by side: unit id, pod, pod uid, node), and the units in $5 marked released.
 WITH bound AS (
     INSERT INTO fluxqueue.pod_bindings (unit_id, pod, pod_uid, node)
-    SELECT $1, b.pod, b.pod_uid, b.node FROM unnest($2::text[], $3::text[], $4::text[]) AS b(pod, pod_uid, node)
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
     ON CONFLICT DO NOTHING
 )
-UPDATE fluxqueue.units SET released = true WHERE id = $1 AND $5::boolean AND NOT released;
+UPDATE fluxqueue.units SET released = true WHERE id = ANY($5::bigint[]) AND NOT released;
+
+-- name: set_running_units
+-- Scheduled -> Running for a batch of units; returns those moved.
+UPDATE fluxqueue.units SET state = 'Running', reason = $2
+WHERE id = ANY($1::bigint[]) AND state = 'Scheduled'
+RETURNING *;
 
 -- name: add_group_member
 INSERT INTO fluxqueue.group_members (unit_id, pod, pod_uid) VALUES ($1, $2, $3)
