@@ -10,10 +10,10 @@ that hand it out copy it.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +44,15 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _DNS_LABEL_TYPES = {("", "namespaces"), ("", "services")}
+
+
+def new_uid() -> str:
+    """``str(uuid.uuid4())`` without building a UUID object (a third of the time)."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}  # RFC 4122 variant bits 10xx
 
 
 def now_rfc3339() -> str:
@@ -108,7 +117,7 @@ class Engine:
 
     def _system_fields(self, obj: Obj) -> None:
         md = obj["metadata"]
-        md["uid"] = str(uuid.uuid4())
+        md["uid"] = new_uid()
         md["creationTimestamp"] = now_rfc3339()
 
     def resolve(self, key: Key | ResourceType) -> ResourceType:
