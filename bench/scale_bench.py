@@ -76,6 +76,32 @@ def postgres_rss(system: SimSystem) -> int:
     return rss_of(pid) + sum(rss_of(c) for c in children_of(pid))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_report(system: SimSystem) -> dict[str, float]:
+    """CPU seconds used so far by each component (PostgreSQL: all its processes)."""
+    cpu = {"harness (API emulator + simulated cluster)": cpu_seconds(os.getpid())}
+    for name, proc in system.processes.items():
+        cpu[name] = cpu_seconds(proc.pid)
+    datadir = getattr(system.postgres, "datadir", None)
+    if datadir is not None:
+        try:
+            pid = int((Path(datadir) / "postmaster.pid").read_text().split()[0])
+            cpu["postgresql (all backends)"] = cpu_seconds(pid) + sum(
+                cpu_seconds(c) for c in children_of(pid)
+            )
+        except (OSError, ValueError, IndexError):
+            pass
+    return cpu
+
+
 def memory_report(system: SimSystem) -> dict[str, int]:
     mem = {"harness (API emulator + simulated cluster)": rss_of(os.getpid())}
     for name, proc in system.processes.items():
@@ -305,7 +331,14 @@ async def one_case(nodes: int, kind: str, pods: int, args: argparse.Namespace) -
             R.NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}}
         )
         api_calls = count_api_calls(system)
+        cpu_before = cpu_report(system)
         e2e = await measure_end_to_end(system, workload(kind, pods), args.concurrency, args.limit)
+        cpu_after = cpu_report(system)
+        # CPU milliseconds per pod bound, by component: what bounds the rate on a 2-core machine (and
+        # steadier than the rate itself when other work shares the machine).
+        cpu_ms_per_pod = {
+            k: (cpu_after.get(k, 0.0) - v) * 1000 / max(1, e2e["bound"]) for k, v in cpu_before.items()
+        }
         webhook: dict[str, Any] = {}
         match: dict[str, Any] = {}
         if system.processes:
@@ -346,6 +379,7 @@ async def one_case(nodes: int, kind: str, pods: int, args: argparse.Namespace) -
         "api_calls_per_pod": sum(api_calls.values()) / max(1, pods),
         "match_ms": match,
         "rss_bytes": mem,
+        "cpu_ms_per_pod": cpu_ms_per_pod,
     }
 
 
@@ -379,6 +413,10 @@ def print_case(r: dict) -> None:
         print(f"  Fluxion match   p50 {m['p50']:.2f} ms  p99 {m['p99']:.2f} ms  ({m['count']} matches)")
     top = ", ".join(f"{k} {v / e['pods']:.1f}" for k, v in list(r["api_calls"].items())[:8])
     print(f"  API calls/pod   {r['api_calls_per_pod']:.1f} ({top})")
+    cpu = r.get("cpu_ms_per_pod") or {}
+    if cpu:
+        parts = ", ".join(f"{k.split(' ')[0]} {v:.1f}" for k, v in cpu.items())
+        print(f"  CPU ms/pod      {sum(cpu.values()):.1f} ({parts})")
     for k, v in r["rss_bytes"].items():
         print(f"  RSS {k:<45} {v / 2**20:8.0f} MiB")
     if e.get("bypassed_webhook"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import time
 from typing import Any
 
 from fluxqueue.controller.actions import Actions
@@ -31,6 +32,8 @@ from fluxqueue.queue.store import QueueStore
 from fluxqueue.runtime import freeze_heap
 
 log = get_logger(__name__)
+
+SWEEP_SHARE_INVERSE = 20  # wait at least 20x the last sweep's duration: sweeps use at most 5% of the time
 
 
 class Controller:
@@ -230,14 +233,19 @@ class Controller:
 
     async def _sweep_loop(self) -> None:
         assert self.reactor is not None
+        pause = self.settings.sweep_interval
         while True:
-            await asyncio.sleep(self.settings.sweep_interval)
+            await asyncio.sleep(pause)
+            started = time.monotonic()
             try:
                 await self.reactor.sweep()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("sweep failed")
+            # The sweep is a safety net that reads every active unit: with tens of thousands of them it may
+            # take a second, and it should never use more than a few percent of the controller.
+            pause = max(self.settings.sweep_interval, SWEEP_SHARE_INVERSE * (time.monotonic() - started))
 
     async def stop(self, *, release_lease: bool = True) -> None:
         await stop_task(self._task)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import orjson
 import yaml
 
 from fluxqueue.kube import names
@@ -22,6 +23,18 @@ from fluxqueue.queue.store import (
 
 API_VERSION = f"{names.CRD_GROUP}/{names.CRD_VERSION}"
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when present: 20x faster
+_YAML_CACHE: dict[str, str] = {}  # jobspec JSON -> its YAML: a flood of like units renders each shape once
+_YAML_CACHE_SIZE = 1024
+
+
+def jobspec_yaml(jobspec: dict) -> str:
+    key = orjson.dumps(jobspec).decode()
+    text = _YAML_CACHE.get(key)
+    if text is None:
+        if len(_YAML_CACHE) >= _YAML_CACHE_SIZE:
+            _YAML_CACHE.clear()
+        text = _YAML_CACHE[key] = yaml.dump(jobspec, Dumper=_DUMPER, sort_keys=False)
+    return text
 
 
 def rfc3339(value: datetime | None) -> str | None:
@@ -62,7 +75,7 @@ def fluxjob_body(unit: Unit, owners: list[dict]) -> dict:
         "priority": unit.priority,
         "exclusive": unit.exclusive,
         "queue": unit.queue,
-        "jobspec": yaml.dump(unit.jobspec, Dumper=_DUMPER, sort_keys=False),
+        "jobspec": jobspec_yaml(unit.jobspec),
     }
     if unit.group_name:
         spec["group"] = unit.group_name
