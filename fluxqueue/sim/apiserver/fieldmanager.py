@@ -463,7 +463,9 @@ def apply(
             msg = f"Apply failed with {n} conflicts: {lines}"
         raise APIError(409, "Conflict", msg, {"causes": causes})
     previously = set(entries.entries.get(key, [None, None, set()])[2])
-    merged = _merge(live, {k: v for k, v in applied.items() if k != "metadata"}, (), "", kind)
+    # _merge shares what the configuration does not name with ``live`` (the stored object, never to be
+    # mutated): the dropped fields below are deleted from a copy of our own
+    merged = clone(_merge(live, {k: v for k, v in applied.items() if k != "metadata"}, (), "", kind))
     amd = applied.get("metadata") or {}
     md = dict(merged["metadata"])
     for mk in _META_FIELDS:
