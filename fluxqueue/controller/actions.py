@@ -40,22 +40,21 @@ class Actions:
             log.warning("could not create FluxJob", fluxjob=unit.key, error=str(exc))
             return None
 
-    async def add_owner(self, unit: Unit, fluxjob: dict, owner: dict) -> None:
-        """Add a pod group member as an owner of the group's FluxJob (GC deletes it after the last one)."""
-        refs = (fluxjob.get("metadata") or {}).get("ownerReferences") or []
-        uid = owner["metadata"]["uid"]
-        if any(r.get("uid") == uid for r in refs):
-            return
-        ref = owner_reference(owner, controller=False)
-        patch = (
-            [{"op": "add", "path": "/metadata/ownerReferences/-", "value": ref}]
-            if refs
-            else [{"op": "add", "path": "/metadata/ownerReferences", "value": [ref]}]
-        )
+    async def add_owners(self, unit: Unit, owners: list[dict]) -> None:
+        """Add pod group members as owners of the group's FluxJob, in one patch (GC deletes the FluxJob
+        after the last owner is gone). The FluxJob has at least its first member as owner already."""
+        ops = [
+            {
+                "op": "add",
+                "path": "/metadata/ownerReferences/-",
+                "value": owner_reference(o, controller=False),
+            }
+            for o in owners
+        ]
         try:
-            await self.client.patch(FLUXJOBS, unit.name, patch, namespace=unit.namespace, patch_type="json")
+            await self.client.patch(FLUXJOBS, unit.name, ops, namespace=unit.namespace, patch_type="json")
         except APIError as exc:
-            log.warning("could not add FluxJob owner", fluxjob=unit.key, error=str(exc))
+            log.warning("could not add FluxJob owners", fluxjob=unit.key, error=str(exc))
 
     async def set_status(self, unit: Unit, status: dict) -> bool:
         """Write the status subresource; False when the FluxJob does not exist (yet, or any more)."""

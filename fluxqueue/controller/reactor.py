@@ -29,11 +29,13 @@ from fluxqueue.placement.units import (
     unit_from_pod,
     unit_ref_of_pod,
 )
-from fluxqueue.queue.store import ACTIVE_STATES, CANCELLED, HOLDING_STATES, QUEUED, Unit
+from fluxqueue.queue.store import ACTIVE_STATES, CANCELLED, HOLDING_STATES, QUEUED, WAITING, Unit
 
 log = get_logger(__name__)
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
+GROUP_STATUS_DELAY = 0.5  # seconds a group's "n of size present" waits for more members before it is written
+GROUP_OWNER_DELAY = 0.2  # seconds members are gathered before they are added as owners of the FluxJob
 LANES = 32  # units whose pod events are handled at once (bounded by the database pool in practice)
 
 
@@ -68,6 +70,7 @@ class Reactor:
         self._lane_tasks: set[asyncio.Task] = set()
         self._lane_slots = asyncio.Semaphore(LANES)
         self._group_fluxjobs: dict[int, dict] = {}  # unit id -> its FluxJob while members join
+        self._pending_owners: dict[int, list[dict]] = {}  # unit id -> members not yet owners of its FluxJob
 
     @contextlib.asynccontextmanager
     async def _submitting(self, key: str) -> AsyncIterator[None]:
@@ -374,9 +377,9 @@ class Reactor:
         if fluxjob is None:
             fluxjob = await ctx.actions.ensure_fluxjob(unit, [pod])
         if fluxjob is not None:
-            await ctx.actions.add_owner(unit, fluxjob, pod)
             refs = fluxjob.setdefault("metadata", {}).setdefault("ownerReferences", [])
             if not any(r.get("uid") == meta.get("uid") for r in refs):
+                self._add_owner_soon(unit, pod)
                 refs.append(owner_reference(pod, controller=False))
             self._group_fluxjobs[unit.id] = fluxjob
         if count >= unit.size:
@@ -396,8 +399,31 @@ class Reactor:
                 )
             await ctx.store.set_reason(unit.id, f"waiting for group members: {count} of {unit.size} present")
             unit = await ctx.store.get(unit.id) or unit
-        await self.scheduler.publish(unit)
+        if unit.state == WAITING:
+            # Members arrive in bursts: the count is written once the burst is over, not once per member.
+            await self.scheduler.publish(unit, defer=GROUP_STATUS_DELAY)
+        elif unit.state == QUEUED:
+            self.scheduler.drop_deferred(unit.id)  # complete: the next pass tells where it stands
+        else:
+            await self.scheduler.publish(unit)
         return unit
+
+    def _add_owner_soon(self, unit: Unit, pod: dict) -> None:
+        """Make ``pod`` an owner of its group's FluxJob; members joining within GROUP_OWNER_DELAY are added
+        in one patch (the FluxJob was created with the first member as owner)."""
+        pending = self._pending_owners.get(unit.id)
+        if pending is None:
+            pending = self._pending_owners[unit.id] = []
+            task = asyncio.create_task(self._add_owners_later(unit))
+            self._lane_tasks.add(task)
+            task.add_done_callback(self._lane_tasks.discard)
+        pending.append(pod)
+
+    async def _add_owners_later(self, unit: Unit) -> None:
+        await asyncio.sleep(GROUP_OWNER_DELAY)
+        pods = self._pending_owners.pop(unit.id, [])
+        if pods:
+            await self.ctx.actions.add_owners(unit, pods)
 
     async def check_group(self, unit: Unit) -> None:
         members = await self.ctx.store.group_members(unit.id)

@@ -849,6 +849,12 @@ class Scheduler:
             return
         await self._write_status(unit, status, first_wait=throttle and last is None)
 
+    def drop_deferred(self, unit_id: int) -> None:
+        """Forget a status waiting to be written (the unit moved on and a newer one will come)."""
+        task = self._deferred.pop(unit_id, None)
+        if task is not None:
+            task.cancel()
+
     async def _write_status_later(self, unit: Unit, status: dict, delay: float) -> None:
         await asyncio.sleep(delay)
         self._deferred.pop(unit.id, None)  # from here on a newer status waits for this write, not cancels it
