@@ -182,11 +182,16 @@ class Controller:
                 JOBS,
                 label_selector=f"{names.LABEL_MANAGED}=true",
                 transform=strip_managed_fields,
+                queue_until_handler=True,
             ),
             pods=Informer(
-                self.client, PODS, indexers={UNIT_INDEX: unit_index}, transform=strip_managed_fields
+                self.client,
+                PODS,
+                indexers={UNIT_INDEX: unit_index},
+                transform=strip_managed_fields,
+                queue_until_handler=True,
             ),
-            nodes=Informer(self.client, NODES, transform=strip_managed_fields),
+            nodes=Informer(self.client, NODES, transform=strip_managed_fields, queue_until_handler=True),
             # Only whether each FluxJob exists is read (the sweep recreates a missing one).
             fluxjobs=Informer(self.client, FLUXJOBS, transform=metadata_only),
             priorityclasses=Informer(self.client, PRIORITYCLASSES),

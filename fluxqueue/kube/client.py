@@ -186,6 +186,9 @@ def in_cluster_config() -> KubeConfig:
     )
 
 
+WATCH_READ_BUFFER = 2**24  # bytes buffered per watch stream before aiohttp pauses reading it
+
+
 class TokenBucket:
     """Client-side rate limit: ``qps`` tokens per second, at most ``burst`` saved (client-go's flowcontrol)."""
 
@@ -396,8 +399,12 @@ class KubeClient:
             total=None, sock_connect=self._timeout, sock_read=timeout_seconds + 30
         )
         try:
+            # A large read buffer: when the reader pauses a TLS stream at aiohttp's default high-water mark
+            # (128 KiB) and resumes it, data already received can sit undelivered until the server writes
+            # again (seen as multi-second stalls that the next 5 s bookmark ended, while the controller was
+            # busy releasing a burst). A watch is read as fast as it comes anyway.
             async with self.session.get(
-                resource_path(key, namespace), params=params, timeout=timeout
+                resource_path(key, namespace), params=params, timeout=timeout, read_bufsize=WATCH_READ_BUFFER
             ) as resp:
                 if resp.status >= 400:
                     raise _api_error(resp.status, await resp.text())

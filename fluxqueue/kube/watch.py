@@ -60,10 +60,16 @@ class Informer:
         backoff: float = 1.0,
         indexers: dict[str, IndexFunc] | None = None,
         transform: Transform | None = None,
+        queue_until_handler: bool = False,
     ):
         self.client = client
         self.key = key
-        self.handler = handler
+        self._handler = handler
+        self._handler_set = asyncio.Event()
+        # Changes after the first listing are kept for a handler set later (see _emit).
+        self._queue_until_handler = queue_until_handler
+        if handler is not None:
+            self._handler_set.set()
         self.namespace = namespace
         self.label_selector = label_selector
         self.field_selector = field_selector
@@ -114,10 +120,24 @@ class Informer:
                     if not bucket:
                         del index[value]
 
+    @property
+    def handler(self) -> Handler | None:
+        return self._handler
+
+    @handler.setter
+    def handler(self, handler: Handler | None) -> None:
+        self._handler = handler
+        if handler is not None:
+            self._handler_set.set()
+
     async def _emit(self, kind: str, obj: dict, old: dict | None) -> None:
         # The cache is already current; the handler runs in its own task, in event order, so a slow handler
         # never holds back the watch stream (and every decision reads a fresh cache, not a backlog).
-        if self.handler is not None:
+        # With ``queue_until_handler`` and no handler yet, the first listing is not queued (whoever sets the
+        # handler reads the synced cache first) but every later change is: a controller that sets its
+        # handlers after a start-up sweep must not miss what changed during the sweep (it did: pods created
+        # meanwhile waited for the next periodic sweep).
+        if self._handler is not None or (self._queue_until_handler and self.synced.is_set()):
             self._events.put_nowait((kind, obj, old))
 
     @property
@@ -127,7 +147,8 @@ class Informer:
     async def _dispatch(self) -> None:
         while True:
             kind, obj, old = await self._events.get()
-            handler = self.handler
+            await self._handler_set.wait()
+            handler = self._handler
             if handler is None:
                 continue
             try:

@@ -128,6 +128,31 @@ async def test_an_informer_index_follows_label_changes_deletions_and_relists(cli
         await asyncio.gather(task, return_exceptions=True)
 
 
+async def test_changes_after_the_first_listing_wait_for_a_handler_set_later(client):
+    await client.create(PODS, a_pod("listed"), namespace="default")
+    informer = Informer(client, PODS, namespace="default", queue_until_handler=True)
+    task = asyncio.create_task(informer.run())
+    try:
+        await asyncio.wait_for(informer.synced.wait(), 5)
+        # A controller's start-up sweep runs here, before it sets its handlers; meanwhile a pod arrives.
+        await client.create(PODS, a_pod("during-sweep"), namespace="default")
+        for _ in range(50):
+            if "default/during-sweep" in informer.cache:
+                break
+            await asyncio.sleep(0.05)
+        seen = []
+        informer.handler = lambda kind, obj, old: seen.append((kind, obj["metadata"]["name"]))
+        for _ in range(50):
+            if seen:
+                break
+            await asyncio.sleep(0.05)
+        # The listed pod is the sweep's business; the one created during it is delivered, not dropped.
+        assert seen == [("ADDED", "during-sweep")]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_repeated_events_are_aggregated_into_one_with_a_count(client):
     pod = await client.create(PODS, a_pod("p"), namespace="default")
     recorder = EventRecorder(client)
