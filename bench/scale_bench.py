@@ -310,7 +310,8 @@ async def one_case(nodes: int, kind: str, pods: int, args: argparse.Namespace) -
         racks=max(1, nodes // 50),
         time_scale=1.0,
         processes=not args.in_process,
-        log_level="warning",
+        log_level=args.log_level,
+        workdir=Path(args.workdir) if args.workdir else None,
         # The emulator is the API server here and the ceiling has no client-side limit either; the chart's
         # production default (300/s) would cap the controller at ~40 pods/s (about 8 requests per pod).
         controller_qps=args.qps,
@@ -441,6 +442,8 @@ async def main() -> int:
     p.add_argument("--qps", type=float, default=5000.0, help="controller API client requests/s (and burst)")
     p.add_argument("--in-process", action="store_true", help="controller and Fluxion inside this process")
     p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--log-level", default="warning", help="the controller's and Fluxion's log level")
+    p.add_argument("--workdir", default=None, help="keep component logs and data here (default: a temp dir)")
     args = p.parse_args()
     from fluxqueue.log import setup_logging
 
