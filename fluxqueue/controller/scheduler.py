@@ -54,6 +54,7 @@ TERMINAL_PHASES = ("Succeeded", "Failed")
 POSITION_REFRESH_SECONDS = 5.0
 PENDING_READ_FACTOR = 4  # units read per pass, in multiples of the queue depth
 PERSIST_CONCURRENCY = 64  # allocations being written (the store batches them) while the pass matches on
+STATE_CHECK_SECONDS = 1.0  # how often the pass asks Fluxion whether it restarted
 REPLAY_CONCURRENCY = 32  # held allocations given back to Fluxion at once after a reload
 # Further back in the queue, a position is refreshed less often (0.1 s per place: the 2,000th every 200 s), so a
 # deep queue costs tens of status writes per second, not one per unit every few seconds (which, at 2,000 units,
@@ -122,6 +123,7 @@ class GraphKeeper:
         self.epoch: int | None = None
         self.origin = time.time()  # Fluxion's time zero (reservation starts are offsets from it)
         self.inits = 0
+        self.checked_at = 0.0  # when Fluxion's epoch was last checked
         self.replayed = 0
         self.replay_failures = 0
 
@@ -152,6 +154,12 @@ class GraphKeeper:
         fluxion = self.ctx.fluxion
         if not getattr(fluxion, "has_admin", False):
             return False
+        # Asked at most once a second, not on every pass (Stats walks Fluxion's jobs and nodes). A service
+        # that restarted meanwhile is uninitialised and refuses matches, so nothing is placed on a lost state.
+        now = time.monotonic()
+        if now - self.checked_at < STATE_CHECK_SECONDS:
+            return False
+        self.checked_at = now
         try:
             stats = await fluxion.stats()
         except Exception as exc:
@@ -357,7 +365,10 @@ def _waited(unit: Unit) -> str:
     return f" after {seconds:.1f}s in the queue" if seconds >= 0.05 else ""
 
 
-SCHEDULED_STATUS_DELAY = 0.5  # seconds a "Scheduled" status waits for "Running" to replace it
+# Seconds a "Scheduled" status waits for "Running" to replace it: one write instead of two when a pod starts
+# at once. The same period as the Kubernetes Job controller's batching of pod-driven syncs (syncJobBatchPeriod,
+# 1 s, pkg/controller/job/job_controller.go); the "Scheduled" Event is still posted at once.
+SCHEDULED_STATUS_DELAY = 1.0
 
 
 class _Busy:

@@ -1,8 +1,8 @@
 """The Fluxion gRPC service: public `FluxionService` plus our `FluxionAdmin`, over one `Matcher`.
 
-One matcher state, serialised: every RPC that reads or changes it runs on a single worker thread, in arrival
-order, so concurrent RPCs can never interleave inside the matcher, and a long Init or match does not stall
-the event loop (the GIL is released every few milliseconds, so other RPCs' I/O proceeds). See
+One matcher state, serialised: every RPC that reads or changes it holds one lock, in arrival order, so
+concurrent RPCs can never interleave inside the matcher; long work (Init) runs on a worker thread so it does
+not stall the event loop, short work (Match, Cancel) runs on the loop. See
 proto/fluxion.proto for how we report what the public messages cannot carry (busy vs unsatisfiable, noent).
 """
 
@@ -46,15 +46,24 @@ _OPS = {"": ALLOCATE, "allocate": ALLOCATE, "allocate_with_satisfiability": ALLO
 
 
 class _State:
-    """The matcher and the one thread that touches it."""
+    """The matcher, touched by one RPC at a time, in arrival order."""
 
     def __init__(self, policy: str = "") -> None:
         self.matcher = Matcher()
         self.default_policy = policy
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fluxion-matcher")
+        self._lock = asyncio.Lock()
 
     async def run(self, fn, *args) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        """Long work (Init, replays, node changes) on the worker thread, so the event loop keeps serving."""
+        async with self._lock:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def run_inline(self, fn, *args) -> Any:
+        """Short work (a match, a cancel: well under a millisecond) right on the event loop: the hop to the
+        worker thread and back cost more than the match itself (most of the service's CPU per match)."""
+        async with self._lock:
+            return fn(*args)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -93,7 +102,7 @@ class FluxionServicer(pbg.FluxionServiceServicer):
             context.set_trailing_metadata(((MD_MESSAGE, _msg(f"unknown match request {request.request!r}")),))
             return pb.MatchResponse(status=pb.MatchResponse.MATCH_ERROR)
         try:
-            out = await self.s.run(self.s.matcher.match, request.jobspec, op)
+            out = await self.s.run_inline(self.s.matcher.match, request.jobspec, op)
         except JobspecError as exc:
             context.set_trailing_metadata(((MD_MESSAGE, _msg(f"invalid jobspec: {exc}")),))
             return pb.MatchResponse(status=pb.MatchResponse.MATCH_ERROR)
@@ -113,7 +122,7 @@ class FluxionServicer(pbg.FluxionServiceServicer):
 
     async def Cancel(self, request, context):
         try:
-            found = await self.s.run(self._cancel, request.jobID)
+            found = await self.s.run_inline(self._cancel, request.jobID)
         except NotInitialized as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         context.set_trailing_metadata(((MD_CANCEL, "ok" if found else "noent"),))
