@@ -1,4 +1,4 @@
-"""A thin async Kubernetes API client on aiohttp, working with plain dicts (kopf's ``_cogs/clients`` style).
+"""A thin async Kubernetes API client (requests on fluxqueue.kube.http, watches on aiohttp), working with plain dicts (kopf's ``_cogs/clients`` style).
 
 Resources are named by ``(group, version, plural)`` keys, e.g. ``PODS == ("", "v1", "pods")``, and the method
 signatures match the emulator's in-process client, so code written against one runs against the other.
@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import orjson
@@ -29,6 +29,7 @@ import yaml
 
 from fluxqueue.errors import ConfigError
 from fluxqueue.kube import names
+from fluxqueue.kube.http import ConnectionPool, HTTPConnectionError
 from fluxqueue.log import get_logger
 
 log = get_logger(__name__)
@@ -237,7 +238,19 @@ class KubeClient:
         self.limiter = TokenBucket(qps, burst)
         self._timeout = timeout
         self._ssl = config.ssl_context()
-        self._session: aiohttp.ClientSession | None = None
+        self._session: aiohttp.ClientSession | None = None  # watches (streams)
+        self._pool: ConnectionPool | None = None  # every other request
+
+    @property
+    def pool(self) -> ConnectionPool:
+        if self._pool is None:
+            headers = {"Accept": "application/json", "User-Agent": "fluxqueue"}
+            if self.config.token:
+                headers["Authorization"] = f"Bearer {self.config.token}"
+            self._pool = ConnectionPool(
+                self.config.server, self._ssl, headers=headers, limit=64, timeout=self._timeout
+            )
+        return self._pool
 
     @classmethod
     def from_kubeconfig(cls, path: str | os.PathLike | None, **kwargs: Any) -> KubeClient:
@@ -259,6 +272,9 @@ class KubeClient:
                 base_url=self.config.server,
                 headers=headers,
                 connector=aiohttp.TCPConnector(ssl=self._ssl, limit=64),
+                # The API server sets no cookies we need; the default jar filters cookies on every request.
+                cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
             )
         return self._session
 
@@ -266,6 +282,9 @@ class KubeClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
     async def request(
         self,
@@ -279,23 +298,19 @@ class KubeClient:
         await self.limiter.acquire()
         # orjson: decoding watch events and responses was a fifth of the controller's CPU with the stdlib json.
         data = None if body is None else orjson.dumps(body)
-        headers = {"Content-Type": content_type} if data is not None else None
-        params = {k: str(v) for k, v in (params or {}).items() if v is not None}
+        if params:
+            query = urlencode({k: str(v) for k, v in params.items() if v is not None})
+            if query:
+                path = f"{path}?{query}"
         try:
-            async with self.session.request(
-                method,
-                path,
-                params=params,
-                data=data,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-            ) as resp:
-                raw = await resp.read()
-                if resp.status >= 400:
-                    raise _api_error(resp.status, raw.decode("utf-8", "replace"))
-                return orjson.loads(raw) if raw else {}
-        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-            raise APIError(503, "ServiceUnavailable", f"{method} {path}: {exc!r}") from exc
+            status, raw = await self.pool.request(
+                method, path, data, content_type if data is not None else None
+            )
+        except HTTPConnectionError as exc:
+            raise APIError(503, "ServiceUnavailable", str(exc)) from exc
+        if status >= 400:
+            raise _api_error(status, raw.decode("utf-8", "replace"))
+        return orjson.loads(raw) if raw else {}
 
     # ---- verbs (same signatures as the emulator's in-process client) -----------------------------------
 
