@@ -54,6 +54,7 @@ TERMINAL_PHASES = ("Succeeded", "Failed")
 POSITION_REFRESH_SECONDS = 5.0
 PENDING_READ_FACTOR = 4  # units read per pass, in multiples of the queue depth
 PERSIST_CONCURRENCY = 64  # allocations being written (the store batches them) while the pass matches on
+QUEUE_COUNT_SECONDS = 2.0  # how often the queue-length gauge is recounted (metrics are scraped every ~15 s)
 STATE_CHECK_SECONDS = 1.0  # how often the pass asks Fluxion whether it restarted
 REPLAY_CONCURRENCY = 32  # held allocations given back to Fluxion at once after a reload
 # Further back in the queue, a position is refreshed less often (0.1 s per place: the 2,000th every 200 s), so a
@@ -406,6 +407,8 @@ class Scheduler:
         self.pending_binds: dict[str, str] = {}  # pod uid -> node, bound but not yet seen by the watch
         self._release_tasks: set[asyncio.Task] = set()
         self.fits_cache: dict[Any, tuple[ClusterGraph, tuple[bool, str]]] = {}
+        self.reserved_left: bool | None = None  # whether the last pass left Reserved units (None: unknown)
+        self.counted_at = 0.0
         self.status_budget = TokenBudget(ctx.settings.waiting_status_rate, ctx.settings.waiting_status_burst)
         self._deferred: dict[int, asyncio.Task] = {}  # unit id -> a status write waiting to be superseded
         self._status_locks: dict[int, asyncio.Lock] = {}
@@ -511,9 +514,14 @@ class Scheduler:
                 # pass fails half way.
                 for jobid in reservations:
                     await self._cancel(jobid)
-                await ctx.store.clear_reservations(keep_reserved=keep)
+                # Only when this pass or the last left Reserved units or reservation rows (unknown after a
+                # start): with none, the two statements scanned every queued unit on every pass for nothing.
+                if reservations or keep or self.reserved_left is not False:
+                    await ctx.store.clear_reservations(keep_reserved=keep)
+                    self.reserved_left = bool(keep)
             self.passes += 1
-            if ctx.metrics is not None:
+            if ctx.metrics is not None and time.monotonic() - self.counted_at >= QUEUE_COUNT_SECONDS:
+                self.counted_at = time.monotonic()  # the queue-length gauge (a scan of the active units)
                 with contextlib.suppress(Exception):
                     ctx.metrics.set_queue_lengths(await ctx.store.state_counts())
             elapsed = time.monotonic() - started
