@@ -89,6 +89,7 @@ class ConnectionPool:
         headers: dict[str, str],
         limit: int = 64,
         timeout: float = 30.0,
+        server_hostname: str | None = None,
     ):
         url = urlsplit(server)
         self.tls = url.scheme == "https"
@@ -96,6 +97,8 @@ class ConnectionPool:
         self.port = url.port or (443 if self.tls else 80)
         self.base_path = url.path.rstrip("/")
         self.ssl_context = ssl_context if self.tls else None
+        # The name the certificate must carry when it is not the host connected to (a Service's DNS name).
+        self.server_hostname = server_hostname or self.host
         self.timeout = timeout
         host_header = url.netloc.rsplit("@", 1)[-1]
         self._fixed = (
@@ -110,7 +113,7 @@ class ConnectionPool:
             self.host,
             self.port,
             ssl=self.ssl_context,
-            server_hostname=self.host if self.tls else None,
+            server_hostname=self.server_hostname if self.tls else None,
             limit=MAX_HEAD_BYTES,
         )
         return _Connection(reader, writer)

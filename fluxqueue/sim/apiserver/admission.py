@@ -17,9 +17,11 @@ import json
 import ssl
 import uuid
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-import aiohttp
+import orjson
 
+from fluxqueue.kube.http import ConnectionPool, HTTPConnectionError
 from fluxqueue.log import get_logger
 
 from .errors import APIError
@@ -65,13 +67,36 @@ def _rule_matches(
 class Admission:
     def __init__(self, server: APIServer):
         self.server = server
-        self._session: aiohttp.ClientSession | None = None
         self._ssl: dict[str, ssl.SSLContext] = {}
+        # Keep-alive connections per webhook endpoint (the API server's own client reuses them the same way).
+        self._pools: dict[tuple, ConnectionPool] = {}
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            await pool.close()
+
+    def _pool(self, url: str, host: str | None, hook: dict[str, Any]) -> tuple[ConnectionPool, str]:
+        """The pool for the webhook's server and the path (with query) to post to."""
+        parts = urlsplit(url)
+        tls = parts.scheme == "https"
+        key = (
+            parts.scheme,
+            parts.netloc,
+            host,
+            (hook.get("clientConfig") or {}).get("caBundle") if tls else "",
+        )
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = ConnectionPool(
+                f"{parts.scheme}://{parts.netloc}",
+                self._ssl_for(hook) if tls else None,
+                headers={"Accept": "application/json"},
+                limit=256,
+                timeout=60.0,
+                server_hostname=host,
+            )
+        return pool, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
     def _configs(self, key: tuple[str, str, str]) -> list[dict[str, Any]]:
         t = self.server.engine.store.tables.get((key[0], key[2]))
@@ -224,24 +249,13 @@ class Admission:
             url, host = self._target(hook)
             sep = "&" if "?" in url else "?"
             url = f"{url}{sep}timeout={int(timeout)}s"
-            if self._session is None:
-                self._session = aiohttp.ClientSession()
-            kwargs: dict[str, Any] = {}
-            if url.startswith("https://"):
-                kwargs["ssl"] = self._ssl_for(hook)
-                if host:
-                    kwargs["server_hostname"] = host
-            async with self._session.post(
-                url,
-                data=json.dumps(review),
-                headers={"Content-Type": "application/json", "Accept": "application/json"},
-                timeout=aiohttp.ClientTimeout(total=timeout),
-                **kwargs,
-            ) as r:
-                text = await r.text()
-                if r.status != 200:
-                    raise _CallError(f"expected response.uid and 200, got HTTP {r.status}: {text[:200]}")
-                body = json.loads(text)
+            pool, path = self._pool(url, host, hook)
+            async with asyncio.timeout(timeout):
+                status, raw = await pool.request("POST", path, orjson.dumps(review), "application/json")
+            if status != 200:
+                text = raw.decode("utf-8", "replace")
+                raise _CallError(f"expected response.uid and 200, got HTTP {status}: {text[:200]}")
+            body = orjson.loads(raw)
             resp = body.get("response") or {}
             if resp.get("uid") != request["uid"]:
                 raise _CallError(f'expected response.uid="{request["uid"]}", got "{resp.get("uid")}"')
@@ -249,7 +263,7 @@ class Admission:
             return self._failed(hook, f'failed to call webhook: Post "{url}": context deadline exceeded')
         except _CallError as e:
             return self._failed(hook, f"failed to call webhook: {e}")
-        except (aiohttp.ClientError, OSError, ValueError, ssl.SSLError) as e:
+        except (HTTPConnectionError, OSError, ValueError, ssl.SSLError) as e:
             return self._failed(hook, f'failed to call webhook: Post "{url}": {e}')
         if not resp.get("allowed"):
             status = resp.get("status") or {}
