@@ -30,6 +30,8 @@ class Context:
     graph_dirty: bool = True
     # Owner keys of the units holding an allocation (their bound pods are not foreign load).
     holding: set[str] = field(default_factory=set)
+    # Whether Fluxion answers MatchBatch (ours does; flux-sched's public service does not).
+    match_batching: bool = True
     # One lock per unit id: releases and bindings of one unit never interleave.
     unit_locks: dict[int, asyncio.Lock] = field(default_factory=dict)
 

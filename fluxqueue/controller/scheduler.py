@@ -27,6 +27,7 @@ from fluxqueue.controller.release import pod_running
 from fluxqueue.controller.replay import GraphIndex, ReplayError, replay_r
 from fluxqueue.controller.units import scheduling_unit
 from fluxqueue.fluxion.allocation import nodes_from_allocation
+from fluxqueue.fluxion.client import FluxionError
 from fluxqueue.kube import names
 from fluxqueue.kube.client import APIError
 from fluxqueue.log import get_logger
@@ -56,6 +57,7 @@ PENDING_READ_FACTOR = 4  # units read per pass, in multiples of the queue depth
 PERSIST_CONCURRENCY = 64  # allocations being written (the store batches them) while the pass matches on
 QUEUE_COUNT_SECONDS = 2.0  # how often the queue-length gauge is recounted (metrics are scraped every ~15 s)
 STATE_CHECK_SECONDS = 1.0  # how often the pass asks Fluxion whether it restarted
+MATCH_BATCH = 32  # units matched per Fluxion round trip (FluxionAdmin.MatchBatch)
 REPLAY_CONCURRENCY = 32  # held allocations given back to Fluxion at once after a reload
 # Further back in the queue, a position is refreshed less often (0.1 s per place: the 2,000th every 200 s), so a
 # deep queue costs tens of status writes per second, not one per unit every few seconds (which, at 2,000 units,
@@ -306,6 +308,11 @@ class FluxionMatcher:
         self.fits_cache[key] = (self.capacity, verdict)
         return verdict
 
+    @property
+    def batch_size(self) -> int:
+        """Units matched per round trip (MatchBatch is ours; flux-sched's public service matches one by one)."""
+        return MATCH_BATCH if self.ctx.match_batching and getattr(self.ctx.fluxion, "has_admin", False) else 1
+
     async def match(self, unit: Unit, reserve: bool) -> Any:
         try:
             spec = jobspec_for(scheduling_unit(unit), self.graph)
@@ -314,11 +321,44 @@ class FluxionMatcher:
         self.calls += 1
         started = time.perf_counter()
         result = await self.ctx.fluxion.match(spec, reserve=reserve)
-        if self.ctx.metrics is not None:
-            with contextlib.suppress(Exception):
-                self.ctx.metrics.observe_match(
-                    time.perf_counter() - started, strategies.status_name(result).lower()
-                )
+        self._observe(time.perf_counter() - started, [result])
+        return self._judged(unit, result)
+
+    async def match_many(
+        self, units: list[Unit], reserve: bool, *, stop_after_first_unallocated: bool
+    ) -> list[Any]:
+        """Match ``units`` in order in one round trip; results for the units matched (a prefix)."""
+        specs = []
+        for unit in units:
+            try:
+                specs.append(json.dumps(jobspec_for(scheduling_unit(unit), self.graph)))
+            except UnitError as exc:
+                if not specs:
+                    return [_Unsatisfiable(str(exc))]
+                break  # matched up to here; this unit comes first in the next call
+        started = time.perf_counter()
+        try:
+            results = await self.ctx.fluxion.match_batch(
+                [(spec, reserve) for spec in specs], stop_after_first_unallocated=stop_after_first_unallocated
+            )
+        except FluxionError as exc:
+            if "UNIMPLEMENTED" not in str(exc):
+                raise
+            log.warning("Fluxion has no batched matching; matching one unit at a time", error=str(exc))
+            self.ctx.match_batching = False
+            return [await self.match(units[0], reserve)]
+        self.calls += len(results)
+        self._observe(time.perf_counter() - started, results)
+        return [self._judged(unit, result) for unit, result in zip(units, results, strict=False)]
+
+    def _observe(self, seconds: float, results: list[Any]) -> None:
+        if self.ctx.metrics is None or not results:
+            return
+        with contextlib.suppress(Exception):
+            for result in results:
+                self.ctx.metrics.observe_match(seconds / len(results), strategies.status_name(result).lower())
+
+    def _judged(self, unit: Unit, result: Any) -> Any:
         if strategies.status_name(result) == strategies.UNSATISFIABLE and self.capacity is not self.graph:
             # Fluxion judged the graph minus foreign load; if the bare nodes could hold it, it only waits.
             ok, _ = self.capacity.fits_ever(scheduling_unit(unit))

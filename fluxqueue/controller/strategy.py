@@ -82,49 +82,80 @@ async def plan(
     strategy: str, units: Sequence[Unit], matcher: Matcher, depth: int = 0
 ) -> AsyncIterator[Decision]:
     """Decisions for ``units`` in order. ``depth`` > 0 bounds the Fluxion calls of one pass (flux-sched's
-    qmanager ``queue-depth``): units past it wait for a later pass without being matched."""
+    qmanager ``queue-depth``): units past it wait for a later pass without being matched.
+
+    A matcher with ``match_many`` gets runs of consecutive units in one call, with the same outcome as one
+    call per unit: a run shares its reserve flag, and where the next unit's call would depend on an outcome
+    (fcfs: a unit that does not fit blocks the rest; easy: the first reservation turns the rest into plain
+    allocations) the run stops after the first unit that is not allocated and the rest is planned again.
+    """
     if strategy not in ("fcfs", "easy", "conservative"):
         raise ValueError(f"unknown strategy {strategy!r}")
+    match_many = getattr(matcher, "match_many", None)
+    batch = max(1, int(getattr(matcher, "batch_size", 1))) if match_many is not None else 1
     head_reserved: Unit | None = None  # easy: the unit holding the one reservation
     blocker: Unit | None = None  # fcfs: the first unit that did not fit
     tried = 0
-    for unit in units:
+    units = list(units)
+    i = 0
+    while i < len(units):
+        unit = units[i]
         ok, why = matcher.fits_ever(unit)
         if not ok:
             yield Reject(unit, why)
+            i += 1
             continue
         if blocker is not None:
             yield Wait(unit, f"waiting behind {blocker.key} (first come, first served)")
+            i += 1
             continue
         if depth and tried >= depth:
             yield Wait(
                 unit, f"waiting for {describe_need(unit)}; beyond the {depth} units considered per pass"
             )
+            i += 1
             continue
-        tried += 1
         reserve = strategy == "conservative" or (strategy == "easy" and head_reserved is None)
-        result = await matcher.match(unit, reserve)
-        status = status_name(result)
-        if status == ALLOCATED:
-            yield Allocate(unit, result)
-        elif status == RESERVED:
-            if strategy == "easy":
-                head_reserved = unit
-            yield Reserve(unit, result)
-        elif status == UNSATISFIABLE:
-            yield Reject(unit, getattr(result, "message", "") or "Fluxion says it can never fit the cluster")
-        elif status == BUSY:
-            need = describe_need(unit)
-            if strategy == "fcfs":
-                blocker = unit
-                yield Wait(unit, f"waiting for {need}")
-            elif head_reserved is not None and head_reserved is not unit:
-                yield Wait(
-                    unit,
-                    f"waiting for {need}; cannot start now without delaying {head_reserved.key}",
-                )
-            else:
-                yield Wait(unit, f"waiting for {need}")
+        stop_early = strategy == "fcfs" or (strategy == "easy" and head_reserved is None)
+        run = [unit]
+        j = i + 1
+        while len(run) < batch and j < len(units) and (not depth or tried + len(run) < depth):
+            if not matcher.fits_ever(units[j])[0]:
+                break  # rejected without a call: the run ends before it, so decisions stay in order
+            run.append(units[j])
+            j += 1
+        if match_many is not None and len(run) > 1:
+            results = await match_many(run, reserve, stop_after_first_unallocated=stop_early)
+            if not results:  # a matcher that made no call at all: one at a time, so the plan moves on
+                results = [await matcher.match(unit, reserve)]
         else:
-            message = getattr(result, "message", "") or status
-            yield Wait(unit, f"matcher error: {message}")
+            results = [await matcher.match(unit, reserve)]
+        for unit, result in zip(run, results, strict=False):
+            tried += 1
+            i += 1
+            status = status_name(result)
+            if status == ALLOCATED:
+                yield Allocate(unit, result)
+            elif status == RESERVED:
+                if strategy == "easy":
+                    head_reserved = unit
+                yield Reserve(unit, result)
+            elif status == UNSATISFIABLE:
+                yield Reject(
+                    unit, getattr(result, "message", "") or "Fluxion says it can never fit the cluster"
+                )
+            elif status == BUSY:
+                need = describe_need(unit)
+                if strategy == "fcfs":
+                    blocker = unit
+                    yield Wait(unit, f"waiting for {need}")
+                elif head_reserved is not None and head_reserved is not unit:
+                    yield Wait(
+                        unit,
+                        f"waiting for {need}; cannot start now without delaying {head_reserved.key}",
+                    )
+                else:
+                    yield Wait(unit, f"waiting for {need}")
+            else:
+                message = getattr(result, "message", "") or status
+                yield Wait(unit, f"matcher error: {message}")

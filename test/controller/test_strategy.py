@@ -156,3 +156,44 @@ async def test_a_pass_matches_at_most_queue_depth_units(matcher):
     decisions = [d async for d in S.plan("easy", units, matcher, depth=2)]
     assert [type(d).__name__ for d in decisions] == ["Reserve", "Wait", "Wait", "Wait", "Wait"]
     assert "beyond the 2 units considered per pass" in decisions[2].reason
+
+
+class BatchingMatcher(RealMatcher):
+    """Matches runs of units in one MatchBatch round trip, as the controller does."""
+
+    batch_size = 5
+
+    async def match_many(self, units: list[Unit], reserve: bool, *, stop_after_first_unallocated: bool):
+        specs = [(json.dumps(jobspec_for(scheduling_unit(u), self.graph)), reserve) for u in units]
+        return await self.client.match_batch(specs, stop_after_first_unallocated=stop_after_first_unallocated)
+
+
+@pytest.mark.parametrize("strategy", ["fcfs", "easy", "conservative"])
+async def test_batched_matching_decides_exactly_as_one_call_per_unit(fluxion, strategy):
+    graph = build_cluster_graph([node(f"n{i}") for i in range(4)])
+
+    def workload() -> list[Unit]:
+        shapes = [(2, 600), (1, 10), (4, 30), (1, 20), (1, 900), (2, 15), (3, 5), (1, 10), (4, 60), (1, 5)]
+        shapes += [(1, 30), (2, 40), (1, 1000), (64, 5), (1, 5), (2, 10)]  # 64 cpus: rejected up front
+        return [unit(f"u{n}", size=size, duration=d) for n, (size, d) in enumerate(shapes[:-3])] + [
+            unit("huge", cpus=64),
+            unit("tail1", duration=5),
+            unit("tail2", size=2, duration=10),
+        ]
+
+    async def run(matcher) -> list[tuple]:
+        await fluxion.init(graph.jgf)
+        await matcher.match(unit("running", size=2, duration=100), reserve=False)  # a cluster in use
+        out = []
+        async for d in S.plan(strategy, workload(), matcher, depth=12):
+            result = getattr(d, "result", None)
+            nodes = sorted(result.nodes) if result is not None and result.nodes else []
+            at = getattr(result, "at", None) if result is not None else None
+            out.append((type(d).__name__, d.unit.object_name, nodes, at, getattr(d, "reason", "")))
+        return out
+
+    one_by_one = await run(RealMatcher(fluxion, graph))
+    batched = await run(BatchingMatcher(fluxion, graph))
+    assert batched == one_by_one
+    kinds = {kind for kind, *_ in one_by_one}
+    assert kinds >= ({"Allocate", "Wait", "Reject"} | ({"Reserve"} if strategy != "fcfs" else set()))

@@ -89,6 +89,30 @@ class CancelResponse(_message.Message):
     status: CancelResponse.ResultType
     def __init__(self, jobID: _Optional[int] = ..., error: _Optional[int] = ..., status: _Optional[_Union[CancelResponse.ResultType, str]] = ...) -> None: ...
 
+class MatchBatchRequest(_message.Message):
+    __slots__ = ("requests", "stop_after_first_unallocated")
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    STOP_AFTER_FIRST_UNALLOCATED_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[MatchRequest]
+    stop_after_first_unallocated: bool
+    def __init__(self, requests: _Optional[_Iterable[_Union[MatchRequest, _Mapping]]] = ..., stop_after_first_unallocated: _Optional[bool] = ...) -> None: ...
+
+class MatchBatchResult(_message.Message):
+    __slots__ = ("response", "denied", "message")
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    DENIED_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    response: MatchResponse
+    denied: str
+    message: str
+    def __init__(self, response: _Optional[_Union[MatchResponse, _Mapping]] = ..., denied: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class MatchBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[MatchBatchResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[MatchBatchResult, _Mapping]]] = ...) -> None: ...
+
 class SatisfiabilityRequest(_message.Message):
     __slots__ = ("jobspec",)
     JOBSPEC_FIELD_NUMBER: _ClassVar[int]

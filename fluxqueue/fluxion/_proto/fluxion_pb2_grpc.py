@@ -235,6 +235,11 @@ class FluxionAdminStub:
                 request_serializer=fluxion__pb2.InfoRequest.SerializeToString,
                 response_deserializer=fluxion__pb2.InfoResponse.FromString,
                 _registered_method=True)
+        self.MatchBatch = channel.unary_unary(
+                '/fluxion.FluxionAdmin/MatchBatch',
+                request_serializer=fluxion__pb2.MatchBatchRequest.SerializeToString,
+                response_deserializer=fluxion__pb2.MatchBatchResponse.FromString,
+                _registered_method=True)
 
 
 class FluxionAdminServicer:
@@ -299,6 +304,14 @@ class FluxionAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MatchBatch(self, request, context):
+        """Several Match calls in one round trip, made in order exactly as separate calls would be; with
+        stop_after_first_unallocated, the server stops after the first one that is not a plain allocation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FluxionAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -341,6 +354,11 @@ def add_FluxionAdminServicer_to_server(servicer, server):
                     servicer.Info,
                     request_deserializer=fluxion__pb2.InfoRequest.FromString,
                     response_serializer=fluxion__pb2.InfoResponse.SerializeToString,
+            ),
+            'MatchBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.MatchBatch,
+                    request_deserializer=fluxion__pb2.MatchBatchRequest.FromString,
+                    response_serializer=fluxion__pb2.MatchBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -562,6 +580,33 @@ class FluxionAdmin:
             '/fluxion.FluxionAdmin/Info',
             fluxion__pb2.InfoRequest.SerializeToString,
             fluxion__pb2.InfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MatchBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fluxion.FluxionAdmin/MatchBatch',
+            fluxion__pb2.MatchBatchRequest.SerializeToString,
+            fluxion__pb2.MatchBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
