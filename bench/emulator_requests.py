@@ -41,9 +41,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from emulator_ceiling import _binding as ceiling_binding
 
 from fluxqueue.controller.crd import fluxjob_crd
 from fluxqueue.kube import names
+from fluxqueue.kube.client import resource_path
 from fluxqueue.sim.apiserver import APIServer
 from fluxqueue.sim.apiserver import resources as R
 from fluxqueue.sim.clock import rfc3339, rfc3339_micro
@@ -121,15 +125,6 @@ def gate_ops(i: int) -> list[dict[str, Any]]:
         {"op": "add", "path": "/metadata/annotations/fluxqueue.io~1fluxjob", "value": f"fj-{i}"},
         {"op": "add", "path": "/metadata/annotations/fluxqueue.io~1fluxion-jobid", "value": str(i)},
     ]
-
-
-def binding_body(name: str, node: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Binding",
-        "metadata": {"name": name},
-        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
-    }
 
 
 def fluxjob_body(name: str, ns: str) -> dict[str, Any]:
@@ -283,19 +278,6 @@ _CTYPES = {
 }
 
 
-def _path(key: tuple[str, str, str], ns: str | None, name: str | None = None, sub: str | None = None) -> str:
-    group, version, plural = key
-    p = f"/api/{version}" if not group else f"/apis/{group}/{version}"
-    if ns:
-        p += f"/namespaces/{ns}"
-    p += f"/{plural}"
-    if name:
-        p += f"/{name}"
-    if sub:
-        p += f"/{sub}"
-    return p
-
-
 class HTTPS(Transport):
     def __init__(self, url: str, token: str, ca_pem: str | None, server_pid: int, connections: int):
         import aiohttp
@@ -323,13 +305,13 @@ class HTTPS(Transport):
 
     async def create(self, key, body, ns, sub=None):
         name = body["metadata"]["name"] if sub else None
-        return await self._call("POST", _path(key, ns, name, sub), body, "application/json")
+        return await self._call("POST", resource_path(key, ns, name, sub), body, "application/json")
 
     async def patch(self, key, name, body, ns, ptype, sub=None, shared=False):
-        return await self._call("PATCH", _path(key, ns, name, sub), body, _CTYPES[ptype])
+        return await self._call("PATCH", resource_path(key, ns, name, sub), body, _CTYPES[ptype])
 
     async def get(self, key, name, ns):
-        return await self._call("GET", _path(key, ns, name), None, "application/json")
+        return await self._call("GET", resource_path(key, ns, name), None, "application/json")
 
     def cpu(self) -> float:
         with open(f"/proc/{self.pid}/stat") as f:
@@ -397,7 +379,7 @@ async def one_round(
         await t.patch(R.PODS, names_[i], gate_ops(i), ns, "json")
 
     async def bind(i: int) -> None:
-        await t.create(R.PODS, binding_body(names_[i], nodes[i % len(nodes)]), ns, "binding")
+        await t.create(R.PODS, ceiling_binding(names_[i], nodes[i % len(nodes)]), ns, "binding")
 
     async def status(i: int) -> None:
         body = pod_status(uids[i], i % len(nodes))

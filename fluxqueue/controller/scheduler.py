@@ -29,7 +29,7 @@ from fluxqueue.controller.units import scheduling_unit
 from fluxqueue.fluxion.allocation import nodes_from_allocation
 from fluxqueue.fluxion.client import FluxionError
 from fluxqueue.kube import names
-from fluxqueue.kube.client import APIError
+from fluxqueue.kube.client import APIError, TokenBucket
 from fluxqueue.log import get_logger
 from fluxqueue.placement.binding import assign_pods
 from fluxqueue.placement.graph import ClusterGraph, build_cluster_graph
@@ -381,27 +381,6 @@ def _fit_shape(unit: Unit) -> tuple:
     )
 
 
-class TokenBudget:
-    """A token bucket: ``rate`` tokens a second, at most ``burst`` saved up."""
-
-    def __init__(self, rate: float, burst: int):
-        self.rate = rate
-        self.burst = max(1, burst)
-        self.tokens = float(self.burst)
-        self.at = time.monotonic()
-
-    def take(self) -> bool:
-        if self.rate <= 0:
-            return True  # unlimited
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
-
-
 def _waited(unit: Unit) -> str:
     """ " after 2.5s in the queue" for an Event, when the unit waited at all."""
     if unit.scheduled_at is None or unit.submitted_at is None:
@@ -449,7 +428,7 @@ class Scheduler:
         self.fits_cache: dict[Any, tuple[ClusterGraph, tuple[bool, str]]] = {}
         self.reserved_left: bool | None = None  # whether the last pass left Reserved units (None: unknown)
         self.counted_at = 0.0
-        self.status_budget = TokenBudget(ctx.settings.waiting_status_rate, ctx.settings.waiting_status_burst)
+        self.status_budget = TokenBucket(ctx.settings.waiting_status_rate, ctx.settings.waiting_status_burst)
         self._deferred: dict[int, asyncio.Task] = {}  # unit id -> a status write waiting to be superseded
         self._status_locks: dict[int, asyncio.Lock] = {}
 
@@ -905,7 +884,7 @@ class Scheduler:
                 < max(POSITION_REFRESH_SECONDS, (position or 0) * POSITION_REFRESH_PER_PLACE)
             ):
                 return  # only the queue position moved: refreshed every few seconds, not on every pass
-            if not self.status_budget.take():
+            if not self.status_budget.try_acquire():
                 return  # written by a later pass if the unit still waits then
         if defer > 0:
             self._deferred[unit.id] = asyncio.create_task(self._write_status_later(unit, status, defer))

@@ -200,13 +200,26 @@ class TokenBucket:
         self._stamp = time.monotonic()
         self._lock = asyncio.Lock()
 
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.qps)
+        self._stamp = now
+
+    def try_acquire(self) -> bool:
+        """Take a token if one is there now (never waits)."""
+        if self.qps <= 0:
+            return True
+        self._refill()
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
     async def acquire(self) -> None:
         if self.qps <= 0:  # unlimited
             return
         async with self._lock:
-            now = time.monotonic()
-            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.qps)
-            self._stamp = now
+            self._refill()
             if self._tokens < 1:
                 wait = (1 - self._tokens) / self.qps
                 await asyncio.sleep(wait)
