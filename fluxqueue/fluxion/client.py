@@ -208,7 +208,17 @@ class FluxionClient:
             requests=[pb.MatchRequest(jobspec=text, reservation=reserve) for text, reserve in requests],
             stop_after_first_unallocated=stop_after_first_unallocated,
         )
-        resp = await self._admin_call("match batch", "MatchBatch", req)
+        await self._ensure()
+        self._need_admin("match batch")
+        try:
+            resp = await self._admin.MatchBatch(req, timeout=self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
+                # As Match reports it (e.g. the service restarted and has no graph yet): the first unit
+                # waits with the reason, and the caller's next pass reloads the service.
+                return [MatchResult(MatchStatus.ERROR, message=exc.details() or code.name)]
+            raise FluxionError(f"match batch failed: {code.name}: {exc.details()}") from exc
         return [_match_result(r.response, r.denied, r.message) for r in resp.results]
 
     async def cancel(self, jobid: int) -> bool:

@@ -64,6 +64,32 @@ async def test_busy_unsatisfiable_and_reserved_in_one_round_trip(client):
     assert st["resources"]["core"] == {"capacity": 4, "free": 0}
 
 
+async def test_a_match_batch_answers_as_separate_calls_and_stops_where_asked(client):
+    before = await client.match_batch([(json.dumps(jobspec(nodes=1, cores=1)), False)])
+    assert before[0].status is MatchStatus.ERROR  # no graph yet: the same answer a Match gets
+    await client.init(synthetic_cluster(2, cores=2, memory_chunks=0).to_json())
+    one = json.dumps(jobspec(nodes=1, cores=1, duration=100))
+    big = json.dumps(jobspec(nodes=1, cores=3))
+    whole = json.dumps(jobspec(nodes=2, cores=2, duration=50))
+    results = await client.match_batch(
+        [(one, False), (big, False), (one, False), (whole, True), (one, False)]
+    )
+    assert [r.status for r in results] == [
+        MatchStatus.ALLOCATED,
+        MatchStatus.UNSATISFIABLE,
+        MatchStatus.ALLOCATED,
+        MatchStatus.RESERVED,
+        MatchStatus.ALLOCATED,
+    ]
+    assert [r.jobid for r in results] == [1, 2, 3, 4, 5]  # ids consumed by every attempt, in order
+    assert "never" in results[1].message and results[3].at == 100
+    stopped = await client.match_batch(
+        [(one, False), (one, False), (one, False)], stop_after_first_unallocated=True
+    )
+    # The last free core goes to the first; the second finds nothing free: the third is not tried.
+    assert [r.status for r in stopped] == [MatchStatus.ALLOCATED, MatchStatus.BUSY]
+
+
 async def test_bad_jgf_and_unknown_policy_are_init_errors_with_reasons(client):
     with pytest.raises(FluxionError, match="source and/or target vertex not found"):
         await client.init({"graph": {"nodes": [{"id": "0", "metadata": {"type": "cluster", "paths": {"containment": "/c"}}}], "edges": [{"source": "0", "target": "7"}]}})  # fmt: skip
