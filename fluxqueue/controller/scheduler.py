@@ -22,7 +22,7 @@ from typing import Any
 
 from fluxqueue.controller import strategy as strategies
 from fluxqueue.controller.context import Context
-from fluxqueue.controller.fluxjob import fluxjob_status
+from fluxqueue.controller.fluxjob import fluxjob_status, rfc3339
 from fluxqueue.controller.release import pod_running
 from fluxqueue.controller.replay import GraphIndex, ReplayError, replay_r
 from fluxqueue.controller.units import scheduling_unit
@@ -859,6 +859,8 @@ class Scheduler:
         first, one write instead of two when a pod starts right after its binding.
         """
         ctx = self.ctx
+        if throttle and self._unchanged_wait(unit, position, reserved_start):
+            return  # checked before the status is built: the pass asks this of every waiting unit it reads
         nodes = None
         if unit.state in (SCHEDULED, RUNNING) or unit.fluxion_jobid is not None:
             alloc = await self.allocation(unit.id)
@@ -890,6 +892,18 @@ class Scheduler:
             self._deferred[unit.id] = asyncio.create_task(self._write_status_later(unit, status, defer))
             return
         await self._write_status(unit, status, first_wait=throttle and last is None)
+
+    def _unchanged_wait(self, unit: Unit, position: int | None, reserved_start: datetime | None) -> bool:
+        """A waiting unit whose written status differs at most by its queue position, refreshed recently."""
+        last = self.published.get(unit.id)
+        if last is None or unit.state not in (QUEUED, RESERVED) or unit.id in self._deferred:
+            return False
+        if last.get("phase") != unit.state or last.get("reason") != unit.reason:
+            return False
+        if unit.state == RESERVED and last.get("reservedStart") != rfc3339(reserved_start):
+            return False
+        window = max(POSITION_REFRESH_SECONDS, (position or 0) * POSITION_REFRESH_PER_PLACE)
+        return time.monotonic() - self.published_at.get(unit.id, 0.0) < window
 
     def drop_deferred(self, unit_id: int) -> None:
         """Forget a status waiting to be written (the unit moved on and a newer one will come)."""
