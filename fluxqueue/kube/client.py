@@ -94,6 +94,8 @@ class KubeConfig:
     key_data: bytes | None = None
     insecure: bool = False
     namespace: str = "default"
+    # A token kept in a file that is rotated (a projected service account token): read again every minute.
+    token_file: str | None = None
 
     def ssl_context(self) -> ssl.SSLContext | bool:
         if not self.server.startswith("https"):
@@ -149,8 +151,10 @@ def load_kubeconfig(path: str | os.PathLike, context: str | None = None) -> Kube
     user = by_name["users"].get(ctx.get("user")) or {}
     base = path.parent
     token = user.get("token")
+    token_file = None
     if not token and user.get("tokenFile"):
-        token = Path(user["tokenFile"]).read_text().strip()
+        token_file = user["tokenFile"]
+        token = Path(token_file).read_text().strip()
     ca_path = cluster.get("certificate-authority")
     return KubeConfig(
         server=cluster["server"].rstrip("/"),
@@ -163,6 +167,7 @@ def load_kubeconfig(path: str | os.PathLike, context: str | None = None) -> Kube
         key_data=_data_or_file(user, "client-key", base),
         insecure=bool(cluster.get("insecure-skip-tls-verify")),
         namespace=ctx.get("namespace") or "default",
+        token_file=token_file,
     )
 
 
@@ -184,9 +189,11 @@ def in_cluster_config() -> KubeConfig:
         token=token,
         ca_file=str(SERVICE_ACCOUNT_DIR / "ca.crt"),
         namespace=namespace,
+        token_file=str(token_file),
     )
 
 
+TOKEN_REREAD_SECONDS = 60.0
 WATCH_READ_BUFFER = 2**24  # bytes buffered per watch stream before aiohttp pauses reading it
 
 
@@ -253,15 +260,36 @@ class KubeClient:
         self._ssl = config.ssl_context()
         self._session: aiohttp.ClientSession | None = None  # watches (streams)
         self._pool: ConnectionPool | None = None  # every other request
+        self._token_read_at = time.monotonic()
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": "fluxqueue"}
+        if self.config.token:
+            headers["Authorization"] = f"Bearer {self.config.token}"
+        return headers
+
+    def _refresh_token(self) -> None:
+        """Read a rotated token file again once it is a minute old (client-go's cachingTokenSource period):
+        kubelet replaces projected service account tokens well before they expire."""
+        if not self.config.token_file or time.monotonic() - self._token_read_at < TOKEN_REREAD_SECONDS:
+            return
+        self._token_read_at = time.monotonic()
+        try:
+            token = Path(self.config.token_file).read_text().strip()
+        except OSError as exc:
+            log.warning("cannot read the token file again; keeping the last token", error=str(exc))
+            return
+        if token and token != self.config.token:
+            self.config.token = token
+            if self._pool is not None:
+                self._pool.set_headers(self._headers())
+            log.info("API token reloaded from its file")
 
     @property
     def pool(self) -> ConnectionPool:
         if self._pool is None:
-            headers = {"Accept": "application/json", "User-Agent": "fluxqueue"}
-            if self.config.token:
-                headers["Authorization"] = f"Bearer {self.config.token}"
             self._pool = ConnectionPool(
-                self.config.server, self._ssl, headers=headers, limit=64, timeout=self._timeout
+                self.config.server, self._ssl, headers=self._headers(), limit=64, timeout=self._timeout
             )
         return self._pool
 
@@ -309,6 +337,7 @@ class KubeClient:
         content_type: str = "application/json",
     ) -> dict:
         await self.limiter.acquire()
+        self._refresh_token()
         # orjson: decoding watch events and responses was a fifth of the controller's CPU with the stdlib json.
         data = None if body is None else orjson.dumps(body)
         if params:
@@ -431,8 +460,13 @@ class KubeClient:
             # (128 KiB) and resumes it, data already received can sit undelivered until the server writes
             # again (seen as multi-second stalls that the next 5 s bookmark ended, while the controller was
             # busy releasing a burst). A watch is read as fast as it comes anyway.
+            self._refresh_token()
             async with self.session.get(
-                resource_path(key, namespace), params=params, timeout=timeout, read_bufsize=WATCH_READ_BUFFER
+                resource_path(key, namespace),
+                params=params,
+                timeout=timeout,
+                read_bufsize=WATCH_READ_BUFFER,
+                headers=self._headers(),  # the current token, not the session's first one
             ) as resp:
                 if resp.status >= 400:
                     raise _api_error(resp.status, await resp.text())

@@ -100,13 +100,17 @@ class ConnectionPool:
         # The name the certificate must carry when it is not the host connected to (a Service's DNS name).
         self.server_hostname = server_hostname or self.host
         self.timeout = timeout
-        host_header = url.netloc.rsplit("@", 1)[-1]
-        self._fixed = (
-            f"Host: {host_header}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        ).encode("latin-1")
+        self._host_header = url.netloc.rsplit("@", 1)[-1]
+        self.set_headers(headers)
         self._idle: list[_Connection] = []
         self._slots = asyncio.Semaphore(limit)
         self._closed = False
+
+    def set_headers(self, headers: dict[str, str]) -> None:
+        """The headers every request carries (after Host), e.g. a new Authorization token."""
+        self._fixed = (
+            f"Host: {self._host_header}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        ).encode("latin-1")
 
     async def _connect(self) -> _Connection:
         reader, writer = await asyncio.open_connection(

@@ -187,3 +187,34 @@ async def test_the_token_bucket_holds_requests_to_the_configured_rate():
         await bucket.acquire()
     # 5 from the burst, then 10 at 50/s: at least 0.2 s.
     assert loop.time() - start >= 0.18
+
+
+async def test_a_token_kept_in_a_file_is_read_again_when_it_rotates(tmp_path, monkeypatch):
+    import yaml
+
+    from fluxqueue.kube import client as client_module
+
+    api = APIServer()
+    await api.start(host="127.0.0.1", port=0)
+    try:
+        doc = yaml.safe_load(api.write_kubeconfig(tmp_path / "kubeconfig").read_text())
+        token_file = tmp_path / "token"
+        user = doc["users"][0]["user"]
+        token_file.write_text(user.pop("token") + "\n")
+        user["tokenFile"] = str(token_file)
+        (tmp_path / "rotating").write_text(yaml.safe_dump(doc))
+        c = KubeClient.from_kubeconfig(tmp_path / "rotating", qps=0, burst=1)
+        try:
+            await c.create(PODS, a_pod("p"), namespace="default")
+            good = token_file.read_text()
+            monkeypatch.setattr(client_module, "TOKEN_REREAD_SECONDS", 0.0)
+            token_file.write_text("not-a-token\n")  # kubelet rotated it (to one the server refuses here)
+            with pytest.raises(APIError) as refused:
+                await c.get(PODS, "p", namespace="default")
+            assert refused.value.code == 401
+            token_file.write_text(good)
+            assert (await c.get(PODS, "p", namespace="default"))["metadata"]["name"] == "p"
+        finally:
+            await c.close()
+    finally:
+        await api.stop()
