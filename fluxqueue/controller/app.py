@@ -250,7 +250,9 @@ class Controller:
                 log.exception("sweep failed")
             # The sweep is a safety net that reads every active unit: with tens of thousands of them it may
             # take a second, and it should never use more than a few percent of the controller.
-            pause = max(self.settings.sweep_interval, SWEEP_SHARE_INVERSE * (time.monotonic() - started))
+            took = time.monotonic() - started
+            pause = max(self.settings.sweep_interval, SWEEP_SHARE_INVERSE * took)
+            log.info("sweep", seconds=round(took, 3), next_in=round(pause, 1))
 
     async def stop(self, *, release_lease: bool = True) -> None:
         await stop_task(self._task)

@@ -58,6 +58,7 @@ PERSIST_CONCURRENCY = 64  # allocations being written (the store batches them) w
 QUEUE_COUNT_SECONDS = 2.0  # how often the queue-length gauge is recounted (metrics are scraped every ~15 s)
 STATE_CHECK_SECONDS = 1.0  # how often the pass asks Fluxion whether it restarted
 MATCH_BATCH = 32  # units matched per Fluxion round trip (FluxionAdmin.MatchBatch)
+RELOAD_SHARE_INVERSE = 20  # a time resync waits at least 20x the last reload's duration
 REPLAY_CONCURRENCY = 32  # held allocations given back to Fluxion at once after a reload
 # Further back in the queue, a position is refreshed less often (0.1 s per place: the 2,000th every 200 s), so a
 # deep queue costs tens of status writes per second, not one per unit every few seconds (which, at 2,000 units,
@@ -127,6 +128,8 @@ class GraphKeeper:
         self.origin = time.time()  # Fluxion's time zero (reservation starts are offsets from it)
         self.inits = 0
         self.checked_at = 0.0  # when Fluxion's epoch was last checked
+        self.reload_pause = 0.0  # seconds before a time resync may reload again (20x the last reload)
+        self.index: tuple[ClusterGraph, GraphIndex] | None = None
         self.replayed = 0
         self.replay_failures = 0
 
@@ -190,15 +193,21 @@ class GraphKeeper:
             or self.fingerprint != self.loaded_fingerprint
             or await self._fluxion_lost_state()
         )
-        if not need and resync and time.time() - self.origin >= self.ctx.settings.time_resync:
+        if (
+            not need
+            and resync
+            and time.time() - self.origin >= max(self.ctx.settings.time_resync, self.reload_pause)
+        ):
             # Fluxion has no clock: "now" stays at its last Init, so running units look freshly started and
-            # reservations drift late. Reloading with each unit's remaining time brings "now" forward.
+            # reservations drift late. Reloading with each unit's remaining time brings "now" forward. With
+            # thousands of allocations to replay a reload takes seconds: at most 5% of the time goes to it.
             need = True
         if need:
             await self.load()
         return self.graph
 
     async def load(self) -> None:
+        started = time.monotonic()
         ctx = self.ctx
         graph = self.graph
         assert graph is not None
@@ -213,7 +222,9 @@ class GraphKeeper:
         self.loaded_fingerprint = self.fingerprint
         held = await ctx.store.held_allocations()
         if held:
-            index = GraphIndex.of(graph.jgf)
+            if self.index is None or self.index[0] is not graph:
+                self.index = (graph, GraphIndex.of(graph.jgf))  # parsed once per graph, not per reload
+            index = self.index[1]
             exclusive = await ctx.store.exclusive_units([a.unit_id for a in held])
             # Replays of distinct allocations do not depend on each other: many in flight at once, so
             # reloading thousands of running units takes round trips in parallel, not one after another.
@@ -223,11 +234,17 @@ class GraphKeeper:
                 async with slots:
                     return await self._replay(alloc, index, alloc.unit_id in exclusive)
 
-            for ok in await asyncio.gather(*(replay(a) for a in held)):
+            outcomes = await asyncio.gather(*(replay(a) for a in held))
+            for ok in outcomes:
                 if ok:
                     self.replayed += 1
                 else:
                     self.replay_failures += 1
+            # The allocations Fluxion holds again, under their ids, now belong to this epoch (one statement).
+            await ctx.store.set_allocation_epoch(
+                [a.unit_id for a, ok in zip(held, outcomes, strict=True) if ok], epoch
+            )
+        self.reload_pause = RELOAD_SHARE_INVERSE * (time.monotonic() - started)
         log.info(
             "Fluxion graph loaded",
             nodes=len(graph.nodes),
@@ -260,8 +277,6 @@ class GraphKeeper:
             log.error("replay failed", unit=alloc.unit_id, jobid=alloc.fluxion_jobid, error=repr(exc))
             await self._forget_in_fluxion(alloc)
             return False
-        await self.ctx.store.update_allocation_id(alloc.unit_id, alloc.fluxion_jobid, self.epoch or 0)
-        self.allocations.pop(alloc.unit_id, None)
         return True
 
     async def _forget_in_fluxion(self, alloc: Any) -> None:

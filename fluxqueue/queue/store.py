@@ -450,6 +450,11 @@ class QueueStore:
         rows = await self._pool.fetch(self._q["exclusive_units"], unit_ids)
         return {r["id"] for r in rows}
 
+    async def set_allocation_epoch(self, unit_ids: list[int], epoch: int) -> None:
+        """Held allocations replayed into Fluxion epoch ``epoch`` under their ids."""
+        if unit_ids:
+            await self._pool.execute(self._q["set_allocation_epoch"], unit_ids, epoch)
+
     async def update_allocation_id(self, unit_id: int, jobid: int, epoch: int) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(self._q["update_allocation_id"], unit_id, jobid, epoch)

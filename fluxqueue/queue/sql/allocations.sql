@@ -19,6 +19,9 @@ WHERE a.released_at IS NULL ORDER BY n.unit_id, n.node;
 UPDATE fluxqueue.allocations SET released_at = now() WHERE unit_id = $1 AND released_at IS NULL
 RETURNING fluxion_jobid;
 
+-- name: set_allocation_epoch
+UPDATE fluxqueue.allocations SET epoch = $2 WHERE unit_id = ANY($1::bigint[]) AND released_at IS NULL;
+
 -- name: update_allocation_id
 -- After a replay under a new id (a server that cannot reuse ids).
 UPDATE fluxqueue.allocations SET fluxion_jobid = $2, epoch = $3 WHERE unit_id = $1;
