@@ -588,8 +588,11 @@ class Scheduler:
         task.add_done_callback(self._release_tasks.discard)
 
     async def drain(self) -> None:
-        """Stop in-flight releases: each is recorded before it starts and is redone by the next leader."""
-        tasks = list(self._release_tasks)
+        """Stop in-flight releases (each is recorded before it starts and is redone by the next leader) and
+        drop status writes still waiting to be batched (a replica that no longer leads writes nothing; the
+        unit's next change, such as its pods running, is written by the leader)."""
+        tasks = [*self._release_tasks, *self._deferred.values()]
+        self._deferred.clear()
         for task in tasks:
             task.cancel()
         if tasks:
