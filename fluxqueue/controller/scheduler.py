@@ -895,17 +895,9 @@ class Scheduler:
         last = self.published.get(unit.id)
         if last == status:
             return
-        if throttle:
-            if (
-                last is not None
-                and {k: v for k, v in last.items() if k != "queuePosition"}
-                == {k: v for k, v in status.items() if k != "queuePosition"}
-                and time.monotonic() - self.published_at.get(unit.id, 0.0)
-                < max(POSITION_REFRESH_SECONDS, (position or 0) * POSITION_REFRESH_PER_PLACE)
-            ):
-                return  # only the queue position moved: refreshed every few seconds, not on every pass
-            if not self.status_budget.try_acquire():
-                return  # written by a later pass if the unit still waits then
+        # (A waiting unit whose position alone moved was skipped above, by _unchanged_wait.)
+        if throttle and not self.status_budget.try_acquire():
+            return  # written by a later pass if the unit still waits then
         if defer > 0:
             self._deferred[unit.id] = asyncio.create_task(self._write_status_later(unit, status, defer))
             return

@@ -305,17 +305,13 @@ class KubeClient:
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        # Watches only (each passes its headers, with the current token, and its own timeout).
         if self._session is None or self._session.closed:
-            headers = {"Accept": "application/json", "User-Agent": "fluxqueue"}
-            if self.config.token:
-                headers["Authorization"] = f"Bearer {self.config.token}"
             self._session = aiohttp.ClientSession(
                 base_url=self.config.server,
-                headers=headers,
                 connector=aiohttp.TCPConnector(ssl=self._ssl, limit=64),
                 # The API server sets no cookies we need; the default jar filters cookies on every request.
                 cookie_jar=aiohttp.DummyCookieJar(),
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
             )
         return self._session
 
@@ -466,7 +462,7 @@ class KubeClient:
                 params=params,
                 timeout=timeout,
                 read_bufsize=WATCH_READ_BUFFER,
-                headers=self._headers(),  # the current token, not the session's first one
+                headers=self._headers(),  # the current token (it may have been rotated)
             ) as resp:
                 if resp.status >= 400:
                     raise _api_error(resp.status, await resp.text())
