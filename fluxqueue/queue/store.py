@@ -156,6 +156,11 @@ async def _reset_connection(_conn: asyncpg.Connection) -> None:
     ``pass_lock`` closes a connection whose unlock did not run, so a lock never outlives its holder."""
 
 
+def _identity_of(kind: str, namespace: str, owner_uid: str, group_name: str | None) -> tuple:
+    """What makes a unit unique among the live ones (the units_owner and units_live_group indexes)."""
+    return (namespace, group_name) if kind == "PodGroup" else (owner_uid,)
+
+
 class QueueStore:
     """Open with ``await QueueStore.open(dsn)``; ``await store.close()`` when done."""
 
@@ -169,6 +174,7 @@ class QueueStore:
         self._bindings_batch: Batcher[tuple[int, list[tuple[str, str, str]], bool], None] = Batcher(
             self._bindings_many
         )
+        self._submit_batch: Batcher[UnitSubmission, Unit | None] = Batcher(self._submit_many)
 
     @classmethod
     async def open(cls, dsn: str, *, min_size: int = 1, max_size: int = 5) -> QueueStore:
@@ -187,7 +193,25 @@ class QueueStore:
     # ---- submission -----------------------------------------------------------------------------------
 
     async def submit(self, sub: UnitSubmission) -> tuple[Unit, bool]:
-        """Queue a unit once per wrapped object; returns (the unit, whether this call created it)."""
+        """Queue a unit once per wrapped object; returns (the unit, whether this call created it).
+
+        Submissions arriving together (a flood of pods) are inserted by one statement; one whose unit exists
+        already is then looked up on its own."""
+        created = await self._submit_batch.submit(sub)
+        if created is not None:
+            return created, True
+        return await self._submit_one(sub)
+
+    async def _submit_many(self, subs: list[UnitSubmission]) -> list[Unit | None]:
+        rows = await self._pool.fetch(self._q["insert_units"], [sub.__dict__ for sub in subs])
+        units = {
+            _identity_of(u.kind, u.namespace, u.owner_uid, u.group_name): u
+            for u in map(Unit.from_record, rows)
+        }
+        # Two submissions of one unit in a batch: the first gets the new row, the second looks it up.
+        return [units.pop(_identity_of(s.kind, s.namespace, s.owner_uid, s.group_name), None) for s in subs]
+
+    async def _submit_one(self, sub: UnitSubmission) -> tuple[Unit, bool]:
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow(self._q["insert_unit"], *self._insert_args(sub))
             if row is not None:

@@ -75,6 +75,24 @@ async def test_submitting_the_same_object_twice_queues_it_once(store):
     assert len(await store.pending()) == 1
 
 
+async def test_submissions_arriving_together_are_queued_in_order_each_once(store):
+    await store.submit(submission("old"))
+    subs = [
+        submission("a"),
+        submission("b", priority=5),
+        submission("a"),  # the same object twice in one batch
+        submission("old"),  # already queued before the batch
+        submission("g", kind="PodGroup", uid="group:default/g", group="g", size=2),
+        submission("c"),
+    ]
+    results = await asyncio.gather(*(store.submit(s) for s in subs))
+    assert [created for _, created in results] == [True, True, False, False, True, True]
+    assert results[0][0].id == results[2][0].id
+    assert results[3][0].object_name == "old"
+    assert [u.object_name for u in await store.pending()] == ["b", "old", "a", "g", "c"]
+    assert store._submit_batch.batches < len(subs)  # written together, not one statement each
+
+
 async def test_every_transition_leaves_a_history_row_and_terminal_states_release_the_allocation(store):
     unit, _ = await store.submit(submission("a", size=2))
     scheduled = await store.schedule(

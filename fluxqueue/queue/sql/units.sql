@@ -8,6 +8,25 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
 ON CONFLICT DO NOTHING
 RETURNING *;
 
+-- name: insert_units
+-- insert_unit for a batch ($1: a JSON array of submissions, ids given in its order); returns the rows created
+-- (a submission whose unit exists already is left out and looked up on its own).
+INSERT INTO fluxqueue.units (namespace, name, kind, object_name, owner_uid, size, cpu_millis, memory_bytes,
+                             gpus, exclusive, duration_s, priority, group_name, queue, jobspec, state,
+                             queued_at, reason, placement)
+SELECT i.namespace, i.name, i.kind, i.object_name, i.owner_uid, i.size, i.cpu_millis, i.memory_bytes,
+       i.gpus, i.exclusive, i.duration_s, i.priority, i.group_name, i.queue, i.jobspec, i.state,
+       CASE WHEN i.state = 'Queued' THEN now() END, i.reason, i.placement
+FROM ROWS FROM (
+    jsonb_to_recordset($1::jsonb) AS (namespace text, name text, kind text, object_name text, owner_uid text,
+                                      size integer, cpu_millis bigint, memory_bytes bigint, gpus integer,
+                                      exclusive boolean, duration_s integer, priority integer, group_name text,
+                                      queue text, jobspec jsonb, state text, reason text, placement jsonb)
+) WITH ORDINALITY AS i
+ORDER BY i.ordinality
+ON CONFLICT DO NOTHING
+RETURNING *;
+
 -- name: unit_by_owner
 SELECT * FROM fluxqueue.units WHERE owner_uid = $1 AND kind <> 'PodGroup';
 
