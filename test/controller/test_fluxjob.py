@@ -116,3 +116,25 @@ def test_controller_configuration_errors_are_one_line():
             f"fluxqueue: error: {out.stderr.split('error: ', 1)[1].strip()}"
         ]
         assert expected in out.stderr
+
+
+def test_the_jobspec_reads_back_exactly_whatever_the_unit_is_called():
+    import yaml
+
+    from fluxqueue.controller.fluxjob import jobspec_yaml
+
+    def spec(name: str) -> dict:
+        return {
+            "version": 1,
+            "resources": [
+                {"type": "slot", "count": 1, "label": "task", "with": [{"type": "core", "count": 2}]}
+            ],
+            "attributes": {"system": {"duration": 60}},
+            "tasks": [{"command": ["pod", "team", name], "slot": "task", "count": {"per_slot": 1}}],
+        }
+
+    # Names YAML would read as booleans, numbers or null unless quoted; the shape is rendered once and reused.
+    for name in ("train", "true", "1e3", "null", "0x1f", "a.b-c", "yes"):
+        text = jobspec_yaml(spec(name))
+        assert yaml.safe_load(text) == spec(name)
+    assert 'command: ["pod", "team", "train"]' in jobspec_yaml(spec("train"))
