@@ -35,9 +35,11 @@ fields an older client does not know: prior-art §2.4), with label keys escaped 
 from __future__ import annotations
 
 import base64
-import json
+import copy
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from fluxqueue.kube import names
 from fluxqueue.log import get_logger
@@ -61,6 +63,14 @@ def escape(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
+def _private_copy(obj: dict) -> dict:
+    """A deep copy of a decoded JSON object; orjson's round trip is several times faster than deepcopy."""
+    try:
+        return orjson.loads(orjson.dumps(obj))
+    except TypeError:  # an integer beyond 64 bits
+        return copy.deepcopy(obj)
+
+
 @dataclass
 class Admission:
     """The decision for one request."""
@@ -78,7 +88,7 @@ class Admission:
             resp["status"] = {"status": "Failure", "code": 422, "reason": "Invalid", "message": self.message}
         elif self.patch:
             resp["patchType"] = "JSONPatch"
-            resp["patch"] = base64.b64encode(json.dumps(self.patch, separators=(",", ":")).encode()).decode()
+            resp["patch"] = base64.b64encode(orjson.dumps(self.patch)).decode()
         if self.warnings:
             resp["warnings"] = list(self.warnings)
         return resp
@@ -262,7 +272,7 @@ def admit(request: dict[str, Any], config: WebhookConfig) -> Admission:
     if not isinstance(obj, dict):
         return Admission(SKIPPED, "no object", resource=resource)
     # Work on a private copy: the patch builder records what it changed.
-    obj = json.loads(json.dumps(obj))
+    obj = _private_copy(obj)
     namespace = request.get("namespace") or (obj.get("metadata") or {}).get("namespace") or "default"
     if group == "batch" and kind_name == "Job":
         if operation == "CREATE":
