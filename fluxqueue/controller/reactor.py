@@ -36,7 +36,7 @@ log = get_logger(__name__)
 TERMINAL_PHASES = ("Succeeded", "Failed")
 GROUP_STATUS_DELAY = 0.5  # seconds a group's "n of size present" waits for more members before it is written
 GROUP_OWNER_DELAY = 0.2  # seconds members are gathered before they are added as owners of the FluxJob
-LANES = 32  # units whose pod events are handled at once (bounded by the database pool in practice)
+LANES = 256  # units whose pod events are handled at once (each waits mostly on API and database round trips)
 
 
 def _meta(obj: dict) -> dict:

@@ -448,6 +448,7 @@ class Scheduler:
         self.counted_at = 0.0
         self.status_budget = TokenBucket(ctx.settings.waiting_status_rate, ctx.settings.waiting_status_burst)
         self._deferred: dict[int, asyncio.Task] = {}  # unit id -> a status write waiting to be superseded
+        self._waiting_writes: dict[int, asyncio.Task] = {}  # unit id -> its waiting status being written
         self._status_locks: dict[int, asyncio.Lock] = {}
 
     # ---- the loop -----------------------------------------------------------------------------------
@@ -493,6 +494,8 @@ class Scheduler:
             matcher = FluxionMatcher(ctx, graph, self.graphs.capacity, self.fits_cache)
             reservations: list[int] = []
             keep: list[int] = []
+            # Written together after the plan: one statement, not a round trip per waiting unit inside it.
+            waiting_reasons: list[tuple[int, str, bool]] = []
             placed: list[Unit] = []
             persisting: set[asyncio.Task] = set()
             position = 0
@@ -528,7 +531,7 @@ class Scheduler:
                     elif isinstance(decision, strategies.Wait):
                         position += 1
                         if self.reasons.get(unit.id) != decision.reason or unit.reason != decision.reason:
-                            await ctx.store.set_reason(unit.id, decision.reason, attempt=True)
+                            waiting_reasons.append((unit.id, decision.reason, decision.matched))
                             self.reasons[unit.id] = decision.reason
                         # A Reserved unit without a reservation this pass is turned back to Queued at the end.
                         fresh = replace(unit, state=QUEUED, reason=decision.reason)
@@ -537,6 +540,7 @@ class Scheduler:
                         await self.finish(
                             unit, UNSATISFIABLE, f"Unsatisfiable: {decision.reason}", warning=True
                         )
+                await ctx.store.set_waiting_reasons(waiting_reasons)
             finally:
                 if persisting:
                     outcomes = await asyncio.gather(*persisting, return_exceptions=True)
@@ -594,8 +598,9 @@ class Scheduler:
         """Stop in-flight releases (each is recorded before it starts and is redone by the next leader) and
         drop status writes still waiting to be batched (a replica that no longer leads writes nothing; the
         unit's next change, such as its pods running, is written by the leader)."""
-        tasks = [*self._release_tasks, *self._deferred.values()]
+        tasks = [*self._release_tasks, *self._deferred.values(), *self._waiting_writes.values()]
         self._deferred.clear()
+        self._waiting_writes.clear()
         for task in tasks:
             task.cancel()
         if tasks:
@@ -899,12 +904,27 @@ class Scheduler:
         if last == status:
             return
         # (A waiting unit whose position alone moved was skipped above, by _unchanged_wait.)
-        if throttle and not self.status_budget.try_acquire():
-            return  # written by a later pass if the unit still waits then
+        if throttle:
+            if unit.id in self._waiting_writes or not self.status_budget.try_acquire():
+                return  # written by a later pass if the unit still waits then
+            # Written beside the pass, not in it: under a flood each write waits on a busy API server, and
+            # the pass (placing the next units) must not wait for them. Writes of one FluxJob stay in order
+            # (_write_status's lock is taken in the order asked).
+            task = asyncio.create_task(self._write_status(unit, status, first_wait=last is None))
+            self._waiting_writes[unit.id] = task
+            task.add_done_callback(lambda _t, uid=unit.id: self._waiting_writes.pop(uid, None))
+            return
         if defer > 0:
             self._deferred[unit.id] = asyncio.create_task(self._write_status_later(unit, status, defer))
             return
-        await self._write_status(unit, status, first_wait=throttle and last is None)
+        await self._after_waiting_write(unit.id)
+        await self._write_status(unit, status)
+
+    async def _after_waiting_write(self, unit_id: int) -> None:
+        """Let a waiting status still being written land first (a newer status must never be overwritten)."""
+        inflight = self._waiting_writes.get(unit_id)
+        if inflight is not None:
+            await asyncio.wait([inflight])
 
     def _unchanged_wait(self, unit: Unit, position: int | None, reserved_start: datetime | None) -> bool:
         """A waiting unit whose written status differs at most by its queue position, refreshed recently."""
@@ -927,6 +947,7 @@ class Scheduler:
     async def _write_status_later(self, unit: Unit, status: dict, delay: float) -> None:
         await asyncio.sleep(delay)
         self._deferred.pop(unit.id, None)  # from here on a newer status waits for this write, not cancels it
+        await self._after_waiting_write(unit.id)
         await self._write_status(unit, status)
 
     async def _write_status(self, unit: Unit, status: dict, *, first_wait: bool = False) -> None:

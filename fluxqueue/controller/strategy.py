@@ -49,6 +49,7 @@ class Reserve:
 class Wait:
     unit: Unit
     reason: str
+    matched: bool = True  # Fluxion was asked this pass (False: behind a blocker, or past the queue depth)
 
 
 @dataclass(frozen=True)
@@ -106,12 +107,14 @@ async def plan(
             i += 1
             continue
         if blocker is not None:
-            yield Wait(unit, f"waiting behind {blocker.key} (first come, first served)")
+            yield Wait(unit, f"waiting behind {blocker.key} (first come, first served)", matched=False)
             i += 1
             continue
         if depth and tried >= depth:
             yield Wait(
-                unit, f"waiting for {describe_need(unit)}; beyond the {depth} units considered per pass"
+                unit,
+                f"waiting for {describe_need(unit)}; beyond the {depth} units considered per pass",
+                matched=False,
             )
             i += 1
             continue

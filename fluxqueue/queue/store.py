@@ -338,6 +338,16 @@ class QueueStore:
         """Update the human reason without a state change (no history row); True when it changed."""
         return await self._pool.fetchval(self._q["set_reason"], unit_id, reason, int(attempt)) is not None
 
+    async def set_waiting_reasons(self, reasons: list[tuple[int, str, bool]]) -> None:
+        """``set_reason`` for many waiting units at once: (unit id, reason, whether Fluxion was asked)."""
+        if reasons:
+            await self._pool.execute(
+                self._q["set_waiting_reasons"],
+                [r[0] for r in reasons],
+                [r[1] for r in reasons],
+                [int(r[2]) for r in reasons],
+            )
+
     async def schedule(
         self, unit_id: int, *, jobid: int, epoch: int, r: str, nodes: Iterable[NodeShare], reason: str
     ) -> Unit | None:

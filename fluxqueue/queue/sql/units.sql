@@ -79,6 +79,13 @@ RETURNING *;
 UPDATE fluxqueue.units SET reason = $2, attempts = attempts + $3 WHERE id = $1 AND reason IS DISTINCT FROM $2
 RETURNING id;
 
+-- name: set_waiting_reasons
+-- The reasons a pass gives the units it leaves waiting, in one statement ($1..$3 side by side: unit id,
+-- reason, attempts to add); a unit placed or ended meanwhile keeps the reason it has.
+UPDATE fluxqueue.units u SET reason = i.reason, attempts = u.attempts + i.attempt
+FROM unnest($1::bigint[], $2::text[], $3::integer[]) AS i(id, reason, attempt)
+WHERE u.id = i.id AND u.state IN ('Queued', 'Reserved') AND u.reason IS DISTINCT FROM i.reason;
+
 -- name: schedule_units
 -- Pending -> Scheduled with allocation and per-node shares, for a batch of units in one statement ($1: a JSON
 -- array of {unit_id, reason, jobid, epoch, r, nodes: [{node, cores, memory_bytes, gpus, slots}]}). Returns the
