@@ -120,6 +120,17 @@ async def test_every_transition_leaves_a_history_row_and_terminal_states_release
     assert await store.view("nodes") == []
 
 
+async def test_waiting_reasons_are_written_together_and_spare_units_that_moved_on(store):
+    a, _ = await store.submit(submission("a"))
+    b, _ = await store.submit(submission("b"))
+    await store.schedule(b.id, jobid=3, epoch=1, r="{}", nodes=[NodeShare("n1", 1, 0, 0, 1)], reason="placed")
+    await store.set_waiting_reasons([(a.id, "waiting for 1 core", True), (b.id, "waiting for 1 core", True)])
+    await store.set_waiting_reasons([(a.id, "waiting for 1 core", True)])  # unchanged: nothing counted
+    a2, b2 = await store.get(a.id), await store.get(b.id)
+    assert (a2.reason, a2.attempts) == ("waiting for 1 core", a.attempts + 1)
+    assert (b2.state, b2.reason) == (SCHEDULED, "placed")
+
+
 async def test_a_unit_is_scheduled_once_even_when_two_passes_race(store):
     unit, _ = await store.submit(submission("a"))
     results = await asyncio.gather(
