@@ -13,7 +13,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from fluxqueue.log import get_logger
 
@@ -74,7 +74,7 @@ def loads_json(raw: bytes) -> Any:
 
 
 def _json(body: Any, status: int = 200, content_type: str = "application/json") -> web.Response:
-    return web.Response(body=dumps(body), status=status, headers={"Content-Type": content_type})
+    return web.Response(body=dumps(body), status=status, content_type=content_type)
 
 
 def _error(e: APIError) -> web.Response:
@@ -95,7 +95,7 @@ class Routes:
         self.engine = server.engine
         self.schemas = shared_index()
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         if self.server.trace:
             log.info(
                 "request",
@@ -107,6 +107,8 @@ class Routes:
             )
         try:
             self._authenticate(request)
+            if "Expect" in request.headers:
+                await self._expect(request)
             return await self._dispatch(request)
         except APIError as e:
             return _error(e)
@@ -119,17 +121,59 @@ class Routes:
             log.exception("request failed", method=request.method, path=request.path)
             return _error(APIError(500, "InternalError", f"Internal error occurred: {e!r}"))
 
-    def _authenticate(self, request: web.Request) -> None:
+    @staticmethod
+    async def _expect(request: web.BaseRequest) -> None:
+        """``Expect: 100-continue`` (curl's large bodies): what aiohttp's router would answer."""
+        if request.headers["Expect"].lower() != "100-continue":
+            raise APIError(417, "ExpectationFailed", f"Unknown Expect: {request.headers['Expect']}")
+        if request.version == HttpVersion11:
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0
+
+    def _authenticate(self, request: web.BaseRequest) -> None:
         if not self.server.tls:
             return  # like the old insecure port: clients do not send bearer tokens over plain HTTP
         auth = request.headers.get("Authorization", "")
         if auth != f"Bearer {self.server.token}":
             raise APIError(401, "Unauthorized", "Unauthorized")
 
-    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        path = request.path.rstrip("/") or "/"
-        segs = [s for s in path.split("/") if s]
+    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        segs = [s for s in request.path.split("/") if s]
         accept = request.headers.get("Accept", "")
+        top = segs[0] if segs else ""
+        # the resource requests first: they are nearly all of the traffic
+        if top == "api" and len(segs) > 2:
+            group, version, rest = "", segs[1], segs[2:]
+        elif top == "apis" and len(segs) > 3:
+            group, version, rest = segs[1], segs[2], segs[3:]
+        else:
+            return await self._other(request, segs, accept)
+        reg = self.engine.registry
+        if group and not reg.serves(group, version):
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        if not group and version != "v1":
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        ns = None
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            cand = reg.get((group, version, rest[2]))
+            if cand is not None and cand.namespaced:
+                ns, rest = rest[1], rest[2:]
+        plural = rest[0]
+        name = rest[1] if len(rest) > 1 else None
+        sub = "/".join(rest[2:]) if len(rest) > 2 else None
+        method = request.method
+        if plural == "bindings" and not group and ns is not None and method == "POST":
+            plural, sub = "pods", "binding"  # the legacy POST /namespaces/{ns}/bindings
+        rt = reg.get((group, version, plural))
+        if rt is None:
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        if rt.namespaced and ns is None and method != "GET":
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        return await self._resource(request, rt, ns, name, sub, accept)
+
+    async def _other(self, request: web.BaseRequest, segs: list[str], accept: str) -> web.StreamResponse:
+        """Health, version, discovery and OpenAPI."""
+        path = "/" + "/".join(segs)
         if path in ("/healthz", "/livez", "/readyz"):
             return web.Response(text="ok")
         if path == "/version":
@@ -148,42 +192,22 @@ class Routes:
             if "apidiscovery.k8s.io" in accept and "v=v2" in accept:
                 return _json(discovery.aggregated(self.engine.registry, core=False), content_type=AGG_V2)
             return _json(discovery.group_list(self.engine.registry))
-        if segs[0] == "api":
-            group, rest = "", segs[1:]
-        elif segs[0] == "apis":
-            group, rest = segs[1], segs[2:]
-            if not rest:
-                versions = self.engine.registry.groups().get(group)
-                if not versions:
-                    raise APIError(404, "NotFound", "the server could not find the requested resource")
-                return _json(discovery.group_doc(group, versions))
-        else:
-            raise APIError(404, "NotFound", "the server could not find the requested resource")
-        version, rest = rest[0], rest[1:]
-        if group and not self.engine.registry.serves(group, version):
-            raise APIError(404, "NotFound", "the server could not find the requested resource")
-        if not group and version != "v1":
-            raise APIError(404, "NotFound", "the server could not find the requested resource")
-        if not rest:
-            return _json(discovery.resource_list(self.engine.registry, group, version))
-        ns = None
-        if rest[0] == "namespaces" and len(rest) >= 3:
-            cand = self.engine.registry.get((group, version, rest[2]))
-            if cand is not None and cand.namespaced:
-                ns, rest = rest[1], rest[2:]
-        plural = rest[0]
-        name = rest[1] if len(rest) > 1 else None
-        sub = "/".join(rest[2:]) if len(rest) > 2 else None
-        if plural == "bindings" and not group and ns is not None and request.method == "POST":
-            plural, sub = "pods", "binding"  # the legacy POST /namespaces/{ns}/bindings
-        rt = self.engine.registry.get((group, version, plural))
-        if rt is None:
-            raise APIError(404, "NotFound", "the server could not find the requested resource")
-        if rt.namespaced and ns is None and request.method not in ("GET",):
-            raise APIError(404, "NotFound", "the server could not find the requested resource")
-        return await self._resource(request, rt, ns, name, sub, accept)
+        if segs[0] == "api" and len(segs) == 2:
+            if segs[1] != "v1":
+                raise APIError(404, "NotFound", "the server could not find the requested resource")
+            return _json(discovery.resource_list(self.engine.registry, "", "v1"))
+        if segs[0] == "apis" and len(segs) == 2:
+            versions = self.engine.registry.groups().get(segs[1])
+            if not versions:
+                raise APIError(404, "NotFound", "the server could not find the requested resource")
+            return _json(discovery.group_doc(segs[1], versions))
+        if segs[0] == "apis" and len(segs) == 3:
+            if not self.engine.registry.serves(segs[1], segs[2]):
+                raise APIError(404, "NotFound", "the server could not find the requested resource")
+            return _json(discovery.resource_list(self.engine.registry, segs[1], segs[2]))
+        raise APIError(404, "NotFound", "the server could not find the requested resource")
 
-    def _openapi(self, request: web.Request, segs: list[str], accept: str) -> web.Response:
+    def _openapi(self, request: web.BaseRequest, segs: list[str], accept: str) -> web.Response:
         reg = self.engine.registry
         if segs[1:] == ["v2"]:
             if "protobuf" in accept and "json" not in accept:
@@ -207,7 +231,9 @@ class Routes:
             )
         raise APIError(404, "NotFound", "the server could not find the requested resource")
 
-    def _ctx(self, request: web.Request, body_opts: dict[str, Any] | None = None) -> Ctx:
+    def _ctx(self, request: web.BaseRequest, body_opts: dict[str, Any] | None = None) -> Ctx:
+        if not request.query_string and not body_opts:
+            return Ctx(user_agent=request.headers.get("User-Agent", ""))  # most writes: no options
         q = request.query
         dry = q.getall("dryRun", []) + ((body_opts or {}).get("dryRun") or [])
         return Ctx(
@@ -217,7 +243,7 @@ class Routes:
             force=_bool(q.get("force")) if "force" in q else False,
         )
 
-    async def _body(self, request: web.Request) -> Any:
+    async def _body(self, request: web.BaseRequest) -> Any:
         raw = await request.read()
         if not raw:
             return None
@@ -228,7 +254,7 @@ class Routes:
             return protobuf.decode(raw)
         return loads_json(raw)
 
-    def _strict(self, request: web.Request, rt: ResourceType, body: Any) -> list[str]:
+    def _strict(self, request: web.BaseRequest, rt: ResourceType, body: Any) -> list[str]:
         """fieldValidation=Strict|Warn: unknown fields are an error or a warning (default Warn)."""
         mode = request.query.get("fieldValidation", "Warn")
         if mode == "Ignore" or not isinstance(body, dict):
@@ -244,7 +270,7 @@ class Routes:
 
     async def _resource(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         rt: ResourceType,
         ns: str | None,
         name: str | None,
@@ -302,7 +328,7 @@ class Routes:
                 obj = await e.create(rt, body, ns, sub, ctx)
                 return _json(obj, 201)
             obj = await e.create(rt, body, ns, None, ctx)
-            return self._with_warnings(_json(obj, 201), warnings)
+            return self._with_warnings(self._stored(obj, 201), warnings)
         if m == "PUT":
             body = await self._body(request)
             if name is None:
@@ -313,7 +339,7 @@ class Routes:
             if sub == "finalize" and rt.plural == "namespaces":
                 return _json(await e.get(rt, name))
             obj = await e.update(rt, body, ns, sub, self._ctx(request), name=name)
-            return self._with_warnings(_json(obj), warnings)
+            return self._with_warnings(self._stored(obj), warnings)
         if m == "PATCH":
             if name is None:
                 raise APIError(
@@ -332,7 +358,8 @@ class Routes:
             warnings = self._strict(request, rt, body) if ptype != "json" and sub is None else []
             existed = e.table(rt).get(ns or "", name) is not None
             obj = await e.patch(rt, name, body, ns, ptype, sub, ctx)
-            return self._with_warnings(_json(obj, 201 if ptype == "apply" and not existed else 200), warnings)
+            status = 201 if ptype == "apply" and not existed else 200
+            return self._with_warnings(self._stored(obj, status), warnings)
         if m == "DELETE":
             body = await self._body(request) or {}
             ctx = self._ctx(request, body)
@@ -349,9 +376,16 @@ class Routes:
                     )
                 )
             obj = await e.delete(rt, name, ns, policy, grace, ctx, body.get("preconditions"))
-            return _json(obj)
+            return self._stored(obj)
         raise APIError(
             405, "MethodNotAllowed", f"the server does not allow this method on the requested resource ({m})"
+        )
+
+    def _stored(self, obj: Any, status: int = 200) -> web.Response:
+        """The answer to a write: the object it stored, serialized once for the answer and the watch events
+        (Store.encoded)."""
+        return web.Response(
+            body=self.engine.store.encoded(obj), status=status, content_type="application/json"
         )
 
     @staticmethod
@@ -382,7 +416,7 @@ class Routes:
         return web.Response(text="", content_type="text/plain")
 
     async def _watch(
-        self, request: web.Request, rt: ResourceType, ns: str | None, accept: str
+        self, request: web.BaseRequest, rt: ResourceType, ns: str | None, accept: str
     ) -> web.StreamResponse:
         q = request.query
         timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else None
@@ -401,6 +435,7 @@ class Routes:
                 _bool(q.get("allowWatchBookmarks")) if "allowWatchBookmarks" in q else False,
                 timeout,
                 _bool(q.get("sendInitialEvents")) if "sendInitialEvents" in q else False,
+                batched=True,
             )
         except APIError as e:
             if e.code != 410:
@@ -410,23 +445,24 @@ class Routes:
             return resp
         await resp.prepare(request)
         first = True
+        include = q.get("includeObject", "Metadata")
         try:
-            async for typ, obj, ev in stream:
-                if table and typ != "BOOKMARK":
-                    t = tables.to_table(
-                        rt,
-                        [obj],
-                        obj["metadata"].get("resourceVersion", ""),
-                        q.get("includeObject", "Metadata"),
-                        with_columns=first,
-                    )
-                    first = False
-                    line = dumps({"type": typ, "object": t}) + b"\n"
-                elif ev is not None and ev.type == typ:
-                    line = ev.line()
-                else:
-                    line = dumps({"type": typ, "object": obj}) + b"\n"
-                await resp.write(line)
+            # Each batch is every event already waiting: written as one chunk, it costs one TLS record and
+            # one send instead of one per event (an informer's watch gets several per loop iteration).
+            async for batch in stream:
+                lines = []
+                for typ, obj, ev in batch:
+                    if table and typ != "BOOKMARK":
+                        t = tables.to_table(
+                            rt, [obj], obj["metadata"].get("resourceVersion", ""), include, with_columns=first
+                        )
+                        first = False
+                        lines.append(dumps({"type": typ, "object": t}) + b"\n")
+                    elif ev is not None and ev.type == typ:
+                        lines.append(ev.line())
+                    else:
+                        lines.append(dumps({"type": typ, "object": obj}) + b"\n")
+                await resp.write(lines[0] if len(lines) == 1 else b"".join(lines))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -434,8 +470,16 @@ class Routes:
         return resp
 
 
-def make_app(server: APIServer) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+MAX_BODY = 64 * 1024 * 1024
+
+
+def make_server(server: APIServer) -> web.Server:
+    """aiohttp's low-level server: every path goes to Routes.handle, which routes by itself, so an
+    Application's router, match info and middleware chain would only add work to every request."""
     routes = Routes(server)
-    app.router.add_route("*", "/{tail:.*}", routes.handle)
-    return app
+    loop = asyncio.get_running_loop()
+
+    def request(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
+        return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=MAX_BODY)
+
+    return web.Server(routes.handle, request_factory=request, handler_cancellation=True, access_log=None)

@@ -70,7 +70,7 @@ class APIServer:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         from aiohttp import web
 
-        from .http import make_app
+        from .http import make_server
 
         ssl_ctx = None
         if self.tls:
@@ -81,10 +81,7 @@ class APIServer:
                 ips.append(host)
             self._certs = serving_bundle(["localhost", "kubernetes", "kubernetes.default.svc"], ips)
             ssl_ctx = self._certs.server_context()
-        app = make_app(self)
-        self._runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=0.5, handler_cancellation=True
-        )
+        self._runner = web.ServerRunner(make_server(self), handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=ssl_ctx, backlog=512)
         await site.start()

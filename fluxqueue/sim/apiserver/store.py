@@ -58,8 +58,17 @@ class Event:
     def line(self) -> bytes:
         """The event as one JSON line for HTTP watch streams, serialized once for all watchers."""
         if self._line is None:
-            self._line = dumps({"type": self.type, "object": self.obj}) + b"\n"
+            # the same bytes as dumps({"type": ..., "object": ...}), built so that obj_json() can cut the
+            # object back out of them
+            self._line = _PREFIX[self.type] + dumps(self.obj) + b"}\n"
         return self._line
+
+    def obj_json(self) -> bytes:
+        """The object's JSON: the one in line(), which the event's watchers write too."""
+        return self.line()[len(_PREFIX[self.type]) : -2]
+
+
+_PREFIX = {t: b'{"type":"' + t.encode() + b'","object":' for t in ("ADDED", "MODIFIED", "DELETED")}
 
 
 WatchItem = tuple[str, Obj, Event | None]  # (type as this watcher sees it, object, shared event or None)
@@ -72,6 +81,8 @@ class Watcher:
     fields: Callable[[Obj], bool] | None
     queue: asyncio.Queue[WatchItem] = field(default_factory=asyncio.Queue)
     closed: bool = False
+    # the watcher writes Event.line() (an HTTP watch), so a write's answer may share those bytes
+    lines: bool = False
     # spec.nodeName=X watchers (one per kubelet) are indexed by X, so an event is offered only to the
     # watchers of the nodes it concerns instead of to thousands of kubelets.
     node_key: str | None = None
@@ -113,6 +124,7 @@ class Table:
         self.compacted_rv = 0  # events at or below this version have left the history
         self.watchers: set[Watcher] = set()
         self.node_watchers: dict[str, set[Watcher]] = {}
+        self.line_watchers = 0  # watchers that write Event.line()
         # pods by spec.nodeName, so kubelets and "pods on node X" lists do not scan 50,000 pods
         self.node_index: dict[str, dict[tuple[str, str], Obj]] | None = {} if index_node else None
         self.count = 0
@@ -153,12 +165,16 @@ class Table:
                     w.offer(ev)
 
     def add_watcher(self, w: Watcher) -> None:
+        if w.lines:
+            self.line_watchers += 1
         if w.node_key is not None and self.node_index is not None:
             self.node_watchers.setdefault(w.node_key, set()).add(w)
         else:
             self.watchers.add(w)
 
     def remove_watcher(self, w: Watcher) -> None:
+        if w.lines and not w.closed:
+            self.line_watchers -= 1
         w.closed = True
         self.watchers.discard(w)
         if w.node_key is not None:
@@ -174,6 +190,7 @@ class Store:
         self._history = history
         self.tables: dict[tuple[str, str], Table] = {}  # by (group, plural): versions share storage
         self.rv = 1
+        self._last: tuple[Table, Event] | None = None  # the latest write, for encoded()
 
     def table(self, group: str, plural: str) -> Table:
         t = self.tables.get((group, plural))
@@ -200,7 +217,9 @@ class Store:
             t.count += 1
         bucket[name] = obj
         t._index(obj, add=True)
-        t.record(Event(rv, "MODIFIED" if old is not None else "ADDED", obj, old))
+        ev = Event(rv, "MODIFIED" if old is not None else "ADDED", obj, old)
+        t.record(ev)
+        self._last = (t, ev)
         return obj
 
     def remove(self, t: Table, old: Obj) -> Obj:
@@ -217,8 +236,18 @@ class Store:
         final = dict(old)
         final["metadata"] = dict(md)
         final["metadata"]["resourceVersion"] = str(rv)
-        t.record(Event(rv, "DELETED", final, old))
+        ev = Event(rv, "DELETED", final, old)
+        t.record(ev)
+        self._last = (t, ev)
         return final
+
+    def encoded(self, obj: Obj) -> bytes:
+        """``dumps(obj)``; when ``obj`` is what the latest write stored and HTTP watchers will write that
+        event, the bytes of its watch line (the object is serialized once, for the answer and the watchers)."""
+        last = self._last
+        if last is not None and last[1].obj is obj and last[0].line_watchers:
+            return last[1].obj_json()
+        return dumps(obj)
 
     # Reads.
     def candidates(self, t: Table, namespace: str | None, node_name: str | None) -> list[Obj]:
@@ -273,8 +302,9 @@ class Store:
         resource_version: str | None,
         send_initial_events: bool = False,
         node_key: str | None = None,
+        lines: bool = False,
     ) -> Watcher:
-        w = Watcher(namespace, labels, fields, node_key=node_key)
+        w = Watcher(namespace, labels, fields, node_key=node_key, lines=lines)
         if resource_version in (None, "", "0") or send_initial_events:
             # "Get state and start at most recent": synthetic ADDED for what exists now.
             for o in self.candidates(t, namespace, node_key or None):
