@@ -34,8 +34,13 @@ from fluxqueue.queue.store import ACTIVE_STATES, CANCELLED, HOLDING_STATES, QUEU
 log = get_logger(__name__)
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
-GROUP_STATUS_DELAY = 0.5  # seconds a group's "n of size present" waits for more members before it is written
-GROUP_OWNER_DELAY = 0.2  # seconds members are gathered before they are added as owners of the FluxJob
+# Seconds a filling group's "n of size present" status waits for more members before it is written (each member
+# restarts the wait; a group that completes is told "Queued" instead): members of a gang arrive in bursts, and a
+# status write per member was most of a gang's API requests under a flood.
+GROUP_STATUS_DELAY = 2.0
+# Seconds members are gathered before they are added as owners of the FluxJob in one patch (at once when the
+# group completes). Owners only matter to the garbage collector, once every member is gone.
+GROUP_OWNER_DELAY = 1.0
 LANES = 256  # units whose pod events are handled at once (each waits mostly on API and database round trips)
 
 
@@ -71,6 +76,7 @@ class Reactor:
         self._lane_slots = asyncio.Semaphore(LANES)
         self._group_fluxjobs: dict[int, dict] = {}  # unit id -> its FluxJob while members join
         self._pending_owners: dict[int, list[dict]] = {}  # unit id -> members not yet owners of its FluxJob
+        self._owners_due: dict[int, asyncio.Event] = {}  # unit id -> set when its pending owners go at once
 
     @contextlib.asynccontextmanager
     async def _submitting(self, key: str) -> AsyncIterator[None]:
@@ -384,6 +390,9 @@ class Reactor:
             self._group_fluxjobs[unit.id] = fluxjob
         if count >= unit.size:
             self._group_fluxjobs.pop(unit.id, None)
+            due = self._owners_due.get(unit.id)
+            if due is not None:
+                due.set()  # complete: no more members to wait for
         if unit.state == QUEUED and count == unit.size:
             log.info("group complete; queued", unit=unit.key, size=unit.size)
             await ctx.actions.event(
@@ -397,11 +406,11 @@ class Reactor:
                     "Waiting",
                     f"waiting for group members: {count} of {unit.size} present",
                 )
-            await ctx.store.set_reason(unit.id, f"waiting for group members: {count} of {unit.size} present")
-            unit = await ctx.store.get(unit.id) or unit
         if unit.state == WAITING:
             # Members arrive in bursts: the count is written once the burst is over, not once per member.
-            await self.scheduler.publish(unit, defer=GROUP_STATUS_DELAY)
+            # (Well within the group's timeout, so a group that never fills is seen waiting before it fails.)
+            delay = min(GROUP_STATUS_DELAY, ctx.settings.group_timeout / 4)
+            await self.scheduler.publish(unit, defer=delay)
         elif unit.state == QUEUED:
             self.scheduler.drop_deferred(unit.id)  # complete: the next pass tells where it stands
         else:
@@ -414,14 +423,19 @@ class Reactor:
         pending = self._pending_owners.get(unit.id)
         if pending is None:
             pending = self._pending_owners[unit.id] = []
+            self._owners_due[unit.id] = asyncio.Event()
             task = asyncio.create_task(self._add_owners_later(unit))
             self._lane_tasks.add(task)
             task.add_done_callback(self._lane_tasks.discard)
         pending.append(pod)
 
     async def _add_owners_later(self, unit: Unit) -> None:
-        await asyncio.sleep(GROUP_OWNER_DELAY)
-        pods = self._pending_owners.pop(unit.id, [])
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._owners_due[unit.id].wait(), GROUP_OWNER_DELAY)
+        finally:
+            self._owners_due.pop(unit.id, None)
+            pods = self._pending_owners.pop(unit.id, [])
         if pods:
             await self.ctx.actions.add_owners(unit, pods)
 

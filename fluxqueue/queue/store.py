@@ -230,25 +230,9 @@ class QueueStore:
 
         Returns the unit and its member count. Joining twice is harmless.
         """
-        waiting = UnitSubmission(**{**sub.__dict__, "state": WAITING, "kind": "PodGroup"})
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(self._q["insert_unit"], *self._insert_args(waiting))
-            if row is None:
-                row = await conn.fetchrow(self._q["live_group"], sub.namespace, sub.group_name)
-            if row is None:  # the live group ended between the two statements: this member starts a new one
-                row = await conn.fetchrow(self._q["insert_unit"], *self._insert_args(waiting))
-            if row is None:
-                raise RuntimeError(f"pod group {sub.namespace}/{sub.group_name} changed too often to join")
-            # Re-read under the row lock: a member joining concurrently may have queued the group already.
-            unit = Unit.from_record(await conn.fetchrow(self._q["lock_unit"], Unit.from_record(row).id))
-            await conn.execute(self._q["add_group_member"], unit.id, pod, pod_uid)
-            count = await conn.fetchval(self._q["group_member_count"], unit.id)
-            if unit.state == WAITING and count >= unit.size:
-                row = await conn.fetchrow(
-                    self._q["set_state"], unit.id, QUEUED, f"all {unit.size} members present", [WAITING], 0
-                )
-                unit = Unit.from_record(row)
-            return unit, count
+        waiting = {**sub.__dict__, "state": WAITING, "kind": "PodGroup"}
+        row = await self._pool.fetchrow(self._q["join_group"], waiting, pod, pod_uid)
+        return Unit.from_record(row), int(row["members"])
 
     async def group_members(self, unit_id: int) -> list[tuple[str, str]]:
         rows = await self._pool.fetch(self._q["group_members"], unit_id)
@@ -334,12 +318,8 @@ class QueueStore:
         )
         return Unit.from_record(row) if row else None
 
-    async def set_reason(self, unit_id: int, reason: str, *, attempt: bool = False) -> bool:
-        """Update the human reason without a state change (no history row); True when it changed."""
-        return await self._pool.fetchval(self._q["set_reason"], unit_id, reason, int(attempt)) is not None
-
     async def set_waiting_reasons(self, reasons: list[tuple[int, str, bool]]) -> None:
-        """``set_reason`` for many waiting units at once: (unit id, reason, whether Fluxion was asked)."""
+        """The reasons of many waiting units at once: (unit id, reason, whether Fluxion was asked)."""
         if reasons:
             await self._pool.execute(
                 self._q["set_waiting_reasons"],

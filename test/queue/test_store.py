@@ -198,9 +198,23 @@ async def test_a_pod_group_waits_until_its_last_member_joins(store):
         assert unit.state == WAITING and count == i + 1
     unit, count = await store.join_group(sub, "p1", "uid1")  # a repeated event
     assert count == 2 and unit.state == WAITING
+    assert unit.reason == "waiting for group members: 2 of 3 present"
     unit, count = await store.join_group(sub, "p2", "uid2")
     assert unit.state == QUEUED and count == 3
     assert [p for p, _ in await store.group_members(unit.id)] == ["p0", "p1", "p2"]
+
+
+async def test_members_joining_at_once_queue_their_group_exactly_once(store):
+    sub = submission("h", kind="PodGroup", size=8, uid="group:default/h", group="h")
+    joined = await asyncio.gather(*(store.join_group(sub, f"p{i}", f"uid{i}") for i in range(8)))
+    assert sorted(count for _, count in joined) == list(range(1, 9))
+    assert len({unit.id for unit, _ in joined}) == 1
+    unit = await store.get(joined[0][0].id)
+    assert unit.state == QUEUED and unit.reason == "all 8 members present"
+    assert [(h.from_state, h.to_state) for h in await store.history(unit.id)] == [
+        (None, WAITING),
+        (WAITING, QUEUED),
+    ]
 
 
 async def test_reservations_are_cleared_and_unreserved_units_return_to_queued(store):

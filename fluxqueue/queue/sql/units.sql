@@ -62,9 +62,6 @@ ORDER BY id;
 -- name: exclusive_units
 SELECT id FROM fluxqueue.units WHERE id = ANY($1::bigint[]) AND exclusive;
 
--- name: lock_unit
-SELECT * FROM fluxqueue.units WHERE id = $1 FOR UPDATE;
-
 -- name: set_state
 -- Conditional on the expected current states, so two actors cannot both make the same transition.
 UPDATE fluxqueue.units
@@ -74,10 +71,6 @@ SET state = $2, reason = $3, attempts = attempts + $5,
                        ELSE finished_at END
 WHERE id = $1 AND state = ANY($4::text[])
 RETURNING *;
-
--- name: set_reason
-UPDATE fluxqueue.units SET reason = $2, attempts = attempts + $3 WHERE id = $1 AND reason IS DISTINCT FROM $2
-RETURNING id;
 
 -- name: set_waiting_reasons
 -- The reasons a pass gives the units it leaves waiting, in one statement ($1..$3 side by side: unit id,
@@ -130,12 +123,9 @@ UPDATE fluxqueue.units SET state = 'Running', reason = $2
 WHERE id = ANY($1::bigint[]) AND state = 'Scheduled'
 RETURNING *;
 
--- name: add_group_member
-INSERT INTO fluxqueue.group_members (unit_id, pod, pod_uid) VALUES ($1, $2, $3)
-ON CONFLICT DO NOTHING;
-
--- name: group_member_count
-SELECT count(*) FROM fluxqueue.group_members WHERE unit_id = $1;
+-- name: join_group
+-- One member joins its pod group (migrations/0003_join_group.sql): the unit after the join and its member count.
+SELECT (j.unit).*, j.members FROM fluxqueue.join_group($1::jsonb, $2, $3) AS j;
 
 -- name: group_members
 SELECT pod, pod_uid, joined_at FROM fluxqueue.group_members WHERE unit_id = $1 ORDER BY joined_at, pod;
