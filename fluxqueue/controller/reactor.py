@@ -394,10 +394,8 @@ class Reactor:
             if due is not None:
                 due.set()  # complete: no more members to wait for
         if unit.state == QUEUED and count == unit.size:
+            # Told "Queued" only if it then waits in the queue (as a single unit is): one Event less per gang.
             log.info("group complete; queued", unit=unit.key, size=unit.size)
-            await ctx.actions.event(
-                [ctx.actions.fluxjob_ref(unit)], "Queued", f"Queued: all {unit.size} members present"
-            )
             ctx.wake("group complete")
         elif unit.state != QUEUED:
             if count == 1:  # one Event per group, not per member; the status carries the count

@@ -910,7 +910,8 @@ class Scheduler:
             # Written beside the pass, not in it: under a flood each write waits on a busy API server, and
             # the pass (placing the next units) must not wait for them. Writes of one FluxJob stay in order
             # (_write_status's lock is taken in the order asked).
-            task = asyncio.create_task(self._write_status(unit, status, first_wait=last is None))
+            first_wait = last is None or last.get("phase") == WAITING  # (a group that just filled)
+            task = asyncio.create_task(self._write_status(unit, status, first_wait=first_wait))
             self._waiting_writes[unit.id] = task
             task.add_done_callback(lambda _t, uid=unit.id: self._waiting_writes.pop(uid, None))
             return
