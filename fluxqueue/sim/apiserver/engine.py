@@ -25,7 +25,7 @@ from . import errors as E
 from .coretypes import STRATEGIES as CORE_STRATEGIES
 from .errors import APIError
 from .openapi import shared_index
-from .patch import json_merge_patch, json_patch, strategic_merge_patch
+from .patch import json_merge_patch, json_merge_patch_shared, json_patch, strategic_merge_patch
 from .podrules import PodStrategy, bind
 from .resources import CRDS, NAMESPACES, PODS, Key, Registry, ResourceType
 from .selection import field_matcher, parse_field_selector, parse_label_selector
@@ -592,11 +592,21 @@ class Engine:
         if patch_type == "apply":
             return await self._apply(rt, ns, name, patch, subresource, ctx)
 
+        # A merge patch of /status: _write keeps only the patched status (and this metadata) of the result,
+        # and changes nothing else in it, so the result may share what the patch leaves alone with the
+        # stored object instead of copying all of it.
+        shared = patch_type == "merge" and subresource == "status"
+
         def compute(cur: Obj | None) -> Obj:
             if cur is None:
                 raise E.not_found(rt.group, rt.plural, name)
-            # every patch format returns a new object of its own (never shares with the stored one)
-            new = self._apply_patch(cur, patch, patch_type, rt.kind)
+            if shared:
+                new = json_merge_patch_shared(cur, patch)
+                if isinstance(new, dict) and new.get("metadata") is cur["metadata"]:
+                    new["metadata"] = dict(cur["metadata"])  # written below and in _write
+            else:
+                # every other patch returns a new object of its own (never shares with the stored one)
+                new = self._apply_patch(cur, patch, patch_type, rt.kind)
             if not isinstance(new, dict):
                 raise E.bad_request("patch did not produce an object")
             new.setdefault("metadata", {})
@@ -758,7 +768,7 @@ class Engine:
             if subresource == "status":
                 status = new.get("status")
                 mf = md.get("managedFields")
-                new = clone(cur) if touched is None else _copy_reusing(cur, new, touched)
+                new = _copy_reusing(cur, new, touched)
                 if status is None:
                     new.pop("status", None)
                 else:
@@ -1098,15 +1108,19 @@ def _touched_keys(patch: Any, patch_type: str) -> frozenset[str] | None:
     return None
 
 
-def _copy_reusing(cur: Obj, private: Obj, touched: frozenset[str]) -> Obj:
-    """``clone(cur)``, taking from ``private`` (a patched copy of ``cur`` that shares nothing with it) the
-    top-level values the patch did not touch (``touched``: the top-level keys it may have changed) and that
-    are still equal: those are exact copies already (same types, same order), and comparing costs much less
-    than copying again."""
+def _copy_reusing(cur: Obj, private: Obj, touched: frozenset[str] | None) -> Obj:
+    """A copy of ``cur`` for a status write, whose status the caller replaces (not copied here; its place
+    in the key order is kept). Takes from ``private`` (a patched copy of ``cur``: its own copy or sharing
+    with ``cur``, see Engine.patch) the top-level values the patch did not touch (``touched``: the
+    top-level keys it may have changed; None: any) and that are still equal: those are exact copies
+    already (same types, same order), and comparing costs much less than copying again."""
     out = {}
     for k, v in cur.items():
-        mine = private.get(k, _MISSING)
-        out[k] = mine if k not in touched and mine == v else clone(v)
+        if k == "status":
+            out[k] = None
+            continue
+        mine = private.get(k, _MISSING) if touched is not None and k not in touched else _MISSING
+        out[k] = mine if mine is not _MISSING and mine == v else clone(v)
     return out
 
 

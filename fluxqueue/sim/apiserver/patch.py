@@ -67,6 +67,23 @@ def json_merge_patch(target: Any, patch: Any) -> Any:
     return _merge_into(clone(target) if isinstance(target, dict) else {}, patch)
 
 
+def json_merge_patch_shared(target: Any, patch: Any) -> Any:
+    """RFC 7386 like json_merge_patch, but the result shares with ``target`` every value the patch leaves
+    alone (its own are the objects on the patch's paths and the patch's values): for callers that mutate
+    only those, and for stored objects, which nobody mutates."""
+    if not isinstance(patch, dict):
+        return clone(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            result.pop(k, None)
+        elif isinstance(v, dict):
+            result[k] = json_merge_patch_shared(result.get(k), v)
+        else:
+            result[k] = clone(v)
+    return result
+
+
 def _merge_into(result: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     """Merge ``patch`` into ``result`` (already a private copy: nested objects are merged in place, not
     copied again at every level)."""
