@@ -246,7 +246,9 @@ async def measure_end_to_end(
     done = asyncio.Event()
 
     async def watch() -> None:
-        async for ev in client.watch(R.PODS, namespace="bench", resource_version=rv):
+        # The stored objects themselves (read only): the measuring watch should not cost the emulator a deep
+        # copy of every pod event (7% of its CPU), which no system under test would pay.
+        async for ev in client.watch(R.PODS, namespace="bench", resource_version=rv, copy_objects=False):
             obj = ev["object"]
             name = obj["metadata"].get("name")
             if ev["type"] == "BOOKMARK" or name in bound:
