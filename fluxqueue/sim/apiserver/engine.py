@@ -72,6 +72,8 @@ class Ctx:
     dry_run: bool = False
     field_manager: str | None = None
     force: bool = False
+    # the body was decoded for this request alone (HTTP): the pipeline may work on it instead of a copy
+    own_body: bool = False
 
     def manager(self, default: str = "unknown") -> str:
         if self.field_manager:
@@ -174,10 +176,12 @@ class Engine:
             obj["apiVersion"] = rt.api_version
         return obj
 
-    def _check_body(self, rt: ResourceType, body: Obj, ns: str, expect_kind: str | None = None) -> Obj:
+    def _check_body(
+        self, rt: ResourceType, body: Obj, ns: str, expect_kind: str | None = None, copy: bool = True
+    ) -> Obj:
         if not isinstance(body, dict):
             raise E.bad_request("the body of the request was not a JSON object")
-        obj = clone(body)
+        obj = clone(body) if copy else body
         kind = expect_kind or rt.kind
         if obj.get("kind") and obj["kind"] != kind:
             raise E.bad_request(
@@ -400,7 +404,7 @@ class Engine:
         ns = self._ns(rt, namespace)
         if subresource:
             return await self._create_subresource(rt, ns, body, subresource, ctx)
-        obj = self._check_body(rt, body, ns)
+        obj = self._check_body(rt, body, ns, copy=not ctx.own_body)
         self._check_types(rt, obj)
         if rt.virtual:
             return self._review(rt, obj, ctx)
@@ -552,7 +556,7 @@ class Engine:
         ns = self._ns(rt, namespace)
         if subresource == "scale":
             return await self._update_scale(rt, ns, name or body["metadata"]["name"], body, ctx)
-        obj = self._check_body(rt, body, ns)
+        obj = self._check_body(rt, body, ns, copy=not ctx.own_body)
         name = name or obj["metadata"].get("name")
         if not name:
             raise E.bad_request("name is required")
@@ -651,7 +655,8 @@ class Engine:
                 "Invalid",
                 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
             )
-        applied = clone(applied)
+        if not ctx.own_body:
+            applied = clone(applied)
         if applied.get("apiVersion") != rt.api_version or applied.get("kind") != rt.kind:
             raise E.bad_request(
                 f"the API version in the data ({applied.get('apiVersion')}) does not match the expected API version ({rt.api_version})"
@@ -736,7 +741,8 @@ class Engine:
             if cur is None:
                 raise E.not_found(rt.group, rt.plural, name)
             new = compute(cur)
-            self._check_types(rt, new)
+            # what the patch did not touch is the stored object's, whose types were checked when it was written
+            self._check_types(rt, new if touched is None else {k: new[k] for k in touched if k in new})
             md = new.setdefault("metadata", {})
             cmd = cur["metadata"]
             want_rv = md.get("resourceVersion")

@@ -233,7 +233,8 @@ class Routes:
 
     def _ctx(self, request: web.BaseRequest, body_opts: dict[str, Any] | None = None) -> Ctx:
         if not request.query_string and not body_opts:
-            return Ctx(user_agent=request.headers.get("User-Agent", ""))  # most writes: no options
+            # most writes: no options
+            return Ctx(user_agent=request.headers.get("User-Agent", ""), own_body=True)
         q = request.query
         dry = q.getall("dryRun", []) + ((body_opts or {}).get("dryRun") or [])
         return Ctx(
@@ -241,6 +242,7 @@ class Routes:
             dry_run="All" in dry,
             field_manager=q.get("fieldManager"),
             force=_bool(q.get("force")) if "force" in q else False,
+            own_body=True,
         )
 
     async def _body(self, request: web.BaseRequest) -> Any:
