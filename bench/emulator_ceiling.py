@@ -7,6 +7,7 @@ against this figure (bench/scale_bench.py calls :func:`measure_ceiling` in the s
 
     python bench/emulator_ceiling.py                    # 1,000 and 5,000 nodes, in-process and HTTP
     python bench/emulator_ceiling.py --nodes 1000 --pods 5000 --via http
+    python bench/emulator_ceiling.py --nodes 1000 --via process   # bound by bench/null_scheduler.py over HTTPS
 """
 
 from __future__ import annotations
@@ -87,9 +88,17 @@ async def measure_ceiling(
     queue: asyncio.Queue[str] = asyncio.Queue()
     for n in names_:
         queue.put_nowait(n)
+    scheduler = await _start_null_scheduler(api, ns) if via == "process" else None
     t0 = time.perf_counter()
     try:
-        if via == "inproc":
+        if via == "process":
+            # Created here as the end-to-end run creates its pods; bound by the null scheduler over HTTPS.
+            async def creator() -> None:
+                while not queue.empty():
+                    await client.create(R.PODS, _pod(queue.get_nowait()), namespace=ns)
+
+            await asyncio.gather(*(creator() for _ in range(concurrency or 32)))
+        elif via == "inproc":
 
             async def worker() -> None:
                 while not queue.empty():
@@ -105,12 +114,39 @@ async def measure_ceiling(
         await asyncio.wait_for(done.wait(), timeout=max(120.0, pods / 20))
     finally:
         informer.remove_handler(on_pod)
+        if scheduler is not None:
+            scheduler.kill()
+            await scheduler.wait()
     elapsed = time.perf_counter() - t0
     try:
         await client.delete(R.NAMESPACES, ns)
     except APIError:
         pass
     return pods / elapsed
+
+
+async def _start_null_scheduler(api: APIServer, ns: str) -> asyncio.subprocess.Process:
+    """bench/null_scheduler.py in a child process, watching ``ns``; returns once it has listed."""
+    path = getattr(api, "kubeconfig_path", None)
+    if path is None:
+        import tempfile
+
+        path = api.write_kubeconfig(Path(tempfile.mkdtemp(prefix="ceiling-")) / "kubeconfig")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).with_name("null_scheduler.py")),
+        "--kubeconfig",
+        str(path),
+        "--namespace",
+        ns,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 60)
+    if line.strip() != b"ready":
+        proc.kill()
+        raise RuntimeError(f"the null scheduler did not start (said {line!r})")
+    return proc
 
 
 async def _http_load(
@@ -168,7 +204,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nodes", type=int, nargs="*", default=[1000, 5000])
     p.add_argument("--pods", type=int, default=5000)
-    p.add_argument("--via", choices=["inproc", "http", "both"], default="both")
+    p.add_argument("--via", choices=["inproc", "http", "process", "both"], default="both")
     args = p.parse_args()
     vias = ["inproc", "http"] if args.via == "both" else [args.via]
     for n in args.nodes:
