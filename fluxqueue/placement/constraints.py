@@ -194,19 +194,25 @@ def _term_constraint(term: dict[str, Any], nodes: list[NodeView]) -> dict[str, A
     return _all(parts)  # type: ignore[return-value]
 
 
-def constraint_for(unit: Any, nodes: Iterable[NodeView]) -> dict[str, Any] | None:
+def constraint_for(
+    unit: Any, nodes: Iterable[NodeView], tainted: list[NodeView] | None = None
+) -> dict[str, Any] | None:
     """The RFC 31 constraint that keeps the unit's pods where Kubernetes would allow them (None: anywhere).
 
     ``nodes`` are the graph's nodes (name, labels, taints); they resolve what properties cannot express.
+    ``tainted``: those of them with a taint, when the caller keeps that list (this runs for every jobspec,
+    and finding them is a walk of every node).
     """
-    nodes = list(nodes)
+    if not isinstance(nodes, list):
+        nodes = list(nodes)
     parts: list[dict[str, Any]] = []
     if unit.node_selector:
         parts.append({"properties": [label_property(k, v) for k, v in sorted(unit.node_selector.items())]})
     if unit.node_affinity_terms:
         parts.append(_any([_term_constraint(t, nodes) for t in unit.node_affinity_terms]))
-    # Only tainted nodes can refuse (most have no taint: skip them cheaply, this runs for every jobspec).
-    tainted = [n for n in nodes if n[2]]
+    # Only tainted nodes can refuse.
+    if tainted is None:
+        tainted = [n for n in nodes if n[2]]
     refused = _hosts(tainted, lambda n: bool(untolerated_taints(unit.tolerations, n[2])))
     if refused:
         parts.append({"not": [{"hostlist": refused}]})

@@ -110,6 +110,13 @@ class ClusterGraph:
             ]
         return cached
 
+    def tainted_node_views(self) -> list[constraints.NodeView]:
+        cached = self.__dict__.get("_tainted_views")
+        views = self.node_views()
+        if cached is None or cached[0] is not views:
+            cached = self.__dict__["_tainted_views"] = (views, [v for v in views if v[2]])
+        return cached[1]
+
     def eligible_nodes(self, unit: Any) -> list[NodeCapacity]:
         return [n for n in self.nodes.values() if constraints.node_allows(unit, n.name, n.labels, n.taints)]
 
