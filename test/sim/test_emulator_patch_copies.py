@@ -1,11 +1,15 @@
-"""Merge patches of /status share what they leave alone with the stored object: results as with a full
-copy, earlier stored versions untouched, managedFields as before."""
+"""Patches copy less of the stored object (a merge patch of /status shares what it leaves alone, other
+patches do not copy managedFields): results as with a full copy, earlier stored versions untouched,
+managedFields as before."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from fluxqueue.sim.apiserver import resources as R
+from fluxqueue.sim.apiserver.errors import APIError
 from fluxqueue.sim.apiserver.patch import json_merge_patch, json_merge_patch_shared
 from fluxqueue.sim.apiserver.store import clone
 
@@ -132,3 +136,30 @@ async def test_custom_resource_status_patch(api):
     )
     assert two["status"] == {"nodes": ["a"], "phase": "Done"} and two["spec"] == {"size": 2}
     assert stored == snapshot
+
+
+async def test_patches_keep_managed_fields_in_place_and_may_still_name_them(api):
+    c = api.client
+    await c.create(R.PODS, pod("m"), namespace="default", field_manager="creator")
+    before = await c.get(R.PODS, "m", namespace="default")
+    ops = [{"op": "add", "path": "/metadata/annotations", "value": {"a": "1"}}]
+    after = await c.patch(R.PODS, "m", ops, namespace="default", patch_type="json", field_manager="gate")
+    md = after["metadata"]
+    assert list(md).index("managedFields") == list(before["metadata"]).index("managedFields")
+    assert [m["manager"] for m in md["managedFields"]] == ["creator", "gate"]
+    assert md["managedFields"][1]["fieldsV1"] == {"f:metadata": {"f:annotations": {"f:a": {}}}}
+    # a JSON patch may test managedFields: it sees the stored ones
+    test = [
+        {"op": "test", "path": "/metadata/managedFields/0/manager", "value": "creator"},
+        {"op": "add", "path": "/metadata/labels/b", "value": "2"},
+    ]
+    tested = await c.patch(R.PODS, "m", test, namespace="default", patch_type="json", field_manager="t")
+    assert tested["metadata"]["labels"] == {"app": "x", "b": "2"}
+    bad = [{"op": "test", "path": "/metadata/managedFields/0/manager", "value": "nobody"}]
+    with pytest.raises(APIError) as e:
+        await c.patch(R.PODS, "m", bad, namespace="default", patch_type="json")
+    assert e.value.code == 422
+    # a merge patch of other metadata: managedFields stay the stored ones plus the change
+    merged = await c.patch(R.PODS, "m", {"metadata": {"labels": {"c": "3"}}}, namespace="default")
+    assert [m["manager"] for m in merged["metadata"]["managedFields"]][:2] == ["creator", "gate"]
+    assert merged["metadata"]["labels"] == {"app": "x", "b": "2", "c": "3"}

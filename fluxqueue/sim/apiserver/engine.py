@@ -600,6 +600,7 @@ class Engine:
         # and changes nothing else in it, so the result may share what the patch leaves alone with the
         # stored object instead of copying all of it.
         shared = patch_type == "merge" and subresource == "status"
+        mf_patched = _touches_managed_fields(patch, patch_type)
 
         def compute(cur: Obj | None) -> Obj:
             if cur is None:
@@ -610,7 +611,14 @@ class Engine:
                     new["metadata"] = dict(cur["metadata"])  # written below and in _write
             else:
                 # every other patch returns a new object of its own (never shares with the stored one)
-                new = self._apply_patch(cur, patch, patch_type, rt.kind)
+                base = cur
+                if subresource is None and cur["metadata"].get("managedFields") and not mf_patched:
+                    # _write gives the result the stored managedFields again (and record_update the
+                    # change), so the patch need not copy them: None holds their place in the key order
+                    base = dict(cur)
+                    base["metadata"] = dict(cur["metadata"])
+                    base["metadata"]["managedFields"] = None
+                new = self._apply_patch(base, patch, patch_type, rt.kind)
             if not isinstance(new, dict):
                 raise E.bad_request("patch did not produce an object")
             new.setdefault("metadata", {})
@@ -1112,6 +1120,31 @@ def _touched_keys(patch: Any, patch_type: str) -> frozenset[str] | None:
                 keys.add(where[1:].split("/", 1)[0].replace("~1", "/").replace("~0", "~"))
         return frozenset(keys)
     return None
+
+
+def _touches_managed_fields(patch: Any, patch_type: str) -> bool:
+    """Whether a patch may read or write metadata.managedFields (True when it cannot be told)."""
+    if patch_type in ("merge", "strategic"):
+        if not isinstance(patch, dict) or any(isinstance(k, str) and k.startswith("$") for k in patch):
+            return True
+        md = patch.get("metadata", {})
+        if not isinstance(md, dict):
+            return True  # metadata replaced or removed as a whole
+        return "managedFields" in md or any(isinstance(k, str) and k.startswith("$") for k in md)
+    if patch_type == "json" and isinstance(patch, list):
+        for op in patch:
+            if not isinstance(op, dict):
+                return True
+            for key in ("path", "from"):
+                where = op.get(key)
+                if where is None and key == "from":
+                    continue
+                if not isinstance(where, str) or where in ("", "/metadata"):
+                    return True
+                if where.startswith("/metadata/managedFields"):
+                    return True
+        return False
+    return True
 
 
 def _copy_reusing(cur: Obj, private: Obj, touched: frozenset[str] | None) -> Obj:
