@@ -494,4 +494,6 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    from fluxqueue.runtime import run
+
+    sys.exit(run(main()))

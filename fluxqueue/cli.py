@@ -7,12 +7,11 @@ stays a thin frame: parse, set up logging, run, and turn configuration errors in
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import inspect
 import sys
 
-from fluxqueue import __version__
+from fluxqueue import __version__, runtime
 from fluxqueue.errors import ConfigError
 from fluxqueue.log import setup_logging
 from fluxqueue.runtime import tune_gc
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         result = args.func(args)
         if inspect.iscoroutine(result):
-            result = asyncio.run(result)
+            result = runtime.run(result)
     except ConfigError as exc:
         print(f"fluxqueue: error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 from fluxqueue.log import get_logger
+from fluxqueue.runtime import loop_factory
 
 log = get_logger(__name__)
 
@@ -24,7 +25,7 @@ class ThreadedWebhook:
     """``await ThreadedWebhook.start(app, host, port, ssl_context)``; ``.port``; ``await .stop()``."""
 
     def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
+        self._loop = loop_factory()()
         self._thread = threading.Thread(target=self._run, name="fluxqueue-webhook", daemon=True)
         self._server: Any = None
 
