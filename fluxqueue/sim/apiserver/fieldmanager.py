@@ -49,21 +49,40 @@ def flatten_status(obj: dict[str, Any], kind: str) -> dict[Path, Any]:
     return out
 
 
+_FIELDS: dict[str, str] = {}
+_HOLDERS = (dict, list)
+
+
+def _f(k: str) -> str:
+    """ "f:" + k, interned and remembered (field names are few; paths share their strings)."""
+    hit = _FIELDS.get(k)
+    if hit is None:
+        if len(_FIELDS) > 65536:
+            _FIELDS.clear()
+        hit = _FIELDS[k] = sys.intern("f:" + k)
+    return hit
+
+
 def _walk(out: dict[Path, Any], p: Path, v: Any, parent: tuple[str, ...], name: str, kind: str) -> None:
     if isinstance(v, dict) and v:
+        sub = (*parent, name)
         for k, child in v.items():
-            _walk(out, (*p, sys.intern("f:" + k)), child, (*parent, name), k, kind)
+            if child and isinstance(child, _HOLDERS):
+                _walk(out, (*p, _f(k)), child, sub, k, kind)
+            else:
+                out[(*p, _f(k))] = child  # what _walk does with a leaf
     elif isinstance(v, list) and v:
         key = merge_key(parent, name, kind)
         if name in MERGE_PRIMITIVE and all(not isinstance(x, dict | list) for x in v):
             for x in v:
                 out[(*p, _set_member(x))] = None
         elif key and all(isinstance(x, dict) and key in x for x in v):
+            sub = (*parent, name)
             for item in v:
                 ip = (*p, _list_key(key, item[key]))
                 out[ip] = None
                 for k, child in item.items():
-                    _walk(out, (*ip, sys.intern("f:" + k)), child, (*parent, name), k, kind)
+                    _walk(out, (*ip, _f(k)), child, sub, k, kind)
         else:
             out[p] = v
     else:
@@ -124,11 +143,11 @@ def _diff(
         # non-empty objects flatten to their fields' paths: compare field by field
         sub = (*parent, name)
         for k, child in new.items():
-            _diff(changed, removed, (*p, sys.intern("f:" + k)), old.get(k, _MISSING), child, sub, k, kind)
+            _diff(changed, removed, (*p, _f(k)), old.get(k, _MISSING), child, sub, k, kind)
         for k, child in old.items():
             if k not in new:
                 gone: dict[Path, Any] = {}
-                _walk(gone, (*p, sys.intern("f:" + k)), child, sub, k, kind)
+                _walk(gone, (*p, _f(k)), child, sub, k, kind)
                 removed.update(gone)
         return
     o: dict[Path, Any] = {}
