@@ -235,7 +235,21 @@ class Reactor:
             submission_for(su, spec, reason="waiting for the next scheduling pass")
         )
         self.by_owner[unit.owner_uid] = unit.id
-        await ctx.actions.ensure_fluxjob(unit, owners)
+        if created:
+            # Queued from here on: the pass may place it while its FluxJob is being created (under a flood
+            # the API server's answer takes tens of milliseconds; a status written before the FluxJob exists
+            # is written again with the next change).
+            ctx.wake("submitted")
+        if await ctx.actions.ensure_fluxjob(unit, owners) is not None and unit.state in ACTIVE_STATES:
+            created_ids = self.scheduler.fluxjob_created
+            if len(created_ids) > 100_000:
+                created_ids.clear()  # units that ended before their FluxJob was seen created linger here
+            created_ids.add(unit.id)
+        if unit.id in self.scheduler.status_missed:
+            self.scheduler.status_missed.discard(unit.id)
+            fresh = await ctx.store.get(unit.id)
+            if fresh is not None:
+                await self.scheduler.publish(fresh)
         if created:
             log.info("queued", unit=unit.key, size=unit.size, priority=unit.priority)
             # The FluxJob tells the story; the wrapped object hears from us when it is placed (or cannot be).
@@ -244,7 +258,6 @@ class Reactor:
             if ctx.metrics is not None:
                 with contextlib.suppress(Exception):
                     ctx.metrics.observe_queued(unit)
-            ctx.wake("submitted")
         return unit
 
     # ---- Pods ---------------------------------------------------------------------------------------

@@ -438,6 +438,10 @@ class Scheduler:
         self.to_cancel: set[int] = set()  # Fluxion ids whose cancel failed; retried every pass
         self.published: dict[int, dict] = {}  # unit id -> last status written
         self.published_at: dict[int, float] = {}
+        # Units whose status write found no FluxJob (placed while it was being created): written again once
+        # it exists (Reactor._submit_unlocked).
+        self.status_missed: set[int] = set()
+        self.fluxjob_created: set[int] = set()  # units whose FluxJob the reactor has seen created
         self.reasons: dict[int, str] = {}  # unit id -> reason last written for a waiting unit
         self.draining: dict[int, Unit] = {}  # ended units whose pods are still on their nodes
         self.running: set[int] = set()  # units known Running (no database read per pod event)
@@ -703,6 +707,7 @@ class Scheduler:
         self.published_at.pop(done.id, None)
         self.reasons.pop(done.id, None)
         self._status_locks.pop(done.id, None)
+        self.fluxjob_created.discard(done.id)
         self.running.discard(done.id)
         return done
 
@@ -957,7 +962,15 @@ class Scheduler:
         async with lock:
             # A merge patch only adds and replaces: name the keys that no longer apply so they are removed.
             patch = {**dict.fromkeys(OPTIONAL_STATUS_KEYS), **status}
-            if await self.ctx.actions.set_status(unit, patch):
+            written = await self.ctx.actions.set_status(unit, patch)
+            if not written and unit.id in self.fluxjob_created:
+                # Sent before the FluxJob was created, answered after: it exists now.
+                written = await self.ctx.actions.set_status(unit, patch)
+            if not written:
+                if len(self.status_missed) > 10_000:
+                    self.status_missed.clear()  # FluxJobs deleted by hand: their units never need it again
+                self.status_missed.add(unit.id)
+            else:
                 self.published[unit.id] = status
                 self.published_at[unit.id] = time.monotonic()
                 if first_wait:
