@@ -243,7 +243,7 @@ class Controller:
             await asyncio.sleep(pause)
             started = time.monotonic()
             try:
-                await self.reactor.sweep()
+                await self.reactor.sweep(settle=self.settings.sweep_interval)
             except asyncio.CancelledError:
                 raise
             except Exception:
