@@ -382,7 +382,7 @@ class Engine:
         finally:
             self.store.unwatch(t, w)
 
-    def _watch_item(self, rt: ResourceType, item: Any) -> Any:
+    def _watch_item(self, rt: ResourceType, item: WatchItem) -> WatchItem:
         typ, obj, ev = item
         if typ == "BOOKMARK":
             return (typ, {"kind": rt.kind, "apiVersion": rt.api_version, **obj}, ev)
