@@ -164,6 +164,24 @@ def validate_pod_spec(spec: dict[str, Any], path: str) -> list[tuple[str, str]]:
     return errs
 
 
+_QUANTITIES: dict[tuple[type, Any], Any] = {}
+
+
+def _quantity(q: Any) -> Any:
+    """parse_quantity, remembered: pods of a template carry the same few quantity strings (by type too:
+    1 and 1.0 parse differently)."""
+    key = (type(q), q)
+    try:
+        hit = _QUANTITIES.get(key)
+    except TypeError:  # not hashable: parse_quantity says what is wrong with it
+        return parse_quantity(q)
+    if hit is None:
+        if len(_QUANTITIES) > 4096:
+            _QUANTITIES.clear()
+        hit = _QUANTITIES[key] = parse_quantity(q)
+    return hit
+
+
 def _validate_resources(res: dict[str, Any], path: str) -> list[tuple[str, str]]:
     errs: list[tuple[str, str]] = []
     parsed: dict[str, dict[str, Any]] = {}
@@ -171,7 +189,7 @@ def _validate_resources(res: dict[str, Any], path: str) -> list[tuple[str, str]]
         parsed[kind] = {}
         for name, q in (res.get(kind) or {}).items():
             try:
-                parsed[kind][name] = parse_quantity(q)
+                parsed[kind][name] = _quantity(q)
             except QuantityError:
                 errs.append(
                     (
