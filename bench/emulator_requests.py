@@ -514,12 +514,16 @@ def main() -> None:
             gc.set_threshold(50_000, 20, 100)
         else:
             tune_gc()
+    try:  # the event loop the simulator's process runs on (uvloop when installed)
+        from fluxqueue.runtime import run
+    except ImportError:  # older trees
+        run = asyncio.run
     if args.serve:
-        asyncio.run(serve(args))
+        run(serve(args))
         return
     vias = ["inproc", "https"] if args.via == "both" else [args.via]
     for via in vias:
-        res = asyncio.run(run_inproc(args) if via == "inproc" else run_https(args))
+        res = run(run_inproc(args) if via == "inproc" else run_https(args))
         res.update(nodes=args.nodes, pods=args.pods, rounds=args.rounds, watchers=args.watchers, gc=args.gc)
         if args.json:
             print(json.dumps(res), flush=True)
