@@ -422,7 +422,7 @@ class Reactor:
             # Members arrive in bursts: the count is written once the burst is over, not once per member.
             # (Well within the group's timeout, so a group that never fills is seen waiting before it fails.)
             delay = min(GROUP_STATUS_DELAY, ctx.settings.group_timeout / 4)
-            await self.scheduler.publish(unit, defer=delay)
+            await self.scheduler.publish(unit, defer=delay, members=count)
         elif unit.state == QUEUED:
             self.scheduler.drop_deferred(unit.id)  # complete: the next pass tells where it stands
         else:

@@ -880,6 +880,7 @@ class Scheduler:
         reserved_start: datetime | None = None,
         throttle: bool = False,
         defer: float = 0.0,
+        members: int | None = None,
     ) -> None:
         """Write the FluxJob status when it changed (one PATCH per real change).
 
@@ -887,7 +888,8 @@ class Scheduler:
         refreshed every few seconds, and such writes share a budget (``waiting_status_rate``), spent from the
         head of the queue down, so a flood of submissions does not cost a status write per unit before it is
         even placed. ``defer``: write after that many seconds unless a newer status (Running) replaces it
-        first, one write instead of two when a pod starts right after its binding.
+        first, one write instead of two when a pod starts right after its binding. ``members``: a filling
+        group's member count, when the caller has it.
         """
         ctx = self.ctx
         if throttle and self._unchanged_wait(unit, position, reserved_start):
@@ -896,8 +898,7 @@ class Scheduler:
         if unit.state in (SCHEDULED, RUNNING) or unit.fluxion_jobid is not None:
             alloc = await self.allocation(unit.id)
             nodes = alloc.node_names if alloc else None
-        members = None
-        if unit.state == WAITING:
+        if unit.state == WAITING and members is None:  # (a joining member knows the count already)
             members = len(await ctx.store.group_members(unit.id))
         status = fluxjob_status(
             unit, nodes=nodes, position=position, reserved_start=reserved_start, members=members
