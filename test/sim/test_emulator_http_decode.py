@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from fluxqueue.sim.apiserver import resources as R
 from fluxqueue.sim.apiserver.http import loads_json
 
 
@@ -79,3 +80,27 @@ async def test_unknown_fields_are_found_where_they_are(apiserver):
             assert r.status == 200
             assert r.headers.getall("Warning") == ['299 - "unknown field "metadata.oops""']
             assert (await r.json())["metadata"]["labels"] == {"a": "b", "b": "c"}
+
+
+async def test_bodies_small_and_large_arrive_whole(apiserver):
+    """A body that came with its request is taken as it is; one still arriving is read to its end."""
+    import ssl
+
+    import aiohttp
+
+    ctx = ssl.create_default_context(cadata=apiserver.ca_pem.decode())
+    headers = {"Authorization": f"Bearer {apiserver.token}"}
+    url = apiserver.url + "/api/v1/namespaces/default/configmaps"
+    async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(ssl=ctx)) as s:
+        for name, size in (("small", 10), ("large", 3_000_000)):
+            body = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": name},
+                "data": {"k": "v" * size},
+            }
+            async with s.post(url, json=body) as r:
+                assert r.status == 201, await r.text()
+                assert len((await r.json())["data"]["k"]) == size
+    stored = await apiserver.client.get(R.CONFIGMAPS, "large", namespace="default")
+    assert stored["data"]["k"] == "v" * 3_000_000

@@ -248,7 +248,15 @@ class Routes:
         )
 
     async def _body(self, request: web.BaseRequest) -> Any:
-        raw = await request.read()
+        content = request.content
+        if content.is_eof():
+            # the whole body came with the request (nearly always): take it as it is, without
+            # BaseRequest.read()'s reads into a bytearray and copy
+            raw = content.read_nowait()
+            if len(raw) > MAX_BODY:
+                raise APIError(413, "RequestEntityTooLarge", "the request is too large")
+        else:
+            raw = await request.read()
         if not raw:
             return None
         ctype = request.headers.get("Content-Type", "application/json").split(";")[0].strip()
