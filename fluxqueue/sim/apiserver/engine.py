@@ -14,7 +14,7 @@ import os
 import random
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +80,30 @@ class Ctx:
             return self.field_manager
         # managerOrUserAgent: the user agent up to the first "/" (e.g. "kubectl", "helm", "Python")
         return (self.user_agent.split("/", 1)[0] if self.user_agent else "") or default
+
+
+class WatchStream:
+    """A watch's events; ``aclose`` always stops the watcher. (A generator closed before its first event never
+    runs its ``finally``: a client gone before the response started left its watcher queueing every event of
+    the resource, forever.)"""
+
+    __slots__ = ("_events", "_unwatch")
+
+    def __init__(self, events: AsyncIterator[Any], unwatch: Callable[[], None]):
+        self._events = events
+        self._unwatch = unwatch
+
+    def __aiter__(self) -> WatchStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        return await self._events.__anext__()
+
+    async def aclose(self) -> None:
+        try:
+            await self._events.aclose()  # type: ignore[attr-defined]
+        finally:
+            self._unwatch()
 
 
 class Engine:
@@ -343,7 +367,10 @@ class Engine:
         w = self.store.watch(
             t, ns, labels, fields, resource_version, send_initial_events, node_key, lines=batched
         )
-        return self._watch_stream(rt, t, w, allow_bookmarks, timeout_seconds, batched)
+        return WatchStream(
+            self._watch_stream(rt, t, w, allow_bookmarks, timeout_seconds, batched),
+            lambda: self.store.unwatch(t, w),
+        )
 
     async def _watch_stream(self, rt, t, w, allow_bookmarks, timeout_seconds, batched=False):
         deadline = time.monotonic() + timeout_seconds if timeout_seconds else None

@@ -455,10 +455,10 @@ class Routes:
             await resp.prepare(request)
             await resp.write(dumps({"type": "ERROR", "object": e.status}) + b"\n")
             return resp
-        await resp.prepare(request)
         first = True
         include = q.get("includeObject", "Metadata")
         try:
+            await resp.prepare(request)
             # Each batch is every event already waiting: written as one chunk, it costs one TLS record and
             # one send instead of one per event (an informer's watch gets several per loop iteration).
             async for batch in stream:
