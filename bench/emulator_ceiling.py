@@ -30,6 +30,9 @@ from fluxqueue.sim.apiserver import APIError, APIServer
 from fluxqueue.sim.apiserver import resources as R
 from fluxqueue.sim.cluster import ClusterSpec, SimCluster
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from null_scheduler import binding as _binding
+
 
 def _pod(name: str) -> dict[str, Any]:
     return {
@@ -47,15 +50,6 @@ def _pod(name: str) -> dict[str, Any]:
                 }
             ],
         },
-    }
-
-
-def _binding(name: str, node: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Binding",
-        "metadata": {"name": name},
-        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
     }
 
 

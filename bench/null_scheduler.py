@@ -25,7 +25,7 @@ from fluxqueue.kube.client import NODES, PODS, APIError, KubeClient
 BINDERS = 32  # bindings in flight
 
 
-def _binding(name: str, node: str) -> dict:
+def binding(name: str, node: str) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Binding",
@@ -56,7 +56,7 @@ async def run(kubeconfig: str, namespace: str) -> None:
                 try:
                     await client.create(
                         PODS,
-                        _binding(name, next_node()),
+                        binding(name, next_node()),
                         namespace=namespace,
                         name=name,
                         subresource="binding",
