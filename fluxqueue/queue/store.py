@@ -175,6 +175,9 @@ class QueueStore:
             self._bindings_many
         )
         self._submit_batch: Batcher[UnitSubmission, Unit | None] = Batcher(self._submit_many)
+        self._join_batch: Batcher[tuple[dict, str, str], tuple[Unit, int] | BaseException] = Batcher(
+            self._join_many
+        )
 
     @classmethod
     async def open(cls, dsn: str, *, min_size: int = 1, max_size: int = 5) -> QueueStore:
@@ -231,8 +234,32 @@ class QueueStore:
         Returns the unit and its member count. Joining twice is harmless.
         """
         waiting = {**sub.__dict__, "state": WAITING, "kind": "PodGroup"}
+        joined = await self._join_batch.submit((waiting, pod, pod_uid))
+        if isinstance(joined, BaseException):
+            raise joined
+        return joined
+
+    async def _join_one(self, waiting: dict, pod: str, pod_uid: str) -> tuple[Unit, int]:
         row = await self._pool.fetchrow(self._q["join_group"], waiting, pod, pod_uid)
         return Unit.from_record(row), int(row["members"])
+
+    async def _join_many(self, items: list[tuple[dict, str, str]]) -> list[tuple[Unit, int] | BaseException]:
+        if len(items) == 1:
+            return [await self._join_one(*items[0])]
+        try:
+            rows = await self._pool.fetch(
+                self._q["join_groups"], [i[0] for i in items], [i[1] for i in items], [i[2] for i in items]
+            )
+            return [(Unit.from_record(r), int(r["members"])) for r in rows]
+        except asyncpg.PostgresError:
+            # One join that fails (a group that changed too often) must not fail the members beside it.
+            out: list[tuple[Unit, int] | BaseException] = []
+            for item in items:
+                try:
+                    out.append(await self._join_one(*item))
+                except asyncpg.PostgresError as exc:
+                    out.append(exc)
+            return out
 
     async def group_members(self, unit_id: int) -> list[tuple[str, str]]:
         rows = await self._pool.fetch(self._q["group_members"], unit_id)

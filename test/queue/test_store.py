@@ -215,6 +215,22 @@ async def test_members_joining_at_once_queue_their_group_exactly_once(store):
         (None, WAITING),
         (WAITING, QUEUED),
     ]
+    assert store._join_batch.batches < 8  # joined by one statement, not one each
+
+
+async def test_members_joining_through_two_controllers_queue_their_group_exactly_once(store, migrated_dsn):
+    other = await QueueStore.open(migrated_dsn)  # its own connections: joins in concurrent transactions
+    try:
+        sub = submission("k", kind="PodGroup", size=8, uid="group:default/k", group="k")
+        joined = await asyncio.gather(
+            *(s.join_group(sub, f"p{i}", f"uid{i}") for i, s in enumerate([store, other] * 4))
+        )
+    finally:
+        await other.close()
+    assert sorted(count for _, count in joined) == list(range(1, 9))
+    unit = await store.get(joined[0][0].id)
+    assert unit.state == QUEUED
+    assert [h.to_state for h in await store.history(unit.id)] == [WAITING, QUEUED]
 
 
 async def test_reservations_are_cleared_and_unreserved_units_return_to_queued(store):

@@ -127,6 +127,13 @@ RETURNING *;
 -- One member joins its pod group (migrations/0003_join_group.sql): the unit after the join and its member count.
 SELECT (j.unit).*, j.members FROM fluxqueue.join_group($1::jsonb, $2, $3) AS j;
 
+-- name: join_groups
+-- join_group for members arriving together, in the order given ($1..$3 side by side: submission, pod, uid).
+SELECT (j.unit).*, j.members
+FROM unnest($1::jsonb[], $2::text[], $3::text[]) WITH ORDINALITY AS i(sub, pod, pod_uid, ord)
+CROSS JOIN LATERAL fluxqueue.join_group(i.sub, i.pod, i.pod_uid) AS j
+ORDER BY i.ord;
+
 -- name: group_members
 SELECT pod, pod_uid, joined_at FROM fluxqueue.group_members WHERE unit_id = $1 ORDER BY joined_at, pod;
 
