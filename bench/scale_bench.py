@@ -446,6 +446,10 @@ def print_case(r: dict) -> None:
     if cpu:
         parts = ", ".join(f"{k.split(' ')[0]} {v:.1f}" for k, v in cpu.items())
         print(f"  CPU ms/pod      {sum(cpu.values()):.1f} ({parts})")
+        if e.get("pods_per_s"):
+            # Cores kept busy on average: near the machine's count, the rate is bound by CPU, not latency.
+            busy = sum(cpu.values()) * e["pods_per_s"] / 1000
+            print(f"  cores busy      {busy:.2f} of {os.cpu_count()} (CPU ms/pod x pods/s)")
     for k, v in r["rss_bytes"].items():
         print(f"  RSS {k:<45} {v / 2**20:8.0f} MiB")
     if e.get("bypassed_webhook"):
