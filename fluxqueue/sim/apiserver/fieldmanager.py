@@ -22,8 +22,15 @@ Path = tuple[str, ...]
 _META_FIELDS = ("labels", "annotations", "finalizers", "ownerReferences")
 
 
+_CLOCK: list[Any] = [-1, ""]  # [second, its RFC 3339 form]: formatted once per second, not per write
+
+
 def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    sec = int(time.time())  # what time.gmtime() rounds to
+    if sec != _CLOCK[0]:
+        _CLOCK[1] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sec))
+        _CLOCK[0] = sec
+    return _CLOCK[1]
 
 
 def flatten(obj: dict[str, Any], kind: str) -> dict[Path, Any]:
@@ -232,6 +239,11 @@ def _set_member(value: Any) -> str:
 _SHARED: dict[frozenset[Path], dict[str, Any]] = {}
 # id of a document to_fields_v1 built -> (the document, its paths): reading managedFields back costs nothing
 _PATHS: dict[int, tuple[dict[str, Any], frozenset[Path]]] = {}
+# The generation before (_SHARED, _PATHS): when the current one is full it becomes the old one, whose hits
+# move to the current one. Clearing everything instead made every object written before (with 50,000 pods,
+# each with its own status document, all of them) miss at its next write: a full re-read of its documents.
+_OLD: list[dict[Any, Any]] = [{}, {}]
+_GENERATION = 8192
 
 
 def to_fields_v1(paths: set[Path] | frozenset[Path]) -> dict[str, Any]:
@@ -239,16 +251,31 @@ def to_fields_v1(paths: set[Path] | frozenset[Path]) -> dict[str, Any]:
     shared, which keeps 50,000 pods' managedFields from dominating memory."""
     key = paths if type(paths) is frozenset else frozenset(paths)
     doc = _SHARED.get(key)
-    if doc is None:
-        doc, exact = _build_fields_v1(key)
-        if len(_SHARED) > 8192:
-            _SHARED.clear()
-            _PATHS.clear()
-        _SHARED[key] = doc
-        # what reading the document back gives, once instead of at every later write of the object: the
-        # paths themselves, unless the document cannot say so (see _build_fields_v1)
-        _PATHS[id(doc)] = (doc, key if exact else frozenset(from_fields_v1(doc)))
+    if doc is not None:
+        return doc
+    doc = _OLD[0].get(key)
+    if doc is not None:
+        hit = _OLD[1].get(id(doc))
+        if hit is not None and hit[0] is doc:
+            _keep(key, doc, hit[1])  # in use again: into the current generation
+            return doc
+    doc, exact = _build_fields_v1(key)
+    # what reading the document back gives, once instead of at every later write of the object: the
+    # paths themselves, unless the document cannot say so (see _build_fields_v1)
+    _keep(key, doc, key if exact else frozenset(from_fields_v1(doc)))
     return doc
+
+
+def _keep(key: frozenset[Path] | None, doc: dict[str, Any], paths: frozenset[Path]) -> None:
+    """Remember ``doc`` as to_fields_v1's answer for ``key`` (None: for no key, it was moved) and what
+    reading it back gives."""
+    global _SHARED, _PATHS
+    if len(_PATHS) >= _GENERATION:
+        _OLD[0], _OLD[1] = _SHARED, _PATHS
+        _SHARED, _PATHS = {}, {}
+    if key is not None:
+        _SHARED[key] = doc
+    _PATHS[id(doc)] = (doc, paths)
 
 
 def paths_of(doc: dict[str, Any]) -> frozenset[Path]:
@@ -256,29 +283,46 @@ def paths_of(doc: dict[str, Any]) -> frozenset[Path]:
     hit = _PATHS.get(id(doc))
     if hit is not None and hit[0] is doc:
         return hit[1]
+    hit = _OLD[1].get(id(doc))
+    if hit is not None and hit[0] is doc:
+        paths = hit[1]
+        # still in use: into the current generation, as to_fields_v1's answer for its paths if it was
+        _keep(paths if _OLD[0].get(paths) is doc else None, doc, paths)
+        return paths
     return frozenset(from_fields_v1(doc))
 
 
 def _build_fields_v1(paths: set[Path] | frozenset[Path]) -> tuple[dict[str, Any], bool]:
     """(the document, whether from_fields_v1 reads exactly ``paths`` back). It does unless a path also has
     longer ones below it (an ``f:``/``v:`` one is then lost, it is no leaf) or a list item has fields
-    without its own path (the item's "." adds it)."""
+    without its own path (the item's "." adds it).
+
+    Sorted, a path shares its first parts with the one before it: only the rest is walked (the nodes of the
+    previous path are kept), and a node first reached now is new (its paths are contiguous in sorted order).
+    """
     root: dict[str, Any] = {}
-    ends: set[int] = set()  # ids of the nodes some path ends at (prefixes sort before their extensions)
     exact = True
+    prev: Path = ()
+    nodes = [root]  # nodes[i]: the node of prev[:i]
     for p in sorted(paths):
-        node = root
-        last = len(p) - 1
-        for i, part in enumerate(p):
-            node = node.setdefault(part, {})
-            if i < last:
-                if part.startswith("k:"):
-                    node.setdefault(".", {})
-                    if id(node) not in ends:
-                        exact = False
-                elif id(node) in ends:
-                    exact = False
-        ends.add(id(node))
+        n = 0
+        lim = min(len(p), len(prev))
+        while n < lim and p[n] == prev[n]:
+            n += 1
+        if n and n == len(prev) and not prev[-1].startswith("k:"):
+            exact = False  # p extends prev, an f:/v: path that is then no leaf
+        del nodes[n + 1 :]
+        node = nodes[n]
+        for i in range(n, len(p)):
+            if i:
+                if p[i - 1].startswith("k:"):
+                    node.setdefault(".", {})  # a list item with fields: its own "." (before them)
+                    if i > n:
+                        exact = False  # an item reached first now has no path of its own
+            child = node[p[i]] = {}
+            nodes.append(child)
+            node = child
+        prev = p
     return root, exact
 
 
@@ -309,20 +353,46 @@ def render(p: Path) -> str:
     return s
 
 
+_ENTRY_KEYS = ("manager", "operation", "apiVersion", "time", "fieldsType", "fieldsV1")
+_ENTRY_KEYS_SUB = (*_ENTRY_KEYS, "subresource")
+
+
 class Entries:
     """The managedFields list as {(manager, operation, subresource): (apiVersion, time, paths)}."""
 
     def __init__(self, managed: list[dict[str, Any]] | None):
         self.entries: dict[tuple[str, str, str], list[Any]] = {}
+        # key -> the entry as read, while to_list would build an equal one (same keys, order and values):
+        # an entry no write changed is handed on instead of rebuilt (entries of stored objects are never
+        # mutated, like the rest of them)
+        self.kept: dict[tuple[str, str, str], dict[str, Any]] = {}
         for e in managed or []:
             k = (e.get("manager", ""), e.get("operation", "Update"), e.get("subresource", ""))
-            self.entries[k] = [e.get("apiVersion", ""), e.get("time", ""), paths_of(e.get("fieldsV1") or {})]
+            doc = e.get("fieldsV1") or {}
+            paths = paths_of(doc)
+            self.entries[k] = [e.get("apiVersion", ""), e.get("time", ""), paths]
+            keys = tuple(e)
+            if (
+                paths
+                and (keys == _ENTRY_KEYS or (keys == _ENTRY_KEYS_SUB and k[2]))
+                and e["fieldsType"] == "FieldsV1"
+                and to_fields_v1(paths) is doc  # this very document is to_list's for these paths
+            ):
+                self.kept[k] = e
+            else:
+                self.kept.pop(k, None)
 
     def to_list(self) -> list[dict[str, Any]]:
         out = []
-        for (manager, op, sub), (api_version, t, paths) in self.entries.items():
+        kept = self.kept
+        for key, (api_version, t, paths) in self.entries.items():
+            e = kept.get(key)
+            if e is not None:
+                out.append(e)
+                continue
             if not paths:
                 continue
+            manager, op, sub = key
             e = {
                 "manager": manager,
                 "operation": op,
@@ -340,20 +410,31 @@ class Entries:
         self, key: tuple[str, str, str], api_version: str, paths: set[Path], owned: set[Path] | None = None
     ) -> None:
         """Give ``paths`` to ``key`` (removing them from the others); ``owned`` replaces its whole set."""
+        kept = self.kept
         for k, entry in self.entries.items():
             if k != key and not entry[2].isdisjoint(paths):
                 entry[2] = entry[2] - paths
+                kept.pop(k, None)
         cur = self.entries.get(key)
+        if owned is None and cur is not None and paths <= cur[2]:
+            # an update of fields the manager owns already (a kubelet's next status): same set, same time
+            if cur[0] != api_version:
+                cur[0] = api_version
+                kept.pop(key, None)
+            return
         new = set(owned) if owned is not None else (set(cur[2]) if cur else set()) | paths
         if cur is None or cur[2] != new:
             self.entries[key] = [api_version, _now(), new]
-        else:
+            kept.pop(key, None)
+        elif cur[0] != api_version:
             cur[0] = api_version
+            kept.pop(key, None)
 
     def forget(self, paths: set[Path]) -> None:
-        for entry in self.entries.values():
+        for k, entry in self.entries.items():
             if not entry[2].isdisjoint(paths):
                 entry[2] = entry[2] - paths
+                self.kept.pop(k, None)
 
 
 def _under(p: Path, prefixes: set[Path]) -> bool:
