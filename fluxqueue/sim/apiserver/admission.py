@@ -70,6 +70,10 @@ class Admission:
         self._ssl: dict[str, ssl.SSLContext] = {}
         # Keep-alive connections per webhook endpoint (the API server's own client reuses them the same way).
         self._pools: dict[tuple, ConnectionPool] = {}
+        # (configurations, resource, operation, subresource) -> (their table's version, [(webhook, object
+        # selector, namespace selector)] whose rules match): the rules and selectors of the configurations
+        # are read again only when one of them changes, not at every request. Labels are matched per request.
+        self._hooks: dict[tuple[Any, ...], tuple[int, list[tuple[dict[str, Any], Any, Any]]]] = {}
 
     async def close(self) -> None:
         pools, self._pools = self._pools, {}
@@ -107,6 +111,41 @@ class Admission:
     def _matching(self, key, rt, op, obj, old, ns, subresource) -> list[dict[str, Any]]:
         if rt.group == "admissionregistration.k8s.io":
             return []  # webhooks are never called on webhook configurations (no lock-out)
+        t = self.server.engine.store.tables.get((key[0], key[2]))
+        if t is None or not t.count:
+            return []
+        ck = (key, rt.group, rt.version, rt.plural, rt.namespaced, op, subresource)
+        hit = self._hooks.get(ck)
+        if hit is None or hit[0] != t.last_rv:
+            hooks = self._rule_matching(key, rt, op, subresource)
+            if hooks is None:  # a selector that does not parse: the request fails as it always did
+                return self._matching_uncached(key, rt, op, obj, old, ns, subresource)
+            if len(self._hooks) > 4096:
+                self._hooks.clear()
+            hit = self._hooks[ck] = (t.last_rv, hooks)
+        return [
+            hook
+            for hook, osel, nsel in hit[1]
+            if (not osel and not nsel) or self._selected(osel, nsel, rt, obj, old, ns)
+        ]
+
+    def _rule_matching(self, key, rt, op, subresource) -> list[tuple[dict[str, Any], Any, Any]] | None:
+        """The webhooks whose rules match, with their parsed selectors (None: a selector does not parse)."""
+        out = []
+        try:
+            for cfg in self._configs(key):
+                for hook in cfg.get("webhooks") or []:
+                    exact = hook.get("matchPolicy", "Equivalent") == "Exact"
+                    if not any(_rule_matches(r, rt, op, subresource, exact) for r in hook.get("rules") or []):
+                        continue
+                    osel = selector_from_label_selector_object(hook.get("objectSelector"))
+                    nsel = selector_from_label_selector_object(hook.get("namespaceSelector"))
+                    out.append((hook, osel, nsel))
+        except Exception:
+            return None
+        return out
+
+    def _matching_uncached(self, key, rt, op, obj, old, ns, subresource) -> list[dict[str, Any]]:
         out = []
         for cfg in self._configs(key):
             for hook in cfg.get("webhooks") or []:
@@ -120,6 +159,10 @@ class Admission:
 
     def _selectors_match(self, hook, rt, obj, old, ns) -> bool:
         osel = selector_from_label_selector_object(hook.get("objectSelector"))
+        nsel = selector_from_label_selector_object(hook.get("namespaceSelector"))
+        return self._selected(osel, nsel, rt, obj, old, ns)
+
+    def _selected(self, osel, nsel, rt, obj, old, ns) -> bool:
         if osel:
             labels_new = ((obj or {}).get("metadata") or {}).get("labels")
             labels_old = ((old or {}).get("metadata") or {}).get("labels")
@@ -127,8 +170,8 @@ class Admission:
                 labels_match(osel, labels_old) if old else False
             ):
                 return False
-        nsel = selector_from_label_selector_object(hook.get("namespaceSelector"))
         if nsel:
+            # the namespace's labels as they are now (never cached: a relabelled namespace counts at once)
             if rt.key == NAMESPACES:
                 labels = ((obj or old or {}).get("metadata") or {}).get("labels")
             elif rt.namespaced:

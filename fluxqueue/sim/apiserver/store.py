@@ -128,6 +128,7 @@ class Table:
         # pods by spec.nodeName, so kubelets and "pods on node X" lists do not scan 50,000 pods
         self.node_index: dict[str, dict[tuple[str, str], Obj]] | None = {} if index_node else None
         self.count = 0
+        self.last_rv = 0  # the version of its latest write (what caches of its content compare)
 
     def get(self, ns: str, name: str) -> Obj | None:
         bucket = self.by_ns.get(ns)
@@ -151,6 +152,7 @@ class Table:
                     del self.node_index[node]
 
     def record(self, ev: Event) -> None:
+        self.last_rv = ev.rv
         if len(self.history) == self.history.maxlen:
             self.compacted_rv = self.history[0].rv
         self.history.append(ev)
