@@ -25,7 +25,7 @@ from fluxqueue.kube.http import ConnectionPool, HTTPConnectionError
 from fluxqueue.log import get_logger
 
 from .errors import APIError
-from .patch import json_patch
+from .patch import json_patch_shared
 from .resources import MUTATING_WEBHOOKS, NAMESPACES, VALIDATING_WEBHOOKS, ResourceType
 from .selection import labels_match, selector_from_label_selector_object
 
@@ -210,7 +210,9 @@ class Admission:
                     )
                 try:
                     ops = json.loads(base64.b64decode(patch))
-                    obj = json_patch(obj, ops)
+                    # obj is this request's own or shared with the stored object (a /status write): the
+                    # patched copy shares what the patch leaves alone instead of copying all of it
+                    obj = json_patch_shared(obj, ops)
                 except APIError as e:
                     raise APIError(
                         500,

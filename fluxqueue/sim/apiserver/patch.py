@@ -197,19 +197,35 @@ def _pointer(path: str) -> list[str]:
     return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
 
 
-def _parent(doc: Any, parts: list[str], path: str) -> Any:
+def _parent(doc: Any, parts: list[str], path: str, owned: dict[int, Any] | None = None) -> Any:
+    """The container the path's last part is in. With ``owned`` (copy on write: id -> the containers this
+    patch made, its own), every container on the way that is not one of them is first replaced by a
+    shallow copy, so that what the patch changes is never shared with the document it started from."""
     cur = doc
     for p in parts[:-1]:
         if isinstance(cur, list):
             try:
-                cur = cur[int(p)]
+                i = int(p)
+                nxt = cur[i]
             except (ValueError, IndexError):
                 raise _missing(path) from None
+            if owned is not None and isinstance(nxt, dict | list) and id(nxt) not in owned:
+                nxt = cur[i] = _own(nxt, owned)
+            cur = nxt
         elif isinstance(cur, dict) and p in cur:
-            cur = cur[p]
+            nxt = cur[p]
+            if owned is not None and isinstance(nxt, dict | list) and id(nxt) not in owned:
+                nxt = cur[p] = _own(nxt, owned)
+            cur = nxt
         else:
             raise _missing(path)
     return cur
+
+
+def _own(container: Any, owned: dict[int, Any]) -> Any:
+    mine = dict(container) if isinstance(container, dict) else list(container)
+    owned[id(mine)] = mine  # held, so that its id is not reused while the patch runs
+    return mine
 
 
 def _missing(path: str) -> APIError:
@@ -237,11 +253,11 @@ def _get(doc: Any, path: str) -> Any:
     return parent[last]
 
 
-def _add(doc: Any, path: str, value: Any) -> Any:
+def _add(doc: Any, path: str, value: Any, owned: dict[int, Any] | None = None) -> Any:
     parts = _pointer(path)
     if not parts:
         return value
-    parent = _parent(doc, parts, path)
+    parent = _parent(doc, parts, path, owned)
     last = parts[-1]
     if isinstance(parent, list):
         if last == "-":
@@ -261,9 +277,9 @@ def _add(doc: Any, path: str, value: Any) -> Any:
     return doc
 
 
-def _remove(doc: Any, path: str) -> Any:
+def _remove(doc: Any, path: str, owned: dict[int, Any] | None = None) -> Any:
     parts = _pointer(path)
-    parent = _parent(doc, parts, path)
+    parent = _parent(doc, parts, path, owned)
     last = parts[-1]
     if isinstance(parent, list):
         try:
@@ -278,26 +294,43 @@ def _remove(doc: Any, path: str) -> Any:
 
 
 def json_patch(doc: Any, ops: list[dict[str, Any]]) -> Any:
+    """RFC 6902. The result is the caller's own: it shares nothing with ``doc`` or ``ops``."""
     if not isinstance(ops, list):
         raise APIError(400, "BadRequest", "json patch must be a list of operations")
-    doc = clone(doc)
+    return _json_patch(clone(doc), ops, None)
+
+
+def json_patch_shared(doc: Any, ops: list[dict[str, Any]]) -> Any:
+    """RFC 6902 like json_patch, but the result shares with ``doc`` every value no operation reaches into
+    (the containers on the operations' paths are copied, added values are the result's own; a moved value
+    is moved as it is): for callers that mutate only the former or own ``doc`` (an object being created,
+    patched by admission webhooks), and for stored objects, which nobody mutates. ``doc`` is left as it is."""
+    if not isinstance(ops, list):
+        raise APIError(400, "BadRequest", "json patch must be a list of operations")
+    owned: dict[int, Any] = {}
+    if isinstance(doc, dict | list):
+        doc = _own(doc, owned)
+    return _json_patch(doc, ops, owned)
+
+
+def _json_patch(doc: Any, ops: list[dict[str, Any]], owned: dict[int, Any] | None) -> Any:
     for op in ops:
         kind = op.get("op")
         path = op.get("path", "")
         if kind == "add":
-            doc = _add(doc, path, clone(op.get("value")))
+            doc = _add(doc, path, clone(op.get("value")), owned)
         elif kind == "remove":
-            doc = _remove(doc, path)
+            doc = _remove(doc, path, owned)
         elif kind == "replace":
             _get(doc, path)
-            doc = _remove(doc, path) if _pointer(path) else doc
-            doc = _add(doc, path, clone(op.get("value")))
+            doc = _remove(doc, path, owned) if _pointer(path) else doc
+            doc = _add(doc, path, clone(op.get("value")), owned)
         elif kind == "move":
             value = _get(doc, op["from"])
-            doc = _remove(doc, op["from"])
-            doc = _add(doc, path, value)
+            doc = _remove(doc, op["from"], owned)
+            doc = _add(doc, path, value, owned)
         elif kind == "copy":
-            doc = _add(doc, path, clone(_get(doc, op["from"])))
+            doc = _add(doc, path, clone(_get(doc, op["from"])), owned)
         elif kind == "test":
             if _get(doc, path) != op.get("value"):
                 raise APIError(
