@@ -276,3 +276,61 @@ def test_documents_in_use_stay_known_across_generations(monkeypatch):
     for i in range(20):
         fieldmanager.to_fields_v1({("f:other", f"f:s{i}")})
     assert fieldmanager.paths_of(cold) == {("f:cold",)} and walks == [cold]
+
+
+def _rand_pod(rnd) -> dict:
+    def scalar():
+        return rnd.choice(["a", "b", 1, 1.0, True, None, ""])
+
+    def items(key, n):
+        return [
+            {
+                key: rnd.choice(["x", "y", "z", 1, 1.0]),
+                "status": scalar(),
+                **({"extra": {"d": scalar()}} if rnd.random() < 0.5 else {}),
+            }
+            if rnd.random() < 0.9
+            else rnd.choice(["atom", {"nokey": 1}])
+            for _ in range(n)
+        ]
+
+    status = {
+        "phase": scalar(),
+        "conditions": items("type", rnd.randint(0, 4)),
+        "podIPs": items("ip", rnd.randint(0, 2)),
+    }
+    if rnd.random() < 0.3:
+        status.pop("conditions")
+    pod = {
+        "metadata": {
+            "labels": {"a": scalar()} if rnd.random() < 0.7 else {},
+            "finalizers": rnd.sample(["f", "g", "h"], rnd.randint(0, 3)),
+        },
+        "spec": {
+            "containers": [
+                {"name": rnd.choice(["c", "d"]), "ports": items("containerPort", rnd.randint(0, 2))}
+                for _ in range(rnd.randint(0, 2))
+            ],
+            "n": scalar(),
+        },
+        "status": status,
+    }
+    return pod
+
+
+def test_diff_finds_what_flattening_both_and_comparing_finds():
+    import random
+
+    rnd = random.Random(3)
+    for _ in range(3000):
+        old, new = _rand_pod(rnd), _rand_pod(rnd)
+        if rnd.random() < 0.5:  # mostly alike, as successive versions are
+            new = json.loads(json.dumps(old))
+            new["status"]["conditions"] = old["status"].get("conditions", [])[:1] + _rand_pod(rnd)[
+                "status"
+            ].get("conditions", [])
+        for status, flat in ((False, fieldmanager.flatten), (True, fieldmanager.flatten_status)):
+            o, n = flat(old, "Pod"), flat(new, "Pod")
+            want_changed = {q for q, v in n.items() if q not in o or o[q] != v}
+            want_removed = {q for q in o if q not in n}
+            assert fieldmanager.diff(old, new, "Pod", status) == (want_changed, want_removed), (old, new)

@@ -157,6 +157,10 @@ def _diff(
                 _walk(gone, (*p, _f(k)), child, sub, k, kind)
                 removed.update(gone)
         return
+    if isinstance(old, list) and old and isinstance(new, list) and new and name not in MERGE_PRIMITIVE:
+        key = merge_key(parent, name, kind)
+        if key and _diff_items(changed, removed, p, old, new, (*parent, name), key, kind):
+            return
     o: dict[Path, Any] = {}
     if old is not _MISSING:
         _walk(o, p, old, parent, name, kind)
@@ -169,6 +173,54 @@ def _diff(
     for q in o:
         if q not in n:
             removed.add(q)
+
+
+def _diff_items(
+    changed: set[Path],
+    removed: set[Path],
+    p: Path,
+    old: list[Any],
+    new: list[Any],
+    sub: tuple[str, ...],
+    key: str,
+    kind: str,
+) -> bool:
+    """_diff of two lists of items keyed by ``key`` item by item (a status's conditions: the unchanged ones
+    are not walked). False, having done nothing, unless both flatten as such lists with no two items of one
+    list on the same path (the walk of both is the answer then)."""
+    items: list[dict[Path, Any]] = []
+    for lst in (old, new):
+        by: dict[Path, Any] = {}
+        for x in lst:
+            if not isinstance(x, dict) or key not in x:
+                return False
+            by[(*p, _list_key(key, x[key]))] = x
+        if len(by) != len(lst):
+            return False
+        items.append(by)
+    olds, news = items
+    for ip, item in news.items():
+        prev = olds.get(ip)
+        if prev is None:
+            gained: dict[Path, Any] = {ip: None}
+            for k, child in item.items():
+                _walk(gained, (*ip, _f(k)), child, sub, k, kind)
+            changed.update(gained)
+        elif prev is not item:
+            for k, child in item.items():
+                _diff(changed, removed, (*ip, _f(k)), prev.get(k, _MISSING), child, sub, k, kind)
+            for k, child in prev.items():
+                if k not in item:
+                    gone: dict[Path, Any] = {}
+                    _walk(gone, (*ip, _f(k)), child, sub, k, kind)
+                    removed.update(gone)
+    for ip, item in olds.items():
+        if ip not in news:
+            lost: dict[Path, Any] = {ip: None}
+            for k, child in item.items():
+                _walk(lost, (*ip, _f(k)), child, sub, k, kind)
+            removed.update(lost)
+    return True
 
 
 def diff(old: dict[str, Any], new: dict[str, Any], kind: str, status: bool) -> tuple[set[Path], set[Path]]:
