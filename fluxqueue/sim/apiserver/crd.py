@@ -178,6 +178,8 @@ def validate_schema(value: Any, schema: dict[str, Any], path: str) -> list[tuple
 
 
 class CustomResourceStrategy(Strategy):
+    status_update_keeps_rest = False  # prepare_status_update defaults (and prunes) the whole object
+
     def __init__(self, rt: ResourceType):
         self.rt = rt
 

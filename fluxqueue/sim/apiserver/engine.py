@@ -628,6 +628,16 @@ class Engine:
         # stored object instead of copying all of it.
         shared = patch_type == "merge" and subresource == "status"
         mf_patched = _touches_managed_fields(patch, patch_type)
+        touched = _touched_keys(patch, patch_type)
+        # Another patch of /status that reaches nothing but status and metadata, for a strategy whose status
+        # writes keep the rest as stored: _write takes the rest from the stored object, so the patch need
+        # not copy (or even see) it.
+        status_only = (
+            subresource == "status"
+            and touched is not None
+            and touched <= _STATUS_PATCH_KEYS
+            and self.strategy(rt).status_update_keeps_rest
+        )
 
         def compute(cur: Obj | None) -> Obj:
             if cur is None:
@@ -639,12 +649,14 @@ class Engine:
             else:
                 # every other patch returns a new object of its own (never shares with the stored one)
                 base = cur
-                if subresource is None and cur["metadata"].get("managedFields") and not mf_patched:
+                if cur["metadata"].get("managedFields") and not mf_patched:
                     # _write gives the result the stored managedFields again (and record_update the
                     # change), so the patch need not copy them: None holds their place in the key order
                     base = dict(cur)
                     base["metadata"] = dict(cur["metadata"])
                     base["metadata"]["managedFields"] = None
+                if status_only:
+                    base = {k: v for k, v in base.items() if k in _STATUS_PATCH_KEYS}
                 new = self._apply_patch(base, patch, patch_type, rt.kind)
             if not isinstance(new, dict):
                 raise E.bad_request("patch did not produce an object")
@@ -666,7 +678,7 @@ class Engine:
             ctx,
             require_rv=False,
             patching=True,
-            touched=_touched_keys(patch, patch_type),
+            touched=touched,
         )
 
     @staticmethod
@@ -809,7 +821,7 @@ class Engine:
             if subresource == "status":
                 status = new.get("status")
                 mf = md.get("managedFields")
-                new = _copy_reusing(cur, new, touched)
+                new = _copy_reusing(cur, new, touched, strat.status_update_keeps_rest)
                 if status is None:
                     new.pop("status", None)
                 else:
@@ -1174,23 +1186,35 @@ def _touches_managed_fields(patch: Any, patch_type: str) -> bool:
     return True
 
 
-def _copy_reusing(cur: Obj, private: Obj, touched: frozenset[str] | None) -> Obj:
+def _copy_reusing(cur: Obj, private: Obj, touched: frozenset[str] | None, share_rest: bool = False) -> Obj:
     """A copy of ``cur`` for a status write, whose status the caller replaces (not copied here; its place
     in the key order is kept). Takes from ``private`` (a patched copy of ``cur``: its own copy or sharing
     with ``cur``, see Engine.patch) the top-level values the patch did not touch (``touched``: the
     top-level keys it may have changed; None: any) and that are still equal: those are exact copies
-    already (same types, same order), and comparing costs much less than copying again."""
+    already (same types, same order), and comparing costs much less than copying again. ``share_rest``:
+    what is neither status nor metadata is taken from ``cur`` as it is (the strategy's status writes never
+    change it). A copied metadata shares ``cur``'s managedFields list, which the write replaces and never
+    changes."""
     out = {}
     for k, v in cur.items():
         if k == "status":
             out[k] = None
             continue
+        if share_rest and k != "metadata":
+            out[k] = v
+            continue
         mine = private.get(k, _MISSING) if touched is not None and k not in touched else _MISSING
-        out[k] = mine if mine is not _MISSING and mine == v else clone(v)
+        if mine is not _MISSING and mine == v:
+            out[k] = mine
+        elif k == "metadata" and type(v) is dict:
+            out[k] = {mk: mv if mk == "managedFields" else clone(mv) for mk, mv in v.items()}
+        else:
+            out[k] = clone(v)
     return out
 
 
 _MISSING: Any = object()
+_STATUS_PATCH_KEYS = frozenset({"status", "metadata", "apiVersion", "kind"})
 
 
 def _spec_of(obj: Obj) -> dict[str, Any]:

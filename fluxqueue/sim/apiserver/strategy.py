@@ -15,6 +15,10 @@ Obj = dict[str, Any]
 
 
 class Strategy:
+    # prepare_status_update changes nothing of an object but its status and metadata: a status write may
+    # then share the rest with the stored object (Engine._write) instead of copying it
+    status_update_keeps_rest = True
+
     def default(self, obj: Obj) -> None:
         """Defaulting applied on decode (pkg/apis/*/v1/defaults.go)."""
 
