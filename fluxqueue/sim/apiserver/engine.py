@@ -25,7 +25,13 @@ from . import errors as E
 from .coretypes import STRATEGIES as CORE_STRATEGIES
 from .errors import APIError
 from .openapi import shared_index
-from .patch import json_merge_patch, json_merge_patch_shared, json_patch, strategic_merge_patch
+from .patch import (
+    json_merge_patch,
+    json_merge_patch_shared,
+    json_patch,
+    json_patch_shared,
+    strategic_merge_patch,
+)
 from .podrules import PodStrategy, bind
 from .resources import CRDS, NAMESPACES, PODS, Key, Registry, ResourceType
 from .selection import field_matcher, parse_field_selector, parse_label_selector
@@ -627,6 +633,12 @@ class Engine:
         # and changes nothing else in it, so the result may share what the patch leaves alone with the
         # stored object instead of copying all of it.
         shared = patch_type == "merge" and subresource == "status"
+        # JSON and merge patches of a resource whose defaulting writes nothing into what a patch leaves
+        # alone: the result shares that with the stored object too (its own: the containers on the patch's
+        # paths, and the metadata, written in _write)
+        shared_main = (
+            subresource is None and patch_type in ("json", "merge") and self.strategy(rt).defaults_fill_only
+        )
         mf_patched = _touches_managed_fields(patch, patch_type)
         touched = _touched_keys(patch, patch_type)
         # Another patch of /status that reaches nothing but status and metadata, for a strategy whose status
@@ -642,8 +654,12 @@ class Engine:
         def compute(cur: Obj | None) -> Obj:
             if cur is None:
                 raise E.not_found(rt.group, rt.plural, name)
-            if shared:
+            if shared or (shared_main and patch_type == "merge"):
                 new = json_merge_patch_shared(cur, patch)
+                if isinstance(new, dict) and new.get("metadata") is cur["metadata"]:
+                    new["metadata"] = dict(cur["metadata"])  # written below and in _write
+            elif shared_main:
+                new = json_patch_shared(cur, patch)
                 if isinstance(new, dict) and new.get("metadata") is cur["metadata"]:
                     new["metadata"] = dict(cur["metadata"])  # written below and in _write
             else:

@@ -82,6 +82,8 @@ GATED_CONDITION_MESSAGE = "Scheduling is blocked due to non-empty scheduling gat
 
 
 class PodStrategy(Strategy):
+    defaults_fill_only = True  # setdefault and fields set only when absent (default_pod_spec)
+
     def default(self, obj: Obj) -> None:
         spec = obj.setdefault("spec", {})
         default_pod_spec(spec)

@@ -18,6 +18,10 @@ class Strategy:
     # prepare_status_update changes nothing of an object but its status and metadata: a status write may
     # then share the rest with the stored object (Engine._write) instead of copying it
     status_update_keeps_rest = True
+    # default() only fills in what is missing, never changes what is there, and a stored object lacks
+    # nothing it would fill: the result of a patch may then share with the stored object what the patch
+    # did not reach (Engine.patch), since defaulting it writes nothing there. Opt-in, per strategy.
+    defaults_fill_only = False
 
     def default(self, obj: Obj) -> None:
         """Defaulting applied on decode (pkg/apis/*/v1/defaults.go)."""
