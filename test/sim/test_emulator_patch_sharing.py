@@ -107,3 +107,33 @@ async def test_shared_patches_store_what_copying_ones_stored(api, monkeypatch):
     assert last["spec"]["dnsPolicy"] == "ClusterFirst"
     # shared: a patch of the metadata alone leaves the spec the stored one's; copied: never
     assert shared[2]["spec"] is shared[1]["spec"] and copied[2]["spec"] is not copied[1]["spec"]
+
+
+async def test_type_errors_in_shared_patches_are_found_as_before(api, monkeypatch):
+    """A shared patch result is type checked only where it is not the stored object's: the same 400s."""
+    bad = [
+        ("json", [{"op": "replace", "path": "/spec/containers/0/image", "value": 5}]),
+        ("json", [{"op": "add", "path": "/spec/containers/0/ports/0/containerPort", "value": "80"}]),
+        ("merge", {"spec": {"terminationGracePeriodSeconds": "x"}}),
+        ("merge", {"metadata": {"labels": {"a": 1}}, "spec": {"priority": "high"}}),
+        ("json", [{"op": "add", "path": "/metadata/annotations", "value": ["x"]}]),
+    ]
+    answers = {}
+    for share in (True, False):
+        monkeypatch.setattr(PodStrategy, "defaults_fill_only", share)
+        await api.client.create(
+            R.PODS, {**_pod(), "metadata": {"name": f"t-{share}".lower()}}, namespace="default"
+        )
+        got = []
+        for ptype, body in bad:
+            try:
+                await api.client.patch(
+                    R.PODS, f"t-{share}".lower(), body, namespace="default", patch_type=ptype
+                )
+            except APIError as err:
+                got.append((err.code, err.message.replace(f"t-{share}".lower(), "NAME")))
+            else:
+                got.append(None)
+        answers[share] = got
+    assert answers[True] == answers[False]
+    assert all(a is not None and a[0] == 400 and "cannot unmarshal" in a[1] for a in answers[True]), answers

@@ -695,6 +695,7 @@ class Engine:
             require_rv=False,
             patching=True,
             touched=touched,
+            shares=shared or shared_main,
         )
 
     @staticmethod
@@ -789,6 +790,7 @@ class Engine:
         patching: bool = False,
         applying: bool = False,
         touched: frozenset[str] | None = None,
+        shares: bool = False,
     ) -> Obj:
         """GuaranteedUpdate: compute the new object from the current one; retry if it changed meanwhile."""
         if subresource not in (None, "", "status"):
@@ -805,7 +807,15 @@ class Engine:
                 raise E.not_found(rt.group, rt.plural, name)
             new = compute(cur)
             # what the patch did not touch is the stored object's, whose types were checked when it was written
-            self._check_types(rt, new if touched is None else {k: new[k] for k in touched if k in new})
+            # (``shares``: the result shares those parts with it, below the top level too)
+            if touched is None:
+                self._check_types(rt, new)
+            elif shares:
+                self._check_types(
+                    rt, {k: _changed_part(new[k], cur.get(k, _MISSING)) for k in touched if k in new}
+                )
+            else:
+                self._check_types(rt, {k: new[k] for k in touched if k in new})
             md = new.setdefault("metadata", {})
             cmd = cur["metadata"]
             want_rv = md.get("resourceVersion")
@@ -1230,6 +1240,19 @@ def _copy_reusing(cur: Obj, private: Obj, touched: frozenset[str] | None, share_
 
 
 _MISSING: Any = object()
+
+
+def _changed_part(new: Any, old: Any) -> Any:
+    """``new`` without the values of its objects that are ``old``'s very values (shared with the stored
+    object, checked when it was written): what a type check of a patched object still has to look at, at
+    the same paths and in the same order."""
+    if type(new) is not dict or type(old) is not dict:
+        return new
+    return {
+        k: _changed_part(v, old.get(k, _MISSING)) for k, v in new.items() if v is not old.get(k, _MISSING)
+    }
+
+
 _STATUS_PATCH_KEYS = frozenset({"status", "metadata", "apiVersion", "kind"})
 
 
