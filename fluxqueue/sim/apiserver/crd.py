@@ -360,6 +360,7 @@ class CRDManager:
         storage = [v["name"] for v in spec.get("versions") or [] if v.get("storage")]
         status = {"conditions": conds, "acceptedNames": names, "storedVersions": storage}
         new = dict(crd)
+        new["metadata"] = dict(crd["metadata"])  # the store writes its resourceVersion: not the stored one's
         new["status"] = status
         t = self.engine.store.table("apiextensions.k8s.io", "customresourcedefinitions")
         if t.get("", crd["metadata"]["name"]) is crd:
