@@ -5,36 +5,15 @@ from __future__ import annotations
 
 import asyncio
 
+from support.crds import widget_crd
+
 from fluxqueue.sim.apiserver import resources as R
-
-
-def _crd() -> dict:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "widgets.example.com"},
-        "spec": {
-            "group": "example.com",
-            "scope": "Namespaced",
-            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                    },
-                }
-            ],
-        },
-    }
 
 
 async def test_crd_status_write_leaves_the_created_version_alone(api):
     e = api.engine
     stream = await e.watch(R.CRDS, None, str(e.store.rv))
-    await api.client.create(R.CRDS, _crd())
+    await api.client.create(R.CRDS, widget_crd())
     got = []
 
     async def read():

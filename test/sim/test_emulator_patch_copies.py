@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from support.crds import widget_crd
 
 from fluxqueue.sim.apiserver import resources as R
 from fluxqueue.sim.apiserver.errors import APIError
@@ -85,39 +86,22 @@ async def test_pod_status_patches_leave_earlier_versions_alone(api):
 
 
 async def test_custom_resource_status_patch(api):
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "widgets.example.com"},
-        "spec": {
-            "group": "example.com",
-            "scope": "Namespaced",
-            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "properties": {
-                                "spec": {"type": "object", "properties": {"size": {"type": "integer"}}},
-                                "status": {
-                                    "type": "object",
-                                    "properties": {
-                                        "phase": {"type": "string", "default": "New"},
-                                        "nodes": {"type": "array", "items": {"type": "string"}},
-                                    },
-                                },
-                            },
-                        }
+    crd = widget_crd(
+        {
+            "type": "object",
+            "properties": {
+                "spec": {"type": "object", "properties": {"size": {"type": "integer"}}},
+                "status": {
+                    "type": "object",
+                    "properties": {
+                        "phase": {"type": "string", "default": "New"},
+                        "nodes": {"type": "array", "items": {"type": "string"}},
                     },
-                }
-            ],
+                },
+            },
         },
-    }
+        status_subresource=True,
+    )
     await api.client.create(R.CRDS, crd)
     for _ in range(100):
         if api.engine.registry.get(WIDGETS) is not None:

@@ -148,14 +148,7 @@ def _diff(
         return
     if isinstance(old, dict) and old and isinstance(new, dict) and new:
         # non-empty objects flatten to their fields' paths: compare field by field
-        sub = (*parent, name)
-        for k, child in new.items():
-            _diff(changed, removed, (*p, _f(k)), old.get(k, _MISSING), child, sub, k, kind)
-        for k, child in old.items():
-            if k not in new:
-                gone: dict[Path, Any] = {}
-                _walk(gone, (*p, _f(k)), child, sub, k, kind)
-                removed.update(gone)
+        _diff_fields(changed, removed, p, old, new, (*parent, name), kind)
         return
     if isinstance(old, list) and old and isinstance(new, list) and new and name not in MERGE_PRIMITIVE:
         key = merge_key(parent, name, kind)
@@ -173,6 +166,25 @@ def _diff(
     for q in o:
         if q not in n:
             removed.add(q)
+
+
+def _diff_fields(
+    changed: set[Path],
+    removed: set[Path],
+    p: Path,
+    old: dict[str, Any],
+    new: dict[str, Any],
+    sub: tuple[str, ...],
+    kind: str,
+) -> None:
+    """_diff of two objects at ``p``, field by field."""
+    for k, child in new.items():
+        _diff(changed, removed, (*p, _f(k)), old.get(k, _MISSING), child, sub, k, kind)
+    for k, child in old.items():
+        if k not in new:
+            gone: dict[Path, Any] = {}
+            _walk(gone, (*p, _f(k)), child, sub, k, kind)
+            removed.update(gone)
 
 
 def _diff_items(
@@ -207,13 +219,7 @@ def _diff_items(
                 _walk(gained, (*ip, _f(k)), child, sub, k, kind)
             changed.update(gained)
         elif prev is not item:
-            for k, child in item.items():
-                _diff(changed, removed, (*ip, _f(k)), prev.get(k, _MISSING), child, sub, k, kind)
-            for k, child in prev.items():
-                if k not in item:
-                    gone: dict[Path, Any] = {}
-                    _walk(gone, (*ip, _f(k)), child, sub, k, kind)
-                    removed.update(gone)
+            _diff_fields(changed, removed, ip, prev, item, sub, kind)
     for ip, item in olds.items():
         if ip not in news:
             lost: dict[Path, Any] = {ip: None}
