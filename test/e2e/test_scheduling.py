@@ -406,3 +406,25 @@ async def test_an_unsatisfiable_job_is_judged_again_when_a_bigger_node_joins(sys
     await system.cluster.add_node("node-big", cpus=16, memory="64Gi")
     done = await system.wait_phase("big-job", "Succeeded", within=20)
     assert done["status"]["nodes"] == ["node-big"]
+
+
+async def test_a_unit_judged_before_its_fluxjob_exists_still_shows_its_status(system):
+    # A unit is queued before its FluxJob is created: with the API server slow to create FluxJobs, the pass
+    # judges this pod unsatisfiable (a terminal status, never written again) before its FluxJob exists. The
+    # status that found no FluxJob is written once the FluxJob is there.
+    engine = system.api.engine
+    create = engine.create
+
+    async def slow_fluxjob_creates(key, *args, **kwargs):
+        plural = key[2] if isinstance(key, tuple) else getattr(key, "plural", "")
+        if plural == "fluxjobs":
+            await asyncio.sleep(2.0)
+        return await create(key, *args, **kwargs)
+
+    engine.create = slow_fluxjob_creates
+    try:
+        await system.apply(pod("too-big", cpu="64"))
+        fj = await system.wait_phase("too-big-pod", "Unsatisfiable", within=20)
+    finally:
+        engine.create = create
+    assert "64" in fj["status"]["reason"]
