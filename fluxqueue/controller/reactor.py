@@ -237,11 +237,11 @@ class Reactor:
         )
         self.by_owner[unit.owner_uid] = unit.id
         if created:
-            # Queued from here on: the pass may place it while its FluxJob is being created (under a flood
-            # the API server's answer takes tens of milliseconds; a status written before the FluxJob exists
-            # is written again with the next change).
+            # Queued from here on: the pass may place (or reject) it while its FluxJob is being created
+            # (under a flood the API server's answer takes tens of milliseconds); a status that found no
+            # FluxJob is written again just below, once it exists.
             ctx.wake("submitted")
-        if await ctx.actions.ensure_fluxjob(unit, owners) is not None and unit.state in ACTIVE_STATES:
+        if await ctx.actions.ensure_fluxjob(unit, owners) is not None:
             created_ids = self.scheduler.fluxjob_created
             if len(created_ids) > 100_000:
                 created_ids.clear()  # units that ended before their FluxJob was seen created linger here
