@@ -914,8 +914,8 @@ class Scheduler:
             if unit.id in self._waiting_writes or not self.status_budget.try_acquire():
                 return  # written by a later pass if the unit still waits then
             # Written beside the pass, not in it: under a flood each write waits on a busy API server, and
-            # the pass (placing the next units) must not wait for them. Writes of one FluxJob stay in order
-            # (_write_status's lock is taken in the order asked).
+            # the pass (placing the next units) must not wait for them. Writes of one FluxJob stay in order:
+            # a newer status waits for this one (_after_waiting_write).
             first_wait = last is None or last.get("phase") == WAITING  # (a group that just filled)
             task = asyncio.create_task(self._write_status(unit, status, first_wait=first_wait))
             self._waiting_writes[unit.id] = task
