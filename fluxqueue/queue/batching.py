@@ -17,8 +17,11 @@ R = TypeVar("R")
 
 
 class Batcher(Generic[T, R]):
-    def __init__(self, flush: Callable[[list[T]], Awaitable[Sequence[R]]], *, max_items: int = 500):
-        """``flush(items)`` writes a batch and returns one result per item, in order."""
+    def __init__(
+        self, flush: Callable[[list[T]], Awaitable[Sequence[R | BaseException]]], *, max_items: int = 500
+    ):
+        """``flush(items)`` writes a batch and returns one result per item, in order; a result that is an
+        exception is raised to that item's caller alone."""
         self._flush = flush
         self._max = max_items
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
@@ -57,5 +60,9 @@ class Batcher(Generic[T, R]):
             self.batches += 1
             self.items += len(live)
             for (_, f), result in zip(live, results, strict=True):
-                if not f.done():
+                if f.done():
+                    continue
+                if isinstance(result, BaseException):
+                    f.set_exception(result)
+                else:
                     f.set_result(result)

@@ -156,9 +156,9 @@ async def _reset_connection(_conn: asyncpg.Connection) -> None:
     ``pass_lock`` closes a connection whose unlock did not run, so a lock never outlives its holder."""
 
 
-def _identity_of(kind: str, namespace: str, owner_uid: str, group_name: str | None) -> tuple:
+def _identity_of(unit: Unit | UnitSubmission) -> tuple:
     """What makes a unit unique among the live ones (the units_owner and units_live_group indexes)."""
-    return (namespace, group_name) if kind == "PodGroup" else (owner_uid,)
+    return (unit.namespace, unit.group_name) if unit.kind == "PodGroup" else (unit.owner_uid,)
 
 
 class QueueStore:
@@ -175,9 +175,7 @@ class QueueStore:
             self._bindings_many
         )
         self._submit_batch: Batcher[UnitSubmission, Unit | None] = Batcher(self._submit_many)
-        self._join_batch: Batcher[tuple[dict, str, str], tuple[Unit, int] | BaseException] = Batcher(
-            self._join_many
-        )
+        self._join_batch: Batcher[tuple[dict, str, str], tuple[Unit, int]] = Batcher(self._join_many)
 
     @classmethod
     async def open(cls, dsn: str, *, min_size: int = 1, max_size: int = 5) -> QueueStore:
@@ -207,12 +205,9 @@ class QueueStore:
 
     async def _submit_many(self, subs: list[UnitSubmission]) -> list[Unit | None]:
         rows = await self._pool.fetch(self._q["insert_units"], [sub.__dict__ for sub in subs])
-        units = {
-            _identity_of(u.kind, u.namespace, u.owner_uid, u.group_name): u
-            for u in map(Unit.from_record, rows)
-        }
+        units = {_identity_of(u): u for u in map(Unit.from_record, rows)}
         # Two submissions of one unit in a batch: the first gets the new row, the second looks it up.
-        return [units.pop(_identity_of(s.kind, s.namespace, s.owner_uid, s.group_name), None) for s in subs]
+        return [units.pop(_identity_of(s), None) for s in subs]
 
     async def _submit_one(self, sub: UnitSubmission) -> tuple[Unit, bool]:
         async with self._pool.acquire() as conn:
@@ -234,10 +229,7 @@ class QueueStore:
         Returns the unit and its member count. Joining twice is harmless.
         """
         waiting = {**sub.__dict__, "state": WAITING, "kind": "PodGroup"}
-        joined = await self._join_batch.submit((waiting, pod, pod_uid))
-        if isinstance(joined, BaseException):
-            raise joined
-        return joined
+        return await self._join_batch.submit((waiting, pod, pod_uid))
 
     async def _join_one(self, waiting: dict, pod: str, pod_uid: str) -> tuple[Unit, int]:
         row = await self._pool.fetchrow(self._q["join_group"], waiting, pod, pod_uid)

@@ -57,3 +57,13 @@ async def test_a_batch_is_split_at_max_items():
     b = Batcher(flush, max_items=3)
     assert await asyncio.gather(*(b.submit(i) for i in range(7))) == list(range(7))
     assert sizes == [3, 3, 1]
+
+
+async def test_an_item_whose_result_is_an_exception_fails_its_caller_alone():
+    async def flush(items):
+        return [ValueError(f"bad {i}") if i == 2 else i for i in items]
+
+    b = Batcher(flush)
+    results = await asyncio.gather(*(b.submit(i) for i in range(4)), return_exceptions=True)
+    assert results[:2] == [0, 1] and results[3] == 3
+    assert isinstance(results[2], ValueError) and str(results[2]) == "bad 2"
