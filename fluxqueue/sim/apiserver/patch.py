@@ -63,8 +63,8 @@ def merge_key(path: tuple[str, ...], field: str, kind: str) -> str | None:
 def json_merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386. The result is the caller's own: it shares nothing with ``target`` or ``patch``."""
     if not isinstance(patch, dict):
-        return clone(patch)
-    return _merge_into(clone(target) if isinstance(target, dict) else {}, patch)
+        return clone(patch)  # replaces the whole document: nothing of the target to copy
+    return json_merge_patch_shared(clone(target), patch)  # what it shares is a private copy
 
 
 def json_merge_patch_shared(target: Any, patch: Any) -> Any:
@@ -79,20 +79,6 @@ def json_merge_patch_shared(target: Any, patch: Any) -> Any:
             result.pop(k, None)
         elif isinstance(v, dict):
             result[k] = json_merge_patch_shared(result.get(k), v)
-        else:
-            result[k] = clone(v)
-    return result
-
-
-def _merge_into(result: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``patch`` into ``result`` (already a private copy: nested objects are merged in place, not
-    copied again at every level)."""
-    for k, v in patch.items():
-        if v is None:
-            result.pop(k, None)
-        elif isinstance(v, dict):
-            cur = result.get(k)
-            result[k] = _merge_into(cur if isinstance(cur, dict) else {}, v)
         else:
             result[k] = clone(v)
     return result
