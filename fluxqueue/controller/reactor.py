@@ -76,8 +76,8 @@ class Reactor:
         self._lane_tasks: set[asyncio.Task] = set()
         self._lane_slots = asyncio.Semaphore(LANES)
         self._group_fluxjobs: dict[int, dict] = {}  # unit id -> its FluxJob while members join
-        self._pending_owners: dict[int, list[dict]] = {}  # unit id -> members not yet owners of its FluxJob
-        self._owners_due: dict[int, asyncio.Event] = {}  # unit id -> set when its pending owners go at once
+        # unit id -> members not yet owners of its FluxJob, and an event set when they are to go at once
+        self._pending_owners: dict[int, tuple[list[dict], asyncio.Event]] = {}
 
     @contextlib.asynccontextmanager
     async def _submitting(self, key: str) -> AsyncIterator[None]:
@@ -404,9 +404,9 @@ class Reactor:
             self._group_fluxjobs[unit.id] = fluxjob
         if count >= unit.size:
             self._group_fluxjobs.pop(unit.id, None)
-            due = self._owners_due.get(unit.id)
-            if due is not None:
-                due.set()  # complete: no more members to wait for
+            pending = self._pending_owners.get(unit.id)
+            if pending is not None:
+                pending[1].set()  # complete: no more members to wait for
         if unit.state == QUEUED and count == unit.size:
             # Told "Queued" only if it then waits in the queue (as a single unit is): one Event less per gang.
             log.info("group complete; queued", unit=unit.key, size=unit.size)
@@ -434,20 +434,19 @@ class Reactor:
         in one patch (the FluxJob was created with the first member as owner)."""
         pending = self._pending_owners.get(unit.id)
         if pending is None:
-            pending = self._pending_owners[unit.id] = []
-            self._owners_due[unit.id] = asyncio.Event()
-            task = asyncio.create_task(self._add_owners_later(unit))
+            pending = self._pending_owners[unit.id] = ([], asyncio.Event())
+            task = asyncio.create_task(self._add_owners_later(unit, pending))
             self._lane_tasks.add(task)
             task.add_done_callback(self._lane_tasks.discard)
-        pending.append(pod)
+        pending[0].append(pod)
 
-    async def _add_owners_later(self, unit: Unit) -> None:
+    async def _add_owners_later(self, unit: Unit, pending: tuple[list[dict], asyncio.Event]) -> None:
+        pods, due = pending
         try:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._owners_due[unit.id].wait(), GROUP_OWNER_DELAY)
+                await asyncio.wait_for(due.wait(), GROUP_OWNER_DELAY)
         finally:
-            self._owners_due.pop(unit.id, None)
-            pods = self._pending_owners.pop(unit.id, [])
+            self._pending_owners.pop(unit.id, None)
         if pods:
             await self.ctx.actions.add_owners(unit, pods)
 
