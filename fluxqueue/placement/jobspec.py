@@ -44,8 +44,7 @@ def jobspec_for(unit: SchedulingUnit, graph: Any) -> dict[str, Any]:
     else:
         resources = [{"type": "slot", "count": unit.size, "label": SLOT_LABEL, "with": inside}]
     system: dict[str, Any] = {"duration": int(unit.duration)}
-    tainted = graph.tainted_node_views() if hasattr(graph, "tainted_node_views") else None
-    constraint = constraints.constraint_for(unit, graph.node_views(), tainted)
+    constraint = constraints.constraint_for(unit, graph.node_views(), graph.tainted_node_views())
     if constraint is not None:
         system["constraints"] = constraint
     return {
