@@ -7,6 +7,7 @@ counts as done.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fluxqueue.controller.fluxjob import fluxjob_body, owner_reference
@@ -19,10 +20,25 @@ from fluxqueue.queue.store import Unit
 log = get_logger(__name__)
 
 
+# FluxJobs whose uid is remembered, and Events held for FluxJobs not created yet (bounded: a FluxJob that can
+# never be created, or one deleted by hand, must not hold memory for ever).
+MAX_REMEMBERED_FLUXJOBS = 100_000
+MAX_HELD_EVENTS = 10_000
+
+
 class Actions:
-    def __init__(self, client: Any, recorder: EventRecorder):
+    def __init__(
+        self,
+        client: Any,
+        recorder: EventRecorder,
+        fluxjob_lookup: Callable[[str, str], dict | None] | None = None,
+    ):
         self.client = client
         self.recorder = recorder
+        # The FluxJob informer's cache (a FluxJob created by an earlier run of the controller).
+        self.fluxjob_lookup = fluxjob_lookup
+        self._fluxjob_uids: dict[tuple[str, str], str] = {}
+        self._held_events: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
 
     # ---- FluxJob ------------------------------------------------------------------------------------
 
@@ -30,15 +46,32 @@ class Actions:
         """Create the FluxJob for ``unit`` unless it exists; returns it (None when it cannot be created)."""
         body = fluxjob_body(unit, owners)
         try:
-            return await self.client.create(FLUXJOBS, body, namespace=unit.namespace)
+            fluxjob = await self.client.create(FLUXJOBS, body, namespace=unit.namespace)
         except APIError as exc:
-            if exc.code == 409:
-                try:
-                    return await self.client.get(FLUXJOBS, unit.name, namespace=unit.namespace)
-                except APIError:
-                    return None
-            log.warning("could not create FluxJob", fluxjob=unit.key, error=str(exc))
-            return None
+            if exc.code != 409:
+                log.warning("could not create FluxJob", fluxjob=unit.key, error=str(exc))
+                return None
+            try:
+                fluxjob = await self.client.get(FLUXJOBS, unit.name, namespace=unit.namespace)
+            except APIError:
+                return None
+        await self._fluxjob_exists(unit.namespace, unit.name, (fluxjob.get("metadata") or {}).get("uid"))
+        return fluxjob
+
+    async def _fluxjob_exists(self, namespace: str, name: str, uid: str | None) -> None:
+        """Remember the FluxJob's uid and post the Events held until it existed."""
+        if not uid:
+            return
+        key = (namespace, name)
+        if len(self._fluxjob_uids) >= MAX_REMEMBERED_FLUXJOBS:
+            self._fluxjob_uids.pop(next(iter(self._fluxjob_uids)))
+        self._fluxjob_uids[key] = uid
+        for reason, message, type_ in self._held_events.pop(key, []):
+            await self.recorder.record(self._ref(namespace, name, uid), reason, message, type_)
+
+    def forget_fluxjob(self, unit: Unit) -> None:
+        """The unit has ended: its FluxJob's uid is no longer needed here."""
+        self._fluxjob_uids.pop((unit.namespace, unit.name), None)
 
     async def add_owners(self, unit: Unit, owners: list[dict]) -> None:
         """Add pod group members as owners of the group's FluxJob, in one patch (GC deletes the FluxJob
@@ -74,17 +107,36 @@ class Actions:
             return False
 
     def fluxjob_ref(self, unit: Unit) -> dict:
-        """Enough of the FluxJob for an Event's involvedObject."""
-        return {
-            "apiVersion": f"{names.CRD_GROUP}/{names.CRD_VERSION}",
-            "kind": names.CRD_KIND,
-            "metadata": {"name": unit.name, "namespace": unit.namespace},
-        }
+        """Enough of the FluxJob for an Event's involvedObject, with its uid when it is known: ``kubectl
+        describe`` lists the Events whose involvedObject.uid is the object's (an Event without it is shown
+        by ``kubectl get events`` only). :meth:`event` holds an Event for a FluxJob not created yet."""
+        key = (unit.namespace, unit.name)
+        uid = self._fluxjob_uids.get(key)
+        if uid is None and self.fluxjob_lookup is not None:
+            uid = ((self.fluxjob_lookup(*key) or {}).get("metadata") or {}).get("uid")
+        return self._ref(unit.namespace, unit.name, uid)
+
+    @staticmethod
+    def _ref(namespace: str, name: str, uid: str | None) -> dict:
+        meta = {"name": name, "namespace": namespace}
+        if uid:
+            meta["uid"] = uid
+        return {"apiVersion": f"{names.CRD_GROUP}/{names.CRD_VERSION}", "kind": names.CRD_KIND, "metadata": meta}
 
     async def event(self, objs: list[dict | None], reason: str, message: str, type_: str = "Normal") -> None:
         for obj in objs:
-            if obj:
-                await self.recorder.record(obj, reason, message, type_)
+            if not obj:
+                continue
+            meta = obj.get("metadata") or {}
+            if obj.get("kind") == names.CRD_KIND and not meta.get("uid"):
+                # The unit was judged before its FluxJob was created (it is queued first): the Event is
+                # posted once the FluxJob exists, so that it is attached to it.
+                if len(self._held_events) >= MAX_HELD_EVENTS:
+                    self._held_events.pop(next(iter(self._held_events)))
+                key = (meta.get("namespace") or "", meta.get("name") or "")
+                self._held_events.setdefault(key, []).append((reason, message, type_))
+                continue
+            await self.recorder.record(obj, reason, message, type_)
 
     # ---- starting work ------------------------------------------------------------------------------
 

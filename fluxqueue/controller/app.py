@@ -197,6 +197,8 @@ class Controller:
             priorityclasses=Informer(self.client, PRIORITYCLASSES),
             metrics=Instruments(self.metrics) if self.metrics is not None else None,
         )
+        # Events name a FluxJob by uid; one created by an earlier run is known from the informer's cache.
+        ctx.actions.fluxjob_lookup = ctx.fluxjobs.get
         self.ctx = ctx
         scheduler = self.scheduler = Scheduler(ctx)
         reactor = self.reactor = Reactor(ctx, scheduler)

@@ -708,6 +708,7 @@ class Scheduler:
         self.reasons.pop(done.id, None)
         self._status_locks.pop(done.id, None)
         self.fluxjob_created.discard(done.id)
+        ctx.actions.forget_fluxjob(done)
         self.running.discard(done.id)
         return done
 

@@ -428,3 +428,27 @@ async def test_a_unit_judged_before_its_fluxjob_exists_still_shows_its_status(sy
     finally:
         engine.create = create
     assert "64" in fj["status"]["reason"]
+    # Its Event was held until the FluxJob existed, so it is attached to it (by uid) and describe shows it.
+    await system.wait_for(
+        lambda: fluxjob_events_described(system, "too-big-pod", "Unsatisfiable"), 10, "the Event on the FluxJob"
+    )
+
+
+async def fluxjob_events_described(system, name: str, reason: str) -> bool:
+    """Whether ``kubectl describe fluxjob`` lists an Event with ``reason`` (describe selects Events by the
+    object's uid: an Event naming the FluxJob without it is not shown)."""
+    out = await system.kubectl("describe", "fluxjob", name)
+    events = out.split("\nEvents:", 1)[1] if "\nEvents:" in out else ""
+    return any(line.split()[1:2] == [reason] for line in events.splitlines() if line.strip())
+
+
+async def test_kubectl_describe_fluxjob_shows_its_events(system):
+    await system.apply(job("described", runtime="1s"))
+    await system.wait_phase("described-job", "Succeeded", within=30)
+    await system.wait_for(
+        lambda: fluxjob_events_described(system, "described-job", "Succeeded"), 10, "the Succeeded Event"
+    )
+    assert await fluxjob_events_described(system, "described-job", "Scheduled")
+    fj = await system.fluxjob("described-job")
+    mine = [e for e in await system.events("described-job") if e["involvedObject"]["kind"] == "FluxJob"]
+    assert mine and all(e["involvedObject"].get("uid") == fj["metadata"]["uid"] for e in mine)
