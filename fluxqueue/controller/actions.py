@@ -121,7 +121,11 @@ class Actions:
         meta = {"name": name, "namespace": namespace}
         if uid:
             meta["uid"] = uid
-        return {"apiVersion": f"{names.CRD_GROUP}/{names.CRD_VERSION}", "kind": names.CRD_KIND, "metadata": meta}
+        return {
+            "apiVersion": f"{names.CRD_GROUP}/{names.CRD_VERSION}",
+            "kind": names.CRD_KIND,
+            "metadata": meta,
+        }
 
     async def event(self, objs: list[dict | None], reason: str, message: str, type_: str = "Normal") -> None:
         for obj in objs:

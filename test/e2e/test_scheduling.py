@@ -430,7 +430,9 @@ async def test_a_unit_judged_before_its_fluxjob_exists_still_shows_its_status(sy
     assert "64" in fj["status"]["reason"]
     # Its Event was held until the FluxJob existed, so it is attached to it (by uid) and describe shows it.
     await system.wait_for(
-        lambda: fluxjob_events_described(system, "too-big-pod", "Unsatisfiable"), 10, "the Event on the FluxJob"
+        lambda: fluxjob_events_described(system, "too-big-pod", "Unsatisfiable"),
+        10,
+        "the Event on the FluxJob",
     )
 
 
