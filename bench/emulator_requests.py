@@ -12,6 +12,7 @@ with ``--concurrency`` requests in flight, while ``--watchers`` watches on pods 
                       of the answer where the client offers it, as the simulated kubelets do)
     create_fluxjob    POST a FluxJob (controller)
     fluxjob_status    merge patch of fluxjobs/status (controller; twice per FluxJob: Queued, Scheduled)
+    create_event      POST a core/v1 Event about a FluxJob (controller: "Scheduled")
     lease             merge patch of a node Lease's renewTime (kubelet heartbeat; no copy either)
     get_pod           GET a pod (reference point)
 
@@ -69,6 +70,7 @@ KINDS = [
     "pod_status",
     "create_fluxjob",
     "fluxjob_status",
+    "create_event",
     "lease",
     "get_pod",
 ]
@@ -155,6 +157,33 @@ def fluxjob_body(name: str, ns: str) -> dict[str, Any]:
             "queue": "default",
             "jobspec": "version: 9999\nresources:\n- type: slot\n  count: 1\n",
         },
+    }
+
+
+def event_body(name: str, ns: str, node: str) -> dict[str, Any]:
+    """The Event the controller posts when a unit is placed (fluxqueue.kube.events.EventRecorder's shape)."""
+    now = rfc3339()
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{name}.{os.urandom(8).hex()}", "namespace": ns},
+        "involvedObject": {
+            "apiVersion": f"{names.CRD_GROUP}/{names.CRD_VERSION}",
+            "kind": names.CRD_KIND,
+            "name": name,
+            "namespace": ns,
+            "uid": "00000000-0000-0000-0000-000000000001",
+        },
+        "reason": "Scheduled",
+        "message": f"Scheduled on {node}",
+        "type": "Normal",
+        "count": 1,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "eventTime": None,
+        "reportingComponent": "fluxqueue",
+        "reportingInstance": "controller-0",
+        "source": {"component": "fluxqueue", "host": "controller-0"},
     }
 
 
@@ -393,6 +422,9 @@ async def one_round(
             FLUXJOBS, names_[j], fluxjob_status(j, i >= pods, nodes[j % len(nodes)]), ns, "merge", "status"
         )
 
+    async def create_event(i: int) -> None:
+        await t.create(R.EVENTS, event_body(names_[i], ns, nodes[i % len(nodes)]), ns)
+
     async def lease(i: int) -> None:
         node = nodes[i % len(nodes)]
         await t.patch(R.LEASES, node, lease_patch(node), NODE_LEASE_NAMESPACE, "merge", shared=True)
@@ -407,6 +439,7 @@ async def one_round(
         ("pod_status", pods, status),
         ("create_fluxjob", pods, create_fj),
         ("fluxjob_status", 2 * pods, fj_status),
+        ("create_event", pods, create_event),
         ("lease", pods, lease),
         ("get_pod", pods, get),
     ]
