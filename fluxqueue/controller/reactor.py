@@ -411,16 +411,11 @@ class Reactor:
             # Told "Queued" only if it then waits in the queue (as a single unit is): one Event less per gang.
             log.info("group complete; queued", unit=unit.key, size=unit.size)
             ctx.wake("group complete")
-        elif unit.state != QUEUED:
-            if count == 1:  # one Event per group, not per member; the status carries the count
-                await ctx.actions.event(
-                    [ctx.actions.fluxjob_ref(unit)],
-                    "Waiting",
-                    f"waiting for group members: {count} of {unit.size} present",
-                )
         if unit.state == WAITING:
-            # Members arrive in bursts: the count is written once the burst is over, not once per member.
-            # (Well within the group's timeout, so a group that never fills is seen waiting before it fails.)
+            # Members arrive in bursts: the count is written once the burst is over, not once per member, and
+            # the "Waiting" Event goes with the first such write (a group that fills within the burst is never
+            # told it waits). Well within the group's timeout, so a group that never fills is seen waiting
+            # before it fails.
             delay = min(GROUP_STATUS_DELAY, ctx.settings.group_timeout / 4)
             await self.scheduler.publish(unit, defer=delay, members=count)
         elif unit.state == QUEUED:

@@ -973,8 +973,16 @@ class Scheduler:
                     self.status_missed.clear()  # FluxJobs deleted by hand: their units never need it again
                 self.status_missed.add(unit.id)
             else:
+                previous = self.published.get(unit.id)
                 self.published[unit.id] = status
                 self.published_at[unit.id] = time.monotonic()
+                if status.get("phase") == WAITING and (previous or {}).get("phase") != WAITING:
+                    # One Event per group, when its waiting is first shown (the status carries the count).
+                    await self.ctx.actions.event(
+                        [self.ctx.actions.fluxjob_ref(unit)],
+                        "Waiting",
+                        f"waiting for group members: {status.get('members', '?')} of {unit.size} present",
+                    )
                 if first_wait:
                     # Units placed at once are told "Scheduled" only (as kube-scheduler does); one that
                     # waits hears "Queued" when its waiting is first shown.

@@ -139,8 +139,21 @@ async def test_a_pod_group_of_three_waits_for_its_third_member(system):
         not p["spec"].get("nodeName") for p in await system.pods(selector="fluxqueue.io/group-name=trio")
     )
     assert (await system.fluxjob("trio-group"))["status"]["phase"] == "Waiting"
+    # One Event when its waiting is first shown, with the count the status shows.
+    waiting = [e for e in await system.events("trio-group") if e["reason"] == "Waiting"]
+    assert [e["message"] for e in waiting] == ["waiting for group members: 2 of 3 present"]
     await system.apply(pod("trio-2", labels=group))
     await system.wait_phase("trio-group", ("Scheduled", "Running", "Succeeded"))
+    # A group complete within the burst window is never told it waits.
+    await system.apply(
+        "---".join(
+            pod(f"duo-{i}", labels={names.LABEL_GROUP_NAME: "duo", names.LABEL_GROUP_SIZE: "2"})
+            for i in (0, 1)
+        )
+    )
+    await system.wait_phase("duo-group", ("Scheduled", "Running", "Succeeded"))
+    await asyncio.sleep(2.5)  # past the group status delay
+    assert not [e for e in await system.events("duo-group") if e["reason"] == "Waiting"]
 
     async def all_bound():
         pods = await system.pods(selector="fluxqueue.io/group-name=trio")
