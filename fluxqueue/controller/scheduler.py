@@ -777,11 +777,17 @@ class Scheduler:
                 log.warning("release failed; will retry", unit=unit.key, error=str(exc))
                 return
             if not unit.released:
-                # A bare pod's story is told on its FluxJob only: one Event per pod less (the emulator's CPU
-                # per pod bounds the end-to-end rate); a Job or a group also hears it on its first object.
-                wrapped = self.wrapped_objects(unit) if unit.kind != "Pod" else []
-                message = f"Scheduled on {','.join(nodes)}{_waited(unit)}"
-                await ctx.actions.event([ctx.actions.fluxjob_ref(unit), *wrapped[:1]], "Scheduled", message)
+                wrapped = self.wrapped_objects(unit)
+                if unit.kind == "Pod":
+                    # A bare pod hears it as from kube-scheduler, where `kubectl describe pod` looks (its
+                    # FluxJob's status says the same; one Event per pod, not two).
+                    message = f"Successfully assigned {unit.namespace}/{unit.object_name} to {nodes[0]}"
+                    await ctx.actions.event(wrapped[:1], "Scheduled", message + _waited(unit))
+                else:  # a Job or a group: its FluxJob and its first object
+                    message = f"Scheduled on {','.join(nodes)}{_waited(unit)}"
+                    await ctx.actions.event(
+                        [ctx.actions.fluxjob_ref(unit), *wrapped[:1]], "Scheduled", message
+                    )
                 await self.publish(unit, defer=SCHEDULED_STATUS_DELAY)
 
     async def bind_unit_pods(self, unit_id: int) -> None:
