@@ -16,6 +16,7 @@ from typing import Any
 from fluxqueue.controller.actions import Actions
 from fluxqueue.controller.context import Context
 from fluxqueue.controller.crd import fluxjob_crd
+from fluxqueue.controller.fluxjob import fluxjob_summary
 from fluxqueue.controller.instruments import Instruments
 from fluxqueue.controller.reactor import Reactor
 from fluxqueue.controller.scheduler import UNIT_INDEX, Scheduler, unit_index
@@ -25,7 +26,7 @@ from fluxqueue.kube import names
 from fluxqueue.kube.client import CRDS, FLUXJOBS, JOBS, NODES, PODS, PRIORITYCLASSES, APIError, KubeClient
 from fluxqueue.kube.events import EventRecorder
 from fluxqueue.kube.leader import LeaderElector, default_identity
-from fluxqueue.kube.watch import Informer, metadata_only, stop_task, strip_managed_fields
+from fluxqueue.kube.watch import Informer, stop_task, strip_managed_fields
 from fluxqueue.log import get_logger
 from fluxqueue.queue.migrate import migrate
 from fluxqueue.queue.store import QueueStore
@@ -192,8 +193,9 @@ class Controller:
                 queue_until_handler=True,
             ),
             nodes=Informer(self.client, NODES, transform=strip_managed_fields, queue_until_handler=True),
-            # Only whether each FluxJob exists is read (the sweep recreates a missing one).
-            fluxjobs=Informer(self.client, FLUXJOBS, transform=metadata_only),
+            # Whether each FluxJob exists (the sweep recreates a missing one) and its phase (the sweep rewrites
+            # the status of an ended unit that still shows it live).
+            fluxjobs=Informer(self.client, FLUXJOBS, transform=fluxjob_summary),
             priorityclasses=Informer(self.client, PRIORITYCLASSES),
             metrics=Instruments(self.metrics) if self.metrics is not None else None,
         )

@@ -8,6 +8,7 @@ import orjson
 import yaml
 
 from fluxqueue.kube import names
+from fluxqueue.kube.watch import metadata_only
 from fluxqueue.queue.store import (
     CANCELLED,
     FAILED,
@@ -167,3 +168,13 @@ def _cond(type_: str, status: str, reason: str, message: str, when: datetime | N
     if when:
         cond["lastTransitionTime"] = rfc3339(when)
     return cond
+
+
+def fluxjob_summary(obj: dict) -> dict:
+    """What the controller caches of a FluxJob: that it exists and who owns it (``metadata_only``), and its
+    phase, so that the sweep finds a status a crash left behind (an ended unit still shown running)."""
+    out = metadata_only(obj)
+    phase = (obj.get("status") or {}).get("phase")
+    if phase:
+        out["status"] = {"phase": phase}
+    return out

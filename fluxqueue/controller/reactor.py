@@ -30,7 +30,15 @@ from fluxqueue.placement.units import (
     unit_from_pod,
     unit_ref_of_pod,
 )
-from fluxqueue.queue.store import ACTIVE_STATES, CANCELLED, HOLDING_STATES, QUEUED, WAITING, Unit
+from fluxqueue.queue.store import (
+    ACTIVE_STATES,
+    CANCELLED,
+    HOLDING_STATES,
+    QUEUED,
+    TERMINAL_STATES,
+    WAITING,
+    Unit,
+)
 
 log = get_logger(__name__)
 
@@ -471,7 +479,9 @@ class Reactor:
         ctx = self.ctx
         await self.scheduler.settle_draining()
         cutoff = datetime.now(UTC) - timedelta(seconds=settle) if settle > 0 else None
-        for unit in await ctx.store.active():
+        active = await ctx.store.active()
+        await self._rewrite_stale_statuses({(u.namespace, u.name) for u in active}, cutoff)
+        for unit in active:
             if cutoff is not None and _changed_since(unit, cutoff):
                 continue
             try:
@@ -500,6 +510,26 @@ class Reactor:
                 except Exception:
                     log.exception("adopting a pod failed", pod=f"{meta.get('namespace')}/{meta.get('name')}")
         self.sweeps += 1
+
+    async def _rewrite_stale_statuses(self, active: set[tuple[str, str]], cutoff: datetime | None) -> None:
+        """Write again the status of ended units whose FluxJob still shows them live: the controller stopped
+        between ending the unit (in the database) and writing its status. Units that ended after ``cutoff``
+        are left alone (their write may be in flight)."""
+        keys = []
+        for fluxjob in self.ctx.fluxjobs.items():
+            meta = _meta(fluxjob)
+            key = (meta.get("namespace") or "", meta.get("name") or "")
+            phase = (fluxjob.get("status") or {}).get("phase")
+            if phase not in TERMINAL_STATES and key not in active and not meta.get("deletionTimestamp"):
+                keys.append(key)
+        for unit in await self.ctx.store.by_names(keys):
+            if unit.state not in TERMINAL_STATES:
+                continue
+            if cutoff is not None and (unit.finished_at is None or unit.finished_at > cutoff):
+                continue
+            log.info("rewriting the status of an ended unit", unit=unit.key, state=unit.state)
+            await self.scheduler.publish(unit)
+            self.scheduler.forget_status(unit.id)
 
     async def _reconcile_unit(self, unit: Unit) -> None:
         ctx = self.ctx

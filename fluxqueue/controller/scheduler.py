@@ -396,6 +396,18 @@ def _fit_shape(unit: Unit) -> tuple:
     )
 
 
+def _unrecorded_bindings(alloc: Any, pods: list[dict], recorded: set[str]) -> list[tuple[str, str, str]]:
+    """(pod, uid, node) of the pods bound to a node of the allocation whose binding is not in ``recorded``."""
+    nodes = {n.node for n in alloc.nodes}
+    out = []
+    for pod in pods:
+        node = (pod.get("spec") or {}).get("nodeName")
+        uid = pod["metadata"].get("uid") or ""
+        if node in nodes and uid not in recorded:
+            out.append((pod["metadata"]["name"], uid, node))
+    return out
+
+
 def _waited(unit: Unit) -> str:
     """ " after 2.5s in the queue" for an Event, when the unit waited at all."""
     if unit.scheduled_at is None or unit.submitted_at is None:
@@ -446,6 +458,10 @@ class Scheduler:
         self.draining: dict[int, Unit] = {}  # ended units whose pods are still on their nodes
         self.running: set[int] = set()  # units known Running (no database read per pod event)
         self.pending_binds: dict[str, str] = {}  # pod uid -> node, bound but not yet seen by the watch
+        # Unit id -> uids of its pods whose binding this process has recorded. A pod bound by a process that
+        # died before recording it is recorded by the next one, when it binds the unit's other pods or when
+        # the unit ends (pod_bindings tells people where every pod ran).
+        self.recorded_binds: dict[int, set[str]] = {}
         self._release_tasks: set[asyncio.Task] = set()
         self.fits_cache: dict[Any, tuple[ClusterGraph, tuple[bool, str]]] = {}
         self.reserved_left: bool | None = None  # whether the last pass left Reserved units (None: unknown)
@@ -682,6 +698,17 @@ class Scheduler:
         """
         ctx = self.ctx
         live = self.live_pods(unit)
+        recorded = self.recorded_binds.pop(unit.id, set())
+        pods = self.unit_pods(unit)
+        if any(
+            (p.get("spec") or {}).get("nodeName") and p["metadata"].get("uid") not in recorded for p in pods
+        ):
+            # Bound by a process that stopped before recording it (normally every binding is recorded here).
+            with contextlib.suppress(Exception):  # a record for people; the unit ends all the same
+                alloc = await self.allocation(unit.id)
+                unrecorded = _unrecorded_bindings(alloc, pods, recorded) if alloc else []
+                if unrecorded:
+                    await ctx.store.record_bindings(unit.id, unrecorded)
         done, jobid = await ctx.store.finish(unit.id, state, reason, release=not live)
         if done is None:
             return None
@@ -703,14 +730,18 @@ class Scheduler:
             with contextlib.suppress(Exception):
                 ctx.metrics.observe_finished(done)
         ctx.wake("finished")
-        self.published.pop(done.id, None)
-        self.published_at.pop(done.id, None)
-        self.reasons.pop(done.id, None)
-        self._status_locks.pop(done.id, None)
+        self.forget_status(done.id)
         self.fluxjob_created.discard(done.id)
         ctx.actions.forget_fluxjob(done)
         self.running.discard(done.id)
         return done
+
+    def forget_status(self, unit_id: int) -> None:
+        """Drop what is remembered of an ended unit's status (its last status is written)."""
+        self.published.pop(unit_id, None)
+        self.published_at.pop(unit_id, None)
+        self.reasons.pop(unit_id, None)
+        self._status_locks.pop(unit_id, None)
 
     def live_pods(self, unit: Unit) -> list[dict]:
         """Pods of the unit still bound to a node and not finished."""
@@ -837,6 +868,11 @@ class Scheduler:
         )
         by_name = {p["metadata"]["name"]: p for p in pods}
         todo = [(by_name[pod_name], node) for pod_name, node in plan.items()]
+        unrecorded = _unrecorded_bindings(
+            alloc,
+            [p for p in pods if p["metadata"]["name"] not in plan],
+            self.recorded_binds.get(unit.id, set()),
+        )
         outcomes = await asyncio.gather(
             *(
                 ctx.actions.bind_pod(pod, node, jobid=alloc.fluxion_jobid, fluxjob=unit.name)
@@ -854,8 +890,10 @@ class Scheduler:
                     with contextlib.suppress(Exception):
                         ctx.metrics.observe_bound(pod, node)
         failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+        bound += unrecorded
         if bound or (mark_released and failed is None):
             await ctx.store.record_bindings(unit.id, bound, released=mark_released and failed is None)
+            self.recorded_binds.setdefault(unit.id, set()).update(uid for _, uid, _ in bound)
         if failed is not None:
             raise failed
 

@@ -294,6 +294,13 @@ class QueueStore:
         row = await self._pool.fetchrow(self._q["unit_by_name"], namespace, name)
         return Unit.from_record(row) if row else None
 
+    async def by_names(self, keys: list[tuple[str, str]]) -> list[Unit]:
+        """The newest unit of each (namespace, name), in one statement (missing ones are left out)."""
+        if not keys:
+            return []
+        rows = await self._pool.fetch(self._q["units_by_names"], [k[0] for k in keys], [k[1] for k in keys])
+        return [Unit.from_record(r) for r in rows]
+
     async def live_group(self, namespace: str, group_name: str) -> Unit | None:
         row = await self._pool.fetchrow(self._q["live_group"], namespace, group_name)
         return Unit.from_record(row) if row else None

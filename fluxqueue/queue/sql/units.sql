@@ -41,6 +41,13 @@ SELECT * FROM fluxqueue.units WHERE id = $1;
 -- name: unit_by_name
 SELECT * FROM fluxqueue.units WHERE namespace = $1 AND name = $2 ORDER BY id DESC LIMIT 1;
 
+-- name: units_by_names
+-- The newest unit of each (namespace $1[i], name $2[i]) (index units_by_name).
+SELECT DISTINCT ON (u.namespace, u.name) u.*
+FROM unnest($1::text[], $2::text[]) AS k(namespace, name)
+JOIN fluxqueue.units u ON u.namespace = k.namespace AND u.name = k.name
+ORDER BY u.namespace, u.name, u.id DESC;
+
 -- name: pending_units
 -- The scheduling order (index units_schedule_order).
 SELECT * FROM fluxqueue.units
