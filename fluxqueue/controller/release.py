@@ -47,6 +47,9 @@ def pod_outcome(pod: dict) -> tuple[str, str] | None:
     if phase == "Succeeded":
         return SUCCEEDED, "pod succeeded"
     if phase == "Failed":
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            # Deleted while it ran: its containers were killed, which the kubelet reports as a failure.
+            return CANCELLED, "pod deleted"
         reason = (
             (pod.get("status") or {}).get("reason") or (pod.get("status") or {}).get("message") or "error"
         )

@@ -31,6 +31,9 @@ def test_a_bare_pod_is_finished_by_its_phase():
     assert pod_outcome(pod_in("Running")) is None
     assert pod_outcome(pod_in("Succeeded"))[0] == "Succeeded"
     assert pod_outcome(pod_in("Failed", "OutOfcpu")) == ("Failed", "pod failed: OutOfcpu")
+    deleted = pod_in("Failed")
+    deleted["metadata"] = {"deletionTimestamp": "2026-11-23T17:00:00Z"}
+    assert pod_outcome(deleted) == ("Cancelled", "pod deleted")
 
 
 def test_a_group_is_finished_only_when_no_member_can_still_run():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 
+import asyncpg
 import pytest
 
 from fluxqueue.fluxion.server import FluxionServer
@@ -100,6 +101,7 @@ async def test_controller_and_fluxion_crashing_during_a_flood_lose_nothing_and_p
     admitting = asyncio.Event()
     admitting.set()
     in_flight = 0
+    created: list[tuple[object, str]] = []
 
     async def submit(items: list[tuple[object, dict]]) -> None:
         nonlocal in_flight
@@ -108,6 +110,7 @@ async def test_controller_and_fluxion_crashing_during_a_flood_lose_nothing_and_p
             in_flight += 1
             try:
                 await client.create(resource, obj, namespace="default")
+                created.append((resource, obj["metadata"]["name"]))
             except APIError as exc:  # never expected: the webhook must not refuse any of these
                 raise AssertionError(f"{obj['metadata']['name']}: {exc}") from exc
             finally:
@@ -118,22 +121,43 @@ async def test_controller_and_fluxion_crashing_during_a_flood_lose_nothing_and_p
     submitting = asyncio.gather(*(submit(items[k::8]) for k in range(8)))
     # Crash while units are being queued, placed and bound; the second time Fluxion goes down too (its
     # allocations must come back from the database), the third while pods finish and others wait.
+    # Users delete some of their work meanwhile, while no controller runs and while one does.
+    deleted: set[str] = set()
+
+    async def delete_some(singles: int, jobs: int) -> None:
+        for resource, name in list(created):
+            if name in deleted or (not singles and not jobs):
+                continue
+            if resource == R.PODS and name.startswith("single-") and singles:
+                singles -= 1
+            elif resource == R.JOBS and jobs:
+                jobs -= 1
+            else:
+                continue
+            await client.delete(resource, name, namespace="default", propagation_policy="Background")
+            deleted.add(name)
+
     for round_, pause in enumerate((0.4, 1.0, 2.0)):
         await asyncio.sleep(pause)
         admitting.clear()
         await system.wait_for(lambda: in_flight == 0, 10, "admissions in flight to finish")
         await system.kill_controller()
+        if round_ == 0:
+            await delete_some(singles=10, jobs=1)
         if round_ == 1:
             await system.fluxion.stop()
             system.fluxion = FluxionServer(host="127.0.0.1", port=0)
             await system.fluxion.start()
         await system.start_controller(identity="controller-0", fluxion_address=system.fluxion.address)
         admitting.set()
+        if round_ == 1:
+            await delete_some(singles=10, jobs=1)
     await submitting
 
-    expected = {f"single-{i}-pod" for i in range(SINGLES)}
+    expected = {f"single-{i}-pod" for i in range(SINGLES) if f"single-{i}" not in deleted}
     expected |= {f"gang-{g}-group" for g in range(GANGS)}
-    expected |= {f"job-{j}-job" for j in range(JOBS)}
+    expected |= {f"job-{j}-job" for j in range(JOBS) if f"job-{j}" not in deleted}
+    assert len(deleted) == 22
 
     async def not_succeeded() -> dict[str, str | None]:
         """FluxJob -> its phase, for those not Succeeded yet."""
@@ -152,8 +176,45 @@ async def test_controller_and_fluxion_crashing_during_a_flood_lose_nothing_and_p
         raise AssertionError(
             f"not Succeeded (FluxJob phase, unit state): {dict(zip(left, states, strict=True))}"
         ) from None
+    # What was deleted ended (Cancelled, or Succeeded when it had finished first), and nothing is held any more:
+    # every allocation is released in the database and cancelled in Fluxion.
+    for name in deleted:
+        unit = f"{name}-job" if name.startswith("job-") else f"{name}-pod"
+        try:
+            await system.wait_for(
+                lambda unit=unit: _unit_state_in(system, unit, ("Cancelled", "Succeeded")),
+                20,
+                f"{unit} to end",
+            )
+        except AssertionError:
+            row = await system.unit_row(unit)
+            try:
+                pod = await client.get(R.PODS, name, namespace="default")
+            except APIError as exc:
+                pod = str(exc)
+            raise AssertionError(f"{unit}: {dict(row) if row else None} pod={pod}") from None
+
+    async def nothing_held() -> bool:
+        conn = await asyncpg.connect(system.dsn)
+        try:
+            held = await conn.fetchval("SELECT count(*) FROM fluxqueue.allocations WHERE released_at IS NULL")
+        finally:
+            await conn.close()
+        return held == 0 and not system.fluxion.matcher.jobs
+
+    await system.wait_for(nothing_held, 20, "every allocation released and cancelled in Fluxion")
     pods = [p for p in await system.pods() if p["metadata"]["name"].startswith(("single-", "gang-", "job-"))]
-    assert len(pods) == SINGLES + 4 * GANGS + 3 * JOBS
+    pods = [p for p in pods if p["metadata"]["name"] not in deleted and not _of_deleted_job(p, deleted)]
+    assert len(pods) == (SINGLES - 20) + 4 * GANGS + 3 * (JOBS - 2)
     assert all(p["spec"].get("schedulerName") == names.SCHEDULER_NAME for p in pods)
     assert all(p["spec"].get("nodeName") for p in pods)
     assert all((p.get("status") or {}).get("phase") == "Succeeded" for p in pods)
+
+
+async def _unit_state_in(system, name: str, states: tuple[str, ...]) -> bool:
+    row = await system.unit_row(name)
+    return row is not None and row["state"] in states
+
+
+def _of_deleted_job(pod: dict, deleted: set[str]) -> bool:
+    return (pod["metadata"].get("labels") or {}).get("job-name") in deleted
