@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,6 +47,7 @@ from fluxqueue.queue.store import (
     WAITING,
     Allocation,
     NodeShare,
+    Released,
     Unit,
 )
 
@@ -60,6 +62,7 @@ STATE_CHECK_SECONDS = 1.0  # how often the pass asks Fluxion whether it restarte
 MATCH_BATCH = 32  # units matched per Fluxion round trip (FluxionAdmin.MatchBatch)
 RELOAD_SHARE_INVERSE = 20  # a time resync waits at least 20x the last reload's duration
 REPLAY_CONCURRENCY = 32  # held allocations given back to Fluxion at once after a reload
+LOAD_ATTEMPTS = 3  # a load whose replays did not all fit starts over (with their pods as foreign load)
 # Further back in the queue, a position is refreshed less often (0.1 s per place: the 2,000th every 200 s), so a
 # deep queue costs tens of status writes per second, not one per unit every few seconds (which, at 2,000 units,
 # used the whole API rate limit and starved the bindings).
@@ -124,7 +127,11 @@ class GraphKeeper:
         self.capacity_changed = False
         self.fingerprint: str | None = None
         self.loaded_fingerprint: str | None = None
-        self.epoch: int | None = None
+        self.epoch: int | None = None  # Fluxion's own count of Inits, to notice a restart or another Init
+        # This load of Fluxion (Init + replay), recorded with each allocation (allocations.epoch): a Fluxion
+        # job id means something only in the load that issued or replayed it, since an Init forgets every job
+        # and issues ids from 1 again. Unique across restarts of either process (microseconds).
+        self.load_id: int | None = None
         self.origin = time.time()  # Fluxion's time zero (reservation starts are offsets from it)
         self.inits = 0
         self.checked_at = 0.0  # when Fluxion's epoch was last checked
@@ -132,6 +139,7 @@ class GraphKeeper:
         self.index: tuple[ClusterGraph, GraphIndex] | None = None
         self.replayed = 0
         self.replay_failures = 0
+        self.last_load_id: int | None = None
 
     def rebuild(self) -> ClusterGraph:
         ctx = self.ctx
@@ -207,8 +215,45 @@ class GraphKeeper:
         return self.graph
 
     async def load(self) -> None:
+        """Init Fluxion with the graph and replay every held allocation into it, as the database has them.
+
+        Loaded only once every held allocation is back: a load cut short (the database or Fluxion failing
+        half way) leaves Fluxion without some of them, and matching against it would place work on resources
+        in use; the next pass loads again from the start. A held allocation that no longer fits is forgotten
+        (its pods become foreign load) and the load starts over with a graph that counts them.
+        """
         started = time.monotonic()
+        self.loaded_fingerprint = None
+        self.load_id = None  # no cancel reaches Fluxion until the held allocations are back under the new id
+        for _attempt in range(LOAD_ATTEMPTS):
+            held, forgotten = await self._load_once()
+            if not forgotten:
+                break
+        else:
+            raise RuntimeError(
+                f"Fluxion load: held allocations still do not fit after {LOAD_ATTEMPTS} attempts"
+            )
+        self.reload_pause = RELOAD_SHARE_INVERSE * (time.monotonic() - started)
+        log.info(
+            "Fluxion graph loaded",
+            nodes=len(self.graph.nodes) if self.graph else 0,
+            excluded=len(self.graph.excluded) if self.graph else 0,
+            epoch=self.epoch,
+            replayed=held,
+        )
+
+    async def _load_once(self) -> tuple[int, int]:
+        """One Init + replay; returns (allocations replayed, allocations forgotten because they did not fit)."""
         ctx = self.ctx
+        # Which units hold an allocation is read first, from the database: their pods are in Fluxion through
+        # the replay, every other bound pod is foreign load taken out of the graph. (The in-memory set can be
+        # wrong after a write whose outcome was lost with its connection.)
+        held = [a for a in await ctx.store.held_allocations() if a.fluxion_jobid > 0]
+        owners = {a.owner_uid for a in held}
+        if owners != ctx.holding or self.graph is None or ctx.graph_dirty:
+            ctx.holding.clear()
+            ctx.holding.update(owners)
+            self.rebuild()
         graph = self.graph
         assert graph is not None
         await ctx.fluxion.init(graph.jgf_text, policy=ctx.settings.policy)
@@ -219,8 +264,9 @@ class GraphKeeper:
             with contextlib.suppress(Exception):
                 epoch = (await ctx.fluxion.stats()).get("epoch", epoch)
         self.epoch = epoch
-        self.loaded_fingerprint = self.fingerprint
-        held = await ctx.store.held_allocations()
+        load_id = max(time.time_ns() // 1000, (self.last_load_id or 0) + 1)
+        self.last_load_id = load_id
+        forgotten = 0
         if held:
             if self.index is None or self.index[0] is not graph:
                 self.index = (graph, GraphIndex.of(graph.jgf))  # parsed once per graph, not per reload
@@ -240,18 +286,19 @@ class GraphKeeper:
                     self.replayed += 1
                 else:
                     self.replay_failures += 1
-            # The allocations Fluxion holds again, under their ids, now belong to this epoch (one statement).
-            await ctx.store.set_allocation_epoch(
-                [a.unit_id for a, ok in zip(held, outcomes, strict=True) if ok], epoch
-            )
-        self.reload_pause = RELOAD_SHARE_INVERSE * (time.monotonic() - started)
-        log.info(
-            "Fluxion graph loaded",
-            nodes=len(graph.nodes),
-            excluded=len(graph.excluded),
-            epoch=self.epoch,
-            replayed=len(held),
-        )
+                    forgotten += 1
+            # The allocations Fluxion holds again, under their ids, now belong to this load (one statement).
+            replayed = [a for a, ok in zip(held, outcomes, strict=True) if ok]
+            moved = await ctx.store.set_allocation_epoch([a.unit_id for a in replayed], load_id)
+            for alloc in replayed:
+                if alloc.unit_id not in moved:
+                    # Released while being replayed: its cancel was not for this load, so it is done here.
+                    with contextlib.suppress(Exception):
+                        await ctx.fluxion.cancel(alloc.fluxion_jobid)
+        if not forgotten:
+            self.load_id = load_id
+            self.loaded_fingerprint = self.fingerprint
+        return len(held) - forgotten, forgotten
 
     async def _replay(self, alloc: Any, index: GraphIndex, exclusive: bool) -> bool:
         """Give Fluxion back a held allocation, for the time it has left (Fluxion's "now" is its last Init)."""
@@ -282,7 +329,7 @@ class GraphKeeper:
     async def _forget_in_fluxion(self, alloc: Any) -> None:
         """Fluxion does not hold this allocation any more: its id may be issued again, so never cancel it
         (id 0), and its pods count as foreign load until they are gone."""
-        await self.ctx.store.update_allocation_id(alloc.unit_id, 0, self.epoch or 0)
+        await self.ctx.store.update_allocation_id(alloc.unit_id, 0, 0)
         self.allocations.pop(alloc.unit_id, None)
         unit = await self.ctx.store.get(alloc.unit_id)
         if unit is not None:
@@ -447,7 +494,7 @@ class Scheduler:
         self.allocations: dict[int, Allocation] = {}
         self.graphs = GraphKeeper(ctx, self.allocations)
         self.passes = 0
-        self.to_cancel: set[int] = set()  # Fluxion ids whose cancel failed; retried every pass
+        self.to_cancel: dict[int, int] = {}  # Fluxion id -> its load, whose cancel failed; retried every pass
         self.published: dict[int, dict] = {}  # unit id -> last status written
         self.published_at: dict[int, float] = {}
         # Units whose status write found no FluxJob (placed while it was being created): written again once
@@ -561,6 +608,11 @@ class Scheduler:
                             unit, UNSATISFIABLE, f"Unsatisfiable: {decision.reason}", warning=True
                         )
                 await ctx.store.set_waiting_reasons(waiting_reasons)
+            except BaseException:
+                # Cut short: Fluxion may hold matches that were never persisted (a batch of matches is made
+                # at once and handed out one by one). Reload it from the database before the next match.
+                self.graphs.loaded_fingerprint = None
+                raise
             finally:
                 if persisting:
                     outcomes = await asyncio.gather(*persisting, return_exceptions=True)
@@ -637,7 +689,7 @@ class Scheduler:
         done = await ctx.store.schedule(
             unit.id,
             jobid=result.jobid,
-            epoch=self.graphs.epoch or 0,
+            epoch=self.graphs.load_id or 0,
             r=result.allocation,
             nodes=shares,
             reason=reason,
@@ -650,7 +702,7 @@ class Scheduler:
         self.allocations[done.id] = Allocation(
             unit_id=done.id,
             fluxion_jobid=result.jobid,
-            epoch=self.graphs.epoch or 0,
+            epoch=self.graphs.load_id or 0,
             r=result.allocation,
             allocated_at=done.scheduled_at or datetime.now(UTC),
             released_at=None,
@@ -673,19 +725,25 @@ class Scheduler:
 
     # ---- Fluxion cancel -----------------------------------------------------------------------------
 
-    async def _cancel(self, jobid: int | None) -> None:
-        if jobid is None:
+    async def _cancel(self, jobid: int | None, load_id: int | None = None) -> None:
+        """Cancel a Fluxion job of load ``load_id`` (default: the current load). An id of another load is left
+        alone: that load's Init forgot the job, and the id may name another unit's allocation now."""
+        if jobid is None or jobid <= 0:
+            return
+        current = self.graphs.load_id
+        if current is None or (load_id is not None and load_id != current):
+            self.to_cancel.pop(jobid, None)
             return
         try:
             await self.ctx.fluxion.cancel(jobid)
-            self.to_cancel.discard(jobid)
+            self.to_cancel.pop(jobid, None)
         except Exception as exc:
             log.warning("Fluxion cancel failed; will retry", jobid=jobid, error=repr(exc))
-            self.to_cancel.add(jobid)
+            self.to_cancel[jobid] = current
 
     async def _retry_cancels(self) -> None:
-        for jobid in list(self.to_cancel):
-            await self._cancel(jobid)
+        for jobid, load_id in list(self.to_cancel.items()):
+            await self._cancel(jobid, load_id)
 
     # ---- ending a unit ------------------------------------------------------------------------------
 
@@ -709,13 +767,14 @@ class Scheduler:
                 unrecorded = _unrecorded_bindings(alloc, pods, recorded) if alloc else []
                 if unrecorded:
                     await ctx.store.record_bindings(unit.id, unrecorded)
-        done, jobid = await ctx.store.finish(unit.id, state, reason, release=not live)
+        async with self._fluxion_follows_database():
+            done, released = await ctx.store.finish(unit.id, state, reason, release=not live)
         if done is None:
             return None
         if live:
             self.draining[done.id] = done
         else:
-            await self._give_back(done, jobid)
+            await self._give_back(done, released)
         log.info("unit finished", unit=done.key, state=state, reason=reason)
         await self.publish(done)
         wrapped = self.wrapped_objects(done)
@@ -752,9 +811,21 @@ class Scheduler:
             and (p.get("status") or {}).get("phase") not in TERMINAL_PHASES
         ]
 
-    async def _give_back(self, unit: Unit, jobid: int | None) -> None:
-        if jobid is not None and jobid > 0 and self.graphs.epoch is not None:
-            await self._cancel(jobid)
+    @contextlib.asynccontextmanager
+    async def _fluxion_follows_database(self) -> AsyncIterator[None]:
+        """Around a write that releases an allocation: when it fails, whether it took effect is unknown (a
+        connection lost after the commit), so Fluxion is reloaded from the database before the next match
+        rather than left holding (or not) what the database no longer does."""
+        try:
+            yield
+        except Exception:
+            self.graphs.loaded_fingerprint = None
+            self.ctx.wake("allocation write failed")
+            raise
+
+    async def _give_back(self, unit: Unit, released: Released | None) -> None:
+        if released is not None:
+            await self._cancel(released.fluxion_jobid, released.epoch)
         self.allocations.pop(unit.id, None)
         self.ctx.holding.discard(unit.owner_uid)
         self.draining.pop(unit.id, None)
@@ -764,8 +835,9 @@ class Scheduler:
         """Give back the allocations of ended units whose pods have all left their nodes."""
         for unit in list(self.draining.values()):
             if not self.live_pods(unit):
-                jobid = await self.ctx.store.release_allocation(unit.id)
-                await self._give_back(unit, jobid)
+                async with self._fluxion_follows_database():
+                    released = await self.ctx.store.release_allocation(unit.id)
+                await self._give_back(unit, released)
 
     # ---- releasing a placed unit to Kubernetes ------------------------------------------------------
 

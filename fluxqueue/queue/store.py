@@ -105,6 +105,18 @@ class Unit:
 
 
 @dataclass(frozen=True)
+class Released:
+    """An allocation just marked released: its Fluxion job id and the Fluxion load (epoch) it belongs to."""
+
+    fluxion_jobid: int
+    epoch: int
+
+
+def _released(row: asyncpg.Record | None) -> Released | None:
+    return Released(row["fluxion_jobid"], row["epoch"]) if row is not None else None
+
+
+@dataclass(frozen=True)
 class NodeShare:
     """What one node gives a unit."""
 
@@ -125,6 +137,7 @@ class Allocation:
     released_at: datetime | None
     nodes: list[NodeShare] = field(default_factory=list)
     duration_s: int = 0
+    owner_uid: str = ""  # the unit's owner key (held_allocations only)
 
     @property
     def node_names(self) -> list[str]:
@@ -413,12 +426,12 @@ class QueueStore:
 
     async def finish(
         self, unit_id: int, state: str, reason: str, *, release: bool = True
-    ) -> tuple[Unit | None, int | None]:
+    ) -> tuple[Unit | None, Released | None]:
         """End a unit: terminal state and (with ``release``) its allocation marked released, in one transaction.
 
-        Returns (the unit, or None when it had already ended; the Fluxion job id to cancel, if one was
-        released). Without ``release`` the allocation stays held until ``release_allocation``: the unit has
-        ended but its pods are still on their nodes.
+        Returns (the unit, or None when it had already ended; the allocation released, if one was).
+        Without ``release`` the allocation stays held until ``release_allocation``: the unit has ended but its
+        pods are still on their nodes.
         """
         if state not in TERMINAL_STATES:
             raise ValueError(f"{state} is not terminal")
@@ -426,12 +439,12 @@ class QueueStore:
             row = await conn.fetchrow(self._q["set_state"], unit_id, state, reason, list(ACTIVE_STATES), 0)
             if row is None:
                 return None, None
-            jobid = await conn.fetchval(self._q["release_allocation"], unit_id) if release else None
-            return Unit.from_record(row), jobid
+            released = await conn.fetchrow(self._q["release_allocation"], unit_id) if release else None
+            return Unit.from_record(row), _released(released)
 
-    async def release_allocation(self, unit_id: int) -> int | None:
-        """Mark a held allocation released; returns its Fluxion job id (None when nothing was held)."""
-        return await self._pool.fetchval(self._q["release_allocation"], unit_id)
+    async def release_allocation(self, unit_id: int) -> Released | None:
+        """Mark a held allocation released; returns it (None when nothing was held)."""
+        return _released(await self._pool.fetchrow(self._q["release_allocation"], unit_id))
 
     async def draining(self) -> list[Unit]:
         """Units that have ended but still hold their allocation (their pods had not left their nodes)."""
@@ -490,10 +503,13 @@ class QueueStore:
         rows = await self._pool.fetch(self._q["exclusive_units"], unit_ids)
         return {r["id"] for r in rows}
 
-    async def set_allocation_epoch(self, unit_ids: list[int], epoch: int) -> None:
-        """Held allocations replayed into Fluxion epoch ``epoch`` under their ids."""
-        if unit_ids:
-            await self._pool.execute(self._q["set_allocation_epoch"], unit_ids, epoch)
+    async def set_allocation_epoch(self, unit_ids: list[int], epoch: int) -> set[int]:
+        """Held allocations replayed into Fluxion load ``epoch`` under their ids; returns the units moved (one
+        released meanwhile is not)."""
+        if not unit_ids:
+            return set()
+        rows = await self._pool.fetch(self._q["set_allocation_epoch"], unit_ids, epoch)
+        return {r["unit_id"] for r in rows}
 
     async def update_allocation_id(self, unit_id: int, jobid: int, epoch: int) -> None:
         async with self._pool.acquire() as conn, conn.transaction():

@@ -91,42 +91,49 @@ def workload(rng: random.Random) -> list[tuple[object, dict]]:
     return out
 
 
-async def test_controller_and_fluxion_crashing_during_a_flood_lose_nothing_and_place_nothing_twice(system):
-    await system.kill_controller()
-    await system.start_controller(identity="controller-0")
-    client = system.api.client
-    # Admission itself is not what is tested here: with failurePolicy Ignore a pod admitted while no replica
-    # answers runs unqueued, by design. So submissions pause while the (only) replica is down, and each crash
-    # comes with no admission in flight, but with everything after admission in flight.
-    admitting = asyncio.Event()
-    admitting.set()
-    in_flight = 0
-    created: list[tuple[object, str]] = []
+class Flood:
+    """The workload submitted by eight clients at once, with what a test needs around it."""
 
-    async def submit(items: list[tuple[object, dict]]) -> None:
-        nonlocal in_flight
+    def __init__(self, system, seed: int = 6):
+        self.system = system
+        self.client = system.api.client
+        self.items = workload(random.Random(seed))
+        # Admission itself is not what is tested here: with failurePolicy Ignore a pod admitted while no
+        # replica answers runs unqueued, by design. So submissions pause while the (only) replica is down:
+        # each crash comes with no admission in flight, but with everything after admission in flight.
+        self.admitting = asyncio.Event()
+        self.admitting.set()
+        self.in_flight = 0
+        self.created: list[tuple[object, str]] = []
+        self.deleted: set[str] = set()
+        self.task: asyncio.Future | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.gather(*(self._submit(self.items[k::8]) for k in range(8)))
+
+    async def _submit(self, items: list[tuple[object, dict]]) -> None:
         for resource, obj in items:
-            await admitting.wait()
-            in_flight += 1
+            await self.admitting.wait()
+            self.in_flight += 1
             try:
-                await client.create(resource, obj, namespace="default")
-                created.append((resource, obj["metadata"]["name"]))
+                await self.client.create(resource, obj, namespace="default")
+                self.created.append((resource, obj["metadata"]["name"]))
             except APIError as exc:  # never expected: the webhook must not refuse any of these
                 raise AssertionError(f"{obj['metadata']['name']}: {exc}") from exc
             finally:
-                in_flight -= 1
+                self.in_flight -= 1
 
-    items = workload(random.Random(6))
-    # Eight submitters at once, as a flood of clients would be.
-    submitting = asyncio.gather(*(submit(items[k::8]) for k in range(8)))
-    # Crash while units are being queued, placed and bound; the second time Fluxion goes down too (its
-    # allocations must come back from the database), the third while pods finish and others wait.
-    # Users delete some of their work meanwhile, while no controller runs and while one does.
-    deleted: set[str] = set()
+    async def pause(self) -> None:
+        self.admitting.clear()
+        await self.system.wait_for(lambda: self.in_flight == 0, 10, "admissions in flight to finish")
 
-    async def delete_some(singles: int, jobs: int) -> None:
-        for resource, name in list(created):
-            if name in deleted or (not singles and not jobs):
+    def resume(self) -> None:
+        self.admitting.set()
+
+    async def delete_some(self, singles: int, jobs: int) -> None:
+        """Delete some of what was created (single pods and Jobs), as users do."""
+        for resource, name in list(self.created):
+            if name in self.deleted:
                 continue
             if resource == R.PODS and name.startswith("single-") and singles:
                 singles -= 1
@@ -134,81 +141,110 @@ async def test_controller_and_fluxion_crashing_during_a_flood_lose_nothing_and_p
                 jobs -= 1
             else:
                 continue
-            await client.delete(resource, name, namespace="default", propagation_policy="Background")
-            deleted.add(name)
+            await self.client.delete(resource, name, namespace="default", propagation_policy="Background")
+            self.deleted.add(name)
 
+    def expected(self) -> set[str]:
+        """FluxJobs that must end Succeeded: everything not deleted."""
+        out = {f"single-{i}-pod" for i in range(SINGLES) if f"single-{i}" not in self.deleted}
+        out |= {f"gang-{g}-group" for g in range(GANGS)}
+        out |= {f"job-{j}-job" for j in range(JOBS) if f"job-{j}" not in self.deleted}
+        return out
+
+    async def finish(self) -> None:
+        """Wait for the submissions, then for every expected FluxJob to be Succeeded, every deleted unit to
+        have ended and every allocation to be released (database) and cancelled (Fluxion); then check the
+        pods."""
+        assert self.task is not None
+        await self.task
+        expected = self.expected()
+
+        async def not_succeeded() -> dict[str, str | None]:
+            listing = await self.client.list(R.FLUXJOBS, namespace="default")
+            phases = {f["metadata"]["name"]: (f.get("status") or {}).get("phase") for f in listing["items"]}
+            return {name: phases.get(name) for name in sorted(expected) if phases.get(name) != "Succeeded"}
+
+        async def all_succeeded() -> bool:
+            return not await not_succeeded()
+
+        try:
+            await self.system.wait_for(all_succeeded, 120, f"all {len(expected)} FluxJobs Succeeded")
+        except AssertionError:
+            left = list((await not_succeeded()).items())[:10]
+            states = [((await self.system.unit_row(name)) or {}).get("state") for name, _ in left]
+            raise AssertionError(
+                f"not Succeeded (FluxJob phase, unit state): {dict(zip(left, states, strict=True))}"
+            ) from None
+        # What was deleted ended (Cancelled, or Succeeded when it had finished first).
+        for name in self.deleted:
+            unit = f"{name}-job" if name.startswith("job-") else f"{name}-pod"
+            await self.system.wait_for(
+                lambda unit=unit: _unit_state_in(self.system, unit, ("Cancelled", "Succeeded")),
+                20,
+                f"{unit} to end",
+            )
+
+        async def held() -> tuple[list[int], list[int]]:
+            """(units whose allocation the database holds, job ids Fluxion holds)."""
+            conn = await asyncpg.connect(self.system.dsn)
+            try:
+                rows = await conn.fetch("SELECT unit_id FROM fluxqueue.allocations WHERE released_at IS NULL")
+            finally:
+                await conn.close()
+            return [r["unit_id"] for r in rows], sorted(self.system.fluxion.matcher.jobs)
+
+        async def nothing_held() -> bool:
+            return await held() == ([], [])
+
+        try:
+            await self.system.wait_for(nothing_held, 20, "every allocation released and cancelled in Fluxion")
+        except AssertionError:
+            units, jobs = await held()
+            raise AssertionError(
+                f"still held: units {units[:10]} in the database, jobs {jobs[:10]} in Fluxion"
+            ) from None
+        pods = [
+            p
+            for p in await self.system.pods()
+            if p["metadata"]["name"].startswith(("single-", "gang-", "job-"))
+        ]
+        pods = [
+            p
+            for p in pods
+            if p["metadata"]["name"] not in self.deleted and not _of_deleted_job(p, self.deleted)
+        ]
+        deleted_singles = sum(1 for n in self.deleted if n.startswith("single-"))
+        deleted_jobs = sum(1 for n in self.deleted if n.startswith("job-"))
+        assert len(pods) == (SINGLES - deleted_singles) + 4 * GANGS + 3 * (JOBS - deleted_jobs)
+        assert all(p["spec"].get("schedulerName") == names.SCHEDULER_NAME for p in pods)
+        assert all(p["spec"].get("nodeName") for p in pods)
+        assert all((p.get("status") or {}).get("phase") == "Succeeded" for p in pods)
+
+
+async def test_controller_and_fluxion_crashing_during_a_flood_lose_nothing_and_place_nothing_twice(system):
+    await system.kill_controller()
+    await system.start_controller(identity="controller-0")
+    flood = Flood(system)
+    flood.start()
+    # Crash while units are being queued, placed and bound; the second time Fluxion goes down too (its
+    # allocations must come back from the database), the third while pods finish and others wait. Users
+    # delete some of their work meanwhile, while no controller runs and while one does.
     for round_, pause in enumerate((0.4, 1.0, 2.0)):
         await asyncio.sleep(pause)
-        admitting.clear()
-        await system.wait_for(lambda: in_flight == 0, 10, "admissions in flight to finish")
+        await flood.pause()
         await system.kill_controller()
         if round_ == 0:
-            await delete_some(singles=10, jobs=1)
+            await flood.delete_some(singles=10, jobs=1)
         if round_ == 1:
             await system.fluxion.stop()
             system.fluxion = FluxionServer(host="127.0.0.1", port=0)
             await system.fluxion.start()
         await system.start_controller(identity="controller-0", fluxion_address=system.fluxion.address)
-        admitting.set()
+        flood.resume()
         if round_ == 1:
-            await delete_some(singles=10, jobs=1)
-    await submitting
-
-    expected = {f"single-{i}-pod" for i in range(SINGLES) if f"single-{i}" not in deleted}
-    expected |= {f"gang-{g}-group" for g in range(GANGS)}
-    expected |= {f"job-{j}-job" for j in range(JOBS) if f"job-{j}" not in deleted}
-    assert len(deleted) == 22
-
-    async def not_succeeded() -> dict[str, str | None]:
-        """FluxJob -> its phase, for those not Succeeded yet."""
-        listing = await client.list(R.FLUXJOBS, namespace="default")
-        phases = {fj["metadata"]["name"]: (fj.get("status") or {}).get("phase") for fj in listing["items"]}
-        return {name: phases.get(name) for name in sorted(expected) if phases.get(name) != "Succeeded"}
-
-    async def all_succeeded() -> bool:
-        return not await not_succeeded()
-
-    try:
-        await system.wait_for(all_succeeded, 120, f"all {len(expected)} FluxJobs Succeeded")
-    except AssertionError:
-        left = list((await not_succeeded()).items())[:10]
-        states = [((await system.unit_row(name)) or {}).get("state") for name, _ in left]
-        raise AssertionError(
-            f"not Succeeded (FluxJob phase, unit state): {dict(zip(left, states, strict=True))}"
-        ) from None
-    # What was deleted ended (Cancelled, or Succeeded when it had finished first), and nothing is held any more:
-    # every allocation is released in the database and cancelled in Fluxion.
-    for name in deleted:
-        unit = f"{name}-job" if name.startswith("job-") else f"{name}-pod"
-        try:
-            await system.wait_for(
-                lambda unit=unit: _unit_state_in(system, unit, ("Cancelled", "Succeeded")),
-                20,
-                f"{unit} to end",
-            )
-        except AssertionError:
-            row = await system.unit_row(unit)
-            try:
-                pod = await client.get(R.PODS, name, namespace="default")
-            except APIError as exc:
-                pod = str(exc)
-            raise AssertionError(f"{unit}: {dict(row) if row else None} pod={pod}") from None
-
-    async def nothing_held() -> bool:
-        conn = await asyncpg.connect(system.dsn)
-        try:
-            held = await conn.fetchval("SELECT count(*) FROM fluxqueue.allocations WHERE released_at IS NULL")
-        finally:
-            await conn.close()
-        return held == 0 and not system.fluxion.matcher.jobs
-
-    await system.wait_for(nothing_held, 20, "every allocation released and cancelled in Fluxion")
-    pods = [p for p in await system.pods() if p["metadata"]["name"].startswith(("single-", "gang-", "job-"))]
-    pods = [p for p in pods if p["metadata"]["name"] not in deleted and not _of_deleted_job(p, deleted)]
-    assert len(pods) == (SINGLES - 20) + 4 * GANGS + 3 * (JOBS - 2)
-    assert all(p["spec"].get("schedulerName") == names.SCHEDULER_NAME for p in pods)
-    assert all(p["spec"].get("nodeName") for p in pods)
-    assert all((p.get("status") or {}).get("phase") == "Succeeded" for p in pods)
+            await flood.delete_some(singles=10, jobs=1)
+    assert len(flood.deleted) == 22
+    await flood.finish()
 
 
 async def _unit_state_in(system, name: str, states: tuple[str, ...]) -> bool:

@@ -106,8 +106,9 @@ async def test_every_transition_leaves_a_history_row_and_terminal_states_release
     assert scheduled.state == SCHEDULED and scheduled.fluxion_jobid == 7
     assert (await store.view("nodes"))[0]["cores"] == 2
     assert await store.transition(unit.id, RUNNING, "pods running", from_states=[SCHEDULED])
-    done, jobid = await store.finish(unit.id, SUCCEEDED, "Job completed")
-    assert done.state == SUCCEEDED and done.finished_at is not None and jobid == 7
+    done, released = await store.finish(unit.id, SUCCEEDED, "Job completed")
+    assert done.state == SUCCEEDED and done.finished_at is not None
+    assert (released.fluxion_jobid, released.epoch) == (7, 1)  # the id means something in that load only
     # Finishing twice does nothing and returns no job id to cancel again.
     assert await store.finish(unit.id, CANCELLED, "deleted") == (None, None)
     assert [(h.from_state, h.to_state) for h in await store.history(unit.id)] == [
@@ -323,10 +324,10 @@ async def test_unsatisfiable_units_can_be_queued_again_and_states_are_counted(st
 async def test_an_ended_unit_can_keep_its_allocation_until_its_pods_are_gone(store):
     unit, _ = await store.submit(submission("a"))
     await store.schedule(unit.id, jobid=9, epoch=1, r="{}", reason="", nodes=[NodeShare("n1", 1, 0, 0, 1)])
-    done, jobid = await store.finish(unit.id, "Failed", "Job failed", release=False)
-    assert done.state == "Failed" and jobid is None
+    done, released = await store.finish(unit.id, "Failed", "Job failed", release=False)
+    assert done.state == "Failed" and released is None
     assert [u.id for u in await store.draining()] == [unit.id]
     assert [a.unit_id for a in await store.held_allocations()] == [unit.id]  # replayed after a restart
-    assert await store.release_allocation(unit.id) == 9
+    assert (await store.release_allocation(unit.id)).fluxion_jobid == 9
     assert await store.draining() == [] and await store.held_allocations() == []
     assert await store.release_allocation(unit.id) is None

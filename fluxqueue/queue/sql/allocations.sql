@@ -6,7 +6,8 @@ SELECT node, cores, memory_bytes, gpus, slots FROM fluxqueue.allocation_nodes WH
 
 -- name: held_allocations
 -- Allocations Fluxion must hold: replayed after a Fluxion or controller restart.
-SELECT a.*, u.duration_s, u.scheduled_at FROM fluxqueue.allocations a JOIN fluxqueue.units u ON u.id = a.unit_id
+SELECT a.*, u.duration_s, u.scheduled_at, u.owner_uid FROM fluxqueue.allocations a
+JOIN fluxqueue.units u ON u.id = a.unit_id
 WHERE a.released_at IS NULL ORDER BY a.unit_id;
 
 -- name: held_allocation_nodes
@@ -17,10 +18,12 @@ WHERE a.released_at IS NULL ORDER BY n.unit_id, n.node;
 
 -- name: release_allocation
 UPDATE fluxqueue.allocations SET released_at = now() WHERE unit_id = $1 AND released_at IS NULL
-RETURNING fluxion_jobid;
+RETURNING fluxion_jobid, epoch;
 
 -- name: set_allocation_epoch
-UPDATE fluxqueue.allocations SET epoch = $2 WHERE unit_id = ANY($1::bigint[]) AND released_at IS NULL;
+-- Returns the units moved (an allocation released meanwhile is left as it was).
+UPDATE fluxqueue.allocations SET epoch = $2 WHERE unit_id = ANY($1::bigint[]) AND released_at IS NULL
+RETURNING unit_id;
 
 -- name: update_allocation_id
 -- After a replay under a new id (a server that cannot reuse ids).
