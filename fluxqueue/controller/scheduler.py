@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -140,10 +141,12 @@ class GraphKeeper:
         self.replayed = 0
         self.replay_failures = 0
         self.last_load_id: int | None = None
+        self.built_holding: frozenset[str] = frozenset()
 
     def rebuild(self) -> ClusterGraph:
         ctx = self.ctx
         foreign = foreign_pods(ctx.pods.items(), ctx.holding)
+        self.built_holding = frozenset(ctx.holding)  # what the foreign load was judged against
         capacity = build_cluster_graph(ctx.nodes.items(), (), memory_chunk_bytes=ctx.settings.memory_chunk)
         shape = capacity.fingerprint
         if self.capacity_fingerprint is not None and shape != self.capacity_fingerprint:
@@ -250,9 +253,12 @@ class GraphKeeper:
         # wrong after a write whose outcome was lost with its connection.)
         held = [a for a in await ctx.store.held_allocations() if a.fluxion_jobid > 0]
         owners = {a.owner_uid for a in held}
-        if owners != ctx.holding or self.graph is None or ctx.graph_dirty:
+        if owners != ctx.holding:
             ctx.holding.clear()
             ctx.holding.update(owners)
+        # A graph built while a holder was missing from the set counted its pods as foreign load: replaying
+        # its allocation on top would not fit (or hide capacity). Rebuilt against exactly these holders.
+        if self.graph is None or ctx.graph_dirty or self.built_holding != owners:
             self.rebuild()
         graph = self.graph
         assert graph is not None
@@ -270,7 +276,9 @@ class GraphKeeper:
         if held:
             if self.index is None or self.index[0] is not graph:
                 self.index = (graph, GraphIndex.of(graph.jgf))  # parsed once per graph, not per reload
-            index = self.index[1]
+            # The vertices this load's replays take, from none: the cursors of an earlier load of the same
+            # graph would make every node look full (its allocations are forgotten when it is not).
+            index = replace(self.index[1], taken=defaultdict(int))
             exclusive = await ctx.store.exclusive_units([a.unit_id for a in held])
             # Replays of distinct allocations do not depend on each other: many in flight at once, so
             # reloading thousands of running units takes round trips in parallel, not one after another.

@@ -470,3 +470,22 @@ async def test_kubectl_describe_fluxjob_shows_its_events(system):
     fj = await system.fluxjob("described-job")
     mine = [e for e in await system.events("described-job") if e["involvedObject"]["kind"] == "FluxJob"]
     assert mine and all(e["involvedObject"].get("uid") == fj["metadata"]["uid"] for e in mine)
+
+
+async def test_reloading_fluxion_again_and_again_replays_every_allocation(system):
+    # A reload (Init + replay of what the database holds) happens on every time resync: with the graph
+    # unchanged, each must give Fluxion back every allocation, not only the first one.
+    await system.apply(job("fill", parallelism=4, cpu="3", runtime="60s", duration=120))
+    await system.wait_phase("fill-job", "Running")
+    graphs = system.controller.scheduler.graphs
+    for _ in range(3):
+        loads = graphs.inits
+        graphs.loaded_fingerprint = None
+        system.controller.ctx.wake("test")
+        await system.wait_for(
+            lambda loads=loads: graphs.inits > loads and graphs.loaded_fingerprint, 10, "a reload"
+        )
+    assert graphs.replay_failures == 0
+    assert len(system.fluxion.matcher.jobs) == 1  # the Job's one allocation, under its id
+    row = await system.unit_row("fill-job")
+    assert row["fluxion_jobid"] in system.fluxion.matcher.jobs
