@@ -142,6 +142,9 @@ class GraphKeeper:
         self.replay_failures = 0
         self.last_load_id: int | None = None
         self.built_holding: frozenset[str] = frozenset()
+        # (Fluxion, database) allocation counts when they last differed; when the last allocation was given back.
+        self.differed: tuple[int, int] | None = None
+        self.released_at = 0.0
 
     def rebuild(self) -> ClusterGraph:
         ctx = self.ctx
@@ -191,6 +194,23 @@ class GraphKeeper:
             log.warning(
                 "Fluxion lost its state (restarted or re-initialised elsewhere)", epoch=epoch, ours=self.epoch
             )
+            return True
+        return await self._fluxion_differs(int(stats.get("jobs_allocated", 0)))
+
+    async def _fluxion_differs(self, fluxion_holds: int) -> bool:
+        """Whether Fluxion has held a different number of allocations than the database says for two checks
+        in a row (a second apart, between passes): a write whose outcome was lost with its connection, or a
+        cancel that never arrived. One check is not enough: a release may be between its commit and its cancel."""
+        if self.load_id is None or time.monotonic() - self.released_at < 2 * STATE_CHECK_SECONDS:
+            # Releases going on: the counts differ by the cancels in flight. Compared once it is quiet (a busy
+            # queue reloads on every time resync anyway).
+            self.differed = None
+            return False
+        held = await self.ctx.store.count_held_in_load(self.load_id)
+        differs = (fluxion_holds, held) if fluxion_holds != held else None
+        previous, self.differed = self.differed, differs
+        if differs is not None and previous is not None:
+            log.warning("Fluxion and the database disagree; reloading", fluxion=fluxion_holds, database=held)
             return True
         return False
 
@@ -306,6 +326,7 @@ class GraphKeeper:
         if not forgotten:
             self.load_id = load_id
             self.loaded_fingerprint = self.fingerprint
+            self.differed = None
         return len(held) - forgotten, forgotten
 
     async def _replay(self, alloc: Any, index: GraphIndex, exclusive: bool) -> bool:
@@ -832,6 +853,7 @@ class Scheduler:
             raise
 
     async def _give_back(self, unit: Unit, released: Released | None) -> None:
+        self.graphs.released_at = time.monotonic()
         if released is not None:
             await self._cancel(released.fluxion_jobid, released.epoch)
         self.allocations.pop(unit.id, None)

@@ -503,6 +503,10 @@ class QueueStore:
         rows = await self._pool.fetch(self._q["exclusive_units"], unit_ids)
         return {r["id"] for r in rows}
 
+    async def count_held_in_load(self, load_id: int) -> int:
+        """How many allocations are held under Fluxion load ``load_id`` (Fluxion should hold as many)."""
+        return int(await self._pool.fetchval(self._q["count_held_in_load"], load_id))
+
     async def set_allocation_epoch(self, unit_ids: list[int], epoch: int) -> set[int]:
         """Held allocations replayed into Fluxion load ``epoch`` under their ids; returns the units moved (one
         released meanwhile is not)."""

@@ -247,6 +247,25 @@ async def test_controller_and_fluxion_crashing_during_a_flood_lose_nothing_and_p
     await flood.finish()
 
 
+async def test_database_connections_lost_during_a_flood_lose_nothing_and_place_nothing_twice(system):
+    # PostgreSQL restarts or fails over: every connection of the controller is cut, twice, while the flood
+    # is queued, placed and bound. The controller reconnects and converges without a restart of its own.
+    flood = Flood(system, seed=7)
+    flood.start()
+    conn = await asyncpg.connect(system.dsn)
+    try:
+        for pause in (0.5, 1.0):
+            await asyncio.sleep(pause)
+            cut = await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            assert cut > 0
+    finally:
+        await conn.close()
+    await flood.finish()
+
+
 async def _unit_state_in(system, name: str, states: tuple[str, ...]) -> bool:
     row = await system.unit_row(name)
     return row is not None and row["state"] in states

@@ -55,3 +55,7 @@ SELECT pg_advisory_unlock($1);
 SELECT u.* FROM fluxqueue.units u JOIN fluxqueue.allocations a ON a.unit_id = u.id
 WHERE a.released_at IS NULL AND u.state IN ('Succeeded', 'Failed', 'Unsatisfiable', 'Cancelled')
 ORDER BY u.id;
+
+-- name: count_held_in_load
+-- Allocations held under Fluxion load $1 (index allocations_held).
+SELECT count(*) FROM fluxqueue.allocations WHERE released_at IS NULL AND epoch = $1;
