@@ -47,6 +47,8 @@ def _pod(name: str, labels: dict[str, str], runtime: str) -> dict:
 
 
 def _job(name: str, runtime: str) -> dict:
+    """A Job of three one-core pods (its template is a single pod's)."""
+    pod = _pod(name, {}, runtime)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -55,19 +57,7 @@ def _job(name: str, runtime: str) -> dict:
             "parallelism": 3,
             "completions": 3,
             "backoffLimit": 0,
-            "template": {
-                "metadata": {"annotations": {names.SIM_RUNTIME: runtime}},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [
-                        {
-                            "name": "c",
-                            "image": "busybox",
-                            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
-                        }
-                    ],
-                },
-            },
+            "template": {"metadata": {"annotations": pod["metadata"]["annotations"]}, "spec": pod["spec"]},
         },
     }
 
