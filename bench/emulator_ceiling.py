@@ -26,12 +26,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fluxqueue.kube import names
+from fluxqueue.kube.client import binding_body
 from fluxqueue.sim.apiserver import APIError, APIServer
 from fluxqueue.sim.apiserver import resources as R
 from fluxqueue.sim.cluster import ClusterSpec, SimCluster
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from null_scheduler import binding as _binding
 
 
 def _pod(name: str) -> dict[str, Any]:
@@ -99,7 +97,7 @@ async def measure_ceiling(
                     n = queue.get_nowait()
                     await client.create(R.PODS, _pod(n), namespace=ns)
                     await client.create(
-                        R.PODS, _binding(n, assignment[n]), namespace=ns, subresource="binding"
+                        R.PODS, binding_body(n, assignment[n]), namespace=ns, subresource="binding"
                     )
 
             await asyncio.gather(*(worker() for _ in range(concurrency or 32)))
@@ -163,7 +161,7 @@ async def _http_load(
                     if r.status >= 300:
                         raise RuntimeError(f"create {n}: {r.status} {await r.text()}")
                 async with session.post(
-                    f"{base}/{n}/binding", data=json.dumps(_binding(n, assignment[n]))
+                    f"{base}/{n}/binding", data=json.dumps(binding_body(n, assignment[n]))
                 ) as r:
                     if r.status >= 300:
                         raise RuntimeError(f"bind {n}: {r.status} {await r.text()}")

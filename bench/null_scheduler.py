@@ -20,18 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fluxqueue.kube.client import NODES, PODS, APIError, KubeClient
+from fluxqueue.kube.client import NODES, PODS, APIError, KubeClient, binding_body
 
 BINDERS = 32  # bindings in flight
-
-
-def binding(name: str, node: str) -> dict:
-    return {
-        "apiVersion": "v1",
-        "kind": "Binding",
-        "metadata": {"name": name},
-        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
-    }
 
 
 async def run(kubeconfig: str, namespace: str) -> None:
@@ -56,7 +47,7 @@ async def run(kubeconfig: str, namespace: str) -> None:
                 try:
                     await client.create(
                         PODS,
-                        binding(name, next_node()),
+                        binding_body(name, next_node()),
                         namespace=namespace,
                         name=name,
                         subresource="binding",

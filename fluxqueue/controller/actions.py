@@ -12,7 +12,7 @@ from typing import Any
 
 from fluxqueue.controller.fluxjob import fluxjob_body, owner_reference
 from fluxqueue.kube import names
-from fluxqueue.kube.client import FLUXJOBS, JOBS, PODS, APIError
+from fluxqueue.kube.client import FLUXJOBS, JOBS, PODS, APIError, binding_body
 from fluxqueue.kube.events import EventRecorder
 from fluxqueue.log import get_logger
 from fluxqueue.queue.store import Unit
@@ -200,13 +200,8 @@ class Actions:
                     return False
                 if exc.code not in (409, 422):  # 422: the gate is already gone (test op failed); go on
                     raise
-        binding = {
-            "apiVersion": "v1",
-            "kind": "Binding",
-            "metadata": {"name": name, "namespace": ns},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
-        }
         try:
+            binding = binding_body(name, node, ns)
             await self.client.create(PODS, binding, namespace=ns, subresource="binding", name=name)
             return True
         except APIError as exc:

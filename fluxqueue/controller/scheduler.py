@@ -94,6 +94,20 @@ def unit_index(pod: dict) -> list[str]:
     return [holder_key(pod)] if is_ours(pod) else []
 
 
+def _live(pods: list[dict]) -> list[dict]:
+    """The pods still bound to a node and not finished."""
+    return [
+        p
+        for p in pods
+        if (p.get("spec") or {}).get("nodeName")
+        and (p.get("status") or {}).get("phase") not in TERMINAL_PHASES
+    ]
+
+
+def _uids(pods: list[dict]) -> frozenset[str]:
+    return frozenset((p.get("metadata") or {}).get("uid") or "" for p in pods)
+
+
 def foreign_pods(pods: list[dict], holding: set[str] | frozenset[str] = frozenset()) -> list[dict]:
     """Bound, unfinished pods whose resources no allocation of ours accounts for: taken out of the graph.
 
@@ -141,7 +155,7 @@ class GraphKeeper:
         self.replayed = 0
         self.replay_failures = 0
         self.last_load_id: int | None = None
-        self.built_holding: frozenset[str] = frozenset()
+        self.built_foreign: frozenset[str] = frozenset()  # uids of the pods the graph counts as foreign load
         # (Fluxion, database) allocation counts when they last differed; when the last allocation was given back.
         self.differed: tuple[int, int] | None = None
         self.released_at = 0.0
@@ -149,7 +163,7 @@ class GraphKeeper:
     def rebuild(self) -> ClusterGraph:
         ctx = self.ctx
         foreign = foreign_pods(ctx.pods.items(), ctx.holding)
-        self.built_holding = frozenset(ctx.holding)  # what the foreign load was judged against
+        self.built_foreign = _uids(foreign)
         capacity = build_cluster_graph(ctx.nodes.items(), (), memory_chunk_bytes=ctx.settings.memory_chunk)
         shape = capacity.fingerprint
         if self.capacity_fingerprint is not None and shape != self.capacity_fingerprint:
@@ -277,8 +291,13 @@ class GraphKeeper:
             ctx.holding.clear()
             ctx.holding.update(owners)
         # A graph built while a holder was missing from the set counted its pods as foreign load: replaying
-        # its allocation on top would not fit (or hide capacity). Rebuilt against exactly these holders.
-        if self.graph is None or ctx.graph_dirty or self.built_holding != owners:
+        # its allocation on top would not fit (or hide capacity). Rebuilt when these holders change which pods
+        # are foreign (only then: a build at thousands of nodes costs seconds).
+        if (
+            self.graph is None
+            or ctx.graph_dirty
+            or _uids(foreign_pods(ctx.pods.items(), owners)) != self.built_foreign
+        ):
             self.rebuild()
         graph = self.graph
         assert graph is not None
@@ -784,9 +803,9 @@ class Scheduler:
         nothing new is placed onto resources still in use.
         """
         ctx = self.ctx
-        live = self.live_pods(unit)
-        recorded = self.recorded_binds.pop(unit.id, set())
         pods = self.unit_pods(unit)
+        live = _live(pods)
+        recorded = self.recorded_binds.pop(unit.id, set())
         if any(
             (p.get("spec") or {}).get("nodeName") and p["metadata"].get("uid") not in recorded for p in pods
         ):
@@ -833,12 +852,7 @@ class Scheduler:
 
     def live_pods(self, unit: Unit) -> list[dict]:
         """Pods of the unit still bound to a node and not finished."""
-        return [
-            p
-            for p in self.unit_pods(unit)
-            if (p.get("spec") or {}).get("nodeName")
-            and (p.get("status") or {}).get("phase") not in TERMINAL_PHASES
-        ]
+        return _live(self.unit_pods(unit))
 
     @contextlib.asynccontextmanager
     async def _fluxion_follows_database(self) -> AsyncIterator[None]:

@@ -235,6 +235,17 @@ class TokenBucket:
             self._tokens -= 1
 
 
+def binding_body(name: str, node: str, namespace: str | None = None) -> dict:
+    """A core/v1 Binding of pod ``name`` to ``node``, to POST to the pod's ``binding`` subresource."""
+    meta = {"name": name, "namespace": namespace} if namespace else {"name": name}
+    return {
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": meta,
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    }
+
+
 def resource_path(
     key: Key, namespace: str | None = None, name: str | None = None, subresource: str | None = None
 ) -> str:

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from fluxqueue.kube.client import binding_body
 from fluxqueue.kube.names import SCHEDULER_NAME, SCHEDULING_GATE
 from fluxqueue.sim.apiserver import APIError, APIServer
 from fluxqueue.sim.apiserver import resources as R
@@ -22,22 +23,13 @@ def gated_pod(name: str = "p") -> dict:
     }
 
 
-def binding(name: str, node: str) -> dict:
-    return {
-        "apiVersion": "v1",
-        "kind": "Binding",
-        "metadata": {"name": name},
-        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
-    }
-
-
 async def test_a_gated_pod_reports_scheduling_gated_and_cannot_be_bound(api):
     c = api.client
     p = await c.create(R.PODS, gated_pod(), namespace="default")
     cond = p["status"]["conditions"][0]
     assert (cond["type"], cond["status"], cond["reason"]) == ("PodScheduled", "False", "SchedulingGated")
     with pytest.raises(APIError) as e:
-        await c.create(R.PODS, binding("p", "n1"), namespace="default", subresource="binding")
+        await c.create(R.PODS, binding_body("p", "n1"), namespace="default", subresource="binding")
     assert e.value.code == 409 and e.value.message.endswith("pod p has non-empty .spec.schedulingGates")
 
 
@@ -75,13 +67,13 @@ async def test_binding_sets_node_and_condition_and_refuses_a_second_bind(api):
     c = api.client
     await c.create(R.PODS, gated_pod(), namespace="default")
     await c.patch(R.PODS, "p", {"spec": {"schedulingGates": None}}, namespace="default")
-    out = await c.create(R.PODS, binding("p", "node-1"), namespace="default", subresource="binding")
+    out = await c.create(R.PODS, binding_body("p", "node-1"), namespace="default", subresource="binding")
     assert out["status"] == "Success"
     p = await c.get(R.PODS, "p", namespace="default")
     assert p["spec"]["nodeName"] == "node-1"
     assert [(x["type"], x["status"]) for x in p["status"]["conditions"]] == [("PodScheduled", "True")]
     with pytest.raises(APIError) as e:
-        await c.create(R.PODS, binding("p", "node-2"), namespace="default", subresource="binding")
+        await c.create(R.PODS, binding_body("p", "node-2"), namespace="default", subresource="binding")
     assert e.value.code == 409 and 'is already assigned to node "node-1"' in e.value.message
 
 
@@ -93,7 +85,7 @@ async def test_a_terminating_pod_cannot_be_bound(api):
     await c.create(R.PODS, pod, namespace="default")
     await c.delete(R.PODS, "p", namespace="default")
     with pytest.raises(APIError) as e:
-        await c.create(R.PODS, binding("p", "n"), namespace="default", subresource="binding")
+        await c.create(R.PODS, binding_body("p", "n"), namespace="default", subresource="binding")
     assert e.value.code == 409 and "is being deleted" in e.value.message
 
 
@@ -226,7 +218,7 @@ async def test_bound_running_pod_deletion_is_graceful_until_the_kubelet_finishes
         pod = gated_pod()
         del pod["spec"]["schedulingGates"]
         await c.create(R.PODS, pod, namespace="default")
-        await c.create(R.PODS, binding("p", "n1"), namespace="default", subresource="binding")
+        await c.create(R.PODS, binding_body("p", "n1"), namespace="default", subresource="binding")
         await c.patch(
             R.PODS, "p", {"status": {"phase": "Running"}}, namespace="default", subresource="status"
         )
@@ -239,7 +231,7 @@ async def test_bound_running_pod_deletion_is_graceful_until_the_kubelet_finishes
             await c.get(R.PODS, "p", namespace="default")
         # without a kubelet, the emulator finishes it after terminating_pod_timeout
         await c.create(R.PODS, pod, namespace="default")
-        await c.create(R.PODS, binding("p", "n1"), namespace="default", subresource="binding")
+        await c.create(R.PODS, binding_body("p", "n1"), namespace="default", subresource="binding")
         await c.create(
             R.PODS,
             {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "p"}},

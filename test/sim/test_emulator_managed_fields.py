@@ -134,42 +134,25 @@ async def _scenario(c) -> list:
         )
     # server-side apply: create, re-apply with fewer fields, a conflict, a forced take-over
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "labels": {"l": "1"}}}
-    await c.patch(
-        R.CONFIGMAPS,
-        "cm",
-        {**cm, "data": {"a": "1", "b": "2"}},
-        namespace=ns,
-        patch_type="apply",
-        field_manager="applier",
-    )
-    await c.patch(
-        R.CONFIGMAPS,
-        "cm",
-        {**cm, "data": {"a": "1"}},
-        namespace=ns,
-        patch_type="apply",
-        field_manager="applier",
-    )
-    await c.patch(R.CONFIGMAPS, "cm", {"data": {"c": "3"}}, namespace=ns, field_manager="updater")
-    with pytest.raises(APIError) as err:
+
+    async def apply(data: dict, manager: str, **kw) -> None:
         await c.patch(
             R.CONFIGMAPS,
             "cm",
-            {**cm, "data": {"a": "9"}},
+            {**cm, "data": data},
             namespace=ns,
             patch_type="apply",
-            field_manager="second",
+            field_manager=manager,
+            **kw,
         )
+
+    await apply({"a": "1", "b": "2"}, "applier")
+    await apply({"a": "1"}, "applier")
+    await c.patch(R.CONFIGMAPS, "cm", {"data": {"c": "3"}}, namespace=ns, field_manager="updater")
+    with pytest.raises(APIError) as err:
+        await apply({"a": "9"}, "second")
     assert err.value.code == 409
-    await c.patch(
-        R.CONFIGMAPS,
-        "cm",
-        {**cm, "data": {"a": "9"}},
-        namespace=ns,
-        patch_type="apply",
-        field_manager="second",
-        force=True,
-    )
+    await apply({"a": "9"}, "second", force=True)
     cur = await c.get(R.CONFIGMAPS, "cm", namespace=ns)
     cur["data"]["d"] = "4"
     await c.update(R.CONFIGMAPS, cur, namespace=ns, field_manager="putter")
