@@ -2,7 +2,7 @@
 # One image for every fluxqueue process; the subcommand picks the role:
 #   fluxqueue controller      (webhook + scheduling loop)
 #   fluxqueue fluxion serve   (the Fluxion graph-matching service)
-#   fluxqueue migrate         (schema migrations; the chart runs it as an init container)
+#   fluxqueue migrate         (schema migrations, shipped in the wheel; the chart runs it as an init container)
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -33,9 +33,7 @@ RUN groupadd --system --gid 65532 nonroot \
  && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
             --shell /usr/sbin/nologin nonroot
 COPY --from=builder /opt/fluxqueue /opt/fluxqueue
-COPY migrations /opt/fluxqueue/migrations
 ENV PATH=/opt/fluxqueue/bin:$PATH \
-    FLUXQUEUE_MIGRATIONS=/opt/fluxqueue/migrations \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
 USER 65532:65532

@@ -1,4 +1,7 @@
-"""Apply the numbered plain-SQL files in ``migrations/`` in order, once each.
+"""Apply the numbered plain-SQL files in ``fluxqueue/queue/migrations/`` in order, once each.
+
+The SQL ships inside the package (wheel and image alike), so ``fluxqueue migrate`` works wherever fluxqueue is
+installed; ``$FLUXQUEUE_MIGRATIONS`` points at another directory (a test, or a hotfix mounted in).
 
 Applied versions are recorded in ``fluxqueue.schema_migrations``; a PostgreSQL advisory lock serialises
 concurrent runners (two controller replicas starting together), and each file runs in its own transaction,
@@ -14,6 +17,7 @@ from pathlib import Path
 
 import asyncpg
 
+from fluxqueue.errors import ConfigError
 from fluxqueue.log import get_logger
 
 log = get_logger(__name__)
@@ -34,18 +38,25 @@ class Migration:
         return self.path.read_text()
 
 
+# The package's own SQL; setuptools ships it as package data (pyproject.toml).
+PACKAGED_MIGRATIONS = Path(__file__).resolve().with_name("migrations")
+
+
 def migrations_dir() -> Path:
-    """The directory of SQL files: $FLUXQUEUE_MIGRATIONS, else the repository's (or image's) ``migrations/``."""
+    """The directory of SQL files: $FLUXQUEUE_MIGRATIONS, else the package's ``migrations/``."""
     env = os.environ.get("FLUXQUEUE_MIGRATIONS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "migrations"
+    return PACKAGED_MIGRATIONS
 
 
 def discover(directory: Path | None = None) -> list[Migration]:
     directory = directory or migrations_dir()
     if not directory.is_dir():
-        raise FileNotFoundError(f"migrations directory not found: {directory} (set FLUXQUEUE_MIGRATIONS)")
+        hint = (
+            "check FLUXQUEUE_MIGRATIONS" if os.environ.get("FLUXQUEUE_MIGRATIONS") else "reinstall fluxqueue"
+        )
+        raise ConfigError(f"migrations directory not found: {directory} ({hint})")
     found: dict[int, Migration] = {}
     for path in sorted(directory.iterdir()):
         if path.suffix != ".sql":
@@ -69,7 +80,7 @@ CREATE TABLE IF NOT EXISTS fluxqueue.schema_migrations (
     name        text NOT NULL,
     applied_at  timestamptz NOT NULL DEFAULT now()
 );
-COMMENT ON TABLE fluxqueue.schema_migrations IS 'SQL files from migrations/ that have been applied';
+COMMENT ON TABLE fluxqueue.schema_migrations IS 'SQL files from fluxqueue/queue/migrations/ that have been applied';
 """
 
 

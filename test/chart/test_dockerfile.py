@@ -69,11 +69,12 @@ def test_one_entrypoint_for_every_role():
     assert entrypoint == '["fluxqueue"]'  # exec form: signals reach the process (graceful lease release)
 
 
-def test_migrations_are_shipped_and_found_by_env():
+def test_migrations_come_with_the_package_not_a_separate_copy():
+    # The SQL is package data (fluxqueue/queue/migrations/): the image finds it as any install does.
     runtime = stages()["runtime"]
-    assert ("COPY", "migrations /opt/fluxqueue/migrations") in runtime
+    assert not [rest for word, rest in runtime if word == "COPY" and "migrations" in rest]
     env = " ".join(rest for word, rest in runtime if word == "ENV")
-    assert "FLUXQUEUE_MIGRATIONS=/opt/fluxqueue/migrations" in env
+    assert "FLUXQUEUE_MIGRATIONS" not in env
 
 
 def test_builder_installs_no_sim_or_test_extras():
@@ -145,6 +146,7 @@ def test_build_context_builds_a_wheel_with_sql_and_runtime_dependencies_only(tmp
         )
     assert "fluxqueue/cli.py" in names and "fluxqueue/certs/manager.py" in names
     assert any(n.startswith("fluxqueue/queue/sql/") and n.endswith(".sql") for n in names)
+    assert "fluxqueue/queue/migrations/0001_schema.sql" in names
     required = [r for r in metadata.get_all("Requires-Dist") if "extra ==" not in r]
     required_names = {r.split(">")[0].split("=")[0].split("<")[0].strip().lower() for r in required}
     assert {"aiohttp", "asyncpg", "cryptography", "prometheus-client", "grpcio"} <= required_names
