@@ -50,38 +50,65 @@ def _has_property(p: str, properties: dict[str, str] | None) -> bool:
     return False
 
 
+# RFC 31 / libjobspec constraint.cpp: a property name may not contain any of these (after a leading "^").
+_BAD_PROPERTY_CHARS = frozenset("!&'\"^`|()")
+
+
 def parse_constraint(doc: Any) -> Constraint:
+    """flux-sched libjobspec constraint_parser: one operation per mapping, its operands a sequence."""
     if not isinstance(doc, dict):
-        raise ConstraintError("a constraint must be a mapping of operator to values")
+        raise ConstraintError("a constraint must be a mapping of one operator to its values")
     if not doc:
-        return Constraint("and")
-    parts = []
-    for op, value in doc.items():
-        if op == "properties":
-            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-                raise ConstraintError("'properties' must be a list of non-empty strings")
-            parts.append(Constraint("properties", tuple(value)))
-        elif op == "hostlist":
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ConstraintError("'hostlist' must be a list of hostlist strings")
-            hosts: list[str] = []
-            for v in value:
-                hosts.extend(expand_hostlist(v))
-            parts.append(Constraint("hostlist", frozenset(hosts)))
-        elif op == "ranks":
-            if not isinstance(value, list):
-                raise ConstraintError("'ranks' must be a list of idsets")
-            ranks: set[int] = set()
-            for v in value:
-                ranks.update(_expand_idset(str(v)))
-            parts.append(Constraint("ranks", frozenset(ranks)))
-        elif op in ("and", "or", "not"):
-            if not isinstance(value, list) or not value:
-                raise ConstraintError(f"'{op}' must be a non-empty list of constraints")
-            parts.append(Constraint(op, (), tuple(parse_constraint(v) for v in value)))
-        else:
-            raise ConstraintError(f"unknown constraint operator {op!r}")
-    return parts[0] if len(parts) == 1 else Constraint("and", (), tuple(parts))
+        return Constraint("and")  # the empty constraint matches everything
+    if len(doc) > 1:
+        raise ConstraintError(
+            f"a constraint mapping may hold only one operation, got {sorted(map(str, doc))}; "
+            "combine them with 'and'"
+        )
+    op, value = next(iter(doc.items()))
+    op = str(op)
+    if not isinstance(value, list):
+        raise ConstraintError(f"'{op}' operator value must be a sequence")
+    if op == "properties":
+        for v in value:
+            if not isinstance(v, str):
+                raise ConstraintError(f"non-string property {v!r}: properties must be strings")
+            name = v[1:] if v.startswith("^") else v
+            bad = sorted(set(name) & _BAD_PROPERTY_CHARS)
+            if bad:
+                raise ConstraintError(
+                    f"property {v!r} is invalid: a property name may not contain {''.join(bad)} "
+                    "(none of !&'\"^`|() is allowed, save one leading ^)"
+                )
+        return Constraint("properties", tuple(value))
+    if op == "hostlist":
+        hosts: list[str] = []
+        for v in value:
+            if not _scalar(v):
+                raise ConstraintError(f"'hostlist' values must be hostlist strings, got {v!r}")
+            hosts.extend(expand_hostlist(_text(v)))
+        return Constraint("hostlist", frozenset(hosts))
+    if op == "ranks":
+        ranks: set[int] = set()
+        for v in value:
+            if not _scalar(v):
+                raise ConstraintError(f"'ranks' values must be idsets, got {v!r}")
+            ranks.update(decode_idset(_text(v)))
+        return Constraint("ranks", frozenset(ranks))
+    if op in ("and", "or", "not"):
+        # Empty lists are valid: and [] matches everything, or [] nothing, not [] nothing.
+        return Constraint(op, (), tuple(parse_constraint(v) for v in value))
+    raise ConstraintError(f"unknown constraint operator {op!r}")
+
+
+def _scalar(v: Any) -> bool:
+    return v is not None and not isinstance(v, dict | list)
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
 
 
 _BRACKET = re.compile(r"\[([^\]]*)\]")
@@ -129,15 +156,19 @@ def _split_top(expr: str) -> list[str]:
     return [p.strip() for p in parts]
 
 
-def _expand_idset(s: str) -> set[int]:
+_IDSET_ITEM = re.compile(r"([0-9]+)(?:-([0-9]+))?\Z")
+
+
+def decode_idset(s: str) -> set[int]:
+    """RFC 22 idset as flux-core's idset_decode reads it: ``1,3-5`` or ``[1,3-5]``; a range needs lo < hi."""
+    body = s[1:-1] if s.startswith("[") and s.endswith("]") else s
     out: set[int] = set()
-    for item in s.strip("[]").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        if "-" in item:
-            lo, hi = item.split("-", 1)
-            out.update(range(int(lo), int(hi) + 1))
-        else:
-            out.add(int(item))
+    if body == "":
+        return out
+    for item in body.split(","):
+        m = _IDSET_ITEM.match(item)
+        if not m or (m.group(2) is not None and int(m.group(2)) <= int(m.group(1))):
+            raise ConstraintError(f"invalid idset {s!r} (write a single id as '5', a range as '3-5')")
+        lo = int(m.group(1))
+        out.update(range(lo, int(m.group(2)) + 1) if m.group(2) is not None else (lo,))
     return out

@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fluxqueue.fluxion.matcher.graph import DOWN, DRAIN, UP, Pool, ResourceGraph, Span, Vertex
-from fluxqueue.fluxion.matcher.jobspec import SYSTEM_MAX_DURATION, Jobspec, parse_jobspec
+from fluxqueue.fluxion.matcher.jobspec import (
+    SYSTEM_MAX_DURATION,
+    Jobspec,
+    check_against_graph,
+    parse_jobspec,
+)
 from fluxqueue.fluxion.matcher.policy import POLICIES, Policy, policy_from_options
 from fluxqueue.fluxion.matcher.reader import JGFError, read_jgf
 from fluxqueue.fluxion.matcher.traverser import PUnit, SUnit, Traverser, VUnit, Window
@@ -124,6 +129,7 @@ class Matcher:
         if op not in MATCH_OPS:
             raise ValueError(f"unknown match op {op!r}; known: {', '.join(MATCH_OPS)}")
         js = jobspec if isinstance(jobspec, Jobspec) else parse_jobspec(jobspec)
+        check_against_graph(js, graph)  # graph-dependent refusals: no job id consumed
         t0 = time.perf_counter()
         if op == SATISFIABILITY:
             ok = self._satisfiable(graph, js)
@@ -157,6 +163,7 @@ class Matcher:
     def satisfiable(self, jobspec: str | bytes | dict[str, Any] | Jobspec) -> tuple[bool, str]:
         graph = self._require()
         js = jobspec if isinstance(jobspec, Jobspec) else parse_jobspec(jobspec)
+        check_against_graph(js, graph)  # graph-dependent refusals: no job id consumed
         ok = self._satisfiable(graph, js)
         return ok, _why(ok)
 

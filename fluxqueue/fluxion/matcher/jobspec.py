@@ -1,16 +1,32 @@
-"""Canonical jobspec v1 (RFC 14 as flux-sched's libjobspec reads it, prior-art §7.5), YAML or JSON.
+"""Canonical jobspec v1 (RFC 14), read exactly as flux-sched's libjobspec reads it (prior-art §7.5).
 
-Exactly four top-level keys (version, resources, tasks, attributes); resources with ``type``, ``count``
-(integer, or ``{min, max, operator, operand}`` with operators ``+ * ^``), optional ``unit``, ``exclusive``,
-``with``, ``label`` (required on slots), ``id``; tasks with ``command``, ``slot``, ``count`` (one of
-``per_slot``/``total``); ``attributes.system.duration`` (seconds, 0 = unbounded) and
-``attributes.system.constraints`` (RFC 31). Every problem is a `JobspecError` with a message a user can act on.
+Rules followed, from flux-sched ``resource/libjobspec/jobspec.cpp`` (v0.54) unless said otherwise:
+
+- The top level is a mapping of exactly four keys: ``version`` (an unsigned scalar 1..9999), ``resources``
+  and ``tasks`` (sequences), ``attributes`` (a mapping or null; only ``user`` and ``system``).
+- A resource has ``type`` and ``count`` and optionally ``unit``, ``exclusive`` ("true"/"false"), ``with``
+  (a sequence), ``label`` and ``id``, each present key being a scalar (``with`` a sequence); any other key
+  is refused. Only a slot needs a label; labels need not be unique, and the slot a task names need not be
+  one of them (only the key is required).
+- ``count`` is an unsigned scalar, or a mapping with ``min`` and either all or none of ``max``,
+  ``operator``, ``operand``: only ``min`` means ``max`` unbounded (UINT_MAX), operator ``+``, operand 1.
+  ``min`` >= 1, ``max`` >= ``min``; ``+`` needs operand >= 1, ``*`` operand >= 2, ``^`` operand >= 2 and
+  min >= 2.
+- A task has ``command`` (a sequence), ``slot`` (a scalar) and 3 to 5 entries in all; ``count``, if given,
+  is a mapping with exactly one entry.
+- ``attributes.system``: ``duration`` (seconds; rounded up; 0 = the whole graph window; negative, NaN,
+  infinite or beyond the window are refused, as the traverser's jobmeta does), ``queue``, ``cwd``,
+  ``environment`` and ``constraints`` (RFC 31, `constraints.py`); anything else is kept as is.
+
+Every refusal is a `JobspecError` whose message says where and why. Rules that depend on the loaded graph
+(a type fluxion does not know, a jobspec without any slot) are in `check_against_graph`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,9 +36,14 @@ from fluxqueue.fluxion.matcher.constraints import Constraint, ConstraintError, p
 
 # flux-sched's graph window: 100 years (SYSTEM_MAX_DURATION); duration 0 means "the whole window".
 SYSTEM_MAX_DURATION = 3_153_600_000
+# jobspec.hpp: count.max defaults to std::numeric_limits<unsigned>::max() when only min is given.
+UNBOUNDED = 4_294_967_295
+# Types flux-sched's interner knows before any graph is loaded (resource/schema/data_std.cpp); any other type
+# in a jobspec must occur in the loaded graph, else the jobspec is refused (not answered no-match).
+PREREGISTERED_TYPES = frozenset({"cluster", "rack", "node", "socket", "core", "gpu", "slot"})
 
-_RESOURCE_KEYS = {"type", "count", "unit", "exclusive", "with", "label", "id", "requires", "exclude"}
-_TASK_KEYS = {"command", "slot", "count", "distribution", "attributes"}
+_RESOURCE_KEYS = ("type", "count", "unit", "exclusive", "with", "label", "id")
+_INT32 = 2**31
 
 
 class JobspecError(ValueError):
@@ -49,25 +70,31 @@ class Request:
     def is_slot(self) -> bool:
         return self.type == "slot"
 
+    @property
+    def unbounded(self) -> bool:
+        return self.max >= UNBOUNDED
+
     def best_count(self, available: int) -> int:
-        """The largest count <= available that the count expression allows, or 0 if below min (calc_count)."""
-        if available < self.min:
+        """The largest count <= available that the count expression allows, or 0 if below min.
+
+        flux-sched matcher_util_api_t::calc_count (resource/policies/base/matcher.cpp)."""
+        lo = self.min
+        if available < lo or lo > self.max:
             return 0
-        if self.min == self.max:
-            return self.min
+        if lo == self.max:
+            return lo
         target = min(available, self.max)
-        best = self.min
-        c = self.min
-        while True:
-            if self.operator == "+":
-                nxt = c + self.operand
-            elif self.operator == "*":
-                nxt = c * self.operand
-            else:
-                nxt = c**self.operand
-            if nxt <= c or nxt > target:
-                break
-            c = best = nxt
+        if self.operator == "+":
+            return target - (target - lo) % self.operand
+        best = c = lo
+        if self.operator == "*":
+            while c <= target:
+                best = c
+                c *= self.operand
+        elif lo > 1:  # "^": min, min^operand, (min^operand)^operand, ...
+            while c <= target:
+                best = c
+                c = c**self.operand
         return best
 
 
@@ -83,59 +110,82 @@ class Jobspec:
     def window(self) -> int:
         return self.duration if self.duration > 0 else SYSTEM_MAX_DURATION
 
+    def types(self) -> set[str]:
+        out: set[str] = set()
+        stack = list(self.resources)
+        while stack:
+            r = stack.pop()
+            out.add(r.type)
+            stack.extend(r.with_)
+        return out
+
 
 def parse_jobspec(text: str | bytes | dict[str, Any]) -> Jobspec:
     doc = _load(text)
     if not isinstance(doc, dict):
         raise JobspecError("jobspec must be a mapping with keys version, resources, tasks, attributes")
-    keys = set(doc)
-    expected = {"version", "resources", "tasks", "attributes"}
-    if keys != expected:
-        missing = sorted(expected - keys)
-        extra = sorted(keys - expected)
+    expected = ("version", "resources", "tasks", "attributes")
+    missing = [k for k in expected if k not in doc]
+    extra = sorted(map(str, set(doc) - set(expected)))
+    if missing or extra:
         parts = []
         if missing:
             parts.append("missing key(s) " + ", ".join(missing))
         if extra:
-            parts.append("unknown key(s) " + ", ".join(map(str, extra)))
+            parts.append("unknown key(s) " + ", ".join(extra))
         raise JobspecError(
             "jobspec must have exactly the keys version, resources, tasks, attributes: " + "; ".join(parts)
         )
     version = doc["version"]
-    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= 9999:
+    v = _unsigned(version) if _is_scalar(version) else None
+    if v is None or not 1 <= v <= 9999:
         raise JobspecError(f"'version' must be an integer from 1 to 9999, got {version!r}")
+    # flux-sched reads attributes first, then resources, then tasks.
+    attributes = doc["attributes"]
+    if attributes is None:
+        attributes = {}
+    if not isinstance(attributes, dict):
+        raise JobspecError("'attributes' must be a mapping (or null)")
+    extra = sorted(map(str, set(attributes) - {"user", "system"}))
+    if extra:
+        raise JobspecError(f"'attributes' may only hold 'user' and 'system', got {extra}")
+    duration, constraint = _system(attributes.get("system"))
     resources = doc["resources"]
-    if not isinstance(resources, list) or not resources:
+    if not isinstance(resources, list):
         raise JobspecError("'resources' must be a non-empty sequence")
-    labels: set[str] = set()
-    reqs = [_resource(r, f"resources[{i}]", labels, in_slot=False) for i, r in enumerate(resources)]
-    if not _has_slot(reqs):
-        raise JobspecError("jobspec has no 'slot' resource; a slot is required (e.g. node -> slot -> core)")
+    if not resources:
+        # Parses in flux-sched, then the traverser refuses it (dfu_traverser_t::run: EINVAL).
+        raise JobspecError("'resources' must be a non-empty sequence: there is nothing to match")
+    reqs = [_resource(r, f"resources[{i}]", in_slot=False) for i, r in enumerate(resources)]
     _check_siblings(reqs, "resources")
     tasks = doc["tasks"]
-    if not isinstance(tasks, list) or not tasks:
-        raise JobspecError("'tasks' must be a non-empty sequence")
+    if not isinstance(tasks, list):
+        raise JobspecError("'tasks' must be a sequence")
     for i, t in enumerate(tasks):
-        _task(t, f"tasks[{i}]", labels)
-    attributes = doc["attributes"] or {}
-    if not isinstance(attributes, dict):
-        raise JobspecError("'attributes' must be a mapping")
-    extra = set(attributes) - {"user", "system"}
-    if extra:
-        raise JobspecError(f"'attributes' may only hold 'user' and 'system', got {sorted(extra)}")
-    system = attributes.get("system") or {}
-    if not isinstance(system, dict):
-        raise JobspecError("'attributes.system' must be a mapping")
-    duration = _duration(system.get("duration", 0))
-    constraint = None
-    if system.get("constraints") is not None:
-        try:
-            constraint = parse_constraint(system["constraints"])
-        except ConstraintError as exc:
-            raise JobspecError(f"attributes.system.constraints: {exc}") from None
+        _task(t, f"tasks[{i}]")
     for r in reqs:
         _compute_need(r)
     return Jobspec(reqs, duration, constraint, tasks, attributes)
+
+
+def check_against_graph(js: Jobspec, graph: Any) -> None:
+    """Refusals that depend on the loaded graph (a `ResourceGraph`); like parse errors they use no job id."""
+    root = graph.root
+    other = getattr(graph, "other_types", ())  # types of vertices outside the containment tree
+    for t in sorted(js.types()):
+        if t not in root.cap and t != root.type and t not in other and t not in PREREGISTERED_TYPES:
+            # jobspec.cpp: resource_type_t{type} throws for a type the (closed) interner does not hold.
+            raise JobspecError(
+                f"resource type {t!r} is not known to fluxion: the graph has no {t!r} vertex "
+                '(flux-sched: Value of "type" must be a resource type known to fluxion)'
+            )
+    if not _has_slot(js.resources):
+        # The golden trace node_without_slot: flux-sched parses it, then its traverser fails with errno 0
+        # ("traverser: Success"), a refusal that consumes no job id.
+        raise JobspecError(
+            "jobspec has no 'slot' resource, which flux-sched's traverser cannot match "
+            "(e.g. node -> slot -> core)"
+        )
 
 
 def _load(text: str | bytes | dict[str, Any]) -> Any:
@@ -157,74 +207,162 @@ def _load(text: str | bytes | dict[str, Any]) -> Any:
         raise JobspecError(f"jobspec is neither valid YAML nor JSON: {exc}") from None
 
 
+# -- scalars as yaml-cpp converts them ---------------------------------------------------------------------
+
+# yaml-cpp's convert<unsigned/int>: a stream read with the base taken from the prefix (0x.., 0..), the whole
+# scalar consumed but trailing blanks; "-" refused for unsigned.
+_CINT = re.compile(r"([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)[ \t\n\r]*\Z")
+
+
+def _is_scalar(v: Any) -> bool:
+    return v is not None and not isinstance(v, dict | list)
+
+
+def _cint(v: Any) -> int | None:
+    if isinstance(v, bool) or not _is_scalar(v):
+        return None  # a JSON true is the YAML scalar "true": not a number
+    if isinstance(v, int):
+        return v
+    if isinstance(v, str):
+        m = _CINT.match(v)
+        if m:
+            digits = m.group(2)
+            base = 16 if digits[:2] in ("0x", "0X") else 8 if len(digits) > 1 else 10
+            n = int(digits, base)
+            return -n if m.group(1) == "-" else n
+    return None  # floats ("2.0"), anything else
+
+
+def _unsigned(v: Any) -> int | None:
+    n = _cint(v)
+    if n is None or n < 0 or n > UNBOUNDED or (isinstance(v, str) and v.lstrip().startswith("-")):
+        return None
+    return n
+
+
+def _signed(v: Any) -> int | None:
+    n = _cint(v)
+    return n if n is not None and -_INT32 <= n < _INT32 else None
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+# -- parts ----------------------------------------------------------------------------------------------------
+
+
 def _count(value: Any, where: str) -> tuple[int, int, str, int]:
-    if isinstance(value, bool):
-        raise JobspecError(f"{where}.count must be an integer or a mapping, got {value!r}")
-    if isinstance(value, int):
-        if value < 1:
-            raise JobspecError(f"{where}.count must be at least 1, got {value}")
-        return value, value, "+", 1
-    if isinstance(value, dict):
-        extra = set(value) - {"min", "max", "operator", "operand"}
-        if extra:
-            raise JobspecError(f"{where}.count has unknown key(s) {sorted(extra)}")
-        lo = value.get("min")
-        if isinstance(lo, bool) or not isinstance(lo, int) or lo < 1:
-            raise JobspecError(f"{where}.count.min must be an integer >= 1, got {lo!r}")
-        hi = value.get("max", lo)
-        if isinstance(hi, bool) or not isinstance(hi, int) or hi < lo:
-            raise JobspecError(f"{where}.count.max must be an integer >= min, got {hi!r}")
-        op = value.get("operator", "+")
-        if op not in ("+", "*", "^"):
-            raise JobspecError(f"{where}.count.operator must be one of + * ^, got {op!r}")
-        operand = value.get("operand", 1)
-        if isinstance(operand, bool) or not isinstance(operand, int):
-            raise JobspecError(f"{where}.count.operand must be an integer, got {operand!r}")
-        if (op == "+" and operand < 1) or (op in "*^" and operand < 2 and hi > lo):
-            raise JobspecError(f"{where}.count.operand {operand} with operator {op!r} never grows the count")
-        return lo, hi, op, operand
     if value is None:
-        raise JobspecError(f"{where} has no 'count'")
-    raise JobspecError(f"{where}.count must be an integer or a mapping, got {value!r}")
+        raise JobspecError(f"{where}.count must be an integer or a mapping, got null")
+    if _is_scalar(value):
+        n = _unsigned(value)
+        if n is None:
+            raise JobspecError(f"{where}.count must be an unsigned integer or a mapping, got {value!r}")
+        if n < 1:
+            # flux-sched parses a scalar 0 (min = max = 0); we refuse it: nothing could be allocated.
+            raise JobspecError(f"{where}.count must be at least 1, got {value!r}")
+        return n, n, "+", 1
+    if not isinstance(value, dict):
+        raise JobspecError(f"{where}.count must be an integer or a mapping, got {value!r}")
+    if "min" not in value:
+        raise JobspecError(f"{where}.count has no 'min'")
+    if not _is_scalar(value["min"]):
+        raise JobspecError(f"{where}.count.min must be a scalar, got {value['min']!r}")
+    hi, op, operand = UNBOUNDED, "+", 1
+    given = [k for k in ("max", "operator", "operand") if k in value]
+    if given:
+        if len(given) != 3:
+            absent = [k for k in ("max", "operator", "operand") if k not in value]
+            raise JobspecError(
+                f"{where}.count gives {', '.join(given)} without {', '.join(absent)}: "
+                "'max', 'operator' and 'operand' go all together or not at all"
+            )
+        for k in given:
+            if not _is_scalar(value[k]):
+                raise JobspecError(f"{where}.count.{k} must be a scalar, got {value[k]!r}")
+        hi = _unsigned(value["max"])
+        if hi is None:
+            raise JobspecError(f"{where}.count.max must be an unsigned integer, got {value['max']!r}")
+        op = _text(value["operator"])
+        if len(op) != 1:
+            raise JobspecError(f"{where}.count.operator must be one of + * ^, got {value['operator']!r}")
+        operand = _signed(value["operand"])
+        if operand is None:
+            raise JobspecError(f"{where}.count.operand must be an integer, got {value['operand']!r}")
+    lo = _unsigned(value["min"])
+    if lo is None:
+        raise JobspecError(f"{where}.count.min must be an unsigned integer, got {value['min']!r}")
+    if lo < 1:
+        raise JobspecError(f"{where}.count.min must be greater than zero, got {lo}")
+    if hi < lo:
+        raise JobspecError(f"{where}.count.max ({hi}) must be greater than or equal to min ({lo})")
+    if op == "+":
+        if operand < 1:
+            raise JobspecError(f"{where}.count.operand must be greater than zero for '+', got {operand}")
+    elif op == "*":
+        if operand < 2:
+            raise JobspecError(f"{where}.count.operand must be greater than one for '*', got {operand}")
+    elif op == "^":
+        if operand < 2:
+            raise JobspecError(f"{where}.count.operand must be greater than one for '^', got {operand}")
+        if lo < 2:
+            raise JobspecError(f"{where}.count.min must be greater than one for '^', got {lo}")
+    else:
+        raise JobspecError(f"{where}.count.operator must be one of + * ^, got {op!r}")
+    return lo, hi, op, operand
 
 
-def _resource(r: Any, where: str, labels: set[str], in_slot: bool) -> Request:
+def _resource(r: Any, where: str, in_slot: bool) -> Request:
     if not isinstance(r, dict):
         raise JobspecError(f"{where} must be a mapping")
-    extra = set(r) - _RESOURCE_KEYS
+    extra = [k for k in r if k not in _RESOURCE_KEYS]
     if extra:
-        raise JobspecError(f"{where} has unknown key(s) {sorted(map(str, extra))}")
-    t = r.get("type")
-    if not isinstance(t, str) or not t:
-        raise JobspecError(f"{where} needs a 'type' string")
-    lo, hi, op, operand = _count(r.get("count"), f"{where} ({t})")
-    exclusive = r.get("exclusive")
-    if exclusive is not None and not isinstance(exclusive, bool):
-        raise JobspecError(f"{where}.exclusive must be true or false, got {exclusive!r}")
-    label = r.get("label", "")
+        raise JobspecError(
+            f"{where} has unknown key(s) {sorted(map(str, extra))}; a resource may only have "
+            + ", ".join(_RESOURCE_KEYS)
+        )
+    if "type" not in r:
+        raise JobspecError(f"{where} has no 'type'")
+    if not _is_scalar(r["type"]):
+        raise JobspecError(f"{where}.type must be a scalar, got {r['type']!r}")
+    t = _text(r["type"])
+    if "count" not in r:
+        raise JobspecError(f"{where} ({t}) has no 'count'")
+    lo, hi, op, operand = _count(r["count"], f"{where} ({t})")
+    for k in ("unit", "exclusive", "label", "id"):
+        if k in r and not _is_scalar(r[k]):
+            raise JobspecError(f"{where}.{k} must be a scalar, got {r[k]!r}")
+    unit = _text(r["unit"]) if "unit" in r else ""
+    exclusive = None
+    if "exclusive" in r:
+        x = _text(r["exclusive"])
+        if x not in ("true", "false"):
+            raise JobspecError(f"{where}.exclusive must be true or false, got {r['exclusive']!r}")
+        exclusive = x == "true"
+    if "label" in r:
+        label = _text(r["label"])
+    elif t == "slot":
+        raise JobspecError(f"{where}: a slot needs a 'label' (flux-sched: All slots must be labeled)")
+    else:
+        label = ""
+    children = r.get("with", [])
+    if "with" in r and not isinstance(children, list):
+        raise JobspecError(f"{where}.with must be a sequence, got {children!r}")
     if t == "slot":
+        # Both parse in flux-sched, but its traverser cannot use them: a slot in a slot, or a slot with no
+        # shape (slot_match() is then true everywhere and dom_slot() counts UINT_MAX slots).
         if in_slot:
             raise JobspecError(f"{where}: a slot cannot be nested inside another slot")
-        if not isinstance(label, str) or not label:
-            raise JobspecError(f"{where}: a slot needs a 'label'")
-        if label in labels:
-            raise JobspecError(f"{where}: slot label {label!r} is used twice")
-        labels.add(label)
-        if not r.get("with"):
+        if not children:
             raise JobspecError(f"{where}: a slot needs 'with' (the resources of one slot)")
     elif in_slot and exclusive is False:
-        # flux-sched by_excl: a non-exclusive request under a slot is invalid.
+        # dfu_impl by_excl: a non-exclusive request under a slot is invalid (EINVAL).
         raise JobspecError(f"{where}: exclusive: false conflicts with being inside a slot")
-    children = r.get("with") or []
-    if not isinstance(children, list):
-        raise JobspecError(f"{where}.with must be a sequence")
-    kids = [
-        _resource(c, f"{where}.with[{i}]", labels, in_slot or t == "slot") for i, c in enumerate(children)
-    ]
+    kids = [_resource(c, f"{where}.with[{i}]", in_slot or t == "slot") for i, c in enumerate(children)]
     _check_siblings(kids, f"{where}.with")
-    unit = r.get("unit", "")
-    if not isinstance(unit, str):
-        raise JobspecError(f"{where}.unit must be a string")
     return Request(t, lo, hi, op, operand, exclusive, kids, label if t == "slot" else "", unit)
 
 
@@ -241,32 +379,74 @@ def _has_slot(reqs: list[Request]) -> bool:
     return any(r.is_slot or _has_slot(r.with_) for r in reqs)
 
 
-def _task(t: Any, where: str, labels: set[str]) -> None:
+def _task(t: Any, where: str) -> None:
     if not isinstance(t, dict):
         raise JobspecError(f"{where} must be a mapping")
-    extra = set(t) - _TASK_KEYS
-    if extra:
-        raise JobspecError(f"{where} has unknown key(s) {sorted(map(str, extra))}")
-    cmd = t.get("command")
-    if not isinstance(cmd, list) or not cmd:
-        raise JobspecError(f"{where}.command must be a non-empty sequence")
-    slot = t.get("slot")
-    if not isinstance(slot, str) or slot not in labels:
-        raise JobspecError(f"{where}.slot {slot!r} does not name a slot label ({sorted(labels)})")
-    count = t.get("count")
-    if not isinstance(count, dict) or len(count) != 1 or next(iter(count)) not in ("per_slot", "total"):
-        raise JobspecError(f"{where}.count must be a mapping with exactly one of per_slot or total")
-    n = next(iter(count.values()))
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise JobspecError(f"{where}.count value must be a positive integer")
+    if "command" not in t:
+        raise JobspecError(f"{where} has no 'command'")
+    cmd = t["command"]
+    if not isinstance(cmd, list) or not all(_is_scalar(c) for c in cmd):
+        raise JobspecError(f"{where}.command must be a sequence of strings, got {cmd!r}")
+    if "slot" not in t:
+        raise JobspecError(f"{where} has no 'slot'")
+    if not _is_scalar(t["slot"]):
+        raise JobspecError(f"{where}.slot must be a scalar (a slot label), got {t['slot']!r}")
+    if "count" in t:
+        count = t["count"]
+        if not isinstance(count, dict):
+            raise JobspecError(f"{where}.count must be a mapping, e.g. {{per_slot: 1}}")
+        if len(count) != 1:
+            raise JobspecError(f"{where}.count must have exactly one entry, e.g. per_slot or total")
+        if not all(_is_scalar(v) for v in count.values()):
+            raise JobspecError(f"{where}.count value must be a scalar")
+    if "distribution" in t and not _is_scalar(t["distribution"]):
+        raise JobspecError(f"{where}.distribution must be a scalar")
+    if "attributes" in t:
+        attrs = t["attributes"]
+        if not isinstance(attrs, dict) or not all(_is_scalar(v) for v in attrs.values()):
+            raise JobspecError(f"{where}.attributes must be a mapping of scalars")
+    if not 3 <= len(t) <= 5:
+        raise JobspecError(
+            f"{where} has {len(t)} entries; a task has command, slot and one to three of "
+            "count, distribution, attributes"
+        )
+
+
+def _system(system: Any) -> tuple[int, Constraint | None]:
+    if system is None or _is_scalar(system):
+        return 0, None  # yaml-cpp iterates nothing in a null or scalar node
+    if not isinstance(system, dict):
+        raise JobspecError("'attributes.system' must be a mapping")
+    duration = _duration(system["duration"]) if "duration" in system else 0
+    for k in ("queue", "cwd"):
+        if k in system and not _is_scalar(system[k]):
+            raise JobspecError(f"attributes.system.{k} must be a scalar")
+    env = system.get("environment")
+    if env is not None and not (isinstance(env, dict) and all(_is_scalar(v) for v in env.values())):
+        raise JobspecError("attributes.system.environment must be a mapping of scalars")
+    constraint = None
+    if "constraints" in system:
+        try:
+            constraint = parse_constraint(system["constraints"])
+        except ConstraintError as exc:
+            raise JobspecError(f"attributes.system.constraints: {exc}") from None
+    return duration, constraint
 
 
 def _duration(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    v: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        v = float(value) if isinstance(value, float) else value
+    elif isinstance(value, str):  # as<double> of a scalar
+        try:
+            v = float(value)
+        except ValueError:
+            v = None
+    if v is None:
         raise JobspecError(f"attributes.system.duration must be a number of seconds, got {value!r}")
-    if math.isnan(value) or math.isinf(value) or value < 0:
+    if (isinstance(v, float) and (math.isnan(v) or math.isinf(v))) or v < 0:
         raise JobspecError(f"attributes.system.duration must be finite and >= 0, got {value!r}")
-    d = math.ceil(value)
+    d = math.ceil(v)
     if d > SYSTEM_MAX_DURATION:
         raise JobspecError(
             f"attributes.system.duration {value} exceeds the graph window {SYSTEM_MAX_DURATION}"
