@@ -26,7 +26,7 @@ BINDERS = 32  # bindings in flight
 
 
 async def run(kubeconfig: str, namespace: str) -> None:
-    client = KubeClient.from_kubeconfig(kubeconfig, qps=1e6, burst=1_000_000)
+    client = await KubeClient.from_kubeconfig(kubeconfig, qps=1e6, burst=1_000_000)
     try:
         nodes = sorted(n["metadata"]["name"] for n in (await client.list(NODES))["items"])
         if not nodes:

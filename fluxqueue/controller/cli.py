@@ -183,7 +183,9 @@ async def _run(args: argparse.Namespace) -> int:
         from fluxqueue.certs.options import manager_from_args
         from fluxqueue.kube.client import KubeClient
 
-        cert_client = KubeClient.from_kubeconfig(settings.kubeconfig, qps=settings.qps, burst=settings.burst)
+        cert_client = await KubeClient.from_kubeconfig(
+            settings.kubeconfig, qps=settings.qps, burst=settings.burst
+        )
         cert_manager = manager_from_args(args, cert_client, settings.namespace, metrics=METRICS)
     ctl = Controller(settings, metrics=METRICS, cert_manager=cert_manager)
     loop = asyncio.get_running_loop()

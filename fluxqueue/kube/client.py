@@ -3,32 +3,27 @@
 Resources are named by ``(group, version, plural)`` keys, e.g. ``PODS == ("", "v1", "pods")``, and the method
 signatures match the emulator's in-process client, so code written against one runs against the other.
 
-Configuration: a kubeconfig file (token, client certificate, CA data or file, insecure-skip-tls-verify) or the
-in-cluster service account. Every request passes a client-side token bucket (``qps``/``burst``), set
-explicitly because client-go's defaults (5/10) throttle a scheduler long before the API server would.
+Configuration and credentials (a kubeconfig, exec credential plugins, the in-cluster service account) come
+from ``fluxqueue.kube.config``, renewed between requests when due and when the API server answers 401.
+Every request passes a client-side token bucket (``qps``/``burst``), set explicitly because client-go's
+defaults (5/10) throttle a scheduler long before the API server would.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
-import ssl
-import tempfile
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
 import orjson
-import yaml
 
-from fluxqueue.errors import ConfigError
 from fluxqueue.kube import names
+from fluxqueue.kube.config import KubeConfig
 from fluxqueue.kube.http import ConnectionPool, HTTPConnectionError
 from fluxqueue.log import get_logger
 
@@ -70,8 +65,6 @@ PATCH_CONTENT_TYPES = {
     "json": "application/json-patch+json",
 }
 
-SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-
 
 class APIError(Exception):
     """A non-2xx answer from the API server, with the Status it returned."""
@@ -84,116 +77,6 @@ class APIError(Exception):
         self.status = status or {}
 
 
-@dataclass
-class KubeConfig:
-    server: str
-    token: str | None = None
-    ca_file: str | None = None
-    ca_data: bytes | None = None
-    cert_data: bytes | None = None
-    key_data: bytes | None = None
-    insecure: bool = False
-    namespace: str = "default"
-    # A token kept in a file that is rotated (a projected service account token): read again every minute.
-    token_file: str | None = None
-
-    def ssl_context(self) -> ssl.SSLContext | bool:
-        if not self.server.startswith("https"):
-            return False
-        ctx = ssl.create_default_context()
-        if self.insecure:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        elif self.ca_data:
-            ctx.load_verify_locations(cadata=self.ca_data.decode())
-        elif self.ca_file:
-            ctx.load_verify_locations(cafile=self.ca_file)
-        if self.cert_data and self.key_data:
-            # ssl can only load a client certificate from files; keep them private and short-lived.
-            with tempfile.TemporaryDirectory() as tmp:
-                cert, key = Path(tmp, "tls.crt"), Path(tmp, "tls.key")
-                cert.write_bytes(self.cert_data)
-                key.touch(0o600)
-                key.write_bytes(self.key_data)
-                ctx.load_cert_chain(str(cert), str(key))
-        return ctx
-
-
-def _data_or_file(entry: dict, field: str, base: Path) -> bytes | None:
-    if entry.get(f"{field}-data"):
-        return base64.b64decode(entry[f"{field}-data"])
-    if entry.get(field):
-        path = Path(entry[field])
-        return (path if path.is_absolute() else base / path).read_bytes()
-    return None
-
-
-def load_kubeconfig(path: str | os.PathLike, context: str | None = None) -> KubeConfig:
-    """Read a kubeconfig file (the subset kubectl uses for token and certificate authentication)."""
-    path = Path(path).expanduser()
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read kubeconfig {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"kubeconfig {path} is not valid YAML") from exc
-    ctx_name = context or doc.get("current-context")
-    by_name = {
-        kind: {e["name"]: e[kind[:-1]] for e in doc.get(kind) or []}
-        for kind in ("contexts", "clusters", "users")
-    }
-    ctx = by_name["contexts"].get(ctx_name)
-    if ctx is None:
-        raise ConfigError(f"kubeconfig {path} has no context {ctx_name!r}")
-    cluster = by_name["clusters"].get(ctx.get("cluster"))
-    if cluster is None or not cluster.get("server"):
-        raise ConfigError(f"kubeconfig {path}: context {ctx_name!r} names no cluster with a server")
-    user = by_name["users"].get(ctx.get("user")) or {}
-    base = path.parent
-    token = user.get("token")
-    token_file = None
-    if not token and user.get("tokenFile"):
-        token_file = user["tokenFile"]
-        token = Path(token_file).read_text().strip()
-    ca_path = cluster.get("certificate-authority")
-    return KubeConfig(
-        server=cluster["server"].rstrip("/"),
-        token=token,
-        ca_file=str(base / ca_path) if ca_path and not Path(ca_path).is_absolute() else ca_path,
-        ca_data=base64.b64decode(cluster["certificate-authority-data"])
-        if cluster.get("certificate-authority-data")
-        else None,
-        cert_data=_data_or_file(user, "client-certificate", base),
-        key_data=_data_or_file(user, "client-key", base),
-        insecure=bool(cluster.get("insecure-skip-tls-verify")),
-        namespace=ctx.get("namespace") or "default",
-        token_file=token_file,
-    )
-
-
-def in_cluster_config() -> KubeConfig:
-    """The pod's service account (KUBERNETES_SERVICE_HOST/PORT and the mounted token and CA)."""
-    host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
-    if not host or not port:
-        raise ConfigError("not running in a cluster (KUBERNETES_SERVICE_HOST unset): pass --kubeconfig")
-    if ":" in host:
-        host = f"[{host}]"
-    token_file = SERVICE_ACCOUNT_DIR / "token"
-    try:
-        token = token_file.read_text().strip()
-        namespace = (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the service account token: {exc}") from exc
-    return KubeConfig(
-        server=f"https://{host}:{port}",
-        token=token,
-        ca_file=str(SERVICE_ACCOUNT_DIR / "ca.crt"),
-        namespace=namespace,
-        token_file=str(token_file),
-    )
-
-
-TOKEN_REREAD_SECONDS = 60.0
 WATCH_READ_BUFFER = 2**24  # bytes buffered per watch stream before aiohttp pauses reading it
 
 
@@ -262,51 +145,56 @@ def resource_path(
 
 
 class KubeClient:
-    """``async with KubeClient(config, qps=..., burst=...) as c:`` or ``await c.close()``."""
+    """``client = await KubeClient.from_kubeconfig(path, qps=..., burst=...)``; ``async with client:`` or
+    ``await client.close()``."""
 
     def __init__(self, config: KubeConfig, *, qps: float = 50, burst: int = 100, timeout: float = 30):
         self.config = config
         self.limiter = TokenBucket(qps, burst)
         self._timeout = timeout
-        self._ssl = config.ssl_context()
+        self._ssl = config.access.ssl_context()
         self._session: aiohttp.ClientSession | None = None  # watches (streams)
         self._pool: ConnectionPool | None = None  # every other request
-        self._token_read_at = time.monotonic()
+
+    @classmethod
+    async def from_kubeconfig(
+        cls, path: str | os.PathLike | None, context: str | None = None, **kwargs: Any
+    ) -> KubeClient:
+        """``path`` None: the in-cluster service account. Raises ConfigError when it cannot be used."""
+        return cls(await KubeConfig.load(path, context), **kwargs)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": "fluxqueue"}
-        if self.config.token:
-            headers["Authorization"] = f"Bearer {self.config.token}"
+        if self.config.access.authorization:
+            headers["Authorization"] = self.config.access.authorization
         return headers
 
-    def _refresh_token(self) -> None:
-        """Read a rotated token file again once it is a minute old (client-go's cachingTokenSource period):
-        kubelet replaces projected service account tokens well before they expire."""
-        if not self.config.token_file or time.monotonic() - self._token_read_at < TOKEN_REREAD_SECONDS:
-            return
-        self._token_read_at = time.monotonic()
-        try:
-            token = Path(self.config.token_file).read_text().strip()
-        except OSError as exc:
-            log.warning("cannot read the token file again; keeping the last token", error=str(exc))
-            return
-        if token and token != self.config.token:
-            self.config.token = token
+    async def _renew(self, refused: str | None = None) -> bool:
+        """Load the credentials again when due (or ``refused`` by the server); True when they changed."""
+        before = self.config.access
+        if not await self.config.renew(refused):
+            return False
+        access = self.config.access
+        if not access.same_tls(before):
+            self._ssl = access.ssl_context()
             if self._pool is not None:
-                self._pool.set_headers(self._headers())
-            log.info("API token reloaded from its file")
+                self._pool.set_ssl_context(self._ssl)
+        if self._pool is not None:
+            self._pool.set_headers(self._headers())
+        return True
 
     @property
     def pool(self) -> ConnectionPool:
         if self._pool is None:
             self._pool = ConnectionPool(
-                self.config.server, self._ssl, headers=self._headers(), limit=64, timeout=self._timeout
+                self.config.server,
+                self._ssl,
+                headers=self._headers(),
+                limit=64,
+                timeout=self._timeout,
+                server_hostname=self.config.access.tls_server_name,
             )
         return self._pool
-
-    @classmethod
-    def from_kubeconfig(cls, path: str | os.PathLike | None, **kwargs: Any) -> KubeClient:
-        return cls(load_kubeconfig(path) if path else in_cluster_config(), **kwargs)
 
     async def __aenter__(self) -> KubeClient:
         return self
@@ -316,11 +204,11 @@ class KubeClient:
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        # Watches only (each passes its headers, with the current token, and its own timeout).
+        # Watches only (each passes its headers and TLS context, with the current credentials, and its timeout).
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 base_url=self.config.server,
-                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=64),
+                connector=aiohttp.TCPConnector(limit=64),
                 # The API server sets no cookies we need; the default jar filters cookies on every request.
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
@@ -344,19 +232,26 @@ class KubeClient:
         content_type: str = "application/json",
     ) -> dict:
         await self.limiter.acquire()
-        self._refresh_token()
+        if self.config.due():
+            await self._renew()
         # orjson: decoding watch events and responses was a fifth of the controller's CPU with the stdlib json.
         data = None if body is None else orjson.dumps(body)
         if params:
             query = urlencode({k: str(v) for k, v in params.items() if v is not None})
             if query:
                 path = f"{path}?{query}"
-        try:
-            status, raw = await self.pool.request(
-                method, path, data, content_type if data is not None else None
-            )
-        except HTTPConnectionError as exc:
-            raise APIError(503, "ServiceUnavailable", str(exc)) from exc
+        for attempt in (0, 1):
+            sent_with = self.config.access.authorization
+            try:
+                status, raw = await self.pool.request(
+                    method, path, data, content_type if data is not None else None
+                )
+            except HTTPConnectionError as exc:
+                raise APIError(503, "ServiceUnavailable", str(exc)) from exc
+            # Refused credentials (expired early, revoked, rotated): renewed, the request is sent once more
+            # (a 401 is answered before anything is done).
+            if status != 401 or attempt or not await self._renew(refused=sent_with):
+                break
         if status >= 400:
             raise _api_error(status, raw.decode("utf-8", "replace"))
         return orjson.loads(raw) if raw else {}
@@ -467,14 +362,21 @@ class KubeClient:
             # (128 KiB) and resumes it, data already received can sit undelivered until the server writes
             # again (seen as multi-second stalls that the next 5 s bookmark ended, while the controller was
             # busy releasing a burst). A watch is read as fast as it comes anyway.
-            self._refresh_token()
+            if self.config.due():
+                await self._renew()
+            headers = self._headers()  # the current credentials (they may have been renewed)
             async with self.session.get(
                 resource_path(key, namespace),
                 params=params,
                 timeout=timeout,
                 read_bufsize=WATCH_READ_BUFFER,
-                headers=self._headers(),  # the current token (it may have been rotated)
+                headers=headers,
+                ssl=self._ssl if self._ssl is not None else True,
+                server_hostname=self.config.access.tls_server_name,
             ) as resp:
+                if resp.status == 401:
+                    # The caller watches again (kube.watch backs off): with renewed credentials, if any.
+                    await self._renew(refused=headers.get("Authorization"))
                 if resp.status >= 400:
                     raise _api_error(resp.status, await resp.text())
                 buffer = b""

@@ -112,6 +112,13 @@ class ConnectionPool:
             f"Host: {self._host_header}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         ).encode("latin-1")
 
+    def set_ssl_context(self, ssl_context: ssl.SSLContext | None) -> None:
+        """New connections use ``ssl_context`` (a renewed client certificate); idle ones are dropped."""
+        self.ssl_context = ssl_context if self.tls else None
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
     async def _connect(self) -> _Connection:
         reader, writer = await asyncio.open_connection(
             self.host,

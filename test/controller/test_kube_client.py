@@ -1,12 +1,22 @@
 """The controller's Kubernetes client against the API emulator over HTTPS: verbs, watches that survive 410,
-aggregated Events and Lease leader election."""
+aggregated Events, Lease leader election, and the credentials users' kubeconfigs hold (token files, exec
+credential plugins with and without expiry, the in-cluster service account)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
+from support.polling import eventually
 
+from fluxqueue.errors import ConfigError
+from fluxqueue.kube import config as config_module
 from fluxqueue.kube.client import EVENTS, PODS, APIError, KubeClient, TokenBucket
 from fluxqueue.kube.events import EventRecorder
 from fluxqueue.kube.leader import LeaderElector
@@ -19,7 +29,7 @@ async def client(tmp_path):
     api = APIServer()
     await api.start(host="127.0.0.1", port=0)
     kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
-    c = KubeClient.from_kubeconfig(kubeconfig, qps=500, burst=500)
+    c = await KubeClient.from_kubeconfig(kubeconfig, qps=500, burst=500)
     try:
         yield c
     finally:
@@ -189,32 +199,241 @@ async def test_the_token_bucket_holds_requests_to_the_configured_rate():
     assert loop.time() - start >= 0.18
 
 
-async def test_a_token_kept_in_a_file_is_read_again_when_it_rotates(tmp_path, monkeypatch):
-    import yaml
-
-    from fluxqueue.kube import client as client_module
-
-    api = APIServer()
-    await api.start(host="127.0.0.1", port=0)
+@pytest.fixture
+async def api():
+    server = APIServer()
+    await server.start(host="127.0.0.1", port=0)
     try:
-        doc = yaml.safe_load(api.write_kubeconfig(tmp_path / "kubeconfig").read_text())
-        token_file = tmp_path / "token"
-        user = doc["users"][0]["user"]
-        token_file.write_text(user.pop("token") + "\n")
-        user["tokenFile"] = str(token_file)
-        (tmp_path / "rotating").write_text(yaml.safe_dump(doc))
-        c = KubeClient.from_kubeconfig(tmp_path / "rotating", qps=0, burst=1)
-        try:
-            await c.create(PODS, a_pod("p"), namespace="default")
-            good = token_file.read_text()
-            monkeypatch.setattr(client_module, "TOKEN_REREAD_SECONDS", 0.0)
-            token_file.write_text("not-a-token\n")  # kubelet rotated it (to one the server refuses here)
-            with pytest.raises(APIError) as refused:
-                await c.get(PODS, "p", namespace="default")
-            assert refused.value.code == 401
-            token_file.write_text(good)
-            assert (await c.get(PODS, "p", namespace="default"))["metadata"]["name"] == "p"
-        finally:
-            await c.close()
+        yield server
     finally:
-        await api.stop()
+        await server.stop()
+
+
+def kubeconfig_with_user(api, tmp_path, user: dict):
+    doc = api.kubeconfig()
+    doc["users"][0]["user"] = user
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+async def test_a_token_kept_in_a_file_is_read_again_when_it_rotates(api, tmp_path, monkeypatch):
+    token_file = tmp_path / "token"
+    token_file.write_text(api.token + "\n")
+    kubeconfig = kubeconfig_with_user(api, tmp_path, {"tokenFile": str(token_file)})
+    monkeypatch.setattr(config_module, "TOKEN_FILE_PERIOD_S", 0.0)  # read again before every request
+    async with await KubeClient.from_kubeconfig(kubeconfig, qps=0, burst=1) as c:
+        await c.create(PODS, a_pod("p"), namespace="default")
+        good = token_file.read_text()
+        token_file.write_text("not-a-token\n")  # kubelet rotated it (to one the server refuses here)
+        with pytest.raises(APIError) as refused:
+            await c.get(PODS, "p", namespace="default")
+        assert refused.value.code == 401
+        token_file.write_text(good)
+        assert (await c.get(PODS, "p", namespace="default"))["metadata"]["name"] == "p"
+
+
+# An exec credential plugin (client.authentication.k8s.io), as EKS, GKE, AKS and OIDC sign-in kubeconfigs
+# name: it prints the token in <dir>/token, with <dir>/expiry as its expirationTimestamp if that file
+# exists, and counts its runs in <dir>/runs.
+PLUGIN = """
+import json, os, pathlib, sys
+d = pathlib.Path(sys.argv[1])
+with open(d / "runs", "a") as f:
+    f.write("run\\n")
+if (d / "fail").exists():
+    sys.exit((d / "fail").read_text())
+info = json.loads(os.environ["KUBERNETES_EXEC_INFO"])
+status = {"token": (d / "token").read_text().strip()}
+if (d / "expiry").exists():
+    status["expirationTimestamp"] = (d / "expiry").read_text().strip()
+print(json.dumps({"apiVersion": info["apiVersion"], "kind": "ExecCredential", "status": status}))
+"""
+
+
+class Plugin:
+    def __init__(self, api, tmp_path):
+        self.dir = tmp_path / "plugin"
+        self.dir.mkdir()
+        (self.dir / "plugin.py").write_text(PLUGIN)
+        self.hand_out(api.token)
+        self.kubeconfig = kubeconfig_with_user(
+            api,
+            tmp_path,
+            {
+                "exec": {
+                    "apiVersion": "client.authentication.k8s.io/v1",
+                    "command": sys.executable,
+                    "args": [str(self.dir / "plugin.py"), str(self.dir)],
+                    "interactiveMode": "Never",
+                }
+            },
+        )
+
+    def hand_out(self, token: str, expires_in: float | None = None) -> None:
+        (self.dir / "token").write_text(token)
+        if expires_in is not None:
+            at = datetime.now(UTC) + timedelta(seconds=expires_in)
+            (self.dir / "expiry").write_text(at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+
+    @property
+    def runs(self) -> int:
+        path = self.dir / "runs"
+        return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+async def test_an_exec_plugin_authenticates_and_runs_once_while_its_credential_has_no_expiry(api, tmp_path):
+    plugin = Plugin(api, tmp_path)
+    async with await KubeClient.from_kubeconfig(plugin.kubeconfig, qps=0, burst=1) as c:
+        await c.create(PODS, a_pod("p"), namespace="default")
+        for _ in range(5):
+            await c.get(PODS, "p", namespace="default")
+        informer = Informer(c, PODS, namespace="default")
+        task = asyncio.create_task(informer.run())
+        try:
+            await asyncio.wait_for(informer.synced.wait(), 5)
+            assert set(informer.cache) == {"default/p"}
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert plugin.runs == 1
+
+
+async def test_an_exec_credential_the_server_refuses_is_fetched_again_and_the_request_retried(
+    api, tmp_path, monkeypatch
+):
+    plugin = Plugin(api, tmp_path)
+    monkeypatch.setattr(config_module, "REFUSED_RENEWAL_INTERVAL_S", 0.0)  # two refusals a moment apart
+    async with await KubeClient.from_kubeconfig(plugin.kubeconfig, qps=0, burst=1) as c:
+        await c.create(PODS, a_pod("p"), namespace="default")
+        # The identity provider revoked the token and hands out another one.
+        api.token = "rotated-" + api.token
+        plugin.hand_out(api.token)
+        assert (await c.get(PODS, "p", namespace="default"))["metadata"]["name"] == "p"
+        assert plugin.runs == 2
+        # Concurrent requests refused together fetch one new credential between them.
+        api.token = "again-" + api.token
+        plugin.hand_out(api.token)
+        got = await asyncio.gather(*(c.get(PODS, "p", namespace="default") for _ in range(8)))
+        assert {g["metadata"]["name"] for g in got} == {"p"}
+        assert plugin.runs == 3
+
+
+async def test_an_expiring_exec_credential_is_fetched_again_before_it_expires(api, tmp_path):
+    plugin = Plugin(api, tmp_path)
+    plugin.hand_out(api.token, expires_in=600)
+    async with await KubeClient.from_kubeconfig(plugin.kubeconfig, qps=0, burst=1) as c:
+        await c.create(PODS, a_pod("p"), namespace="default")
+        await c.get(PODS, "p", namespace="default")
+        assert plugin.runs == 1 and not c.config.due()  # valid for ten minutes: used as it is
+    plugin.hand_out(api.token, expires_in=3)
+    async with await KubeClient.from_kubeconfig(plugin.kubeconfig, qps=0, burst=1) as c:
+        assert plugin.runs == 2
+        await c.get(PODS, "p", namespace="default")
+        assert plugin.runs == 2
+        # Renewed ahead of time (half of a short lifetime), while the old token is still accepted: the
+        # plugin runs because its credential expires, not because a request was refused.
+        await eventually(c.config.due, limit_s=5)
+        api.token = "next-" + api.token
+        plugin.hand_out(api.token, expires_in=600)
+        await c.get(PODS, "p", namespace="default")
+        assert plugin.runs == 3
+        assert c.config._refused_at < 0  # never refused
+        await c.get(PODS, "p", namespace="default")
+        assert plugin.runs == 3
+
+
+async def test_a_failing_exec_plugin_at_start_is_one_clear_error_and_later_keeps_the_last_credential(
+    api, tmp_path
+):
+    plugin = Plugin(api, tmp_path)
+    (plugin.dir / "fail").write_text("sign-in required: run `cloud auth login`")
+    with pytest.raises(ConfigError) as err:
+        await KubeClient.from_kubeconfig(plugin.kubeconfig)
+    assert str(err.value) == (
+        f"kubeconfig {plugin.kubeconfig}: exec: process returned 1. sign-in required: run `cloud auth login`"
+    )
+    (plugin.dir / "fail").unlink()
+    plugin.hand_out(api.token, expires_in=0.5)
+    async with await KubeClient.from_kubeconfig(plugin.kubeconfig, qps=0, burst=1) as c:
+        (plugin.dir / "fail").write_text("the identity provider is down")
+        await eventually(c.config.due, limit_s=5)
+        # The renewal fails: the request goes on with the credential it has (still accepted here), and the
+        # plugin is not run again on every request.
+        for _ in range(3):
+            await c.list(PODS, namespace="default")
+        assert plugin.runs == 3
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "not found"),
+        ("clusters: [", "not valid YAML"),
+        (
+            {"apiVersion": "v1", "kind": "Config", "clusters": [], "contexts": [], "current-context": "x"},
+            "Invalid kube-config file. Expected object with name x in {path}/contexts list",
+        ),
+    ],
+)
+async def test_an_unusable_kubeconfig_is_one_line(tmp_path, content, message):
+    path = tmp_path / "kubeconfig"
+    if content is not None:
+        path.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
+    with pytest.raises(ConfigError) as err:
+        await KubeClient.from_kubeconfig(path)
+    assert str(err.value) == f"kubeconfig {path}: {message.format(path=path)}"
+
+
+@pytest.mark.parametrize("problem", ["missing file", "missing plugin"])
+def test_the_controller_command_with_an_unusable_kubeconfig_prints_one_line(tmp_path, problem):
+    path = tmp_path / "kubeconfig"
+    expected = f"fluxqueue: error: kubeconfig {path}: not found"
+    if problem == "missing plugin":
+        doc = {
+            "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+            "users": [
+                {
+                    "name": "u",
+                    "user": {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "no-auth"}},
+                }
+            ],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "c",
+        }
+        path.write_text(yaml.safe_dump(doc))
+        expected = f"fluxqueue: error: kubeconfig {path}: the credential plugin 'no-auth' was not found"
+    proc = subprocess.run(
+        [sys.executable, "-m", "fluxqueue", "controller", "--kubeconfig", str(path), "--webhook-port", "-1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "FLUXQUEUE_DSN": "postgresql://nobody@127.0.0.1:1/none"},
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [expected]
+
+
+async def test_the_in_cluster_service_account_is_read_and_its_token_file_read_again(
+    api, tmp_path, monkeypatch
+):
+    sa = tmp_path / "serviceaccount"
+    sa.mkdir()
+    ca = api.kubeconfig()["clusters"][0]["cluster"]["certificate-authority-data"]
+    (sa / "ca.crt").write_bytes(base64.b64decode(ca))
+    (sa / "token").write_text(api.token)
+    (sa / "namespace").write_text("default")
+    monkeypatch.setattr(config_module, "SERVICE_ACCOUNT_DIR", sa)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(urlsplit(api.url).port))
+    async with await KubeClient.from_kubeconfig(None, qps=0, burst=1) as c:
+        await c.create(PODS, a_pod("p"), namespace="default")
+        assert not c.config.due()  # read again once a minute
+        api.token = "projected-" + api.token
+        (sa / "token").write_text(api.token)
+        # Refused: read again at once, and the request retried.
+        assert (await c.get(PODS, "p", namespace="default"))["metadata"]["name"] == "p"
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
+    with pytest.raises(ConfigError) as err:
+        await KubeClient.from_kubeconfig(None)
+    assert "pass --kubeconfig" in str(err.value)

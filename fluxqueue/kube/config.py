@@ -1,0 +1,318 @@
+"""Where the API server is and how to authenticate to it, read by kubernetes_asyncio's loaders.
+
+A kubeconfig file (or a ``KUBECONFIG``-style list of them) or the pod's service account. The loaders handle
+what users' kubeconfigs hold: tokens and token files, client certificates, exec credential plugins
+(``users[].user.exec``: EKS, GKE, AKS, OIDC sign-in), OIDC and GCP auth providers, basic auth. Only the
+loading is theirs: requests go through ``fluxqueue.kube.http``, which asks :meth:`KubeConfig.due` (a
+clock comparison) before each one.
+
+Credentials are loaded again, as client-go does:
+- an exec credential with an ``expirationTimestamp`` shortly before it expires; any exec credential when
+  the API server answers 401 (client-go's exec authenticator forgets its cached credential then);
+- a token kept in a file (``tokenFile``, the projected service account token) every minute
+  (client-go's cachingTokenSource period): kubelet replaces it well before it expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fluxqueue.errors import ConfigError
+from fluxqueue.log import get_logger
+
+log = get_logger(__name__)
+
+TOKEN_FILE_PERIOD_S = 60.0
+# An expiring credential is renewed this long before it expires (half its lifetime when that is shorter),
+# so that requests in flight when it is replaced were sent with a valid one.
+EXPIRY_MARGIN_S = 60.0
+# A credential renewed because the server refused it is not renewed again sooner than this: a plugin that
+# keeps handing out a refused token would otherwise run once per request.
+REFUSED_RENEWAL_INTERVAL_S = 1.0
+# After a failed renewal (the plugin failed, the token file is unreadable) the last credential is kept and
+# the renewal tried again this much later.
+RETRY_AFTER_FAILURE_S = 10.0
+
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+@dataclass(frozen=True)
+class Access:
+    """What requests need: the server, how to check its certificate and ours, and the Authorization header."""
+
+    server: str
+    authorization: str | None = None  # "Bearer ..." or "Basic ..."
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify: bool = True
+    tls_server_name: str | None = None  # the name the server's certificate carries, when not the host's
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """None for a plain-HTTP server."""
+        if not self.server.startswith("https"):
+            return None
+        ctx = ssl.create_default_context(cafile=self.ca_file if self.verify else None)
+        if not self.verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if self.cert_file and self.key_file:
+            ctx.load_cert_chain(self.cert_file, self.key_file)
+        return ctx
+
+    def same_tls(self, other: Access) -> bool:
+        return (self.ca_file, self.cert_file, self.key_file, self.verify) == (
+            other.ca_file,
+            other.cert_file,
+            other.key_file,
+            other.verify,
+        )
+
+
+class KubeConfig:
+    """The loaded configuration (:attr:`access`) and when to load its credentials again.
+
+    ``await KubeConfig.load(path)``, or ``path=None`` for the in-cluster service account.
+    """
+
+    def __init__(self, source: _Source, access: Access, origin: str):
+        self._source = source
+        self.access = access
+        self.origin = origin  # for messages: the kubeconfig's path or "the in-cluster service account"
+        self._renew_at = source.renew_at()
+        self._refused_at = -1e18
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def load(cls, kubeconfig: str | os.PathLike | None, context: str | None = None) -> KubeConfig:
+        """Raises ConfigError (one line) when the file or the service account cannot be used."""
+        source: _Source
+        if kubeconfig is None:
+            source = _InCluster()
+            origin = "the in-cluster service account"
+        else:
+            source = _KubeconfigFile(str(kubeconfig), context)
+            origin = f"kubeconfig {source.paths_text}"
+        try:
+            access = await source.load()
+        except Exception as exc:
+            raise ConfigError(f"{origin}: {_describe(exc)}") from exc
+        if not access.server.startswith(("https://", "http://")):
+            raise ConfigError(f"{origin}: server {access.server!r} is not an http(s) URL")
+        try:
+            access.ssl_context()
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise ConfigError(f"{origin}: unusable TLS settings: {_describe(exc)}") from exc
+        return cls(source, access, origin)
+
+    @property
+    def server(self) -> str:
+        return self.access.server
+
+    def due(self) -> bool:
+        """Whether the credentials should be loaded again before the next request (cheap: a clock read)."""
+        return time.monotonic() >= self._renew_at
+
+    async def renew(self, refused: str | None = None) -> bool:
+        """Load the credentials again; True when :attr:`access` changed.
+
+        ``refused``: the Authorization header the API server just answered 401 to. Renewed only when it is
+        still the current one (concurrent requests refused together renew once), for sources whose
+        credentials can change (exec plugins, token files).
+        """
+        async with self._lock:
+            if refused is not None:
+                if self.access.authorization != refused:
+                    return True  # renewed meanwhile: try again with the new one
+                now = time.monotonic()
+                if not self._source.renewable or now - self._refused_at < REFUSED_RENEWAL_INTERVAL_S:
+                    return False
+                self._refused_at = now
+            elif not self.due():
+                return False
+            before = self.access
+            try:
+                access = await self._source.load(force=refused is not None)
+            except Exception as exc:
+                self._renew_at = time.monotonic() + RETRY_AFTER_FAILURE_S
+                log.warning(
+                    "cannot load the API credentials again; keeping the last ones",
+                    source=self.origin,
+                    error=_describe(exc),
+                )
+                return False
+            self.access = access
+            self._renew_at = self._source.renew_at()
+            changed = access != before
+            if changed:
+                log.info("API credentials loaded again", source=self.origin)
+            return changed
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        return f"{exc.filename}: not found"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    if isinstance(exc, yaml.YAMLError):
+        return "not valid YAML"
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _authorization(configuration: Any) -> str | None:
+    value = (configuration.api_key or {}).get("BearerToken")
+    # The in-cluster loader keeps the token file's trailing newline; a header value must not carry one.
+    return value.strip() if value else None
+
+
+def _access(configuration: Any) -> Access:
+    return Access(
+        server=configuration.host.rstrip("/"),
+        authorization=_authorization(configuration),
+        ca_file=configuration.ssl_ca_cert,
+        cert_file=configuration.cert_file,
+        key_file=configuration.key_file,
+        verify=bool(configuration.verify_ssl),
+        tls_server_name=getattr(configuration, "tls_server_name", None),
+    )
+
+
+class _LoaderLog(logging.Handler):
+    """Collects what kubernetes_asyncio's loader logs at error level while it loads: what it raises is
+    reported once, by the caller; what it only logs is the caller's to report."""
+
+    NAME = "kubernetes_asyncio.config.kube_config"
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def __enter__(self) -> list[str]:
+        logger = logging.getLogger(self.NAME)
+        self._propagate = logger.propagate
+        logger.addHandler(self)
+        logger.propagate = False
+        return self.messages
+
+    def __exit__(self, *exc: object) -> None:
+        logger = logging.getLogger(self.NAME)
+        logger.removeHandler(self)
+        logger.propagate = self._propagate
+
+
+class _Source:
+    renewable = False
+
+    async def load(self, force: bool = False) -> Access:
+        raise NotImplementedError
+
+    def renew_at(self) -> float:
+        """When (time.monotonic()) the credentials just loaded are due to be loaded again."""
+        return float("inf")
+
+
+class _KubeconfigFile(_Source):
+    def __init__(self, paths: str, context: str | None):
+        self.paths = [os.path.expanduser(p) for p in paths.split(os.pathsep) if p]
+        self.paths_text = os.pathsep.join(self.paths)
+        self.context = context
+        self.loader: Any = None
+        self._exec = False
+        self._token_file = False
+        self._expiry: dt.datetime | None = None
+        self._loaded_at = 0.0
+
+    async def load(self, force: bool = False) -> Access:
+        from kubernetes_asyncio.client import Configuration
+        from kubernetes_asyncio.config.kube_config import KubeConfigLoader, KubeConfigMerger
+
+        first = self.loader is None
+        if first:
+            self._check_files()
+            # config_base_path None: relative paths are taken from the file that names them. No persister:
+            # a refreshed OIDC or GCP token is never written back to the user's file.
+            self.loader = KubeConfigLoader(
+                config_dict=KubeConfigMerger(os.pathsep.join(self.paths)).config,
+                active_context=self.context,
+                config_base_path=None,
+            )
+            user = self.loader._user  # the context's user entry (the loader's own refresh_token reads it)
+            self._exec = user is not None and "exec" in user
+            self._token_file = user is not None and "tokenFile" in user and "token" not in user
+            self.renewable = self._exec or self._token_file
+        elif force:
+            # Its exec credential is cached until its expirationTimestamp: refused, it must be fetched again.
+            self.loader.__dict__.pop("exec_plugin_expiry", None)
+        configuration = Configuration()
+        with _LoaderLog() as complaints:
+            try:
+                await self.loader.load_and_set(configuration)
+            except FileNotFoundError as exc:
+                if not self._exec:
+                    raise
+                command = self.loader._user["exec"]["command"]
+                raise ConfigError(f"the credential plugin {command!r} was not found") from exc
+        if complaints:
+            # What the loader logs and goes on from (a plugin's answer with neither token nor certificate).
+            if first:
+                raise ConfigError(complaints[0])
+            log.warning("loading the API credentials again", source=self.paths_text, problem=complaints[0])
+        if configuration.proxy:
+            raise ConfigError("proxy-url is not supported")
+        self._loaded_at = time.monotonic()
+        self._expiry = getattr(self.loader, "exec_plugin_expiry", None) if self._exec else None
+        return _access(configuration)
+
+    def _check_files(self) -> None:
+        if not self.paths:
+            raise ConfigError("no kubeconfig file given")
+        for path in self.paths:
+            if not os.path.isfile(path):  # the loader would only warn and go on without it
+                raise ConfigError("not found" if len(self.paths) == 1 else f"{path} not found")
+
+    def renew_at(self) -> float:
+        if self._expiry is not None:
+            left = (self._expiry - dt.datetime.now(dt.UTC)).total_seconds()
+            return self._loaded_at + max(0.0, left - min(EXPIRY_MARGIN_S, left / 2))
+        if self._token_file:
+            return self._loaded_at + TOKEN_FILE_PERIOD_S
+        return float("inf")  # an exec credential without expiry is kept until the server refuses it
+
+
+class _InCluster(_Source):
+    renewable = True
+
+    def __init__(self) -> None:
+        self._loaded_at = 0.0
+
+    async def load(self, force: bool = False) -> Access:
+        from kubernetes_asyncio.client import Configuration
+        from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
+
+        if not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            raise ConfigError("KUBERNETES_SERVICE_HOST is unset (not in a pod): pass --kubeconfig")
+        configuration = Configuration()
+        InClusterConfigLoader(
+            token_filename=str(SERVICE_ACCOUNT_DIR / "token"),
+            cert_filename=str(SERVICE_ACCOUNT_DIR / "ca.crt"),
+            try_refresh_token=False,  # we read the token file again ourselves (renew_at)
+        ).load_and_set(configuration)
+        self._loaded_at = time.monotonic()
+        return _access(configuration)
+
+    def renew_at(self) -> float:
+        return self._loaded_at + TOKEN_FILE_PERIOD_S
