@@ -17,7 +17,7 @@ from fluxqueue.kube import names
 from fluxqueue.metrics import Metrics
 from fluxqueue.sim.apiserver import APIServer
 from fluxqueue.sim.apiserver import resources as R
-from fluxqueue.sim.chartrender import one_of_kind, render_chart, sim_values
+from fluxqueue.sim.chartrender import controller_container, sim_values, webhook_configuration
 from fluxqueue.webhook.config import WebhookConfig
 from fluxqueue.webhook.server import make_app, serve
 
@@ -28,9 +28,9 @@ IDENTITY = ServingIdentity.for_service("fluxqueue-webhook", NS, extra_ips=("127.
 
 
 @pytest.fixture(scope="module")
-def chart_webhook(tools) -> dict:
-    manifests = asyncio.run(render_chart(sim_values(), namespace=NS, helm=str(tools.helm)))
-    return one_of_kind(manifests, "MutatingWebhookConfiguration")
+def chart_webhook() -> dict:
+    """The chart's webhook configuration (what helm renders: test/chart/test_chartrender.py)."""
+    return webhook_configuration(sim_values(), namespace=NS)
 
 
 @pytest.fixture
@@ -199,10 +199,9 @@ async def test_options_parse_the_flags_the_chart_renders(api, chart_webhook, too
     import argparse
 
     from fluxqueue.certs.options import add_arguments, manager_from_args
-    from fluxqueue.sim.chartrender import controller_container
 
-    manifests = await render_chart(sim_values(), namespace=NS, helm=str(tools.helm))
-    flags = [a for a in controller_container(manifests)["args"] if a.split("=")[0] in _cert_flags()]
+    args = controller_container(sim_values(), namespace=NS)["args"]
+    flags = [a for a in args if a.split("=")[0] in _cert_flags()]
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     args = parser.parse_args(flags)

@@ -10,9 +10,9 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+from support.helm import CHART_DIR, of_kind, one_of_kind, render_chart
 
 from fluxqueue.kube import names
-from fluxqueue.sim.chartrender import CHART_DIR, of_kind, one_of_kind, render_chart
 
 KUBE_VERSION = "1.35.0"
 NAMESPACE = "fluxqueue-system"

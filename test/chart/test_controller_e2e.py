@@ -23,11 +23,12 @@ import yaml
 from aiohttp import web
 from rbac import access_of, allowed  # test/chart/rbac.py (pytest puts this directory on sys.path)
 from support.clitools import run_tool
+from support.helm import CHART_DIR, controller_container, of_kind, render_chart
 
 from fluxqueue.kube import names
 from fluxqueue.sim.apiserver import APIServer
 from fluxqueue.sim.apiserver import resources as R
-from fluxqueue.sim.chartrender import CHART_DIR, controller_container, of_kind, render_chart, sim_values
+from fluxqueue.sim.chartrender import sim_values
 
 NS = "fluxqueue-system"
 pytestmark = pytest.mark.timeout(180)

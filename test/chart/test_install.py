@@ -32,7 +32,7 @@ async def helm(tools, kubeconfig, *args: str) -> str:
 
 async def test_helm_install_creates_every_object_of_the_chart(tools, cluster):
     api, kubeconfig = cluster
-    from fluxqueue.sim.chartrender import CHART_DIR
+    from support.helm import CHART_DIR
 
     out = await helm(
         tools,

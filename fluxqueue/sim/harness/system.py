@@ -2,8 +2,9 @@
 
 ``SimSystem`` starts, in order: an embedded PostgreSQL (and the queue migrations), the Fluxion service, the
 Kubernetes API emulator with its simulated nodes, kubelets and workload controllers, the FluxJob CRD and the
-MutatingWebhookConfiguration taken from the Helm chart's rendered manifests (so the simulation registers
-exactly what production registers), then the real controller (webhook server, watchers, scheduling loop).
+MutatingWebhookConfiguration the Helm chart renders (``fluxqueue.sim.chartrender``, checked against
+``helm template``: the simulation registers exactly what production registers), then the real controller
+(webhook server, watchers, scheduling loop), with the chart's command lines.
 It stops them in reverse order. ``fluxqueue sim up``, ``fluxqueue sim run``, the tests and the scale
 benchmark all use it.
 
@@ -103,7 +104,8 @@ class SimSystem:
         self.fluxion_port: int | None = None
         self.metrics: Any = None
         self.match_seconds: list[float] = []
-        self.manifests: list[dict] = []
+        self.manifests: list[dict] = []  # what the chart registers: the CRDs, the webhook configuration
+        self.containers: dict[str, dict] = {}  # the chart's controller and fluxion containers (args, env)
         self.processes: dict[str, asyncio.subprocess.Process] = {}
         self._tmp: Path | None = None
         self._stack = contextlib.AsyncExitStack()
@@ -141,9 +143,14 @@ class SimSystem:
         self.webhook_port = _free_port()
         self.metrics_port = _free_port()
         self.fluxion_port = _free_port()
-        from fluxqueue.sim.chartrender import render_chart
+        from fluxqueue.sim import chartrender
 
-        self.manifests = await render_chart(self.chart_values(), namespace=SYSTEM_NAMESPACE)
+        values = self.chart_values()
+        self.manifests = chartrender.registered_objects(values, namespace=SYSTEM_NAMESPACE)
+        self.containers = {
+            "controller": chartrender.controller_container(values, namespace=SYSTEM_NAMESPACE),
+            "fluxion": chartrender.fluxion_container(values, namespace=SYSTEM_NAMESPACE),
+        }
         self._step("render chart", t)
 
         t = time.monotonic()
@@ -213,7 +220,7 @@ class SimSystem:
     async def _start_fluxion(self) -> None:
         if self.config.processes:
             self.fluxion_address = f"127.0.0.1:{self.fluxion_port}"
-            await self._spawn("fluxion", _chart_args(_container(self.manifests, "fluxion"), {}), env={})
+            await self._spawn("fluxion", _chart_args(self.containers["fluxion"], {}), env={})
             await self._wait_port("127.0.0.1", self.fluxion_port, "fluxion", 60.0)
             return
         from fluxqueue.fluxion.server import FluxionServer
@@ -239,7 +246,7 @@ class SimSystem:
 
     async def _install_chart(self) -> None:
         from fluxqueue.sim.apiserver import resources as R
-        from fluxqueue.sim.chartrender import install, of_kind
+        from fluxqueue.sim.chartrender import install
 
         client = self.api.client
         with contextlib.suppress(Exception):
@@ -247,12 +254,10 @@ class SimSystem:
                 R.NAMESPACES,
                 {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}},
             )
-        await install(
-            client, self.manifests, kinds=("CustomResourceDefinition", "MutatingWebhookConfiguration")
-        )
+        await install(client, self.manifests)
         # The chart's webhook calls a Service; here that Service is the controller's local port.
         services = set()
-        for mwc in of_kind(self.manifests, "MutatingWebhookConfiguration"):
+        for mwc in (m for m in self.manifests if m["kind"] == "MutatingWebhookConfiguration"):
             for hook in mwc.get("webhooks") or []:
                 svc = (hook.get("clientConfig") or {}).get("service")
                 if svc:
@@ -269,7 +274,7 @@ class SimSystem:
             "POD_NAME": "fluxqueue-controller-sim",
             "FLUXQUEUE_DSN": self.dsn or "",
         }
-        chart_args = _chart_args(_container(self.manifests, "controller"), env)
+        chart_args = _chart_args(self.containers["controller"], env)
         if cfg.processes:
             # The chart's own command line, plus what only exists outside a pod: the kubeconfig.
             args = _accepted_args([*chart_args, "--kubeconfig", str(self.kubeconfig)])
@@ -450,18 +455,6 @@ class SimSystem:
             "Press Ctrl-C to stop everything.",
         ]
         return "\n".join(line for line in lines if line)
-
-
-def _container(manifests: list[dict[str, Any]], name: str) -> dict[str, Any]:
-    """A container of the rendered chart by name (init containers too: Fluxion may be a native sidecar)."""
-    for obj in manifests:
-        if obj.get("kind") not in ("Deployment", "StatefulSet"):
-            continue
-        spec = obj["spec"]["template"]["spec"]
-        for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
-            if c.get("name") == name:
-                return c
-    raise RuntimeError(f"no {name} container in the rendered chart")
 
 
 def _accepted_args(args: list[str]) -> list[str]:
