@@ -213,10 +213,12 @@ async def _names(api, selector, names):
 
 async def test_default_scheduler_places_pods_fluxqueue_does_not_manage(apiserver, cluster):
     api = apiserver
+    # Each runs longer than the test: with the default 10 simulated seconds (0.1 s here) the first could end
+    # before the third was looked at, and the third be bound instead of found unschedulable.
     body = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": "plain"},
+        "metadata": {"name": "plain", "annotations": {"sim.fluxqueue.io/runtime": "1000h"}},
         "spec": {
             "restartPolicy": "Never",
             "containers": [{"name": "m", "image": "busybox", "resources": {"requests": {"cpu": "12"}}}],
@@ -244,8 +246,10 @@ async def test_default_scheduler_places_pods_fluxqueue_does_not_manage(apiserver
 
     async def unschedulable():
         p = await api.client.get(R.PODS, "plain3", namespace=NS)
+        # Bound, its PodScheduled condition is True with no reason (kube-apiserver's binding writes it so).
+        assert not p["spec"].get("nodeName"), f"plain3 was bound to {p['spec']['nodeName']}"
         c = {c["type"]: c for c in p["status"].get("conditions") or []}.get("PodScheduled")
-        return c if c and c["reason"] == "Unschedulable" else None
+        return c if c and c.get("reason") == "Unschedulable" else None
 
     cond = await eventually(unschedulable)
     assert cond["message"] == "0/2 nodes are available: 2 Insufficient cpu."
