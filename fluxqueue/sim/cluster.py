@@ -10,7 +10,9 @@ await cluster.stop()
 ```
 
 Running: one kubelet per node (:mod:`.kubelet`: admission, pod lifecycle, Leases and node status), the Job,
-TTL-after-finished, ReplicaSet, Deployment, StatefulSet and DaemonSet controllers, the garbage collector
+TTL-after-finished, ReplicaSet, Deployment, StatefulSet and DaemonSet controllers, the JobSet controller and
+the MPI Operator (their CRDs, JobSet jobset.x-k8s.io/v1alpha2 and MPIJob kubeflow.org/v2beta1, are installed
+at start, as a cluster with both add-ons would have them), the garbage collector
 (:mod:`.controllers`), a pod garbage collector, and a stand-in for kube-scheduler that binds pods whose
 schedulerName is ``default-scheduler`` (pods fluxqueue does not manage), as in a real cluster
 (``ClusterSpec(default_scheduler=False)`` leaves them Pending). Namespace deletion is the API emulator's own
@@ -40,12 +42,15 @@ from fluxqueue.sim.apiserver import APIError
 from fluxqueue.sim.apiserver import resources as R
 
 from .clock import SimClock, Timers, rfc3339, rfc3339_micro
+from .controllers import thirdparty_crds
 from .controllers.base import Informer, Obj
 from .controllers.daemonset import DaemonSetController
 from .controllers.deployment import DeploymentController
 from .controllers.events import EventRecorder
 from .controllers.garbagecollector import KINDS, GarbageCollector
 from .controllers.job import JobController
+from .controllers.jobset import JobSetController
+from .controllers.mpijob import MPIJobController
 from .controllers.replicaset import ReplicaSetController
 from .controllers.scheduler import DefaultScheduler
 from .controllers.statefulset import StatefulSetController
@@ -161,10 +166,17 @@ class SimCluster:
         nodes.add_handler(self._on_node)
         events = EventRecorder(self.client, enabled=s.events)
         if s.controllers:
+            await thirdparty_crds.install(self.client)
             jobs = self.informer(R.JOBS)
             rsets = self.informer(R.REPLICASETS)
             self.controllers = [
                 JobController(self.client, self.timers, self.clock, jobs, pods, events),
+                JobSetController(
+                    self.client, self.timers, self.informer(thirdparty_crds.JOBSETS), jobs, events
+                ),
+                MPIJobController(
+                    self.client, self.timers, self.informer(thirdparty_crds.MPIJOBS), jobs, pods, events
+                ),
                 TTLAfterFinishedController(self.client, self.timers, self.clock, jobs),
                 ReplicaSetController(self.client, self.timers, rsets, pods, events),
                 DeploymentController(self.client, self.timers, self.informer(R.DEPLOYMENTS), rsets, events),

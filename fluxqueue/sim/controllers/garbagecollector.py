@@ -22,6 +22,7 @@ from fluxqueue.sim.apiserver import resources as R
 
 from ..clock import Timers
 from .base import Controller, Informer, Obj, owner_uids
+from .thirdparty_crds import JOBSETS, MPIJOBS
 
 log = get_logger(__name__)
 
@@ -41,6 +42,8 @@ KINDS: dict[tuple[str, str], tuple[str, str, str]] = {
     ("apps", "DaemonSet"): R.DAEMONSETS,
     ("apps", "ControllerRevision"): R.CONTROLLERREVISIONS,
     (R.FLUXJOBS[0], "FluxJob"): R.FLUXJOBS,
+    (JOBSETS[0], "JobSet"): JOBSETS,
+    (MPIJOBS[0], "MPIJob"): MPIJOBS,
 }
 
 Ref = tuple[tuple[str, str, str], str, str]  # (resource key, namespace, name)
