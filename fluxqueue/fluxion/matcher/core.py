@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from fluxqueue.fluxion.matcher.dfu import DFU, Select
+from fluxqueue.fluxion.matcher.dfu import Window as DfuWindow
 from fluxqueue.fluxion.matcher.graph import DOWN, DRAIN, UP, Pool, ResourceGraph, Span, Vertex
 from fluxqueue.fluxion.matcher.jobspec import (
     SYSTEM_MAX_DURATION,
@@ -78,6 +80,7 @@ class Matcher:
     def __init__(self) -> None:
         self.graph: ResourceGraph | None = None
         self.policy: Policy = POLICIES["first"]
+        self.dfu = DFU(self.policy)
         self.jobs: dict[int, Job] = {}
         self.next_jobid = 1
         self.epoch = 0
@@ -109,6 +112,7 @@ class Matcher:
         gc.freeze()
         self.graph = graph
         self.policy = pol
+        self.dfu = DFU(pol)
         self.jobs = {}
         self.next_jobid = 1
         self.epoch += 1
@@ -138,11 +142,8 @@ class Matcher:
         jobid = self.next_jobid
         self.next_jobid += 1  # reapi consumes an id on every allocate attempt, successful or not
         d = js.window
-        units = Traverser(self.policy, Window(0, d), js.constraint).match(graph.root, js.resources)
-        start = 0
-        if units is None and op == ALLOCATE_ORELSE_RESERVE:
-            start, units = self._earliest(graph, js)
-        if units is None:
+        found = self._schedule(graph, js, op == ALLOCATE_ORELSE_RESERVE)
+        if found is None:
             sat = self._satisfiable(graph, js)
             dt = time.perf_counter() - t0
             self._account(dt)
@@ -152,7 +153,10 @@ class Matcher:
                 )
                 return MatchOutcome("busy", jobid=jobid, overhead=dt, message=msg)
             return MatchOutcome("unsatisfiable", jobid=jobid, overhead=dt, message=_why(False))
-        job = self._apply(jobid, start, d, units)
+        start, sel, x_root, x_types = found
+        vertices, pools, touched = self.dfu.walk_update(graph.root, sel, x_root, x_types)
+        job = self._apply_sets(jobid, start, d, vertices, pools, _slots_per_node(sel, vertices, pools))
+        self.dfu.update_weights(touched)
         dt = time.perf_counter() - t0
         job.overhead = dt
         self._account(dt)
@@ -178,21 +182,39 @@ class Matcher:
         self.match_min = dt if self.match_count == 1 else min(self.match_min, dt)
         self.match_max = max(self.match_max, dt)
 
-    def _earliest(self, graph: ResourceGraph, js: Jobspec) -> tuple[int, list | None]:
-        """The earliest future start at which the request fits (allocate_orelse_reserve)."""
+    def _schedule(self, graph: ResourceGraph, js: Jobspec, reserve: bool):
+        """dfu_traverser_t::schedule: select now, else (allocate_orelse_reserve) at the earliest later time at
+        which select succeeds. Returns (start, the Select, root exclusive, exclusive types) or None."""
+        root = graph.root
+        x_root = any(r.type == root.type and r.exclusive is True for r in js.resources)
+        # prime_jobspec: every type asked exclusive is taken whole, and so are nodes under a *nodex policy.
+        x_types = _exclusive_types(js.resources)
+        if self.policy.node_exclusive:
+            x_types.add("node")
+        if not self._feasible(graph, js, reserve):
+            return None
         d = js.window
-        if not self.jobs or d >= SYSTEM_MAX_DURATION:
-            return 0, None
+        sel = Select(self.dfu, DfuWindow(0, d, True), js.constraint)
+        if sel.select(root, js.resources, x_root) is not None:
+            return 0, sel, x_root, x_types
+        if not reserve or not self.jobs or d >= SYSTEM_MAX_DURATION:
+            return None
         need = _total_need(js)
-        caps = graph.root.cap
+        caps = root.cap
         if any(caps.get(t, 0) < a for t, a in need.items()):
-            return 0, None
-        # Candidate starts: the ends of what exists. Skip those where, at the start instant, the leaf amounts
-        # in use already leave too little (a necessary condition; the walk decides).
+            return None
+        # planner_multi_avail_time_first/next over the root's subtree plan: the candidate starts are the
+        # points where what is planned changes (every span's start and end) from now + 1 on; the first one
+        # at which select succeeds wins. Points where the leaf amounts in use leave too little are skipped
+        # (a necessary condition, as the planner's own aggregate test is).
         jobs = list(self.jobs.values())
+        points = {1}
+        for j in jobs:
+            points.add(j.start)
+            points.add(j.end)
+        candidates = sorted(t for t in points if t >= 1 and t + d <= SYSTEM_MAX_DURATION)
         by_start = sorted(jobs, key=lambda j: j.start)
         by_end = sorted(jobs, key=lambda j: j.end)
-        candidates = sorted({j.end for j in jobs if 0 < j.end and j.end + d <= SYSTEM_MAX_DURATION})
         si = ei = 0
         usage: dict[str, int] = {}
         for t in candidates:
@@ -206,10 +228,32 @@ class Matcher:
                 ei += 1
             if any(caps.get(k, 0) - usage.get(k, 0) < a for k, a in need.items()):
                 continue
-            units = Traverser(self.policy, Window(t, t + d), js.constraint).match(graph.root, js.resources)
-            if units is not None:
-                return t, units
-        return 0, None
+            sel = Select(self.dfu, DfuWindow(t, t + d, False), js.constraint)
+            if sel.select(root, js.resources, x_root) is not None:
+                return t, sel, x_root, x_types
+        return None
+
+    def _feasible(self, graph: ResourceGraph, js: Jobspec, reserve: bool) -> bool:
+        """dfu_traverser_t::request_feasible: enough nodes up, and with constraints enough matching nodes
+        free; for allocate_orelse_reserve it asks the node plans at the end of the graph's window, where no
+        span fits, so a constrained request that names nodes is refused whatever the state."""
+        target = _node_count(js.resources)
+        nodes = graph.nodes.values()
+        up = sum(1 for v in nodes if v.status == UP)
+        if js.constraint is None and target <= up:
+            return True
+        if target > up:
+            return False
+        if reserve:
+            return target <= 0
+        feasible = 0
+        c = js.constraint
+        for v in nodes:
+            if v.status == UP and c.match(v.name, v.properties, v.rank) and not v.blocked(0, js.window):
+                feasible += 1
+                if feasible >= target:
+                    return True
+        return feasible >= target
 
     # -- applying and releasing ----------------------------------------------------------------------------
 
@@ -588,6 +632,48 @@ def _reindex_up(v: Vertex | None) -> None:
 
 def _why(ok: bool) -> str:
     return "" if ok else "the request can never be satisfied by this graph (even with every resource free)"
+
+
+def _exclusive_types(reqs) -> set[str]:
+    out: set[str] = set()
+    for r in reqs:
+        if r.exclusive is True:
+            out.add(r.type)
+        out |= _exclusive_types(r.with_)
+    return out
+
+
+def _node_count(reqs, mult: int = 1) -> int:
+    """prime_jobspec's node aggregate: nodes asked for in all, counting each level's minimum."""
+    n = 0
+    for r in reqs:
+        if r.type == "node":
+            n += r.min * mult
+        n += _node_count(r.with_, r.min * mult)
+    return n
+
+
+def _slots_per_node(sel, vertices: dict, pools: dict) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for g in sel.slots:
+        if not g.edges:
+            continue
+        tgt = g.edges[0][0]
+        if isinstance(tgt, tuple):
+            p, i = tgt
+            if not pools.get(p, 0) >> i & 1:
+                continue
+            v = p.parent
+        else:
+            if tgt not in vertices:
+                continue
+            v = tgt
+        node = v
+        while node is not None and node.type != "node":
+            node = node.parent
+        key = (node or v).name
+        out[key] = out.get(key, 0) + 1
+    return out
 
 
 def _total_need(js: Jobspec) -> dict[str, int]:

@@ -1,0 +1,703 @@
+"""flux-sched's depth-first-and-up traverser, step for step (resource/traversers/dfu_impl.cpp, dfu.cpp).
+
+A match is what flux-sched's ``select()`` does: ``dom_dfv`` from the root collects, per resource type, *edge
+groups* (``eval_egroup_t``: a score, a count, the edges below) of every child that could serve; at each vertex
+that a request names, the policy keeps the best k of each child type (``choose_best_k``: a ``std::sort`` by
+score, then the first k) and marks their edges; what no request names so far is merged up unchosen. The root
+keeps the best k of the top-level requests (``dom_finish_graph``), and ``update`` (dfu_impl_update.cpp
+``upd_dfv``) walks the marked edges down from the root: what is reached exclusively is allocated, its
+ancestors are listed in R. A vertex whose type is exclusive (a ``*nodex`` policy's nodes, any type a jobspec
+asks ``exclusive: true``) is taken with everything below it.
+
+Scores are multilevel ids (resource/policies/dfu_match_multilevel_id_impl.hpp): a vertex scores
+``MATCH_MET + id + 1`` plus, under ``node_centric``, the factor of the node above it; a slot scores
+``MATCH_MET`` plus the scores of what it holds. Equal scores are ordered as libstdc++'s ``std::sort`` (an
+unstable introsort) orders them, which we replay exactly: that is where ``high``/``low`` spread over nodes in
+an order that is not id order. Policies with ``stop_on_1_matches`` (``first``) visit children by
+``by_outedges`` (free cores below, then uniq_id, both descending; updated when a job lands there) and stop once
+enough is found (``explore_dynamically``); the others visit every child in graph order.
+
+Leaves live in pools (graph.py); a pool member is visited as the leaf vertex it stands for.
+"""
+
+from __future__ import annotations
+
+from fluxqueue.fluxion.matcher.constraints import Constraint
+from fluxqueue.fluxion.matcher.graph import UP, Pool, Vertex
+from fluxqueue.fluxion.matcher.jobspec import Request
+
+MATCH_UNMET = 0
+MATCH_MET = 1
+NODE_TYPES = ("node", "storage_node")
+# by_outedges weights start at the maximum of their uint64_t until a job lands below the edge.
+UNTOUCHED = 1 << 64
+# The node_centric score factor (dfu_match_policy_factory.cpp: add_score_factor (node_rt, 1, 10000)).
+NODE_ADD_BY, NODE_MULTIPLY_BY = 1, 10000
+
+
+class Egroup:
+    """eval_egroup_t: one candidate (a vertex, or a slot of several) as its parent sees it."""
+
+    __slots__ = ("count", "edges", "excl", "needs", "root", "score")
+
+    def __init__(self, score: int, count: int, excl: bool, edges: list, root: bool = False) -> None:
+        self.score = score
+        self.count = count
+        self.needs = 0
+        self.excl = excl
+        self.root = root
+        # (target, needs, exclusive): target is a Vertex or a (Pool, member) pair.
+        self.edges = edges
+
+
+class Evals:
+    """evals_t (resource/evaluators/edge_eval_api.hpp): the edge groups of one resource type."""
+
+    __slots__ = ("best_i", "best_k", "groups", "qual", "total")
+
+    def __init__(self) -> None:
+        self.groups: list[Egroup] = []
+        self.qual = 0
+        self.total = 0
+        self.best_k = 0
+        self.best_i = 0
+
+    def add(self, eg: Egroup) -> None:
+        self.total += eg.count
+        if eg.score > 0:  # the cutline
+            self.qual += eg.count
+        self.groups.append(eg)
+
+    def merge(self, o: Evals) -> None:
+        self.qual += o.qual
+        self.total += o.total
+        self.groups.extend(o.groups)
+
+    def choose_best_k(self, k: int, greater: bool) -> bool:
+        if k == 0 or k > self.qual:
+            return False
+        cxx_sort(self.groups, greater)
+        i = 0
+        left = k
+        groups = self.groups
+        while left > 0:
+            g = groups[i]
+            g.needs = left if left <= g.count else g.count
+            left -= g.count
+            i += 1
+        self.best_k = k
+        self.best_i = i
+        return True
+
+
+class Scoring:
+    """scoring_api_t: edge groups by type, plus what a child passes to its parent."""
+
+    __slots__ = ("avail", "hier", "overall", "types")
+
+    def __init__(self) -> None:
+        self.types: dict[str, Evals] = {}
+        self.overall = -1
+        self.avail = 0
+        self.hier = False
+
+    def evals(self, t: str) -> Evals:
+        ev = self.types.get(t)
+        if ev is None:
+            ev = self.types[t] = Evals()
+        return ev
+
+    def qualified(self, t: str) -> int:
+        ev = self.types.get(t)
+        return ev.qual if ev is not None else 0
+
+    def merge(self, o: Scoring) -> None:
+        for t, ev in o.types.items():
+            self.evals(t).merge(ev)
+
+    def choose(self, t: str, k: int, greater: bool) -> None:
+        if self.evals(t).choose_best_k(k, greater):
+            self.hier = True
+
+
+# -- libstdc++ std::sort, exactly (bits/stl_algo.h: introsort, median-of-three, final insertion sort) ---------
+
+
+def cxx_sort(a: list[Egroup], greater: bool) -> None:
+    """Sort edge groups by score as ``std::sort(begin, end, fold::greater|less)`` does, ties included."""
+    n = len(a)
+    if n < 2:
+        return
+    scores = [g.score for g in a]
+    if len(set(scores)) == n:  # no ties: every correct sort gives this order
+        a.sort(key=lambda g: g.score, reverse=greater)
+        return
+    if greater:
+        keys = [-s for s in scores]
+    else:
+        keys = scores
+    items = list(zip(keys, a, strict=True))
+    _introsort_loop(items, 0, n, 2 * (n.bit_length() - 1))
+    _final_insertion_sort(items, 0, n)
+    a[:] = [g for _, g in items]
+
+
+_THRESHOLD = 16
+
+
+def _introsort_loop(v: list, first: int, last: int, depth: int) -> None:
+    while last - first > _THRESHOLD:
+        if depth == 0:
+            _heap_sort(v, first, last)
+            return
+        depth -= 1
+        cut = _partition_pivot(v, first, last)
+        _introsort_loop(v, cut, last, depth)
+        last = cut
+
+
+def _partition_pivot(v: list, first: int, last: int) -> int:
+    mid = first + (last - first) // 2
+    _median_to_first(v, first, first + 1, mid, last - 1)
+    return _unguarded_partition(v, first + 1, last, first)
+
+
+def _median_to_first(v: list, result: int, a: int, b: int, c: int) -> None:
+    ka, kb, kc = v[a][0], v[b][0], v[c][0]
+    if ka < kb:
+        if kb < kc:
+            m = b
+        elif ka < kc:
+            m = c
+        else:
+            m = a
+    elif ka < kc:
+        m = a
+    elif kb < kc:
+        m = c
+    else:
+        m = b
+    v[result], v[m] = v[m], v[result]
+
+
+def _unguarded_partition(v: list, first: int, last: int, pivot: int) -> int:
+    p = v[pivot][0]
+    while True:
+        while v[first][0] < p:
+            first += 1
+        last -= 1
+        while p < v[last][0]:
+            last -= 1
+        if not first < last:
+            return first
+        v[first], v[last] = v[last], v[first]
+        first += 1
+
+
+def _final_insertion_sort(v: list, first: int, last: int) -> None:
+    if last - first > _THRESHOLD:
+        _insertion_sort(v, first, first + _THRESHOLD)
+        for i in range(first + _THRESHOLD, last):
+            _unguarded_linear_insert(v, i)
+    else:
+        _insertion_sort(v, first, last)
+
+
+def _insertion_sort(v: list, first: int, last: int) -> None:
+    for i in range(first + 1, last):
+        if v[i][0] < v[first][0]:
+            val = v[i]
+            v[first + 1 : i + 1] = v[first:i]
+            v[first] = val
+        else:
+            _unguarded_linear_insert(v, i)
+
+
+def _unguarded_linear_insert(v: list, last: int) -> None:
+    val = v[last]
+    k = val[0]
+    nxt = last - 1
+    while k < v[nxt][0]:
+        v[last] = v[nxt]
+        last = nxt
+        nxt -= 1
+    v[last] = val
+
+
+def _heap_sort(v: list, first: int, last: int) -> None:
+    # std::__partial_sort(first, last, last): make_heap, then sort_heap.
+    n = last - first
+    if n >= 2:
+        parent = (n - 2) // 2
+        while True:
+            _adjust_heap(v, first, parent, n, v[first + parent])
+            if parent == 0:
+                break
+            parent -= 1
+    while last - first > 1:
+        last -= 1
+        val = v[last]
+        v[last] = v[first]
+        _adjust_heap(v, first, 0, last - first, val)
+
+
+def _adjust_heap(v: list, first: int, hole: int, n: int, val) -> None:
+    top = hole
+    child = hole
+    while child < (n - 1) // 2:
+        child = 2 * (child + 1)
+        if v[first + child][0] < v[first + child - 1][0]:
+            child -= 1
+        v[first + hole] = v[first + child]
+        hole = child
+    if n & 1 == 0 and child == (n - 2) // 2:
+        child = 2 * (child + 1)
+        v[first + hole] = v[first + child - 1]
+        hole = child - 1
+    parent = (hole - 1) // 2
+    while hole > top and v[first + parent][0] < val[0]:
+        v[first + hole] = v[first + parent]
+        hole = parent
+        parent = (hole - 1) // 2
+    v[first + hole] = val
+
+
+# -- the traversal -----------------------------------------------------------------------------------------
+
+
+def effective_max(r: Request) -> int:
+    """calc_effective_max: the largest count the request's expression reaches within max."""
+    return r.best_count(r.max)
+
+
+class Window:
+    __slots__ = ("alloc", "end", "start")
+
+    def __init__(self, start: int, end: int, alloc: bool) -> None:
+        self.start = start
+        self.end = end
+        self.alloc = alloc  # AT_ALLOC (not a reservation attempt): by_excl also refuses allocated vertices
+
+
+class Select:
+    """One ``select()``: a walk of the graph for one jobspec at one time. ``marks`` is the outcome."""
+
+    def __init__(self, dfu: DFU, window: Window, constraint: Constraint | None) -> None:
+        self.dfu = dfu
+        self.policy = dfu.policy
+        self.greater = dfu.policy.high
+        self.node_centric = dfu.policy.node_centric
+        self.dynamic = dfu.policy.stop_on_1
+        self.w = window
+        self.constraint = constraint
+        self.ml = 0  # m_multilevel_scores
+        # set_for_trav_update with this select's token: vertex -> (needs, exclusive); pool -> the members
+        # marked exclusive (a leaf marked shared is never allocated, so it need not be remembered).
+        self.marks: dict = {}
+        self.pmarks: dict[Pool, int] = {}
+        self.slots: list[Egroup] = []  # the slots chosen (for the slots-per-node count in R's metadata)
+
+    # -- availability (planner queries on our spans) ----------------------------------------------------
+
+    def _free_members(self, p: Pool) -> int:
+        w = self.w
+        return p.all_mask & ~p.busy_mask(w.start, w.end) & ~p.down_mask
+
+    def _prune(self, u: Vertex, x_in: bool, resources: list[Request]) -> bool:
+        """dfu_impl_t::prune: False when u cannot serve (status, constraint, exclusivity, plans)."""
+        if u.status != UP:
+            return False
+        c = self.constraint
+        if c is not None and u.type in NODE_TYPES and not c.match(u.name, u.properties, u.rank):
+            return False
+        w = self.w
+        if u.blocked(w.start, w.end):  # by_avail: its own plan is fully used
+            return False
+        for r in resources:
+            if r.type != u.type and r.type != "slot":
+                continue
+            if r.type != "slot" and (x_in or r.exclusive is True):
+                if r.exclusive is False and x_in:
+                    return False
+                if w.alloc and u.x_now:
+                    return False
+                if u.used(w.start, w.end):  # x_checker: any job tagged here
+                    return False
+            # by_subplan: enough cores free below for one unit (a necessary condition, so it only saves time)
+            if w.start == 0:
+                need = r.need.get("core", 0)
+                if need and u.free.get("core", 0) < need:
+                    return False
+        return True
+
+    def _factor(self, u: Vertex) -> int:
+        # score_factor_t::calc_factor (id + 1, uniq_id)
+        return (u.vid + 1 + NODE_ADD_BY) * NODE_MULTIPLY_BY + abs(u.uid % NODE_MULTIPLY_BY - 1)
+
+    # -- dom_dfv ----------------------------------------------------------------------------------------
+
+    def dom_dfv(self, u: Vertex, resources: list[Request], pristine: bool, excl: bool, to_parent: Scoring):
+        """Returns (ok, exclusive) and leaves in to_parent what u contributes."""
+        x_in = excl
+        utype = u.type
+        match_res = slot_res = None
+        for r in resources:
+            if r.type == utype:
+                if r.exclusive is True:
+                    x_in = True
+                if match_res is not None or slot_res is not None:
+                    return False, x_in  # siblings request the same type
+                match_res = r
+                for c in r.with_:
+                    if c.type == "slot":
+                        slot_res = c
+            elif r.type == "slot":
+                if match_res is not None or slot_res is not None:
+                    return False, x_in
+                slot_res = r
+        slot = False
+        if slot_res is not None:
+            ct = u.ctypes
+            slot = all(e.type in ct for e in slot_res.with_)
+        if slot:
+            nxt = slot_res.with_
+            pristine = False
+        elif match_res is not None:
+            nxt = match_res.with_
+            pristine = False
+        elif pristine:
+            nxt = resources
+        else:
+            return False, x_in
+        if not self._prune(u, x_in, resources):
+            return False, x_in
+        factor = 0
+        if self.node_centric and utype == "node":
+            factor = self._factor(u)
+            self.ml += factor
+        dfu = Scoring()
+        if slot:
+            self.dom_slot(u, nxt, effective_max(slot_res), pristine, dfu)
+        else:
+            self.explore(u, nxt, pristine, x_in, dfu, 1)
+        # dom_finish_vtx
+        score = MATCH_MET
+        for r in resources:
+            if r.type != utype:
+                continue
+            for c in r.with_:
+                count = c.best_count(dfu.qualified(c.type))
+                if count == 0:
+                    score = MATCH_UNMET
+                    break
+                dfu.choose(c.type, count, self.greater)
+        self.ml -= factor
+        if score != MATCH_MET:
+            return False, x_in
+        overall = score + self.ml + u.vid + 1
+        dfu.overall = overall
+        # resolve
+        if dfu.hier:
+            self.enforce(dfu, False)
+        else:
+            to_parent.merge(dfu)
+        to_parent.avail = u.size if u.size > 0 else 1
+        to_parent.overall = overall
+        return True, x_in
+
+    def _leaf_score(self, vid: int) -> int:
+        return MATCH_MET + self.ml + vid + 1
+
+    def explore(
+        self, u: Vertex, resources: list[Request], pristine: bool, excl: bool, dfu: Scoring, multiplier: int
+    ) -> None:
+        """explore_statically / explore_dynamically over u's children (vertices and pool members)."""
+        by_type = {}
+        for r in resources:
+            by_type[r.type] = r
+        if self.dynamic:
+            self._explore_dynamically(u, resources, by_type, pristine, excl, dfu, multiplier)
+            return
+        # Static: every child in graph order (uniq_id ascending); pool members of requested types only (a
+        # leaf of another type contributes nothing any request reads).
+        for p in u.pools:
+            r = by_type.get(p.type)
+            if r is None or r.with_:
+                continue
+            self._add_leaves(p, self._members_up(p), excl, dfu.evals(p.type), None)
+        for c in u.children:
+            ok, x = self.dom_dfv(c, resources, pristine, excl, dfu)
+            if ok:
+                n = dfu.avail
+                dfu.evals(c.type).add(Egroup(dfu.overall, n, x, [(c, n, x)]))
+
+    def _members_up(self, p: Pool):
+        free = self._free_members(p)
+        if p.uids is None:
+            while free:
+                low = free & -free
+                free ^= low
+                yield low.bit_length() - 1
+        else:
+            yield from sorted((i for i in range(p.count) if free >> i & 1), key=p.uid)
+
+    def _members_down(self, p: Pool):
+        free = self._free_members(p)
+        if p.uids is None:
+            while free:
+                b = free.bit_length() - 1
+                free ^= 1 << b
+                yield b
+        else:
+            yield from sorted((i for i in range(p.count) if free >> i & 1), key=p.uid, reverse=True)
+
+    def _add_leaves(self, p: Pool, members, excl: bool, ev: Evals, tally) -> None:
+        size = p.size
+        base = MATCH_MET + self.ml + 1
+        ids = p.ids
+        id_base = p.id_base
+        for i in members:
+            vid = ids[i] if ids is not None else id_base + i
+            ev.add(Egroup(base + vid, size, excl, [((p, i), size, excl)]))
+            if tally is not None and tally.add(size):
+                return
+
+    def _explore_dynamically(self, u, resources, by_type, pristine, excl, dfu, multiplier) -> None:
+        tallies = {r.type: Tally(effective_max(r), multiplier) for r in resources}
+        # Children by (weight, uniq_id) descending. Leaves keep the initial weight (no subtree plan).
+        weights = self.dfu.weights
+        order: list = []
+        for c in u.children:
+            order.append((weights.get(c, UNTOUCHED), c.uid, c))
+        for p in u.pools:
+            r = by_type.get(p.type)
+            if r is None or r.with_:
+                continue
+            order.append((UNTOUCHED, p.uid(p.count - 1) if p.uids is None else max(p.uids), p))
+        if len(order) > 1:
+            order.sort(key=lambda t: (t[0], t[1]), reverse=True)
+        for _, _, c in order:
+            if isinstance(c, Pool):
+                tally = tallies[c.type]
+                if tally.done:
+                    continue
+                ev = dfu.evals(c.type)
+                self._add_leaves(c, self._members_down(c), excl, ev, tally)
+            else:
+                t = tallies.get(c.type)
+                if t is not None and t.done:
+                    continue
+                before = {k: dfu.types[k].total if k in dfu.types else 0 for k in tallies}
+                ok, x = self.dom_dfv(c, resources, pristine, excl, dfu)
+                if not ok:
+                    continue
+                n = dfu.avail
+                dfu.evals(c.type).add(Egroup(dfu.overall, n, x, [(c, n, x)]))
+                for k, tally in tallies.items():
+                    ev = dfu.types.get(k)
+                    total = ev.total if ev is not None else 0
+                    if total > before[k]:
+                        tally.add(total - before[k])
+            if all(t.done for t in tallies.values()):
+                break
+
+    def dom_slot(self, u: Vertex, shape: list[Request], nslots: int, pristine: bool, dfu: Scoring) -> None:
+        dfu_slot = Scoring()
+        self.explore(u, shape, pristine, True, dfu_slot, nslots)
+        # dom_finish_slot: sort every type (choose_accum_all)
+        for ev in dfu_slot.types.values():
+            ev.choose_best_k(ev.qual, self.greater)
+        # cnt_slot: how many whole slots the edge groups pack into
+        qual = None
+        counts = []
+        for e in shape:
+            ev = dfu_slot.types.get(e.type)
+            count = e.best_count(ev.qual if ev is not None else 0)
+            counts.append((e, count, ev))
+            if count == 0:
+                fit = 0
+            else:
+                t = Tally(count, 0)
+                for g in ev.groups:
+                    t.add(g.edges[0][1])
+                fit = t.shares
+            qual = fit if qual is None else min(qual, fit)
+        if not qual:
+            return
+        iters = {e.type: 0 for e in shape}
+        out = []
+        for _ in range(qual):
+            score = MATCH_MET
+            edges = []
+            for e, count, ev in counts:
+                j = 0
+                k = iters[e.type]
+                groups = ev.groups
+                while j < count:
+                    if k >= len(groups):
+                        return  # "not enough slots": nothing is added
+                    g = groups[k]
+                    k += 1
+                    score += g.score
+                    tgt, n, _ = g.edges[0]
+                    edges.append((tgt, n, True))
+                    j += n
+                iters[e.type] = k
+            out.append(Egroup(score, 1, True, edges))
+        ev = dfu.evals("slot")
+        for g in out:
+            ev.add(g)
+
+    # -- enforce: mark the chosen edges -----------------------------------------------------------------
+
+    def enforce(self, dfu: Scoring, up_to_root: bool) -> None:
+        marks = self.marks
+        pmarks = self.pmarks
+        for t, ev in dfu.types.items():
+            if not ev.best_k:
+                continue
+            for i in range(ev.best_i):
+                g = ev.groups[i]
+                if g.root:
+                    continue
+                if t == "slot":
+                    self.slots.append(g)
+                for tgt, needs, x in g.edges:
+                    if isinstance(tgt, tuple):
+                        p, m = tgt
+                        if x:
+                            pmarks[p] = pmarks.get(p, 0) | (1 << m)
+                        v = p.parent
+                    else:
+                        marks[tgt] = (needs, x)
+                        v = tgt.parent
+                    if up_to_root:
+                        # enforce_constrained: the edges up to the root are taken shared
+                        while v is not None and v.parent is not None and v not in marks:
+                            marks[v] = (v.size, False)
+                            v = v.parent
+
+    # -- select -----------------------------------------------------------------------------------------
+
+    def select(self, root: Vertex, resources: list[Request], x: bool) -> tuple[int, bool] | None:
+        """Returns (root needs, root exclusive) and fills ``marks``, or None for no match."""
+        dfu = Scoring()
+        ok, x_in = self.dom_dfv(root, resources, True, x, dfu)
+        if not ok:
+            return None
+        dfu.evals(root.type).add(Egroup(dfu.overall, dfu.avail, x_in, [(root, dfu.avail, x_in)], root=True))
+        # dom_finish_graph
+        for r in resources:
+            count = r.best_count(dfu.qualified(r.type))
+            if count == 0:
+                return None
+            dfu.choose(r.type, count, self.greater)
+        self.ml = 0
+        needs = 1
+        for r in resources:
+            if r.type == root.type:
+                needs = r.best_count(dfu.avail)
+                if needs == 0:
+                    return None
+        for ev in dfu.types.values():
+            if ev.qual == 0:
+                return None
+        self.enforce(dfu, True)
+        return needs, x_in
+
+
+class Tally:
+    """share_tally_t: whole edge groups packed greedily into shares of ``per_share``."""
+
+    __slots__ = ("acc", "done", "multiplier", "per_share", "shares")
+
+    def __init__(self, per_share: int, multiplier: int) -> None:
+        self.per_share = per_share
+        self.multiplier = multiplier
+        self.acc = 0
+        self.shares = 0
+        self.done = multiplier <= 0 and False
+
+    def add(self, n: int) -> bool:
+        self.acc += n
+        if self.acc >= self.per_share:
+            self.shares += 1
+            self.acc = 0
+            if self.multiplier and self.shares >= self.multiplier:
+                self.done = True
+        return self.done
+
+
+class DFU:
+    """The traverser's state that outlives one match: the policy and the by_outedges weights."""
+
+    def __init__(self, policy) -> None:
+        self.policy = policy
+        self.weights: dict[Vertex, int] = {}
+
+    def walk_update(self, root: Vertex, sel: Select, excl: bool, x_types: set[str]):
+        """upd_dfv: what the marked edges reach. Returns (vertices -> exclusive, pools -> members, touched)."""
+        vertices: dict[Vertex, bool] = {}
+        pools: dict[Pool, int] = {}
+        touched: list[Vertex] = []
+        marks = sel.marks
+        pmarks = sel.pmarks
+
+        def upd(u: Vertex, excl: bool, mod: bool) -> int:
+            mod = mod or u.type in x_types
+            excl = excl or mod
+            n = 0
+            for p in u.pools:
+                got = p.all_mask if mod else pmarks.get(p, 0)
+                if got:
+                    pools[p] = pools.get(p, 0) | got
+                    n += got.bit_count()
+            for c in u.children:
+                if mod:
+                    sub = upd(c, True, True)
+                else:
+                    m = marks.get(c)
+                    if m is None:
+                        continue
+                    sub = upd(c, m[1], False)
+                if sub > 0:
+                    touched.append(c)
+                    n += sub
+            if excl:
+                n += 1
+            if n > 0:
+                vertices[u] = excl
+            return n
+
+        upd(root, excl, False)
+        return vertices, pools, touched
+
+    def update_weights(self, touched: list[Vertex]) -> None:
+        """upd_by_outedges: an edge below which a job landed is weighted by the free cores there now."""
+        if not self.policy.stop_on_1:
+            return
+        w = self.weights
+        for v in touched:
+            if not v.children and not v.pools:
+                continue
+            w[v] = subplan_weight(v)
+
+
+def subplan_weight(v: Vertex) -> int:
+    """The current availability of the last pruning type of v's subtree plan (ALL:core,ALL:node; a node does
+    not track itself): free cores under a node, free nodes under anything above nodes."""
+    if v.type == "node" or LAST_PRUNE_TYPE == "core":
+        return v.free.get("core", 0)
+    n = 0
+    stack = list(v.children)
+    while stack:
+        c = stack.pop()
+        if c.type == "node":
+            if not c.x_now:
+                n += 1
+        else:
+            stack.extend(c.children)
+    return n
+
+
+LAST_PRUNE_TYPE = "node"
