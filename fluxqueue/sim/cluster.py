@@ -115,6 +115,8 @@ class SimCluster:
         self._engine = getattr(api, "engine", None) if shared_reads else None
         self.spec = spec or ClusterSpec()
         self.clock = SimClock(time_scale)
+        if hasattr(api, "time_scale"):
+            api.time_scale = self.clock.time_scale  # the emulator's watch timeouts run on simulated time
         self.timers: Timers | None = None
         self.informers: dict[tuple[str, str, str], Informer] = {}
         self.kubelets: Kubelets | None = None

@@ -67,7 +67,7 @@ async def run(args: argparse.Namespace) -> int:
     from fluxqueue.sim.apiserver import APIServer
     from fluxqueue.sim.cluster import ClusterSpec, SimCluster
 
-    api = APIServer(tls=not args.insecure_http)
+    api = APIServer(tls=not args.insecure_http, time_scale=args.time_scale)
     try:
         await api.start(host=args.host, port=args.port)
     except OSError as exc:

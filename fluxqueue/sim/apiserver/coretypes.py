@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+from typing import Any
 
 from .strategy import Obj, Strategy
 
@@ -101,7 +102,94 @@ class StatusResetStrategy(Strategy):
             new.pop("status", None)
 
 
+class APIServiceStrategy(Strategy):
+    """apiregistration.k8s.io/v1 APIService (k8s.io/kube-aggregator pkg/registry/apiservice, validation).
+
+    Nothing is aggregated here: a local APIService (no ``spec.service``) is Available as the availability
+    controller says ("Local APIServices are always available"); one backed by a service is not
+    (ServiceNotFound), and its group is not served.
+    """
+
+    def default(self, obj: Obj) -> None:
+        svc = (obj.setdefault("spec", {})).get("service")
+        if isinstance(svc, dict):
+            svc.setdefault("port", 443)
+
+    def prepare_create(self, obj: Obj) -> None:
+        obj["status"] = {"conditions": [available_condition(obj)]}
+
+    def prepare_update(self, new: Obj, old: Obj) -> None:
+        new["status"] = old.get("status", {})
+
+    def validate_create(self, obj: Obj) -> list[tuple[str, str]]:
+        spec = obj.get("spec") or {}
+        name = (obj.get("metadata") or {}).get("name", "")
+        errs: list[tuple[str, str]] = []
+        if name != f"{spec.get('version', '')}.{spec.get('group', '')}":
+            errs.append(("metadata.name", f'Invalid value: "{name}": must be `spec.version+"."+spec.group`'))
+        if not spec.get("version"):
+            errs.append(("spec.version", "Required value"))
+        for f in ("groupPriorityMinimum", "versionPriority"):
+            v = spec.get(f)
+            if spec.get("service") is not None and (not isinstance(v, int) or v <= 0):
+                errs.append((f"spec.{f}", f"Invalid value: {v or 0}: must be positive and less than 20000"))
+        return errs
+
+    def validate_update(self, new: Obj, old: Obj) -> list[tuple[str, str]]:
+        return self.validate_create(new)
+
+
+def seed_api_services(engine: Any) -> None:
+    """The local APIServices kube-apiserver's autoregister controller keeps, one per served built-in group
+    version ("v1." for the core group, "v1.apps", ...), ranked in discovery order."""
+    from .discovery import GROUP_ORDER
+
+    t = engine.store.table("apiregistration.k8s.io", "apiservices")
+    strat = engine.strategies[("apiregistration.k8s.io", "apiservices")]
+    for group, versions in engine.registry.groups().items():
+        rank = GROUP_ORDER.index(group) if group in GROUP_ORDER else len(GROUP_ORDER)
+        for i, version in enumerate(versions):
+            spec: Obj = {
+                "version": version,
+                "groupPriorityMinimum": 18000 - 100 * rank,
+                "versionPriority": 15 - i,
+            }
+            if group:
+                spec = {"group": group, **spec}
+            obj = {
+                "apiVersion": "apiregistration.k8s.io/v1",
+                "kind": "APIService",
+                "metadata": {
+                    "name": f"{version}.{group}",
+                    "labels": {"kube-aggregator.kubernetes.io/automanaged": "onstart"},
+                },
+                "spec": spec,
+            }
+            strat.prepare_create(obj)
+            engine._system_fields(obj)
+            engine.store.put(t, obj, None)
+
+
+def available_condition(obj: Obj) -> Obj:
+    from .engine import now_rfc3339
+
+    svc = (obj.get("spec") or {}).get("service")
+    if svc is None:
+        status, reason, message = "True", "Local", "Local APIServices are always available"
+    else:
+        status, reason = "False", "ServiceNotFound"
+        message = f'service/{svc.get("name")} in "{svc.get("namespace")}" is not present'
+    return {
+        "type": "Available",
+        "status": status,
+        "lastTransitionTime": now_rfc3339(),
+        "reason": reason,
+        "message": message,
+    }
+
+
 STRATEGIES: dict[tuple[str, str], Strategy] = {
+    ("apiregistration.k8s.io", "apiservices"): APIServiceStrategy(),
     ("", "namespaces"): NamespaceStrategy(),
     ("", "services"): ServiceStrategy(),
     ("", "secrets"): SecretStrategy(),

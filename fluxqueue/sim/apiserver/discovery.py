@@ -23,13 +23,18 @@ SUB_VERBS = {
     "token": ["create"],
     "ephemeralcontainers": ["get", "patch", "update"],
     "resize": ["get", "patch", "update"],
+    "exec": ["create", "get"],
+    "attach": ["create", "get"],
+    "portforward": ["create", "get"],
 }
 SUB_KIND = {
     "scale": ("autoscaling", "v1", "Scale"),
     "binding": ("", "v1", "Binding"),
     "eviction": ("policy", "v1", "Eviction"),
     "token": ("authentication.k8s.io", "v1", "TokenRequest"),
-    "proxy": ("", "v1", "NodeProxyOptions"),
+    "exec": ("", "v1", "PodExecOptions"),
+    "attach": ("", "v1", "PodAttachOptions"),
+    "portforward": ("", "v1", "PodPortForwardOptions"),
 }
 # Preferred group order as a real cluster lists them (kubectl prints api-resources in this order).
 GROUP_ORDER = [
@@ -65,6 +70,8 @@ def _verbs(rt: ResourceType) -> list[str]:
 
 
 def _sub_kind(rt: ResourceType, sub: str) -> tuple[str, str, str]:
+    if sub == "proxy":
+        return ("", "v1", f"{rt.kind}ProxyOptions")  # NodeProxyOptions, PodProxyOptions, ServiceProxyOptions
     return SUB_KIND.get(sub, (rt.group, rt.version, rt.kind))
 
 

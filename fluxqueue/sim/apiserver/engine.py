@@ -23,6 +23,7 @@ from fluxqueue.log import get_logger
 from . import builtin_admission, fieldmanager
 from . import errors as E
 from .coretypes import STRATEGIES as CORE_STRATEGIES
+from .coretypes import seed_api_services
 from .errors import APIError
 from .openapi import shared_index
 from .patch import (
@@ -33,7 +34,7 @@ from .patch import (
     strategic_merge_patch,
 )
 from .podrules import PodStrategy, bind
-from .resources import CRDS, NAMESPACES, PODS, Key, Registry, ResourceType
+from .resources import CRDS, NAMESPACES, PODS, REPLICATIONCONTROLLERS, Key, Registry, ResourceType
 from .selection import field_matcher, parse_field_selector, parse_label_selector
 from .store import Obj, Store, Table, WatchItem, clone
 from .strategy import DEFAULT, Strategy
@@ -127,6 +128,7 @@ class Engine:
         for ns in INITIAL_NAMESPACES:
             self._seed_namespace(ns)
         builtin_admission.seed_priority_classes(self)
+        seed_api_services(self)
 
     # ----- helpers
     def _seed_namespace(self, name: str) -> None:
@@ -930,7 +932,9 @@ class Engine:
         if "scale" not in rt.subresources:
             raise E.not_found(rt.group, rt.plural, obj["metadata"]["name"])
         md = obj["metadata"]
-        sel = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        sel = (obj.get("spec") or {}).get("selector") or {}
+        if rt.key != REPLICATIONCONTROLLERS:  # a ReplicationController's selector is a plain map
+            sel = sel.get("matchLabels") or {}
         return {
             "kind": "Scale",
             "apiVersion": "autoscaling/v1",

@@ -2,7 +2,10 @@
 
 Reasons and messages follow k8s.io/apimachinery/pkg/api/errors/errors.go (NewNotFound, NewAlreadyExists,
 NewConflict, NewInvalid, NewGone, ...), so clients that match on ``reason`` or on the message text behave as
-they do against a real API server.
+they do against a real API server. The body has the field order of the Go types (apimachinery
+pkg/apis/meta/v1/types.go: Status is kind, apiVersion, metadata, status, message, reason, details, code;
+StatusDetails is name, group, kind, uid, causes, retryAfterSeconds; every field omitempty), and, like every
+body of the JSON serializer (runtime/serializer/json: json.Encoder.Encode), ends with a newline.
 """
 
 from __future__ import annotations
@@ -22,21 +25,22 @@ class APIError(Exception):
 
     @property
     def status(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        }
+        body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure"}
+        if self.message:
+            body["message"] = self.message
+        if self.reason:
+            body["reason"] = self.reason
         if self.details:
-            body["details"] = self.details
+            d = self.details
+            body["details"] = {k: d[k] for k in _DETAIL_ORDER if d.get(k)}
+        body["code"] = self.code
         return body
 
     def __repr__(self) -> str:
         return f"APIError({self.code}, {self.reason!r}, {self.message!r})"
+
+
+_DETAIL_ORDER = ("name", "group", "kind", "uid", "causes", "retryAfterSeconds")
 
 
 def _qualified(group: str, plural: str) -> str:

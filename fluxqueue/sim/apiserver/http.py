@@ -17,6 +17,7 @@ from aiohttp import HttpVersion11, web
 from fluxqueue.log import get_logger
 
 from . import discovery, protobuf, tables
+from . import resources as R
 from .engine import Ctx
 from .errors import APIError
 from .openapi import shared_index
@@ -80,11 +81,78 @@ def _json(body: Any, status: int = 200, content_type: str = "application/json") 
 
 
 def _error(e: APIError) -> web.Response:
-    return _json(e.status, e.code)
+    # a Status ends with a newline, as everything kube-apiserver's JSON serializer writes (json.Encoder)
+    return web.Response(body=dumps(e.status) + b"\n", status=e.code, content_type="application/json")
 
 
 def _accepts_table(accept: str) -> bool:
     return "as=Table" in accept
+
+
+# namespaces/{name}/{sub}: the Namespace's own subresources
+NAMESPACE_SUBRESOURCES = ("status", "finalize")
+# Subresources that stream from a container or the node (remotecommand, port forwarding, proxying): served
+# only to answer that the simulator has nothing behind them.
+STREAMING: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "exec": (R.PODS,),
+    "attach": (R.PODS,),
+    "portforward": (R.PODS,),
+    "proxy": (R.PODS, R.SERVICES, R.NODES),
+}
+
+
+def _partial_metadata(accept: str, list_: bool) -> str | None:
+    """The meta.k8s.io version of PartialObjectMetadata(List) the Accept header asks for, if it does
+    (``application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1``, what client-go's metadata client
+    and controller-runtime's metadata-only informers send). The first acceptable alternative wins, as in
+    k8s.io/apiserver endpoints/handlers/negotiation; a plain ``application/json`` before it means full
+    objects. A list asked as a single PartialObjectMetadata is not acceptable (406)."""
+    if "PartialObjectMetadata" not in accept:
+        return None
+    for alt in accept.split(","):
+        parts = [p.strip() for p in alt.split(";")]
+        mtype = parts[0]
+        if mtype not in ("application/json", "application/*", "*/*", "application/yaml"):
+            continue  # protobuf: not served here, as if absent (the client's JSON alternative follows)
+        params = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+        kind = params.get("as")
+        if kind is None:
+            return None
+        if (
+            kind not in ("PartialObjectMetadata", "PartialObjectMetadataList")
+            or params.get("g") != "meta.k8s.io"
+        ):
+            continue
+        version = params.get("v")
+        if version not in ("v1", "v1beta1"):
+            continue
+        if (kind == "PartialObjectMetadataList") != list_:
+            continue
+        return version
+    raise APIError(
+        406,
+        "NotAcceptable",
+        "only the following media types are accepted: application/json, application/yaml, "
+        "application/vnd.kubernetes.protobuf",
+    )
+
+
+def _partial(obj: dict[str, Any], version: str) -> dict[str, Any]:
+    """meta.k8s.io PartialObjectMetadata of an object (handlers/response.go asPartialObjectMetadata)."""
+    return {
+        "kind": "PartialObjectMetadata",
+        "apiVersion": f"meta.k8s.io/{version}",
+        "metadata": obj["metadata"],
+    }
+
+
+def _partial_list(lst: dict[str, Any], version: str) -> dict[str, Any]:
+    return {
+        "kind": "PartialObjectMetadataList",
+        "apiVersion": f"meta.k8s.io/{version}",
+        "metadata": lst["metadata"],
+        "items": [_partial(o, version) for o in lst["items"]],
+    }
 
 
 def _bool(v: str | None) -> bool:
@@ -160,6 +228,10 @@ class Routes:
             cand = reg.get((group, version, rest[2]))
             if cand is not None and cand.namespaced:
                 ns, rest = rest[1], rest[2:]
+            elif group or rest[2] not in NAMESPACE_SUBRESOURCES:
+                # namespaces/{ns}/{plural} of a type not served (or not namespaced): no such path, as
+                # kube-apiserver's router answers, rather than a subresource of the Namespace
+                raise APIError(404, "NotFound", "the server could not find the requested resource")
         plural = rest[0]
         name = rest[1] if len(rest) > 1 else None
         sub = "/".join(rest[2:]) if len(rest) > 2 else None
@@ -292,14 +364,23 @@ class Routes:
         m = request.method
         q = request.query
         e = self.engine
+        if sub in STREAMING and rt.key in STREAMING[sub]:
+            await e.get(rt, name, ns)  # 404 for a missing object first, as the real server
+            why = (
+                "simulated containers run no processes" if sub in ("exec", "attach") else "it has no network"
+            )
+            raise APIError(400, "BadRequest", f"{rt.plural}/{sub} is not supported by the simulator: {why}")
         if m == "GET":
             if name is None:
                 if _bool(q.get("watch")) if "watch" in q else False:
                     return await self._watch(request, rt, ns, accept)
+                partial = _partial_metadata(accept, list_=True)
                 limit = int(q["limit"]) if q.get("limit") else None
                 lst = await e.list(
                     rt, ns, q.get("labelSelector"), q.get("fieldSelector"), limit, q.get("continue") or None
                 )
+                if partial is not None:
+                    return _json(_partial_list(lst, partial))
                 if _accepts_table(accept):
                     return _json(
                         tables.to_table(
@@ -316,6 +397,9 @@ class Routes:
             obj = await e.get(rt, name, ns, sub if sub == "scale" else None)
             if sub not in (None, "status", "scale"):
                 raise APIError(404, "NotFound", "the server could not find the requested resource")
+            partial = _partial_metadata(accept, list_=False) if sub is None else None
+            if partial is not None:
+                return _json(_partial(obj, partial))
             if _accepts_table(accept) and sub is None:
                 return _json(
                     tables.to_table(
@@ -431,8 +515,11 @@ class Routes:
         self, request: web.BaseRequest, rt: ResourceType, ns: str | None, accept: str
     ) -> web.StreamResponse:
         q = request.query
-        timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else None
+        timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else 0.0
+        if timeout == 0:
+            timeout = self.server.watch_timeout()
         table = _accepts_table(accept)
+        partial = _partial_metadata(accept, list_=False)
         resp = web.StreamResponse(
             status=200, headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"}
         )
@@ -464,7 +551,9 @@ class Routes:
             async for batch in stream:
                 lines = []
                 for typ, obj, ev in batch:
-                    if table and typ != "BOOKMARK":
+                    if partial is not None:
+                        lines.append(dumps({"type": typ, "object": _partial(obj, partial)}) + b"\n")
+                    elif table and typ != "BOOKMARK":
                         t = tables.to_table(
                             rt, [obj], obj["metadata"].get("resourceVersion", ""), include, with_columns=first
                         )

@@ -26,6 +26,8 @@ SERVICEACCOUNTS: Key = ("", "v1", "serviceaccounts")
 PERSISTENTVOLUMECLAIMS: Key = ("", "v1", "persistentvolumeclaims")
 RESOURCEQUOTAS: Key = ("", "v1", "resourcequotas")
 LIMITRANGES: Key = ("", "v1", "limitranges")
+REPLICATIONCONTROLLERS: Key = ("", "v1", "replicationcontrollers")
+APISERVICES: Key = ("apiregistration.k8s.io", "v1", "apiservices")
 EVENTS_V1: Key = ("events.k8s.io", "v1", "events")
 LEASES: Key = ("coordination.k8s.io", "v1", "leases")
 JOBS: Key = ("batch", "v1", "jobs")
@@ -121,13 +123,33 @@ def builtin_types() -> list[ResourceType]:
             True,
             short_names=("po",),
             categories=_ALL,
-            subresources=("status", "binding", "eviction", "log", "ephemeralcontainers", "resize"),
+            subresources=(
+                "status",
+                "binding",
+                "eviction",
+                "log",
+                "ephemeralcontainers",
+                "resize",
+                "exec",
+                "attach",
+                "portforward",
+                "proxy",
+            ),
             has_generation=True,
         ),
         RT("", "v1", "events", "Event", True, short_names=("ev",)),
         RT("", "v1", "configmaps", "ConfigMap", True, short_names=("cm",)),
         RT("", "v1", "secrets", "Secret", True),
-        RT("", "v1", "services", "Service", True, short_names=("svc",), categories=_ALL, subresources=st),
+        RT(
+            "",
+            "v1",
+            "services",
+            "Service",
+            True,
+            short_names=("svc",),
+            categories=_ALL,
+            subresources=("status", "proxy"),
+        ),
         RT("", "v1", "endpoints", "Endpoints", True, short_names=("ep",)),
         RT("", "v1", "serviceaccounts", "ServiceAccount", True, short_names=("sa",), subresources=("token",)),
         RT(
@@ -141,6 +163,18 @@ def builtin_types() -> list[ResourceType]:
         ),
         RT("", "v1", "resourcequotas", "ResourceQuota", True, short_names=("quota",), subresources=st),
         RT("", "v1", "limitranges", "LimitRange", True, short_names=("limits",)),
+        RT(
+            "",
+            "v1",
+            "replicationcontrollers",
+            "ReplicationController",
+            True,
+            short_names=("rc",),
+            categories=_ALL,
+            subresources=("status", "scale"),
+            has_generation=True,
+        ),
+        RT("apiregistration.k8s.io", "v1", "apiservices", "APIService", False, subresources=st),
         RT("events.k8s.io", "v1", "events", "Event", True, short_names=("ev",)),
         RT("coordination.k8s.io", "v1", "leases", "Lease", True),
         RT("batch", "v1", "jobs", "Job", True, categories=_ALL, subresources=st, has_generation=True),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import random
 import secrets
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,12 @@ class APIServer:
     ``APIServer()`` serves HTTPS with its own CA; ``APIServer(tls=False)`` plain HTTP. ``watch_history`` bounds
     the per-type event history (watches from older versions get 410 Gone); ``bookmark_interval`` is how often
     an idle watch that asked for bookmarks gets one.
+
+    An HTTP watch without ``timeoutSeconds`` (or with 0) ends after a random time between
+    ``min_request_timeout`` and twice that, simulated seconds (kube-apiserver's ``--min-request-timeout``,
+    1800 by default: k8s.io/apiserver pkg/endpoints/request GetTimeoutForWatch, formerly in
+    endpoints/handlers/get.go ListResource), divided by ``time_scale`` (which a SimCluster sets to its own), so
+    every informer meets the re-watch it meets in a real cluster.
     """
 
     def __init__(
@@ -33,7 +40,11 @@ class APIServer:
         bookmark_interval: float = 5.0,
         token: str | None = None,
         terminating_pod_timeout: float | None = None,
+        min_request_timeout: float = 1800.0,
+        time_scale: float = 1.0,
     ):
+        self.min_request_timeout = min_request_timeout
+        self.time_scale = time_scale
         self.engine = Engine(Store(history=watch_history))
         self.engine.bookmark_interval = bookmark_interval
         self.engine.terminating_pod_timeout = terminating_pod_timeout
@@ -51,6 +62,10 @@ class APIServer:
 
         self.engine.admission = Admission(self)
         self.engine.crds = CRDManager(self.engine)
+
+    def watch_timeout(self) -> float:
+        """Real seconds until a watch that set no timeout is ended by the server."""
+        return self.min_request_timeout * (random.random() + 1.0) / self.time_scale
 
     @property
     def registry(self):

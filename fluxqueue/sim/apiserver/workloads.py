@@ -6,6 +6,10 @@ controller-uid and job-name labels; status reset; generation), pkg/apis/batch/va
 (selector, completions and completionMode immutable; the pod template immutable except, for a Job that is
 suspended and never started, node affinity, node selector, tolerations, labels, annotations and scheduling
 gates: KEP-2926). Apps: pkg/apis/apps/v1/defaults.go.
+
+Status fields without ``omitempty`` in k8s.io/api are written as 0 even before any controller has set them
+(a new ReplicaSet reads ``status: {replicas: 0}``), and typed clients that require them (the official Python
+client's V1DaemonSetStatus, ...) refuse a body without them: :data:`ZERO_STATUS`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,26 @@ from .podrules import default_pod_spec, validate_pod_spec
 from .strategy import Obj, Strategy
 
 JOB_TEMPLATE_MUTABLE_WHEN_SUSPENDED = ("nodeSelector", "tolerations", "schedulingGates")
+
+# The integer status fields without omitempty (k8s.io/api apps/v1 and core/v1 types.go), in their order there.
+ZERO_STATUS: dict[str, tuple[str, ...]] = {
+    "Deployment": (),
+    "ReplicaSet": ("replicas",),
+    "StatefulSet": ("replicas", "availableReplicas"),
+    "DaemonSet": ("currentNumberScheduled", "numberMisscheduled", "desiredNumberScheduled", "numberReady"),
+    "ReplicationController": ("replicas",),
+}
+
+
+def _zero_status(status: Obj | None, fields: tuple[str, ...]) -> Obj:
+    """``status`` with the fields a Go client would decode as 0 present as 0 (what the server writes); a
+    copy when something is added (``status`` may be shared with the stored object)."""
+    if status is None:
+        return dict.fromkeys(fields, 0)
+    missing = [f for f in fields if status.get(f) is None]
+    if not missing:
+        return status
+    return {**status, **dict.fromkeys(missing, 0)}
 
 
 class JobStrategy(Strategy):
@@ -120,9 +144,20 @@ class _TemplatedStrategy(Strategy):
 
     def __init__(self, kind: str):
         self.kind = kind
+        self.zero_status = ZERO_STATUS[kind]
 
     def default(self, obj: Obj) -> None:
         spec = obj.setdefault("spec", {})
+        if self.kind == "ReplicationController":
+            # pkg/apis/core/v1/defaults.go SetDefaults_ReplicationController: selector and labels from the
+            # template's labels when unset
+            tlabels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+            if tlabels:
+                if not spec.get("selector"):
+                    spec["selector"] = dict(tlabels)
+                md = obj.setdefault("metadata", {})
+                if not md.get("labels"):
+                    md["labels"] = dict(tlabels)
         if self.kind != "DaemonSet":
             spec.setdefault("replicas", 1)
         spec.setdefault("revisionHistoryLimit", 10)
@@ -145,12 +180,18 @@ class _TemplatedStrategy(Strategy):
                 "updateStrategy",
                 {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
             )
-        if self.kind == "ReplicaSet":
+        if self.kind in ("ReplicaSet", "ReplicationController"):
             spec.pop("revisionHistoryLimit", None)
+        if self.kind == "ReplicationController" and "minReadySeconds" not in spec:
+            spec["minReadySeconds"] = 0
         default_pod_spec(spec.setdefault("template", {}).setdefault("spec", {}))
 
     def prepare_create(self, obj: Obj) -> None:
-        obj["status"] = {}
+        obj["status"] = _zero_status(None, self.zero_status)
+
+    def prepare_status_update(self, new: Obj, old: Obj) -> None:
+        if self.zero_status:
+            new["status"] = _zero_status(new.get("status"), self.zero_status)
 
     def validate_create(self, obj: Obj) -> list[tuple[str, str]]:
         spec = obj["spec"]
@@ -163,6 +204,15 @@ class _TemplatedStrategy(Strategy):
         labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
         from .selection import labels_match, selector_from_label_selector_object
 
+        if self.kind == "ReplicationController":
+            if not isinstance(sel, dict) or any(labels.get(k) != v for k, v in sel.items()):
+                return [
+                    (
+                        "spec.template.metadata.labels",
+                        f"Invalid value: {labels!r}: `selector` does not match template `labels`",
+                    )
+                ]
+            return []
         if not labels_match(selector_from_label_selector_object(sel), labels):
             return [
                 (
@@ -176,6 +226,8 @@ class _TemplatedStrategy(Strategy):
         new["status"] = old.get("status", {})
 
     def validate_update(self, new: Obj, old: Obj) -> list[tuple[str, str]]:
+        if self.kind == "ReplicationController":
+            return []  # a ReplicationController's selector may change (pkg/apis/core/validation)
         if (new.get("spec") or {}).get("selector") != (old.get("spec") or {}).get("selector"):
             return [("spec.selector", "Invalid value: field is immutable")]
         return []
@@ -187,4 +239,5 @@ STRATEGIES: dict[tuple[str, str], Strategy] = {
     ("apps", "replicasets"): _TemplatedStrategy("ReplicaSet"),
     ("apps", "statefulsets"): _TemplatedStrategy("StatefulSet"),
     ("apps", "daemonsets"): _TemplatedStrategy("DaemonSet"),
+    ("", "replicationcontrollers"): _TemplatedStrategy("ReplicationController"),
 }

@@ -1,0 +1,605 @@
+"""The official Kubernetes Python client (``kubernetes`` from PyPI) against the emulator.
+
+Each test is a gap the client's own end-to-end suite found: typed responses it cannot read, paths that answer
+what kube-apiserver would not, types it expects served, error bodies, watches the server ends, metadata-only
+requests, streaming subresources. The client is synchronous, so the emulator runs on an event loop of its own
+in a thread (``Emulator``); the test talks to it over HTTPS only, as to a cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+kubernetes = pytest.importorskip("kubernetes")
+
+from kubernetes import client as k8s  # noqa: E402
+from kubernetes import config as k8s_config  # noqa: E402
+from kubernetes import watch as k8s_watch  # noqa: E402
+from kubernetes.dynamic import DynamicClient  # noqa: E402
+from kubernetes.stream import portforward, stream  # noqa: E402
+
+from fluxqueue.sim.apiserver import APIServer  # noqa: E402
+
+TEMPLATE = {"metadata": {"labels": {"app": "a"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+SELECTOR = {"matchLabels": {"app": "a"}}
+
+
+class Emulator:
+    """An APIServer serving from its own event loop in a daemon thread."""
+
+    def __init__(self, kubeconfig: Path, **kwargs: Any):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="emulator", daemon=True)
+        self.thread.start()
+
+        async def start() -> APIServer:
+            api = APIServer(**kwargs)
+            await api.start(host="127.0.0.1", port=0)
+            api.write_kubeconfig(kubeconfig)
+            return api
+
+        self.api = self.run(start())
+        self.kubeconfig = kubeconfig
+
+    def run(self, coro: Any, timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        try:
+            self.run(self.api.stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.loop.close()
+
+
+def _client(kubeconfig: Path) -> k8s.ApiClient:
+    cfg = k8s.Configuration()
+    k8s_config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+    return k8s.ApiClient(cfg)
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Iterator[Emulator]:
+    emu = Emulator(tmp_path / "kubeconfig")
+    try:
+        yield emu
+    finally:
+        emu.close()
+
+
+@pytest.fixture
+def api_client(emulator: Emulator) -> Iterator[k8s.ApiClient]:
+    c = _client(emulator.kubeconfig)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def raw(
+    c: k8s.ApiClient,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    body: Any = None,
+    query: list[tuple[str, str]] | None = None,
+) -> tuple[int, bytes]:
+    """One request through the client's own transport and authentication; (status, body bytes)."""
+    m, url, h, b, _ = c.param_serialize(
+        method,
+        path,
+        query_params=query,
+        header_params=dict(headers or {}),
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    resp = c.call_api(m, url, header_params=h, body=b)
+    return resp.status, resp.read()
+
+
+# ----- typed create responses of apps/v1 workloads
+
+
+def test_new_workloads_come_back_with_zero_status_counts(api_client):
+    apps = k8s.AppsV1Api(api_client)
+    core = k8s.CoreV1Api(api_client)
+    ds = apps.create_namespaced_daemon_set(
+        "default",
+        {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": {"name": "ds"},
+            "spec": {"selector": SELECTOR, "template": TEMPLATE},
+        },
+    )
+    assert (
+        ds.status.current_number_scheduled,
+        ds.status.number_misscheduled,
+        ds.status.desired_number_scheduled,
+        ds.status.number_ready,
+    ) == (0, 0, 0, 0)
+    assert ds.status.number_available is None  # omitempty in k8s.io/api: absent until a controller sets it
+    rs = apps.create_namespaced_replica_set(
+        "default",
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {"name": "rs"},
+            "spec": {"selector": SELECTOR, "template": TEMPLATE},
+        },
+    )
+    assert rs.status.replicas == 0 and rs.status.ready_replicas is None
+    sts = apps.create_namespaced_stateful_set(
+        "default",
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": "sts"},
+            "spec": {"serviceName": "sts", "selector": SELECTOR, "template": TEMPLATE},
+        },
+    )
+    assert (sts.status.replicas, sts.status.available_replicas) == (0, 0)
+    # lists, reads of /status and a status write that leaves them out read the same
+    assert [d.status.number_ready for d in apps.list_namespaced_daemon_set("default").items] == [0]
+    assert apps.read_namespaced_stateful_set_status("sts", "default").status.replicas == 0
+    patched = apps.patch_namespaced_daemon_set_status("ds", "default", {"status": {"observedGeneration": 1}})
+    assert (patched.status.observed_generation, patched.status.number_ready) == (1, 0)
+    # a merge patch that removes a field without omitempty: it reads 0 again, as Go decodes it
+    patched = apps.patch_namespaced_replica_set_status("rs", "default", {"status": {"replicas": None}})
+    assert patched.status.replicas == 0
+    rc = core.create_namespaced_replication_controller(
+        "default",
+        {
+            "apiVersion": "v1",
+            "kind": "ReplicationController",
+            "metadata": {"name": "rc"},
+            "spec": {"template": TEMPLATE},
+        },
+    )
+    assert rc.status.replicas == 0
+
+
+# ----- routing
+
+
+def test_a_namespaced_type_not_served_is_not_found(api_client):
+    for method in ("GET", "POST", "PUT", "DELETE"):
+        body = {} if method in ("POST", "PUT") else None
+        headers = {"Content-Type": "application/json"} if body is not None else None
+        for path in ("/api/v1/namespaces/default/widgets", "/api/v1/namespaces/default/widgets/w"):
+            status, text = raw(api_client, method, path, headers, body)
+            assert status == 404, (method, path, text)
+            assert json.loads(text)["reason"] == "NotFound"
+    # a cluster-scoped type under a namespace is no path either; the Namespace's own subresources are
+    assert raw(api_client, "GET", "/api/v1/namespaces/default/nodes")[0] == 404
+    assert raw(api_client, "GET", "/api/v1/namespaces/default/status")[0] == 200
+    with pytest.raises(k8s.ApiException) as e:
+        k8s.CustomObjectsApi(api_client).list_namespaced_custom_object(
+            "example.com", "v1", "default", "widgets"
+        )
+    assert e.value.status == 404
+
+
+# ----- ReplicationController and APIService
+
+
+def test_replication_controllers_are_served(api_client):
+    core = k8s.CoreV1Api(api_client)
+    rc = core.create_namespaced_replication_controller(
+        "default",
+        {
+            "apiVersion": "v1",
+            "kind": "ReplicationController",
+            "metadata": {"name": "web"},
+            "spec": {"replicas": 2, "template": TEMPLATE},
+        },
+    )
+    # SetDefaults_ReplicationController: the selector and labels come from the template
+    assert rc.spec.selector == {"app": "a"} and rc.metadata.labels == {"app": "a"}
+    scale = core.read_namespaced_replication_controller_scale("web", "default")
+    assert (scale.spec.replicas, scale.status.selector) == (2, "app=a")
+    core.patch_namespaced_replication_controller_scale("web", "default", {"spec": {"replicas": 3}})
+    assert core.read_namespaced_replication_controller("web", "default").spec.replicas == 3
+    assert [r.metadata.name for r in core.list_replication_controller_for_all_namespaces().items] == ["web"]
+    with pytest.raises(k8s.ApiException) as e:
+        core.create_namespaced_replication_controller(
+            "default",
+            {
+                "apiVersion": "v1",
+                "kind": "ReplicationController",
+                "metadata": {"name": "bad"},
+                "spec": {"selector": {"app": "b"}, "template": TEMPLATE},
+            },
+        )
+    assert e.value.status == 422
+    dyn = DynamicClient(api_client)
+    rcs = dyn.resources.get(api_version="v1", kind="ReplicationController")
+    assert rcs.short_names == ["rc"] and "all" in rcs.categories
+    assert [o.metadata.name for o in rcs.get(namespace="default").items] == ["web"]
+    core.delete_namespaced_replication_controller("web", "default")
+    assert core.list_namespaced_replication_controller("default").items == []
+
+
+def test_api_services_are_served(api_client):
+    reg = k8s.ApiregistrationV1Api(api_client)
+    local = {a.metadata.name: a for a in reg.list_api_service().items}
+    # the autoregistered local APIServices, one per built-in group version, available
+    assert {"v1.", "v1.apps", "v1.batch", "v1.apiregistration.k8s.io"} <= set(local)
+    cond = local["v1.apps"].status.conditions[0]
+    assert (cond.type, cond.status, cond.reason) == ("Available", "True", "Local")
+    created = reg.create_api_service(
+        {
+            "apiVersion": "apiregistration.k8s.io/v1",
+            "kind": "APIService",
+            "metadata": {"name": "v1alpha1.wardle.example.com"},
+            "spec": {
+                "group": "wardle.example.com",
+                "version": "v1alpha1",
+                "groupPriorityMinimum": 1000,
+                "versionPriority": 15,
+                "insecureSkipTLSVerify": True,
+                "service": {"name": "api", "namespace": "wardle"},
+            },
+        }
+    )
+    cond = created.status.conditions[0]
+    assert (cond.type, cond.status, cond.reason) == ("Available", "False", "ServiceNotFound")
+    assert created.spec.service.port == 443
+    with pytest.raises(k8s.ApiException) as e:
+        reg.create_api_service(
+            {
+                "apiVersion": "apiregistration.k8s.io/v1",
+                "kind": "APIService",
+                "metadata": {"name": "wrong"},
+                "spec": {
+                    "group": "a.example.com",
+                    "version": "v1",
+                    "groupPriorityMinimum": 1,
+                    "versionPriority": 1,
+                },
+            }
+        )
+    assert e.value.status == 422
+    dyn = DynamicClient(api_client)
+    services = dyn.resources.get(api_version="apiregistration.k8s.io/v1", kind="APIService")
+    assert "v1alpha1.wardle.example.com" in [o.metadata.name for o in services.get().items]
+    reg.delete_api_service("v1alpha1.wardle.example.com")
+    with pytest.raises(k8s.ApiException) as e:
+        reg.read_api_service("v1alpha1.wardle.example.com")
+    assert e.value.status == 404
+
+
+# ----- Status bodies
+
+
+def test_error_bodies_are_kube_apiservers_bytes(api_client):
+    core = k8s.CoreV1Api(api_client)
+    with pytest.raises(k8s.ApiException) as e:
+        core.read_namespaced_pod("nope", "default")
+    # byte for byte what kube-apiserver writes (field order of metav1.Status, omitempty, a final newline)
+    assert e.value.body == (
+        '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+        '"message":"pods \\"nope\\" not found","reason":"NotFound",'
+        '"details":{"name":"nope","kind":"pods"},"code":404}\n'
+    )
+    with pytest.raises(k8s.ApiException) as e:
+        k8s.AppsV1Api(api_client).read_namespaced_deployment("nope", "default")
+    assert e.value.body.endswith(
+        '"details":{"name":"nope","group":"apps","kind":"deployments"},"code":404}\n'
+    )
+    with pytest.raises(k8s.ApiException) as e:
+        k8s.BatchV1Api(api_client).create_namespaced_job(
+            "default",
+            {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "metadata": {"name": "j"},
+                "spec": {
+                    "template": {
+                        "spec": {"restartPolicy": "Always", "containers": [{"name": "c", "image": "x"}]}
+                    }
+                },
+            },
+        )
+    body = json.loads(e.value.body)
+    assert list(body) == ["kind", "apiVersion", "metadata", "status", "message", "reason", "details", "code"]
+    assert list(body["details"]) == ["name", "group", "kind", "causes"]
+    assert list(body["details"]["causes"][0]) == ["reason", "message", "field"]
+    # no empty group in the details of a core type
+    core.create_namespaced_config_map("default", {"metadata": {"name": "cm"}})
+    with pytest.raises(k8s.ApiException) as e:
+        core.create_namespaced_config_map("default", {"metadata": {"name": "cm"}})
+    assert json.loads(e.value.body)["details"] == {"name": "cm", "kind": "configmaps"}
+
+
+# ----- watches the server ends
+
+
+@pytest.fixture
+def short_watches(tmp_path: Path) -> Iterator[Emulator]:
+    """Watches without timeoutSeconds end after 0.3-0.6 s: --min-request-timeout 1800 at time scale 6000."""
+    emu = Emulator(tmp_path / "kubeconfig", time_scale=6000.0)
+    calls: list[float] = []
+    engine = emu.api.engine
+    real_watch = engine.watch
+
+    async def counting_watch(*args: Any, **kwargs: Any) -> Any:
+        calls.append(time.monotonic())
+        return await real_watch(*args, **kwargs)
+
+    engine.watch = counting_watch  # type: ignore[method-assign]
+    emu.watch_calls = calls  # type: ignore[attr-defined]
+    try:
+        yield emu
+    finally:
+        emu.close()
+
+
+def test_a_watch_without_timeout_ends_between_one_and_two_min_request_timeouts(short_watches):
+    with _client(short_watches.kubeconfig) as c:
+        for _ in range(3):
+            t0 = time.monotonic()
+            m, url, h, b, _ = c.param_serialize(
+                "GET",
+                "/api/v1/namespaces/default/configmaps",
+                query_params=[("watch", "true")],
+                auth_settings=["BearerToken"],
+            )
+            resp = c.call_api(m, url, header_params=h, body=b)
+            assert resp.status == 200
+            assert resp.read() == b""  # nothing happened; the server just ended the stream, without an error
+            assert 0.25 <= time.monotonic() - t0 < 3.0
+        # timeoutSeconds=0 is "not set" as well (GetTimeoutForWatch); an explicit timeout is kept
+        t0 = time.monotonic()
+        m, url, h, b, _ = c.param_serialize(
+            "GET",
+            "/api/v1/namespaces/default/configmaps",
+            query_params=[("watch", "true"), ("timeoutSeconds", "2")],
+            auth_settings=["BearerToken"],
+        )
+        c.call_api(m, url, header_params=h, body=b).read()
+        assert time.monotonic() - t0 >= 1.9
+
+
+def test_the_official_watch_resumes_without_losing_or_replaying_events(short_watches):
+    with _client(short_watches.kubeconfig) as c:
+        core = k8s.CoreV1Api(c)
+        rv = core.list_namespaced_config_map("default").metadata.resource_version
+        names = [f"cm-{i:02d}" for i in range(24)]
+
+        def writer() -> None:
+            with _client(short_watches.kubeconfig) as wc:
+                wcore = k8s.CoreV1Api(wc)
+                for n in names:
+                    wcore.create_namespaced_config_map("default", {"metadata": {"name": n}})
+                    time.sleep(0.1)  # 2.4 s in all: several watches end meanwhile
+                for n in names[::3]:
+                    wcore.delete_namespaced_config_map(n, "default")
+
+        t = threading.Thread(target=writer)
+        t.start()
+        seen: list[tuple[str, str]] = []
+        w = k8s_watch.Watch()
+        want = len(names) + len(names[::3])
+        for event in w.stream(core.list_namespaced_config_map, "default", resource_version=rv):
+            seen.append((event["type"], event["object"].metadata.name))
+            if len(seen) == want:
+                w.stop()
+        t.join()
+        assert seen == [("ADDED", n) for n in names] + [("DELETED", n) for n in names[::3]]
+        assert len(short_watches.watch_calls) >= 3  # the stream was ended and resumed several times
+
+
+def test_the_controller_informer_rewatches_without_losing_or_replaying_events(short_watches):
+    """fluxqueue.kube.watch.Informer over fluxqueue's own client, through watches the server ends."""
+    from fluxqueue.kube.client import KubeClient
+    from fluxqueue.kube.watch import Informer
+
+    events: list[tuple[str, str, str]] = []
+
+    class ServerTimedWatches:
+        """The controller's client, asking for watches without a timeout of their own (timeoutSeconds=0)."""
+
+        def __init__(self, inner: KubeClient):
+            self.inner = inner
+
+        def list(self, *a: Any, **kw: Any) -> Any:
+            return self.inner.list(*a, **kw)
+
+        def watch(self, *a: Any, **kw: Any) -> Any:
+            return self.inner.watch(*a, timeout_seconds=0, **kw)
+
+    async def scenario() -> tuple[Informer, dict[str, str]]:
+        kc = KubeClient.from_kubeconfig(short_watches.kubeconfig)
+        if inspect.isawaitable(kc):
+            kc = await kc
+        try:
+            inf = Informer(
+                ServerTimedWatches(kc),
+                ("", "v1", "configmaps"),
+                lambda kind, obj, old: events.append(
+                    (kind, obj["metadata"]["name"], obj["metadata"].get("resourceVersion", ""))
+                ),
+                namespace="default",
+            )
+            task = asyncio.create_task(inf.run())
+            await asyncio.wait_for(inf.synced.wait(), 10)
+            for i in range(20):
+                await kc.create(
+                    ("", "v1", "configmaps"), {"metadata": {"name": f"c{i}"}, "data": {"v": "0"}}, "default"
+                )
+                await asyncio.sleep(0.1)
+                if i % 4 == 3:
+                    await kc.patch(("", "v1", "configmaps"), f"c{i}", {"data": {"v": "1"}}, "default")
+                if i % 5 == 4:
+                    await kc.delete(("", "v1", "configmaps"), f"c{i - 1}", "default")
+            final = await kc.list(("", "v1", "configmaps"), namespace="default")
+            want_rv = final["metadata"]["resourceVersion"]
+            deadline = time.monotonic() + 10
+            while inf._rv is None or int(inf._rv) < int(want_rv):
+                assert time.monotonic() < deadline, "the informer fell behind"
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            return inf, {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in final["items"]}
+        finally:
+            await kc.close()
+
+    inf, final = short_watches.run(scenario(), timeout=60)
+    assert inf.relists == 1  # resumed from its resourceVersion every time, never listed again
+    assert len(short_watches.watch_calls) >= 3
+    versions = [rv for _k, _n, rv in events]
+    assert len(versions) == len(set(versions)), "an event was delivered twice"
+    assert [int(v) for v in versions] == sorted(int(v) for v in versions)
+    expected = []
+    for i in range(20):
+        expected.append(("ADDED", f"c{i}"))
+        if i % 4 == 3:
+            expected.append(("MODIFIED", f"c{i}"))
+        if i % 5 == 4:
+            expected.append(("DELETED", f"c{i - 1}"))
+    assert [(k, n) for k, n, _rv in events] == expected
+    assert {k.split("/")[-1]: o["metadata"]["resourceVersion"] for k, o in inf.cache.items()} == final
+
+
+# ----- metadata-only requests
+
+PARTIAL_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+PARTIAL = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+
+
+def test_metadata_only_lists_gets_and_watches(api_client):
+    core = k8s.CoreV1Api(api_client)
+    cm = core.create_namespaced_config_map(
+        "default", {"metadata": {"name": "m", "labels": {"k": "v"}}, "data": {"big": "x" * 1000}}
+    )
+    status, text = raw(
+        api_client,
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        {"Accept": PARTIAL_LIST + ",application/json"},
+    )
+    lst = json.loads(text)
+    assert status == 200 and (lst["kind"], lst["apiVersion"]) == (
+        "PartialObjectMetadataList",
+        "meta.k8s.io/v1",
+    )
+    assert lst["metadata"]["resourceVersion"]
+    [item] = lst["items"]
+    assert set(item) == {"kind", "apiVersion", "metadata"}
+    assert (item["kind"], item["apiVersion"]) == ("PartialObjectMetadata", "meta.k8s.io/v1")
+    assert item["metadata"]["labels"] == {"k": "v"} and item["metadata"]["uid"] == cm.metadata.uid
+    # client-go's metadata client offers protobuf first: the JSON alternative is what is served
+    status, text = raw(
+        api_client,
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        {
+            "Accept": "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,"
+            + PARTIAL_LIST
+        },
+    )
+    assert json.loads(text)["kind"] == "PartialObjectMetadataList"
+    status, text = raw(api_client, "GET", "/api/v1/namespaces/default/configmaps/m", {"Accept": PARTIAL})
+    assert json.loads(text) == {
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": item["metadata"],
+    }
+    # a list asked for as a single object is not acceptable
+    assert raw(api_client, "GET", "/api/v1/namespaces/default/configmaps", {"Accept": PARTIAL})[0] == 406
+    status, text = raw(
+        api_client,
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        {"Accept": PARTIAL},
+        query=[("watch", "true"), ("resourceVersion", "1"), ("timeoutSeconds", "1")],
+    )
+    events = [json.loads(line) for line in text.splitlines()]
+    assert [e["type"] for e in events] == ["ADDED"]
+    assert events[0]["object"] == {
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": item["metadata"],
+    }
+    # full objects when nothing asks otherwise
+    assert "data" in json.loads(raw(api_client, "GET", "/api/v1/namespaces/default/configmaps/m")[1])
+
+
+# ----- streaming subresources
+
+
+def test_exec_attach_and_port_forward_say_the_simulator_does_not_support_them(api_client):
+    core = k8s.CoreV1Api(api_client)
+    core.create_namespaced_pod(
+        "default", {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    )
+    with pytest.raises(k8s.ApiException) as e:
+        stream(
+            core.connect_get_namespaced_pod_exec,
+            "p",
+            "default",
+            command=["ls"],
+            stderr=True,
+            stdin=False,
+            stdout=True,
+            tty=False,
+        )
+    assert "400" in str(e.value) and "pods/exec is not supported by the simulator" in str(e.value)
+    with pytest.raises(k8s.ApiException) as e:
+        stream(
+            core.connect_get_namespaced_pod_attach,
+            "p",
+            "default",
+            stderr=True,
+            stdin=False,
+            stdout=True,
+            tty=False,
+        )
+    assert "pods/attach is not supported by the simulator" in str(e.value)
+    with pytest.raises(k8s.ApiException) as e:
+        portforward(core.connect_get_namespaced_pod_portforward, "p", "default", ports="80")
+    assert "pods/portforward is not supported by the simulator" in str(e.value)
+    # a missing pod is still not found
+    with pytest.raises(k8s.ApiException) as e:
+        stream(
+            core.connect_get_namespaced_pod_exec,
+            "nope",
+            "default",
+            command=["ls"],
+            stderr=True,
+            stdin=False,
+            stdout=True,
+            tty=False,
+        )
+    assert "404" in str(e.value)
+    # proxying answers a Status too, over plain HTTP
+    status, text = raw(api_client, "GET", "/api/v1/namespaces/default/pods/p/proxy")
+    assert status == 400 and json.loads(text)["message"].startswith(
+        "pods/proxy is not supported by the simulator"
+    )
+    # and discovery lists them, as kube-apiserver does
+    names = {r.name for r in core.get_api_resources().resources}
+    assert {
+        "pods/exec",
+        "pods/attach",
+        "pods/portforward",
+        "pods/proxy",
+        "services/proxy",
+        "nodes/proxy",
+    } <= names
+    assert {"replicationcontrollers", "replicationcontrollers/scale"} <= names
