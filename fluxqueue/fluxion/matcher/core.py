@@ -155,6 +155,7 @@ class Matcher:
             return MatchOutcome("unsatisfiable", jobid=jobid, overhead=dt, message=_why(False))
         start, sel, x_root, x_types = found
         vertices, pools, touched = self.dfu.walk_update(graph.root, sel, x_root, x_types)
+        d = min(d, SYSTEM_MAX_DURATION - start)
         job = self._apply_sets(jobid, start, d, vertices, pools, _slots_per_node(sel, vertices, pools))
         self.dfu.update_weights(touched)
         dt = time.perf_counter() - t0
@@ -197,7 +198,7 @@ class Matcher:
         sel = Select(self.dfu, DfuWindow(0, d, True), js.constraint)
         if sel.select(root, js.resources, x_root) is not None:
             return 0, sel, x_root, x_types
-        if not reserve or not self.jobs or d >= SYSTEM_MAX_DURATION:
+        if not reserve or not self.jobs:
             return None
         need = _total_need(js)
         caps = root.cap
@@ -212,7 +213,8 @@ class Matcher:
         for j in jobs:
             points.add(j.start)
             points.add(j.end)
-        candidates = sorted(t for t in points if t >= 1 and t + d <= SYSTEM_MAX_DURATION)
+        # A job that would outlast the graph's window is cut at its end (dfu_traverser_t::run).
+        candidates = sorted(t for t in points if 1 <= t < SYSTEM_MAX_DURATION)
         by_start = sorted(jobs, key=lambda j: j.start)
         by_end = sorted(jobs, key=lambda j: j.end)
         si = ei = 0
@@ -228,15 +230,15 @@ class Matcher:
                 ei += 1
             if any(caps.get(k, 0) - usage.get(k, 0) < a for k, a in need.items()):
                 continue
-            sel = Select(self.dfu, DfuWindow(t, t + d, False), js.constraint)
+            sel = Select(self.dfu, DfuWindow(t, min(t + d, SYSTEM_MAX_DURATION), False), js.constraint)
             if sel.select(root, js.resources, x_root) is not None:
                 return t, sel, x_root, x_types
         return None
 
     def _feasible(self, graph: ResourceGraph, js: Jobspec, reserve: bool) -> bool:
         """dfu_traverser_t::request_feasible: enough nodes up, and with constraints enough matching nodes
-        free; for allocate_orelse_reserve it asks the node plans at the end of the graph's window, where no
-        span fits, so a constrained request that names nodes is refused whatever the state."""
+        free now (allocate) or at the end of the graph's window (allocate_orelse_reserve: only what never
+        ends, a duration-0 job, holds a node there)."""
         target = _node_count(js.resources)
         nodes = graph.nodes.values()
         up = sum(1 for v in nodes if v.status == UP)
@@ -244,12 +246,11 @@ class Matcher:
             return True
         if target > up:
             return False
-        if reserve:
-            return target <= 0
+        at, end = (SYSTEM_MAX_DURATION - 1, SYSTEM_MAX_DURATION) if reserve else (0, js.window)
         feasible = 0
         c = js.constraint
         for v in nodes:
-            if v.status == UP and c.match(v.name, v.properties, v.rank) and not v.blocked(0, js.window):
+            if v.status == UP and c.match(v.name, v.properties, v.rank) and not v.blocked(at, end):
                 feasible += 1
                 if feasible >= target:
                     return True
@@ -485,7 +486,7 @@ class Matcher:
             parent = next((v for v in graph.vertices() if v.path == parent_path), None)
             if parent is None:
                 raise JGFError(f"no vertex with containment path {parent_path!r}")
-        sub = read_jgf(_wrap_forest(jgf))
+        sub = read_jgf(_wrap_forest(jgf), root_id=_SUBGRAPH_ROOT)
         # read_jgf needs one root: _wrap_forest adds a synthetic one that we drop here.
         known = set(graph.by_uid)
         added = 0
@@ -707,6 +708,9 @@ def _r_uids(r: str | dict) -> list[int]:
     return out
 
 
+_SUBGRAPH_ROOT = "__subgraph_root__"
+
+
 def _wrap_forest(jgf: str | dict) -> dict:
     """Give a subgraph (possibly several top vertices) one synthetic root so the reader accepts it."""
     from fluxqueue.fluxion.jgf import loads
@@ -718,7 +722,7 @@ def _wrap_forest(jgf: str | dict) -> dict:
     nodes = graph["nodes"]
     edges = list(graph.get("edges") or [])
     targets = {str(e.get("target")) for e in edges if isinstance(e, dict)}
-    root_id = "__subgraph_root__"
+    root_id = _SUBGRAPH_ROOT
     tops = [str(v.get("id")) for v in nodes if isinstance(v, dict) and str(v.get("id")) not in targets]
     synthetic = {"id": root_id, "metadata": {"type": "__root__", "uniq_id": -1, "paths": {"containment": ""}}}
     edges += [{"source": root_id, "target": t} for t in tops]
