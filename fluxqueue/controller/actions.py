@@ -12,7 +12,7 @@ from typing import Any
 
 from fluxqueue.controller.fluxjob import fluxjob_body, owner_reference
 from fluxqueue.kube import names
-from fluxqueue.kube.client import FLUXJOBS, JOBS, PODS, APIError, binding_body
+from fluxqueue.kube.client import FLUXJOBS, PODS, APIError, binding_body
 from fluxqueue.kube.events import EventRecorder
 from fluxqueue.log import get_logger
 from fluxqueue.queue.store import Unit
@@ -42,9 +42,11 @@ class Actions:
 
     # ---- FluxJob ------------------------------------------------------------------------------------
 
-    async def ensure_fluxjob(self, unit: Unit, owners: list[dict]) -> dict | None:
+    async def ensure_fluxjob(
+        self, unit: Unit, owners: list[dict], jobspec: dict | None = None
+    ) -> dict | None:
         """Create the FluxJob for ``unit`` unless it exists; returns it (None when it cannot be created)."""
-        body = fluxjob_body(unit, owners)
+        body = fluxjob_body(unit, owners, jobspec)
         try:
             fluxjob = await self.client.create(FLUXJOBS, body, namespace=unit.namespace)
         except APIError as exc:
@@ -144,24 +146,21 @@ class Actions:
 
     # ---- starting work ------------------------------------------------------------------------------
 
-    async def unsuspend_job(
-        self, namespace: str, name: str, nodes: list[str], jobid: int, fluxjob: str
+    async def start_workload(
+        self, kind: Any, namespace: str, name: str, nodes: list[str], jobid: int, fluxjob: str
     ) -> dict:
-        """Let the Job controller create the pods (we bind them as they appear).
+        """Unsuspend the workload so its own controller creates the pods (we bind them as they appear).
 
         The placement goes in annotations (a node list outgrows a 63-character label value, prior-art §12).
         """
-        patch = {
-            "metadata": {
-                "annotations": {
-                    names.ANNOTATION_NODES: ",".join(nodes),
-                    names.ANNOTATION_FLUXION_JOBID: str(jobid),
-                    names.ANNOTATION_FLUXJOB: fluxjob,
-                }
-            },
-            "spec": {"suspend": False},
-        }
-        return await self.client.patch(JOBS, name, patch, namespace=namespace, patch_type="merge")
+        patch = kind.start_patch(
+            {
+                names.ANNOTATION_NODES: ",".join(nodes),
+                names.ANNOTATION_FLUXION_JOBID: str(jobid),
+                names.ANNOTATION_FLUXJOB: fluxjob,
+            }
+        )
+        return await self.client.patch(kind.api, name, patch, namespace=namespace, patch_type="merge")
 
     async def bind_pod(
         self, pod: dict, node: str, *, jobid: int | None = None, fluxjob: str | None = None

@@ -31,6 +31,11 @@ from fluxqueue.log import get_logger
 from fluxqueue.queue.migrate import migrate
 from fluxqueue.queue.store import QueueStore
 from fluxqueue.runtime import freeze_heap
+from fluxqueue.workloads.job import JobWorkload
+from fluxqueue.workloads.registry import OBJECT_KINDS
+
+# scheduler-plugins' coscheduling PodGroup (its spec.minMember sizes the pod groups labelled for it)
+COSCHEDULING_PODGROUPS = ("scheduling.x-k8s.io", "v1alpha1", "podgroups")
 
 log = get_logger(__name__)
 
@@ -165,6 +170,19 @@ class Controller:
                 if exc2.code != 409:
                     raise
 
+    async def _served(self, key: tuple[str, str, str]) -> bool:
+        """Whether the API server serves a resource (a workload kind's CRD may not be installed): kinds that
+        are not served are not watched (a controller restarted after the CRD is installed watches them)."""
+        assert self.client is not None
+        try:
+            await self.client.list(key, limit=1)
+        except APIError as exc:
+            if exc.code in (403, 404):
+                log.info("workload kind not served; not watched", resource="/".join(key), code=exc.code)
+                return False
+            raise
+        return True
+
     async def _lead(self) -> None:
         """Everything only the leader does; cancelled when leadership is lost."""
         s = self.settings
@@ -199,6 +217,18 @@ class Controller:
             priorityclasses=Informer(self.client, PRIORITYCLASSES),
             metrics=Instruments(self.metrics) if self.metrics is not None else None,
         )
+        ctx.objects[JobWorkload.kind] = ctx.jobs
+        for kind in OBJECT_KINDS:
+            if kind.kind not in ctx.objects and await self._served(kind.api):
+                ctx.objects[kind.kind] = Informer(
+                    self.client,
+                    kind.api,
+                    label_selector=f"{names.LABEL_MANAGED}=true",
+                    transform=strip_managed_fields,
+                    queue_until_handler=True,
+                )
+        if await self._served(COSCHEDULING_PODGROUPS):
+            ctx.coscheduling = Informer(self.client, COSCHEDULING_PODGROUPS, transform=strip_managed_fields)
         # Events name a FluxJob by uid; one created by an earlier run is known from the informer's cache.
         ctx.actions.fluxjob_lookup = ctx.fluxjobs.get
         self.ctx = ctx
@@ -210,7 +240,9 @@ class Controller:
         tasks: list[asyncio.Task] = []
         try:
             # Caches first (no handlers yet), so the first graph and sweep see the whole cluster.
-            informers = [ctx.nodes, ctx.pods, ctx.jobs, ctx.fluxjobs, ctx.priorityclasses]
+            informers = [ctx.nodes, ctx.pods, *ctx.objects.values(), ctx.fluxjobs, ctx.priorityclasses]
+            if ctx.coscheduling is not None:
+                informers.append(ctx.coscheduling)
             for inf in informers:
                 tasks.append(asyncio.create_task(inf.run(), name=f"watch-{inf.key[2]}"))
             await asyncio.gather(*(inf.synced.wait() for inf in informers))
@@ -219,7 +251,8 @@ class Controller:
             freeze_heap()  # the caches just listed live long: keep them out of every later collection
             ctx.nodes.handler = reactor.on_node
             ctx.pods.handler = reactor.on_pod_event
-            ctx.jobs.handler = reactor.on_job
+            for kind_name, informer in ctx.objects.items():
+                informer.handler = reactor.workload_handler(kind_name)
             stop_listen = asyncio.Event()
             tasks.append(asyncio.create_task(scheduler.run(), name="scheduling-loop"))
             tasks.append(asyncio.create_task(self._sweep_loop(), name="sweep"))

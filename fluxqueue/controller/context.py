@@ -24,6 +24,10 @@ class Context:
     nodes: Informer
     fluxjobs: Informer
     priorityclasses: Informer | None = None
+    # The watched objects of each workload kind that is an API object (Job, JobSet, MPIJob), by kind; kinds
+    # whose API the cluster does not serve are absent.
+    objects: dict[str, Informer] = field(default_factory=dict)
+    coscheduling: Informer | None = None  # scheduler-plugins PodGroups (their minMember), when served
     metrics: Any = None
     wake_event: asyncio.Event = field(default_factory=asyncio.Event)
     # The cluster graph must be rebuilt (nodes or foreign pods changed).

@@ -40,7 +40,7 @@ _SPEC = {
             "type": "object",
             "properties": {
                 "apiVersion": {"type": "string"},
-                "kind": {"type": "string", "description": "Job, Pod or PodGroup"},
+                "kind": {"type": "string", "description": "Job, Pod, PodGroup, JobSet, MPIJob"},
                 "name": {"type": "string"},
                 "uid": {"type": "string"},
             },
@@ -73,6 +73,10 @@ _STATUS = {
     "properties": {
         "phase": {"type": "string", "enum": PHASES},
         "reason": {"type": "string", "description": "why the unit is where it is, in plain words"},
+        "podSets": {
+            "type": "string",
+            "description": "the unit's pod sets, e.g. 'launcher 1 x 8 CPU, worker 2 x 1 CPU'",
+        },
         "nodes": {"type": "array", "items": {"type": "string"}},
         "nodeList": {"type": "string", "description": "nodes joined by commas (for the printer column)"},
         "fluxionJobID": {"type": "integer"},
@@ -117,6 +121,7 @@ def fluxjob_crd() -> dict[str, Any]:
                     "additionalPrinterColumns": [
                         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                         {"name": "Size", "type": "integer", "jsonPath": ".spec.size"},
+                        {"name": "Pod Sets", "type": "string", "jsonPath": ".status.podSets"},
                         {"name": "Nodes", "type": "string", "jsonPath": ".status.nodeList"},
                         {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -9,6 +9,7 @@ import yaml
 
 from fluxqueue.kube import names
 from fluxqueue.kube.watch import metadata_only
+from fluxqueue.placement.podsets import describe_pod_sets, pod_sets_from_json
 from fluxqueue.queue.store import (
     CANCELLED,
     FAILED,
@@ -67,10 +68,11 @@ def owner_reference(obj: dict, *, controller: bool = True) -> dict:
     }
 
 
-def fluxjob_body(unit: Unit, owners: list[dict]) -> dict:
+def fluxjob_body(unit: Unit, owners: list[dict], jobspec: dict | None = None) -> dict:
     """A FluxJob for ``unit``, owned by the wrapped object(s) so the garbage collector deletes it with them.
 
-    A pod group is owned by every member (no controller owner): it goes once the last member is gone.
+    A pod group is owned by every member (no controller owner): it goes once the last member is gone. Its
+    pod sets grow as members join, so they are shown in the status (``status.podSets``), not the spec.
     """
     refs = [owner_reference(o, controller=unit.kind != "PodGroup") for o in owners]
     wrapped = {"kind": unit.kind, "name": unit.object_name}
@@ -80,17 +82,13 @@ def fluxjob_body(unit: Unit, owners: list[dict]) -> dict:
     spec = {
         "wrapped": wrapped,
         "size": unit.size,
-        "resources": {
-            "cpu": f"{unit.cpu_millis}m",
-            "memory": str(unit.memory_bytes),
-            "gpus": unit.gpus,
-        },
         "duration": unit.duration_s,
         "priority": unit.priority,
         "exclusive": unit.exclusive,
         "queue": unit.queue,
-        "jobspec": jobspec_yaml(unit.jobspec),
     }
+    if jobspec is not None:
+        spec["jobspec"] = jobspec_yaml(jobspec)
     if unit.group_name:
         spec["group"] = unit.group_name
     return {
@@ -124,6 +122,8 @@ def fluxjob_status(
 ) -> dict:
     """The status subresource for a unit as the queue has it."""
     status: dict = {"phase": unit.state, "reason": unit.reason}
+    if unit.pod_sets:
+        status["podSets"] = describe_pod_sets(pod_sets_from_json(unit.pod_sets))
     if nodes:
         status["nodes"] = nodes
         status["nodeList"] = ",".join(nodes)

@@ -16,29 +16,27 @@ from typing import Any
 
 from fluxqueue.controller.context import Context
 from fluxqueue.controller.fluxjob import owner_reference
-from fluxqueue.controller.release import group_outcome, job_outcome, job_started, pod_outcome, pod_running
 from fluxqueue.controller.scheduler import Scheduler, holder_key, is_ours
-from fluxqueue.controller.units import owner_key, submission_for
+from fluxqueue.controller.units import owner_key, scheduling_unit, submission_for
 from fluxqueue.kube import names
 from fluxqueue.log import get_logger
 from fluxqueue.placement.jobspec import jobspec_for
-from fluxqueue.placement.units import (
-    KIND_POD_GROUP,
-    UnitDefaults,
-    UnitError,
-    unit_from_job,
-    unit_from_pod,
-    unit_ref_of_pod,
-)
+from fluxqueue.placement.units import UnitDefaults, UnitError, read_settings
 from fluxqueue.queue.store import (
     ACTIVE_STATES,
     CANCELLED,
+    FAILED,
     HOLDING_STATES,
     QUEUED,
     TERMINAL_STATES,
     WAITING,
     Unit,
 )
+from fluxqueue.workloads.base import Workload, pod_running
+from fluxqueue.workloads.job import JobWorkload
+from fluxqueue.workloads.pod import PodWorkload
+from fluxqueue.workloads.podgroup import PodGroupWorkload, group_outcome
+from fluxqueue.workloads.registry import unit_of_pod, workload
 
 log = get_logger(__name__)
 
@@ -165,7 +163,7 @@ class Reactor:
         for unit in await self.ctx.store.draining():
             self.ctx.holding.add(unit.owner_uid)
             self.scheduler.draining[unit.id] = unit
-            if unit.kind == KIND_POD_GROUP:
+            if unit.kind == PodGroupWorkload.kind:
                 for _pod, uid in await self.ctx.store.group_members(unit.id):
                     self.members.add(uid)
 
@@ -181,51 +179,62 @@ class Reactor:
         self.ctx.graph_dirty = True
         self.ctx.wake("node")
 
-    # ---- Jobs ---------------------------------------------------------------------------------------
+    # ---- workload objects (Job, JobSet, MPIJob...) ----------------------------------------------------
 
-    async def on_job(self, kind: str, job: dict, old: dict | None) -> None:
-        meta = _meta(job)
+    def workload_handler(self, kind_name: str) -> Any:
+        """The informer handler for one workload kind's objects."""
+        kind = workload(kind_name)
+
+        async def handle(event: str, obj: dict, old: dict | None) -> None:
+            await self.on_workload(kind, event, obj, old)
+
+        return handle
+
+    async def on_job(self, event: str, job: dict, old: dict | None) -> None:
+        await self.on_workload(workload(JobWorkload.kind), event, job, old)
+
+    async def on_workload(self, kind: Workload, event: str, obj: dict, old: dict | None) -> None:
+        meta = _meta(obj)
         if self.ctx.skipped_namespace(meta.get("namespace")):
             return
         if (meta.get("labels") or {}).get(names.LABEL_MANAGED) != "true":
             return
         uid = meta.get("uid") or ""
         unit_id = self.by_owner.get(uid)
-        if kind == "DELETED":
+        if event == "DELETED":
             unit = await self.ctx.store.by_owner(uid)
             if unit is not None:
-                await self.scheduler.finish(unit, CANCELLED, "Job deleted")
+                await self.scheduler.finish(unit, CANCELLED, f"{kind.api_kind} deleted")
             return
         if unit_id is None:
             if (meta.get("annotations") or {}).get(names.ANNOTATION_USER_SUSPENDED) == "true":
                 return  # the user holds it; the webhook re-suspends it for us when they let go
-            if (
-                not (job.get("spec") or {}).get("suspend")
-                or job_outcome(job)
-                or meta.get("deletionTimestamp")
-            ):
+            if not kind.suspended(obj) or kind.outcome(obj) or meta.get("deletionTimestamp"):
                 return  # not ours to start (created while the webhook was away): foreign load
-            await self.submit_job(job)
+            await self.submit_workload(kind, obj)
             return
-        outcome = job_outcome(job)
+        outcome = kind.outcome(obj)
         if outcome is not None:
             unit = await self.ctx.store.get(unit_id)
             if unit is not None and unit.state in ACTIVE_STATES:
                 await self.scheduler.finish(unit, *outcome, warning=outcome[0] != "Succeeded")
-        elif job_started(job) and unit_id not in self.scheduler.running:
+        elif kind.started(obj) and unit_id not in self.scheduler.running:
             unit = await self.ctx.store.get(unit_id)
             if unit is not None:
                 await self.scheduler.note_running(unit)
 
-    async def submit_job(self, job: dict) -> Unit | None:
+    async def submit_workload(self, kind: Workload, obj: dict) -> Unit | None:
         try:
-            su = unit_from_job(job, self.defaults)
+            su = kind.unit(obj, self.defaults)
         except UnitError as exc:
-            await self.ctx.actions.event([job], "InvalidSettings", str(exc), "Warning")
+            await self.ctx.actions.event([obj], "InvalidSettings", str(exc), "Warning")
             return None
         if su.size <= 0:
             return None  # parallelism 0: nothing to place until the user raises it
-        return await self._submit(su, [job])
+        return await self._submit(su, [obj])
+
+    async def submit_job(self, job: dict) -> Unit | None:
+        return await self.submit_workload(workload(JobWorkload.kind), job)
 
     async def _submit(self, su: Any, owners: list[dict]) -> Unit | None:
         async with self._submitting(owner_key(su)):
@@ -241,7 +250,7 @@ class Reactor:
             await ctx.actions.event(owners, "InvalidSettings", str(exc), "Warning")
             return None
         unit, created = await ctx.store.submit(
-            submission_for(su, spec, reason="waiting for the next scheduling pass")
+            submission_for(su, reason="waiting for the next scheduling pass")
         )
         self.by_owner[unit.owner_uid] = unit.id
         if created:
@@ -249,7 +258,7 @@ class Reactor:
             # (under a flood the API server's answer takes tens of milliseconds); a status that found no
             # FluxJob is written again just below, once it exists.
             ctx.wake("submitted")
-        if await ctx.actions.ensure_fluxjob(unit, owners) is not None:
+        if await ctx.actions.ensure_fluxjob(unit, owners, spec) is not None:
             created_ids = self.scheduler.fluxjob_created
             if len(created_ids) > 100_000:
                 created_ids.clear()  # units that ended before their FluxJob was seen created linger here
@@ -288,20 +297,19 @@ class Reactor:
         if self.scheduler.draining and (kind == "DELETED" or _phase(pod) in TERMINAL_PHASES):
             await self.scheduler.settle_draining()
         try:
-            ref = unit_ref_of_pod(pod)
+            ref = unit_of_pod(pod)
         except UnitError as exc:
             if kind == "ADDED":
                 await self.ctx.actions.event([pod], "InvalidSettings", str(exc), "Warning")
             return
         if ref is None:
             return
-        ref_kind, _, name = ref
-        if ref_kind == "Job":
-            await self._job_pod(kind, pod, name)
-        elif ref_kind == "Pod":
+        if ref.kind == PodWorkload.kind:
             await self._bare_pod(kind, pod)
+        elif ref.kind == PodGroupWorkload.kind:
+            await self._group_pod(kind, pod, ref.name)
         else:
-            await self._group_pod(kind, pod, name)
+            await self._workload_pod(kind, pod, ref.owner_key)
 
     def _foreign_pod(self, kind: str, pod: dict, old: dict | None) -> None:
         node = (pod.get("spec") or {}).get("nodeName")
@@ -314,12 +322,9 @@ class Reactor:
         if kind == "DELETED" or _phase(pod) in TERMINAL_PHASES:
             self.ctx.wake("foreign pod gone")
 
-    async def _job_pod(self, kind: str, pod: dict, job_name: str) -> None:
-        ns = _meta(pod).get("namespace")
-        job = self.ctx.jobs.get(ns, job_name)
-        if job is None:
-            return
-        unit_id = self.by_owner.get(_meta(job).get("uid") or "")
+    async def _workload_pod(self, kind: str, pod: dict, owner: str) -> None:
+        """A pod of a workload object's unit (a Job's, a JobSet's, an MPIJob's): bound to the allocation."""
+        unit_id = self.by_owner.get(owner)
         if unit_id is None:
             return
         spec = pod.get("spec") or {}
@@ -330,6 +335,8 @@ class Reactor:
                 await self.scheduler.mark_running(unit_id)
         elif kind == "DELETED" or _phase(pod) in TERMINAL_PHASES:
             # A slot came free: a replacement pod may be waiting for it.
+            if kind != "DELETED" and _phase(pod) == "Failed":
+                await self._tell_pod_failed(unit_id, pod)
             await self.scheduler.bind_unit_pods(unit_id)
 
     async def _bare_pod(self, kind: str, pod: dict) -> None:
@@ -347,13 +354,13 @@ class Reactor:
                 and _phase(pod) not in TERMINAL_PHASES
             ):
                 try:
-                    su = unit_from_pod(pod, self.defaults)
+                    su = workload(PodWorkload.kind).unit(pod, self.defaults)
                 except UnitError as exc:
                     await self.ctx.actions.event([pod], "InvalidSettings", str(exc), "Warning")
                     return
                 await self._submit(su, [pod])
             return
-        outcome = pod_outcome(pod)
+        outcome = workload(PodWorkload.kind).outcome(pod)
         if outcome is not None:
             unit = await self.ctx.store.get(unit_id)
             if unit is not None and unit.state in ACTIVE_STATES:
@@ -388,15 +395,13 @@ class Reactor:
     async def _join_group_unlocked(self, pod: dict) -> Unit | None:
         ctx = self.ctx
         try:
-            su = unit_from_pod(pod, self.defaults)
-            spec = jobspec_for(su, self._graph())
+            su = PodGroupWorkload().unit(pod, self.defaults, group_size=self._podgroup_size(pod))
+            jobspec_for(su, self._graph())  # refuses a member that could never be placed
         except UnitError as exc:
             await ctx.actions.event([pod], "InvalidSettings", str(exc), "Warning")
             return None
         meta = _meta(pod)
-        unit, count = await ctx.store.join_group(
-            submission_for(su, spec), meta["name"], meta.get("uid") or ""
-        )
+        unit, count = await ctx.store.join_group(submission_for(su), meta["name"], meta.get("uid") or "")
         self.members.add(meta.get("uid") or "")
         self.by_owner[owner_key(su)] = unit.id
         # The group's FluxJob as we last wrote it: later members add themselves as owners without a create
@@ -432,6 +437,26 @@ class Reactor:
             await self.scheduler.publish(unit)
         return unit
 
+    def _podgroup_size(self, pod: dict) -> int | None:
+        """coscheduling's group size: its PodGroup's ``spec.minMember`` (scheduler-plugins
+        ``apis/scheduling/v1alpha1``), when that CRD is served and the PodGroup exists."""
+        settings = read_settings([_meta(pod)])
+        if not settings.size_from_podgroup or self.ctx.coscheduling is None:
+            return None
+        group = self.ctx.coscheduling.get(_meta(pod).get("namespace"), settings.group_name or "")
+        size = ((group or {}).get("spec") or {}).get("minMember")
+        return size if isinstance(size, int) and size > 0 else None
+
+    async def _tell_pod_failed(self, unit_id: int, pod: dict) -> None:
+        """A pod of a placed unit failed (the kubelet rejected it, OutOf*, or it crashed): its FluxJob says so."""
+        unit = await self.ctx.store.get(unit_id)
+        if unit is None or unit.state not in HOLDING_STATES:
+            return
+        status = pod.get("status") or {}
+        why = status.get("reason") or status.get("message") or "failed"
+        message = f"pod {_meta(pod).get('name')} failed on {(pod.get('spec') or {}).get('nodeName')}: {why}"
+        await self.ctx.actions.event([self.ctx.actions.fluxjob_ref(unit)], "PodFailed", message, "Warning")
+
     def _add_owner_soon(self, unit: Unit, pod: dict) -> None:
         """Make ``pod`` an owner of its group's FluxJob; members joining within GROUP_OWNER_DELAY are added
         in one patch (the FluxJob was created with the first member as owner)."""
@@ -460,12 +485,38 @@ class Reactor:
             pod = self.ctx.pods.get(unit.namespace, name)
             pods.append(pod if pod is not None and _meta(pod).get("uid") == uid else None)
         outcome = group_outcome(pods, unit.size)
-        if outcome is not None:
+        failed = [
+            p
+            for p in pods
+            if p is not None and _phase(p) == "Failed" and not _meta(p).get("deletionTimestamp")
+        ]
+        if outcome is None and failed and unit.state in HOLDING_STATES:
+            # A gang with a member that cannot run (rejected by its kubelet, lost with its node, crashed) is
+            # over: it ends Failed, the rest of it is deleted and the allocation comes back once they are gone.
+            await self._fail_group(unit, failed[0], [p for p in pods if p is not None and p not in failed])
+        elif outcome is not None:
             await self.scheduler.finish(unit, *outcome, warning=outcome[0] != "Succeeded")
         elif self.scheduler.group_expired(unit):
             await self.scheduler.expire_group(unit, [p for p in pods if p is not None])
         elif unit.state in HOLDING_STATES:
             await self.scheduler.bind_unit_pods(unit.id)
+
+    async def _fail_group(self, unit: Unit, failed: dict, others: list[dict]) -> None:
+        status = failed.get("status") or {}
+        why = status.get("reason") or status.get("message") or "failed"
+        node = (failed.get("spec") or {}).get("nodeName")
+        reason = (
+            f"member {_meta(failed).get('name')} failed on {node}: {why}; the group's other pods were deleted"
+        )
+        done = await self.scheduler.finish(unit, FAILED, reason, warning=True)
+        if done is None:
+            return
+        for pod in others:
+            if _phase(pod) in TERMINAL_PHASES or _meta(pod).get("deletionTimestamp"):
+                continue
+            await self.ctx.actions.event([pod], "GroupFailed", reason, "Warning")
+            with contextlib.suppress(Exception):
+                await self.ctx.actions.delete_pod(pod)
 
     # ---- the sweep ----------------------------------------------------------------------------------
 
@@ -491,9 +542,11 @@ class Reactor:
             except Exception:
                 log.exception("reconcile failed", unit=unit.key)
         # Adopt what we never saw: managed Jobs and gated pods with no unit (missed while down or away).
-        for job in ctx.jobs.items():
-            if (_meta(job).get("uid") or "") not in self.by_owner:
-                await self.on_job("ADDED", job, None)
+        for kind_name, informer in ctx.objects.items():
+            kind = workload(kind_name)
+            for obj in informer.items():
+                if (_meta(obj).get("uid") or "") not in self.by_owner:
+                    await self.on_workload(kind, "ADDED", obj, None)
         for pod in ctx.pods.items():
             meta = _meta(pod)
             if (
@@ -536,35 +589,33 @@ class Reactor:
         sched = self.scheduler
         self.by_owner.setdefault(unit.owner_uid, unit.id)
         wrapped: list[dict] = []
-        if unit.kind == "Job":
-            job = ctx.jobs.get(unit.namespace, unit.object_name)
-            if job is None or _meta(job).get("uid") != unit.owner_uid:
-                await sched.finish(unit, CANCELLED, "Job deleted")
-                return
-            outcome = job_outcome(job)
-            if outcome is not None:
-                await sched.finish(unit, *outcome, warning=outcome[0] != "Succeeded")
-                return
-            wrapped = [job]
-        elif unit.kind == "Pod":
-            pod = ctx.pods.get(unit.namespace, unit.object_name)
-            if pod is None or _meta(pod).get("uid") != unit.owner_uid:
-                await sched.finish(unit, CANCELLED, "pod deleted")
-                return
-            outcome = pod_outcome(pod)
-            if outcome is not None:
-                await sched.finish(unit, *outcome, warning=outcome[0] != "Succeeded")
-                return
-            wrapped = [pod]
-        else:
+        informer = ctx.objects.get(unit.kind)
+        if unit.kind == PodGroupWorkload.kind:
             await self.check_group(unit)
             fresh = await ctx.store.get(unit.id)
             if fresh is None or fresh.state not in ACTIVE_STATES:
                 return
             unit = fresh
             wrapped = sched.wrapped_objects(unit)
+        elif informer is not None or unit.kind == PodWorkload.kind:
+            kind = workload(unit.kind)
+            obj = (informer or ctx.pods).get(unit.namespace, unit.object_name)
+            what = kind.api_kind or "pod"
+            if obj is None or _meta(obj).get("uid") != unit.owner_uid:
+                await sched.finish(unit, CANCELLED, f"{what} deleted")
+                return
+            outcome = kind.outcome(obj)
+            if outcome is not None:
+                await sched.finish(unit, *outcome, warning=outcome[0] != "Succeeded")
+                return
+            wrapped = [obj]
+        else:
+            return  # a kind whose API is not served (its CRD was removed): left as it is
         if ctx.fluxjobs.get(unit.namespace, unit.name) is None and wrapped:
-            await ctx.actions.ensure_fluxjob(unit, wrapped)
+            spec = None
+            with contextlib.suppress(UnitError):
+                spec = jobspec_for(scheduling_unit(unit), self._graph())
+            await ctx.actions.ensure_fluxjob(unit, wrapped, spec)
             sched.published.pop(unit.id, None)
             await sched.publish(unit)
         if unit.state in HOLDING_STATES:

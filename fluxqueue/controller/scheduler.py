@@ -25,7 +25,6 @@ from typing import Any
 from fluxqueue.controller import strategy as strategies
 from fluxqueue.controller.context import Context
 from fluxqueue.controller.fluxjob import fluxjob_status, rfc3339
-from fluxqueue.controller.release import pod_running
 from fluxqueue.controller.replay import GraphIndex, ReplayError, replay_r
 from fluxqueue.controller.units import scheduling_unit
 from fluxqueue.fluxion.allocation import nodes_from_allocation
@@ -33,7 +32,8 @@ from fluxqueue.fluxion.client import FluxionError
 from fluxqueue.kube import names
 from fluxqueue.kube.client import APIError, TokenBucket
 from fluxqueue.log import get_logger
-from fluxqueue.placement.binding import assign_pods
+from fluxqueue.placement import constraints
+from fluxqueue.placement.binding import assign_pod_sets, split_allocation
 from fluxqueue.placement.graph import ClusterGraph, build_cluster_graph
 from fluxqueue.placement.jobspec import jobspec_for
 from fluxqueue.placement.units import UnitError
@@ -51,6 +51,9 @@ from fluxqueue.queue.store import (
     Released,
     Unit,
 )
+from fluxqueue.workloads.base import pod_running
+from fluxqueue.workloads.pod import PodWorkload
+from fluxqueue.workloads.registry import unit_of_pod, workload
 
 log = get_logger(__name__)
 
@@ -76,15 +79,13 @@ def is_ours(pod: dict) -> bool:
 
 
 def holder_key(pod: dict) -> str:
-    """The queue's owner key of the unit a pod of ours belongs to (Job uid, pod uid or group key)."""
-    meta = pod.get("metadata") or {}
-    for ref in meta.get("ownerReferences") or []:
-        if ref.get("controller") and ref.get("kind") == "Job":
-            return ref.get("uid") or ""
-    group = (meta.get("labels") or {}).get(names.LABEL_GROUP_NAME)
-    if group:
-        return f"group:{meta.get('namespace')}/{group}"
-    return meta.get("uid") or ""
+    """The queue's owner key of the unit a pod of ours belongs to (the workload's uid, the pod's, or a group
+    key), through its owner chain (:func:`fluxqueue.workloads.registry.unit_of_pod`)."""
+    try:
+        ref = unit_of_pod(pod)
+    except UnitError:
+        ref = None
+    return ref.owner_key if ref is not None else ((pod.get("metadata") or {}).get("uid") or "")
 
 
 UNIT_INDEX = "unit"  # the pods informer's index: our pods by holder_key
@@ -479,16 +480,7 @@ class FluxionMatcher:
 
 def _fit_shape(unit: Unit) -> tuple:
     """Everything ClusterGraph.fits_ever reads of a unit."""
-    p = unit.placement or {}
-    constraints = (p.get("node_selector"), p.get("node_affinity_terms"), p.get("tolerations"))
-    return (
-        unit.size,
-        unit.cpu_millis,
-        unit.memory_bytes,
-        unit.gpus,
-        unit.exclusive,
-        json.dumps(constraints, sort_keys=True) if any(constraints) else "",
-    )
+    return (unit.size, unit.exclusive, json.dumps(unit.pod_sets, sort_keys=True))
 
 
 def _unrecorded_bindings(alloc: Any, pods: list[dict], recorded: set[str]) -> list[tuple[str, str, str]]:
@@ -886,14 +878,12 @@ class Scheduler:
     # ---- releasing a placed unit to Kubernetes ------------------------------------------------------
 
     def wrapped_objects(self, unit: Unit) -> list[dict]:
-        ctx = self.ctx
-        if unit.kind == "Job":
-            job = ctx.jobs.get(unit.namespace, unit.object_name)
-            return [job] if job else []
-        if unit.kind == "Pod":
-            pod = ctx.pods.get(unit.namespace, unit.object_name)
-            return [pod] if pod else []
-        return ctx.pods.by_index(UNIT_INDEX, f"group:{unit.namespace}/{unit.group_name}")
+        """The API object the unit wraps (a Job, JobSet...), or its pods when it is made of pods only."""
+        informer = self.ctx.objects.get(unit.kind)
+        if informer is not None:
+            obj = informer.get(unit.namespace, unit.object_name)
+            return [obj] if obj else []
+        return self.unit_pods(unit)
 
     async def release(self, unit_id: int, unit: Unit | None = None) -> None:
         """Start a Scheduled unit in Kubernetes from its stored allocation (safe to repeat).
@@ -910,14 +900,16 @@ class Scheduler:
             if alloc is None:
                 return
             nodes = alloc.node_names
+            kind = workload(unit.kind)
             try:
-                if unit.kind == "Job":
-                    job = ctx.jobs.get(unit.namespace, unit.object_name)
-                    if job is None:
-                        return  # the sweep finishes units whose Job is gone
-                    if (job.get("spec") or {}).get("suspend"):
-                        await ctx.actions.unsuspend_job(
-                            unit.namespace, unit.object_name, nodes, alloc.fluxion_jobid, unit.name
+                informer = ctx.objects.get(unit.kind)
+                if informer is not None:
+                    obj = informer.get(unit.namespace, unit.object_name)
+                    if obj is None:
+                        return  # the sweep finishes units whose object is gone
+                    if kind.suspended(obj):
+                        await ctx.actions.start_workload(
+                            kind, unit.namespace, unit.object_name, nodes, alloc.fluxion_jobid, unit.name
                         )
                 await self._bind_unlocked(unit, alloc, mark_released=not unit.released)
             except APIError as exc:
@@ -925,7 +917,7 @@ class Scheduler:
                 return
             if not unit.released:
                 wrapped = self.wrapped_objects(unit)
-                if unit.kind == "Pod":
+                if unit.kind == PodWorkload.kind:
                     # A bare pod hears it as from kube-scheduler, where `kubectl describe pod` looks (its
                     # FluxJob's status says the same; one Event per pod, not two).
                     message = f"Successfully assigned {unit.namespace}/{unit.object_name} to {nodes[0]}"
@@ -953,12 +945,7 @@ class Scheduler:
                 log.warning("binding failed; will retry", unit=unit.key, error=str(exc))
 
     def unit_pods(self, unit: Unit) -> list[dict]:
-        ctx = self.ctx
-        if unit.kind == "Job":
-            job = ctx.jobs.get(unit.namespace, unit.object_name)
-            uid = (job or {}).get("metadata", {}).get("uid") or unit.owner_uid
-            return ctx.pods.by_index(UNIT_INDEX, uid)
-        return self.wrapped_objects(unit)
+        return self.ctx.pods.by_index(UNIT_INDEX, unit.owner_uid)
 
     async def _bind_unlocked(self, unit: Unit, alloc: Any, *, mark_released: bool = False) -> None:
         """Bind what is unbound of the unit's pods (all at once), record the bindings, and with
@@ -973,15 +960,16 @@ class Scheduler:
             if node and not (pod.get("spec") or {}).get("nodeName"):
                 pod = {**pod, "spec": {**(pod.get("spec") or {}), "nodeName": node}}
             pods.append(pod)
-        assignment = {n.node: n for n in alloc.nodes}
         su = scheduling_unit(unit)
-        plan = assign_pods(
-            assignment,
-            pods,
-            per_pod=su.per_pod,
-            memory_chunk_bytes=ctx.settings.memory_chunk,
+        split = split_allocation(
+            {n.node: n for n in alloc.nodes},
+            su.pod_sets,
+            ctx.settings.memory_chunk,
             exclusive=unit.exclusive,
+            allows=self._allows(su),
         )
+        kind = workload(unit.kind)
+        plan = assign_pod_sets(split, pods, lambda pod: kind.pod_set_of(pod, su.pod_sets))
         by_name = {p["metadata"]["name"]: p for p in pods}
         todo = [(by_name[pod_name], node) for pod_name, node in plan.items()]
         unrecorded = _unrecorded_bindings(
@@ -1012,6 +1000,19 @@ class Scheduler:
             self.recorded_binds.setdefault(unit.id, set()).update(uid for _, uid, _ in bound)
         if failed is not None:
             raise failed
+
+    def _allows(self, su: Any) -> Any:
+        """Whether a pod set may use a node, for units whose sets differ in their node rules (else None)."""
+        sets = su.pod_sets
+        if all(s.same_rules(sets[0]) for s in sets[1:]):
+            return None
+        graph = self.graphs.capacity
+
+        def allows(pod_set: Any, node: str) -> bool:
+            n = graph.nodes.get(node) if graph is not None else None
+            return n is None or constraints.node_allows(pod_set, node, n.labels, n.taints)
+
+        return allows
 
     def forget_pod(self, uid: str) -> None:
         self.pending_binds.pop(uid, None)

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from fluxqueue.placement.podsets import describe_pod_sets, pod_sets_from_json
 from fluxqueue.queue.store import Unit
 
 ALLOCATED, RESERVED, BUSY, UNSATISFIABLE = "ALLOCATED", "RESERVED", "BUSY", "UNSATISFIABLE"
@@ -69,14 +70,17 @@ def status_name(result: Any) -> str:
 
 
 def describe_need(unit: Unit) -> str:
-    cpu = unit.cpu_millis / 1000
-    cpu_text = f"{cpu:g} cpu"
-    mem = unit.memory_bytes / 2**30
-    parts = [cpu_text, f"{mem:g}Gi memory"]
-    if unit.gpus:
-        parts.append(f"{unit.gpus} gpu")
+    """``1 pod of 2 cpu, 1Gi memory`` / ``3 pods: launcher 1 x 8 CPU, worker 2 x 1 CPU``."""
+    sets = pod_sets_from_json(unit.pod_sets)
+    whole = " on whole nodes" if unit.exclusive else ""
+    if len(sets) != 1:
+        return f"{unit.size} pods: {describe_pod_sets(sets)}{whole}"
+    p = sets[0].per_pod
+    parts = [f"{p.cpu_milli / 1000:g} cpu", f"{p.memory / 2**30:g}Gi memory"]
+    if p.gpus:
+        parts.append(f"{p.gpus} gpu")
     pods = f"{unit.size} pods" if unit.size != 1 else "1 pod"
-    return f"{pods} of {', '.join(parts)}" + (" on whole nodes" if unit.exclusive else "")
+    return f"{pods} of {', '.join(parts)}{whole}"
 
 
 async def plan(

@@ -47,3 +47,12 @@ LABEL_CONTROL_PLANE = "node-role.kubernetes.io/control-plane"
 LABEL_JOB_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 ANNOTATION_JOB_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 ANNOTATION_MIRROR_POD = "kubernetes.io/config.mirror"  # static pods' API mirrors (kubelet)
+
+# Group labels of the ecosystem, read as ours (users migrating keep their labels).
+LABEL_KUEUE_POD_GROUP = "kueue.x-k8s.io/pod-group-name"  # Kueue's plain-pod integration
+ANNOTATION_KUEUE_GROUP_COUNT = "kueue.x-k8s.io/pod-group-total-count"
+LABEL_COSCHEDULING_POD_GROUP = "scheduling.x-k8s.io/pod-group"  # scheduler-plugins coscheduling
+# The workload a pod belongs to when its owner chain is longer than one step (a JobSet's child Job's pods, an
+# MPIJob's launcher Job's pod), "<kind>/<name>/<uid>": set by the webhook on the child Job's pod template
+# (the Job's ownerReference names the workload; the pod's names only the Job).
+ANNOTATION_WORKLOAD = PREFIX + "workload"

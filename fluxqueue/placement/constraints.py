@@ -219,6 +219,23 @@ def constraint_for(
     return _all(parts)
 
 
+def constraint_for_sets(
+    pod_sets: Any, nodes: Iterable[NodeView], tainted: list[NodeView] | None = None
+) -> dict[str, Any] | None:
+    """The constraint for a unit of pod sets: their common constraint, or, when their rules differ, the nodes
+    any of them may use (RFC 31 constraints apply to a whole jobspec; the binding keeps each pod on a node its
+    own set allows, :func:`fluxqueue.placement.binding.split_allocation`)."""
+    sets = list(pod_sets)
+    if not isinstance(nodes, list):
+        nodes = list(nodes)
+    if all(s.same_rules(sets[0]) for s in sets[1:]):
+        return constraint_for(sets[0], nodes, tainted)
+    parts = [constraint_for(s, nodes, tainted) for s in sets]
+    if any(p is None for p in parts):
+        return None
+    return _any(parts)  # type: ignore[arg-type]
+
+
 def evaluate(constraint: dict[str, Any] | None, node_name: str, properties: Mapping[str, str]) -> bool:
     """Evaluate an RFC 31 constraint for one node (what a matcher does; used to test the translation)."""
     if constraint is None:

@@ -117,29 +117,46 @@ class ClusterGraph:
             cached = self.__dict__["_tainted_views"] = (views, [v for v in views if v[2]])
         return cached[1]
 
-    def eligible_nodes(self, unit: Any) -> list[NodeCapacity]:
-        return [n for n in self.nodes.values() if constraints.node_allows(unit, n.name, n.labels, n.taints)]
+    def eligible_nodes(self, rules: Any) -> list[NodeCapacity]:
+        """Nodes whose labels and taints let the pods of ``rules`` (a pod set) on."""
+        return [n for n in self.nodes.values() if constraints.node_allows(rules, n.name, n.labels, n.taints)]
 
     def fits_ever(self, unit: Any) -> tuple[bool, str]:
         """Whether the unit could be placed on this graph with nothing else running, judged per node.
 
         ``(False, reason)`` reads like "asks 96 cores per pod, largest eligible node has 64". Summed capacity
-        is never enough: a pod lives on one node. Re-judge when the graph changes (nodes added, foreign load
-        gone).
+        is never enough: a pod lives on one node. Each pod set is judged on the nodes it may use (necessary,
+        not sufficient, for sets that compete for the same nodes: Fluxion has the last word). Re-judge when
+        the graph changes (nodes added, foreign load gone).
         """
         if unit.size <= 0:
             return True, ""
         if not self.nodes:
             return False, "no schedulable nodes in the cluster" + _excluded_hint(self.excluded)
-        eligible = self.eligible_nodes(unit)
+        whole_nodes = 0
+        named = len(unit.pod_sets) > 1
+        for pod_set in unit.pod_sets:
+            ok, why, fitting = self._set_fits_ever(pod_set, unit.exclusive)
+            if not ok:
+                return False, f"pod set {pod_set.name}: {why}" if named else why
+            whole_nodes = max(whole_nodes, fitting)
+        if unit.exclusive:
+            total = sum(s.count for s in unit.pod_sets)
+            if total > len(self.nodes):
+                return False, f"asks {total} whole nodes, the cluster has {len(self.nodes)}"
+        return True, ""
+
+    def _set_fits_ever(self, pod_set: Any, exclusive: bool) -> tuple[bool, str, int]:
+        eligible = self.eligible_nodes(pod_set)
         if not eligible:
             reasons: dict[str, int] = {}
             for n in self.nodes.values():
-                why = constraints.why_not(unit, n.name, n.labels, n.taints)
+                why = constraints.why_not(pod_set, n.name, n.labels, n.taints)
                 reasons[why] = reasons.get(why, 0) + 1
             detail = ", ".join(f"{count} by {why}" for why, count in sorted(reasons.items()))
-            return False, f"no node matches the pod's node constraints ({detail})"
-        cores, chunks, gpus = slot_shape(unit.per_pod, self.memory_chunk_bytes)
+            return False, f"no node matches the pod's node constraints ({detail})", 0
+        per_pod = pod_set.per_pod
+        cores, chunks, gpus = slot_shape(per_pod, self.memory_chunk_bytes)
         best = max(eligible, key=lambda n: (n.cores, n.memory, n.gpus))
         for need, have_of, what in (
             (cores, lambda n: n.cores, "cores"),
@@ -151,20 +168,28 @@ class ClusterGraph:
                 if what == "memory":
                     asked = format_bytes(need * self.memory_chunk_bytes)
                     got = format_bytes(largest * self.memory_chunk_bytes)
-                    return False, f"asks {asked} memory per pod, largest eligible node has {got}"
-                return False, f"asks {need} {what} per pod, largest eligible node has {largest}"
-        if unit.exclusive:
-            fitting = sum(1 for n in eligible if n.slots_for(unit.per_pod, self.memory_chunk_bytes) >= 1)
-            if fitting < unit.size:
-                return False, f"asks {unit.size} whole nodes, only {fitting} eligible nodes fit one pod"
-            return True, ""
-        capacity = sum(n.slots_for(unit.per_pod, self.memory_chunk_bytes) for n in eligible)
-        if capacity < unit.size:
-            return False, (
-                f"asks {unit.size} pods of {unit.per_pod.describe()}, eligible nodes hold at most {capacity} "
-                f"(largest: {best.name}, {best.cores} cores)"
+                    return False, f"asks {asked} memory per pod, largest eligible node has {got}", 0
+                return False, f"asks {need} {what} per pod, largest eligible node has {largest}", 0
+        if exclusive:
+            fitting = sum(1 for n in eligible if n.slots_for(per_pod, self.memory_chunk_bytes) >= 1)
+            if fitting < pod_set.count:
+                return (
+                    False,
+                    f"asks {pod_set.count} whole nodes, only {fitting} eligible nodes fit one pod",
+                    0,
+                )
+            return True, "", fitting
+        capacity = sum(n.slots_for(per_pod, self.memory_chunk_bytes) for n in eligible)
+        if capacity < pod_set.count:
+            return (
+                False,
+                (
+                    f"asks {pod_set.count} pods of {per_pod.describe()}, eligible nodes hold at most {capacity} "
+                    f"(largest: {best.name}, {best.cores} cores)"
+                ),
+                0,
             )
-        return True, ""
+        return True, "", capacity
 
 
 def _excluded_hint(excluded: dict[str, str]) -> str:

@@ -20,8 +20,12 @@ Decisions:
 * Priority: ``spec.priority`` (the Priority admission plugin resolves it from ``priorityClassName`` on Pods),
   else ``priorityClassName`` looked up in the classes the caller knows (pod templates of Jobs are not
   resolved by the API server), else the default.
-* A pod group's members may differ (a launcher and workers): the group asks, per pod, for the per-resource
-  maximum over its members. That over-reserves a little but any member fits any slot.
+* A pod group's members may differ (a launcher and workers): members with equal requests and placement rules
+  share a pod set (:mod:`fluxqueue.placement.podsets`), so each pod is placed where its own request fits.
+* Group labels of the ecosystem are read as ours: Kueue's plain-pod groups (label
+  ``kueue.x-k8s.io/pod-group-name``, annotation ``kueue.x-k8s.io/pod-group-total-count``) and coscheduling's
+  (label ``scheduling.x-k8s.io/pod-group``; its size is the PodGroup's ``spec.minMember``, looked up by the
+  controller, else ``fluxqueue.io/group-size``).
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fluxqueue.kube import names
-from fluxqueue.placement.resources import Resources, pod_requests
+from fluxqueue.placement.podsets import MAIN, PodSet, add_member, pod_set_of, set_name_for_member
+from fluxqueue.placement.resources import Resources
 
 KIND_JOB = "Job"
 KIND_POD = "Pod"
@@ -57,22 +62,18 @@ class UnitDefaults:
 
 @dataclass
 class SchedulingUnit:
-    kind: str  # "Job" | "Pod" | "PodGroup"
+    kind: str  # the workload adapter's kind (fluxqueue.workloads): "Job", "Pod", "PodGroup", "JobSet", ...
     namespace: str
     name: str  # object name, or the group name for a PodGroup
     uid: str  # the wrapped object's uid ("" for a PodGroup, which has no object of its own)
-    size: int  # pods placed together
-    per_pod: Resources
+    size: int  # pods placed together (a pod group: the size it waits for)
+    pod_sets: tuple[PodSet, ...]
     duration: int  # seconds
     priority: int = 0
     exclusive: bool = False
     queue: str = DEFAULT_QUEUE
     group_name: str | None = None
     group_size: int | None = None
-    # Where the pods may run, copied from the pod (template) spec.
-    node_selector: dict[str, str] = field(default_factory=dict)
-    node_affinity_terms: list[dict[str, Any]] = field(default_factory=list)  # required terms, ORed
-    tolerations: list[dict[str, Any]] = field(default_factory=list)
     indexed: bool = False  # Indexed Job: bind pods by completion index
     members: tuple[str, ...] = ()  # pod names of a PodGroup seen so far
 
@@ -81,13 +82,37 @@ class SchedulingUnit:
         return self.size > 0
 
     @property
+    def per_pod(self) -> Resources:
+        """The per-resource maximum over the pod sets (a summary; placement reads each set)."""
+        out = self.pod_sets[0].per_pod if self.pod_sets else Resources()
+        for s in self.pod_sets[1:]:
+            out = out.max(s.per_pod)
+        return out
+
+    @property
     def total(self) -> Resources:
-        p = self.per_pod
-        return Resources(p.cpu_milli * self.size, p.memory * self.size, p.gpus * self.size, self.size)
+        total = Resources(0, 0, 0, 0)
+        for s in self.pod_sets:
+            total = total + s.total
+        return total
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.kind}/{self.name}"
+
+
+def single_set_unit(
+    *,
+    per_pod: Resources,
+    size: int,
+    node_selector: dict[str, str] | None = None,
+    node_affinity_terms: list[dict[str, Any]] | None = None,
+    tolerations: list[dict[str, Any]] | None = None,
+    **fields: Any,
+) -> SchedulingUnit:
+    """A unit of one pod set of ``size`` alike pods (what most workloads are)."""
+    pod_set = PodSet(MAIN, size, per_pod, node_selector or {}, node_affinity_terms or [], tolerations or [])
+    return SchedulingUnit(size=size, pod_sets=(pod_set,), **fields)
 
 
 # --- reading user settings ------------------------------------------------------------------------------------
@@ -152,6 +177,23 @@ class UserSettings:
     group_size: int | None = None
     queue: str = DEFAULT_QUEUE
     skip: bool = False
+    size_from_podgroup: bool = False  # coscheduling's label without a size: its PodGroup's minMember
+
+
+def _label(sources: list[dict[str, Any] | None], key: str) -> str | None:
+    for meta in sources:
+        value = ((meta or {}).get("labels") or {}).get(key)
+        if value is not None:
+            return str(value)
+    return None
+
+
+def _annotation(sources: list[dict[str, Any] | None], key: str) -> str | None:
+    for meta in sources:
+        value = ((meta or {}).get("annotations") or {}).get(key)
+        if value is not None:
+            return str(value)
+    return None
 
 
 def read_settings(sources: Iterable[dict[str, Any] | None]) -> UserSettings:
@@ -165,13 +207,28 @@ def read_settings(sources: Iterable[dict[str, Any] | None]) -> UserSettings:
     exclusive = _parse_bool(names.LABEL_EXCLUSIVE, exclusive_text) if exclusive_text is not None else False
     group_name = setting(sources, names.LABEL_GROUP_NAME)
     group_size_text = setting(sources, names.LABEL_GROUP_SIZE)
+    size_from_podgroup = False
+    if group_name is None:
+        # Users migrating from Kueue's plain-pod groups or from coscheduling keep their labels.
+        group_name = _label(sources, names.LABEL_KUEUE_POD_GROUP)
+        if group_name is not None:
+            group_size_text = group_size_text or _annotation(sources, names.ANNOTATION_KUEUE_GROUP_COUNT)
+            if group_size_text is None:
+                raise UnitError(
+                    f"{names.LABEL_KUEUE_POD_GROUP} is set ({group_name!r}) but the annotation "
+                    f"{names.ANNOTATION_KUEUE_GROUP_COUNT} is not"
+                )
+        else:
+            group_name = _label(sources, names.LABEL_COSCHEDULING_POD_GROUP)
+            # coscheduling's size is its PodGroup's minMember, which only the controller can read.
+            size_from_podgroup = group_name is not None and group_size_text is None
     group_size = _parse_group_size(group_size_text) if group_size_text is not None else None
     if group_name is not None and not _LABEL_VALUE.match(group_name):
         raise UnitError(
             f"{names.LABEL_GROUP_NAME} must be 1-63 letters, digits, '-', '_' or '.', starting and ending "
             f"with a letter or digit, got {group_name!r}"
         )
-    if group_name is not None and group_size is None:
+    if group_name is not None and group_size is None and not size_from_podgroup:
         raise UnitError(
             f"{names.LABEL_GROUP_NAME} is set ({group_name!r}) but {names.LABEL_GROUP_SIZE} is not"
         )
@@ -187,28 +244,17 @@ def read_settings(sources: Iterable[dict[str, Any] | None]) -> UserSettings:
         group_size=group_size,
         queue=queue or DEFAULT_QUEUE,
         skip=skip,
+        size_from_podgroup=size_from_podgroup,
     )
 
 
-def _priority(pod_spec: dict[str, Any], defaults: UnitDefaults) -> int:
+def pod_priority(pod_spec: dict[str, Any], defaults: UnitDefaults) -> int:
     if isinstance(pod_spec.get("priority"), int):
         return pod_spec["priority"]
     cls = pod_spec.get("priorityClassName")
     if cls and cls in defaults.priority_classes:
         return int(defaults.priority_classes[cls])
     return defaults.default_priority
-
-
-def _placement_rules(
-    pod_spec: dict[str, Any],
-) -> tuple[dict[str, str], list[dict[str, Any]], list[dict[str, Any]]]:
-    selector = {str(k): str(v) for k, v in (pod_spec.get("nodeSelector") or {}).items()}
-    required = ((pod_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-        "requiredDuringSchedulingIgnoredDuringExecution"
-    ) or {}
-    terms = list(required.get("nodeSelectorTerms") or [])
-    tolerations = list(pod_spec.get("tolerations") or [])
-    return selector, terms, tolerations
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -242,30 +288,32 @@ def unit_from_job(job: dict[str, Any], defaults: UnitDefaults | None = None) -> 
             f"{names.LABEL_GROUP_SIZE} ({settings.group_size}) is smaller than the Job's parallelism ({size}); "
             "the group could never hold all of the Job's pods"
         )
-    duration = (
-        settings.duration
-        or _positive(spec.get("activeDeadlineSeconds"))
-        or _positive(pod_spec.get("activeDeadlineSeconds"))
-        or defaults.default_duration
-    )
-    selector, terms, tolerations = _placement_rules(pod_spec)
     return SchedulingUnit(
         kind=KIND_JOB,
         namespace=meta.get("namespace") or "default",
         name=meta.get("name") or "",
         uid=meta.get("uid") or "",
         size=size,
-        per_pod=pod_requests(template),
-        duration=duration,
-        priority=_priority(pod_spec, defaults),
+        pod_sets=(pod_set_of(MAIN, size, template),),
+        duration=workload_duration(settings, defaults, spec.get("activeDeadlineSeconds"), pod_spec),
+        priority=pod_priority(pod_spec, defaults),
         exclusive=settings.exclusive,
         queue=settings.queue,
         group_name=settings.group_name,
         group_size=settings.group_size,
-        node_selector=selector,
-        node_affinity_terms=terms,
-        tolerations=tolerations,
         indexed=spec.get("completionMode") == "Indexed",
+    )
+
+
+def workload_duration(
+    settings: UserSettings, defaults: UnitDefaults, deadline: Any, pod_spec: dict[str, Any]
+) -> int:
+    """fluxqueue.io/duration, else the workload's activeDeadlineSeconds, else the pod's, else the default."""
+    return (
+        settings.duration
+        or _positive(deadline)
+        or _positive(pod_spec.get("activeDeadlineSeconds"))
+        or defaults.default_duration
     )
 
 
@@ -274,41 +322,47 @@ def _positive(value: Any) -> int | None:
     return v if v is not None and v > 0 else None
 
 
-def group_of(pod: dict[str, Any]) -> tuple[str, str, int] | None:
-    """``(namespace, group name, group size)`` when the pod is a pod-group member (labels validated)."""
+def group_of(pod: dict[str, Any]) -> tuple[str, str, int | None] | None:
+    """``(namespace, group name, group size)`` when the pod is a pod-group member (labels validated; the size
+    is None when it is a coscheduling PodGroup's, read by the controller)."""
     settings = read_settings([pod.get("metadata")])
-    if settings.group_name is None or settings.group_size is None:
+    if settings.group_name is None:
         return None
     return (pod.get("metadata", {}).get("namespace") or "default", settings.group_name, settings.group_size)
 
 
-def unit_from_pod(pod: dict[str, Any], defaults: UnitDefaults | None = None) -> SchedulingUnit:
-    """A bare pod (or a ReplicaSet/StatefulSet pod): kind Pod, or PodGroup when it carries group labels."""
+def unit_from_pod(
+    pod: dict[str, Any], defaults: UnitDefaults | None = None, *, group_size: int | None = None
+) -> SchedulingUnit:
+    """A bare pod (or a ReplicaSet/StatefulSet pod): kind Pod, or PodGroup when it carries group labels.
+
+    ``group_size``: the size of the pod's group when its labels do not say (a coscheduling PodGroup's).
+    """
     defaults = defaults or UnitDefaults()
     meta = pod.get("metadata") or {}
     pod_spec = pod.get("spec") or {}
     settings = read_settings([meta])
-    selector, terms, tolerations = _placement_rules(pod_spec)
     name = meta.get("name") or meta.get("generateName") or ""
     grouped = settings.group_name is not None
+    size = (settings.group_size or group_size or 0) if grouped else 1
+    if grouped and size <= 0:
+        raise UnitError(
+            f"pod group {settings.group_name!r} has no size: set {names.LABEL_GROUP_SIZE}, or create its "
+            "coscheduling PodGroup (spec.minMember) first"
+        )
     return SchedulingUnit(
         kind=KIND_POD_GROUP if grouped else KIND_POD,
         namespace=meta.get("namespace") or "default",
         name=settings.group_name if grouped else name,
         uid="" if grouped else (meta.get("uid") or ""),
-        size=settings.group_size if grouped else 1,
-        per_pod=pod_requests(pod),
-        duration=settings.duration
-        or _positive(pod_spec.get("activeDeadlineSeconds"))
-        or defaults.default_duration,
-        priority=_priority(pod_spec, defaults),
+        size=size,
+        pod_sets=(pod_set_of(set_name_for_member(name), 1, pod),),
+        duration=workload_duration(settings, defaults, None, pod_spec),
+        priority=pod_priority(pod_spec, defaults),
         exclusive=settings.exclusive,
         queue=settings.queue,
         group_name=settings.group_name,
-        group_size=settings.group_size,
-        node_selector=selector,
-        node_affinity_terms=terms,
-        tolerations=tolerations,
+        group_size=size if grouped else None,
         members=(name,) if grouped else (),
     )
 
@@ -316,9 +370,8 @@ def unit_from_pod(pod: dict[str, Any], defaults: UnitDefaults | None = None) -> 
 def unit_from_pod_group(pods: list[dict[str, Any]], defaults: UnitDefaults | None = None) -> SchedulingUnit:
     """One PodGroup unit from the members seen so far (all must name the same group).
 
-    Per-pod resources are the per-resource maximum over members; duration and priority the maximum;
-    exclusive if any member asks; placement rules are the first member's (members of one gang are expected
-    to agree; pods are sorted by name so the choice is deterministic).
+    Members of equal requests and placement rules share a pod set; duration and priority are the maximum;
+    exclusive if any member asks. Pods are taken by name, so the result does not depend on arrival order.
     """
     if not pods:
         raise ValueError("a pod group needs at least one member")
@@ -329,7 +382,8 @@ def unit_from_pod_group(pods: list[dict[str, Any]], defaults: UnitDefaults | Non
     first = units[0]
     if first.kind != KIND_POD_GROUP:
         raise UnitError(f"pod {first.name!r} carries no {names.LABEL_GROUP_NAME} label")
-    for u in units[1:]:
+    sets: tuple[PodSet, ...] = ()
+    for u in units:
         if (u.namespace, u.group_name) != (first.namespace, first.group_name):
             raise ValueError(f"pods of different groups: {first.group_name!r} and {u.group_name!r}")
         if u.group_size != first.group_size:
@@ -337,48 +391,19 @@ def unit_from_pod_group(pods: list[dict[str, Any]], defaults: UnitDefaults | Non
                 f"members of pod group {first.group_name!r} disagree on {names.LABEL_GROUP_SIZE}: "
                 f"{first.group_size} and {u.group_size}"
             )
-    per_pod = first.per_pod
-    for u in units[1:]:
-        per_pod = per_pod.max(u.per_pod)
+        sets = add_member(sets, u.pod_sets[0])
     return SchedulingUnit(
         kind=KIND_POD_GROUP,
         namespace=first.namespace,
         name=first.name,
         uid="",
         size=first.size,
-        per_pod=per_pod,
+        pod_sets=sets,
         duration=max(u.duration for u in units),
         priority=max(u.priority for u in units),
         exclusive=any(u.exclusive for u in units),
         queue=first.queue,
         group_name=first.group_name,
         group_size=first.group_size,
-        node_selector=first.node_selector,
-        node_affinity_terms=first.node_affinity_terms,
-        tolerations=first.tolerations,
         members=tuple(m for u in units for m in u.members),
     )
-
-
-def unit_ref_of_pod(
-    pod: dict[str, Any], scheduler_name: str = names.SCHEDULER_NAME
-) -> tuple[str, str, str] | None:
-    """``(kind, namespace, name)`` of the unit a fluxqueue pod belongs to, or None for pods that are not ours.
-
-    Mirrors the webhook's decisions: a pod is ours when it names our scheduler; a pod whose controller owner
-    is a Job belongs to that Job's unit; a pod with group labels to its PodGroup; any other pod is its own
-    unit. Raises UnitError for group labels the webhook would have refused.
-    """
-    spec = pod.get("spec") or {}
-    if spec.get("schedulerName") != scheduler_name:
-        return None
-    meta = pod.get("metadata") or {}
-    namespace = meta.get("namespace") or "default"
-    refs = [r for r in meta.get("ownerReferences") or [] if isinstance(r, dict)]
-    owner = next((r for r in refs if r.get("controller")), None)
-    if owner and owner.get("kind") == KIND_JOB and str(owner.get("apiVersion", "")).startswith("batch/"):
-        return (KIND_JOB, namespace, owner.get("name") or "")
-    group = group_of(pod)
-    if group is not None:
-        return (KIND_POD_GROUP, namespace, group[1])
-    return (KIND_POD, namespace, meta.get("name") or "")

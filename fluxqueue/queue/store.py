@@ -48,15 +48,12 @@ class UnitSubmission:
 
     namespace: str
     name: str  # the FluxJob's name
-    kind: str  # Job | Pod | PodGroup
+    kind: str  # a workload adapter's kind (fluxqueue.workloads)
     object_name: str
     owner_uid: str
     size: int
-    jobspec: dict
     duration_s: int
-    cpu_millis: int = 0
-    memory_bytes: int = 0
-    gpus: int = 0
+    pod_sets: list = field(default_factory=list)  # PodSet.to_json() of each set
     exclusive: bool = False
     priority: int = 0
     group_name: str | None = None
@@ -75,15 +72,11 @@ class Unit:
     object_name: str
     owner_uid: str
     size: int
-    cpu_millis: int
-    memory_bytes: int
-    gpus: int
     exclusive: bool
     duration_s: int
     priority: int
     group_name: str | None
     queue: str
-    jobspec: dict
     state: str
     submitted_at: datetime
     queued_at: datetime | None
@@ -94,6 +87,7 @@ class Unit:
     attempts: int
     released: bool
     placement: dict
+    pod_sets: list
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> Unit:
@@ -279,15 +273,12 @@ class QueueStore:
             sub.object_name,
             sub.owner_uid,
             sub.size,
-            sub.cpu_millis,
-            sub.memory_bytes,
-            sub.gpus,
+            sub.pod_sets,
             sub.exclusive,
             sub.duration_s,
             sub.priority,
             sub.group_name,
             sub.queue,
-            sub.jobspec,
             sub.state,
             sub.reason,
             sub.placement,

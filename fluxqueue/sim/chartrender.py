@@ -209,6 +209,13 @@ WEBHOOK_RULES: dict[str, dict[str, Any]] = {
         "resources": ["jobs"],
         "scope": "Namespaced",
     },
+    "workloads.webhook.fluxqueue.io": {
+        "apiGroups": ["jobset.x-k8s.io", "kubeflow.org"],
+        "apiVersions": ["v1alpha2", "v2beta1"],
+        "operations": ["CREATE", "UPDATE"],
+        "resources": ["jobsets", "mpijobs"],
+        "scope": "Namespaced",
+    },
 }
 
 

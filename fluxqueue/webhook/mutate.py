@@ -12,6 +12,10 @@ What gets mutated (CREATE unless said otherwise):
   and the controller leaves it alone. When the user unsuspends it (UPDATE, ``suspend`` true -> false), the
   webhook turns that into ``suspend: true`` again and removes the mark: from then on it is queued like any
   other managed Job and started by the controller.
+* **JobSet** (``jobset.x-k8s.io``) and **MPIJob** (``kubeflow.org``), and any kind with an adapter
+  (:mod:`fluxqueue.workloads`): the same, through the kind's own suspend flag and pod templates.
+* **A Job a workload creates** (a JobSet's child, an MPIJob's launcher: its controller owner is that
+  workload): its pod template is marked ``fluxqueue.io/workload: <kind>/<name>/<uid>``, nothing else.
 * **Pods of a Job** (controller ownerReference of kind Job): never patched. A managed Job's pods inherit
   ``schedulerName: fluxqueue`` and the managed label from the template and are created only after the
   controller unsuspended the Job for its allocation, so the controller binds them directly (no gate to
@@ -43,13 +47,15 @@ import orjson
 
 from fluxqueue.kube import names
 from fluxqueue.log import get_logger
-from fluxqueue.placement.units import UnitError, read_settings, setting, unit_from_job
+from fluxqueue.placement.units import UnitError, read_settings, setting
 from fluxqueue.webhook.config import WebhookConfig
+from fluxqueue.workloads.base import Workload, controller_ref, get_path, workload_annotation
+from fluxqueue.workloads.job import JobWorkload
+from fluxqueue.workloads.registry import parent_of_job, workload_of_object
 
 log = get_logger(__name__)
 
 ADMISSION_API_VERSION = "admission.k8s.io/v1"
-JOB_CONTROLLER = "kubernetes.io/job-controller"
 
 # Outcomes (also the metrics label).
 MUTATED = "mutated"
@@ -156,14 +162,6 @@ def _pointer(path: list[str]) -> str:
     return "/" + "/".join(escape(p) for p in path)
 
 
-def _controller_owner(meta: dict[str, Any]) -> dict[str, Any] | None:
-    refs = [r for r in meta.get("ownerReferences") or [] if isinstance(r, dict)]
-    for ref in refs:
-        if ref.get("controller"):
-            return ref
-    return refs[0] if refs else None
-
-
 def _foreign_scheduler(name: Any, config: WebhookConfig) -> bool:
     name = name or ""
     return name != config.scheduler_name and name not in config.takeover_scheduler_names
@@ -172,42 +170,64 @@ def _foreign_scheduler(name: Any, config: WebhookConfig) -> bool:
 # --- per kind ----------------------------------------------------------------------------------------------------
 
 
-def _job_create(job: dict[str, Any], namespace: str, config: WebhookConfig) -> Admission:
-    meta = job.get("metadata") or {}
-    spec = job.get("spec") or {}
-    template = spec.get("template") or {}
+def _workload_create(kind: Workload, obj: dict[str, Any], namespace: str, config: WebhookConfig) -> Admission:
+    """A workload object (Job, JobSet, MPIJob...): suspended, its pod templates naming our scheduler."""
+    meta = obj.get("metadata") or {}
+    templates = [get_path(obj, path) or {} for path in kind.pod_template_paths(obj)]
     if namespace in config.system_namespaces:
         return Admission(SKIPPED, "system namespace")
-    if setting([meta, template.get("metadata")], names.LABEL_SKIP) == "true":
+    if setting([meta, *(t.get("metadata") for t in templates)], names.LABEL_SKIP) == "true":
         return Admission(SKIPPED, "fluxqueue.io/skip")
-    managed_by = spec.get("managedBy")
-    if managed_by and managed_by != JOB_CONTROLLER:
+    if kind.api_kind == "Job":
+        parent = parent_of_job(obj)
+        if parent is not None:
+            return _child_job(parent, obj)
+    managed_by = kind.managed_elsewhere(obj)
+    if managed_by:
         return Admission(SKIPPED, f"managed by {managed_by}")
-    if _foreign_scheduler((template.get("spec") or {}).get("schedulerName"), config):
+    if any(_foreign_scheduler((t.get("spec") or {}).get("schedulerName"), config) for t in templates):
         return Admission(SKIPPED, "another scheduler")
     try:
-        unit_from_job(job, config.unit_defaults)  # validates every label, incl. group size vs parallelism
+        kind.unit(obj, config.unit_defaults)  # validates every label, incl. group size vs parallelism
     except UnitError as exc:
         return Admission(REJECTED, "invalid labels", message=f"fluxqueue: {exc}")
-    p = _Patch(job)
+    p = _Patch(obj)
     p.set(["metadata", "labels", names.LABEL_MANAGED], "true")
     warnings = []
-    if spec.get("suspend") is True:
+    if kind.suspended(obj):
         p.set(["metadata", "annotations", names.ANNOTATION_USER_SUSPENDED], "true")
-        warnings.append("fluxqueue: the Job was created suspended; fluxqueue queues it when you unsuspend it")
+        warnings.append(
+            f"fluxqueue: the {kind.api_kind} was created suspended; fluxqueue queues it when you unsuspend it"
+        )
     else:
-        p.set(["spec", "suspend"], True)
-    p.set(["spec", "template", "metadata", "labels", names.LABEL_MANAGED], "true")
-    p.set(["spec", "template", "spec", "schedulerName"], config.scheduler_name)
-    return Admission(MUTATED, "job", patch=p.ops, warnings=warnings)
+        p.set(kind.suspend_path(), True)
+    for path in kind.pod_template_paths(obj):
+        p.set([*path, "metadata", "labels", names.LABEL_MANAGED], "true")
+        p.set([*path, "spec", "schedulerName"], config.scheduler_name)
+    return Admission(MUTATED, kind.api_kind.lower(), patch=p.ops, warnings=warnings)
 
 
-def _job_update(job: dict[str, Any], old: dict[str, Any] | None, config: WebhookConfig) -> Admission:
-    meta = job.get("metadata") or {}
+def _child_job(parent: Workload, job: dict[str, Any]) -> Admission:
+    """A Job a workload creates as part of itself (a JobSet's child, an MPIJob's launcher): not a unit of its
+    own. Its pods are marked with the workload (their ownerReference names only the Job), so they are bound
+    to the workload's allocation; suspending it is the parent controller's business."""
+    ref = controller_ref(job.get("metadata") or {}) or {}
+    template = (job.get("spec") or {}).get("template") or {}
+    if (template.get("spec") or {}).get("schedulerName") is None:
+        return Admission(SKIPPED, f"{parent.api_kind} child Job")
+    p = _Patch(job)
+    value = workload_annotation(parent.kind, ref.get("name") or "", ref.get("uid") or "")
+    p.set(["spec", "template", "metadata", "annotations", names.ANNOTATION_WORKLOAD], value)
+    return Admission(MUTATED, f"{parent.api_kind} child Job", patch=p.ops)
+
+
+def _workload_update(
+    kind: Workload, obj: dict[str, Any], old: dict[str, Any] | None, config: WebhookConfig
+) -> Admission:
+    meta = obj.get("metadata") or {}
     if (meta.get("labels") or {}).get(names.LABEL_MANAGED) != "true":
         return Admission(SKIPPED, "not managed")
-    was_suspended = ((old or {}).get("spec") or {}).get("suspend") is True
-    unsuspending = was_suspended and (job.get("spec") or {}).get("suspend") is not True
+    unsuspending = old is not None and kind.suspended(old) and not kind.suspended(obj)
     if not unsuspending:
         return Admission(SKIPPED, "update")
     annotations = meta.get("annotations") or {}
@@ -215,14 +235,16 @@ def _job_update(job: dict[str, Any], old: dict[str, Any] | None, config: Webhook
     placed = bool(annotations.get(names.ANNOTATION_NODES))
     if not user_suspended and (placed or not config.strict_unsuspend):
         return Admission(SKIPPED, "controller release")
-    p = _Patch(job)
-    p.set(["spec", "suspend"], True)
+    p = _Patch(obj)
+    p.set(kind.suspend_path(), True)
     p.remove(["metadata", "annotations", names.ANNOTATION_USER_SUSPENDED])
     return Admission(
         MUTATED,
         "queued on unsuspend",
         patch=p.ops,
-        warnings=["fluxqueue: the Job is queued and stays suspended until fluxqueue places all of its pods"],
+        warnings=[
+            f"fluxqueue: the {kind.api_kind} is queued and stays suspended until fluxqueue places all of its pods"
+        ],
     )
 
 
@@ -233,7 +255,7 @@ def _pod_create(pod: dict[str, Any], namespace: str, config: WebhookConfig) -> A
         return Admission(SKIPPED, "system namespace")
     if names.ANNOTATION_MIRROR_POD in (meta.get("annotations") or {}):
         return Admission(SKIPPED, "mirror pod")
-    owner = _controller_owner(meta)
+    owner = controller_ref(meta)
     owner_kind = (owner or {}).get("kind")
     if owner_kind in ("DaemonSet", "Node"):
         return Admission(SKIPPED, f"{owner_kind} pod")
@@ -243,8 +265,9 @@ def _pod_create(pod: dict[str, Any], namespace: str, config: WebhookConfig) -> A
         return Admission(SKIPPED, "another scheduler")
     if setting([meta], names.LABEL_SKIP) == "true":
         return Admission(SKIPPED, "fluxqueue.io/skip")
-    if owner_kind == "Job" and str(owner.get("apiVersion", "")).startswith("batch/"):
-        # The Job is the unit: its pods are bound by the controller from the Job's allocation.
+    if owner is not None and JobWorkload().owns_ref(owner):
+        # The Job (or the workload that made it) is the unit: its pods are created once it is placed and are
+        # bound by the controller from its allocation.
         return Admission(SKIPPED, "job pod")
     try:
         read_settings([meta])
@@ -274,11 +297,12 @@ def admit(request: dict[str, Any], config: WebhookConfig) -> Admission:
     # Work on a private copy: the patch builder records what it changed.
     obj = _private_copy(obj)
     namespace = request.get("namespace") or (obj.get("metadata") or {}).get("namespace") or "default"
-    if group == "batch" and kind_name == "Job":
+    kind = workload_of_object(group, kind_name)
+    if kind is not None:
         if operation == "CREATE":
-            decision = _job_create(obj, namespace, config)
+            decision = _workload_create(kind, obj, namespace, config)
         elif operation == "UPDATE":
-            decision = _job_update(obj, request.get("oldObject"), config)
+            decision = _workload_update(kind, obj, request.get("oldObject"), config)
         else:
             decision = Admission(SKIPPED, "operation")
     elif group == "" and kind_name == "Pod" and operation == "CREATE":

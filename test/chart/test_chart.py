@@ -115,7 +115,11 @@ def _webhooks(manifests):
 
 def test_webhook_never_blocks_the_cluster_by_default(rendered):
     hooks = _webhooks(rendered["default"])
-    assert {h["name"] for h in hooks} == {"pods.webhook.fluxqueue.io", "jobs.webhook.fluxqueue.io"}
+    assert {h["name"] for h in hooks} == {
+        "pods.webhook.fluxqueue.io",
+        "jobs.webhook.fluxqueue.io",
+        "workloads.webhook.fluxqueue.io",
+    }
     for hook in hooks:
         assert hook["failurePolicy"] == "Ignore"
         assert hook["sideEffects"] == "None"

@@ -23,15 +23,11 @@ def a_unit(**changes) -> Unit:
         object_name="train",
         owner_uid="u1",
         size=4,
-        cpu_millis=2500,
-        memory_bytes=2**31,
-        gpus=1,
         exclusive=False,
         duration_s=600,
         priority=5,
         group_name=None,
         queue="default",
-        jobspec={"version": 1},
         state="Queued",
         submitted_at=NOW,
         queued_at=NOW,
@@ -42,13 +38,14 @@ def a_unit(**changes) -> Unit:
         attempts=1,
         released=False,
         placement={},
+        pod_sets=[{"name": "main", "count": 4, "cpu_millis": 2500, "memory_bytes": 2**31, "gpus": 1}],
     )
     return replace(unit, **changes)
 
 
 def test_the_fluxjob_is_owned_by_the_job_it_wraps_and_shows_what_each_pod_needs():
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "train", "uid": "u1"}}
-    body = fluxjob_body(a_unit(), [job])
+    body = fluxjob_body(a_unit(), [job], {"version": 1})
     assert body["metadata"]["ownerReferences"] == [
         {
             "apiVersion": "batch/v1",
@@ -59,12 +56,17 @@ def test_the_fluxjob_is_owned_by_the_job_it_wraps_and_shows_what_each_pod_needs(
             "blockOwnerDeletion": False,
         }
     ]
-    assert body["spec"]["size"] == 4 and body["spec"]["resources"] == {
-        "cpu": "2500m",
-        "memory": str(2**31),
-        "gpus": 1,
-    }
+    assert body["spec"]["size"] == 4
     assert body["spec"]["jobspec"].startswith("version: 1")
+    assert fluxjob_status(a_unit())["podSets"] == "main 4 x 2.5 CPU, 2Gi, 1 GPU"
+
+
+def test_a_unit_of_several_pod_sets_shows_each_on_its_fluxjob():
+    sets = [
+        {"name": "launcher", "count": 1, "cpu_millis": 8000, "memory_bytes": 0, "gpus": 0},
+        {"name": "worker", "count": 2, "cpu_millis": 1000, "memory_bytes": 0, "gpus": 0},
+    ]
+    assert fluxjob_status(a_unit(pod_sets=sets, size=3))["podSets"] == "launcher 1 x 8 CPU, worker 2 x 1 CPU"
 
 
 def test_a_waiting_unit_says_where_it_stands_and_a_scheduled_one_where_it_runs():
@@ -91,7 +93,7 @@ def test_an_unsatisfiable_unit_carries_the_reason_in_a_condition():
 def test_the_crd_prints_phase_size_nodes_and_age_and_has_a_status_subresource():
     version = fluxjob_crd()["spec"]["versions"][0]
     columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
-    assert columns == ["Phase", "Size", "Nodes", "Age"]
+    assert columns == ["Phase", "Size", "Pod Sets", "Nodes", "Age"]
     assert version["subresources"] == {"status": {}}
     assert fluxjob_crd()["spec"]["names"]["shortNames"] == ["fj"]
 

@@ -1,6 +1,10 @@
 """When a unit is finished, decided from the wrapped objects alone."""
 
-from fluxqueue.controller.release import group_outcome, job_outcome, pod_outcome
+from fluxqueue.workloads.base import pod_outcome
+from fluxqueue.workloads.job import JobWorkload
+from fluxqueue.workloads.podgroup import group_outcome
+
+job_outcome = JobWorkload().outcome
 
 
 def job_with(*conditions, succeeded=0):

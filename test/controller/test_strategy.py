@@ -40,15 +40,11 @@ def unit(name: str, *, size: int = 1, cpus: int = 4, duration: int = 60, exclusi
         object_name=name,
         owner_uid=name,
         size=size,
-        cpu_millis=cpus * 1000,
-        memory_bytes=2**30,
-        gpus=0,
         exclusive=exclusive,
         duration_s=duration,
         priority=0,
         group_name=None,
         queue="default",
-        jobspec={},
         state="Queued",
         submitted_at=datetime.now(UTC),
         queued_at=None,
@@ -58,6 +54,9 @@ def unit(name: str, *, size: int = 1, cpus: int = 4, duration: int = 60, exclusi
         fluxion_jobid=None,
         attempts=0,
         released=False,
+        pod_sets=[
+            {"name": "main", "count": size, "cpu_millis": cpus * 1000, "memory_bytes": 2**30, "gpus": 0}
+        ],
         placement={},
     )
 

@@ -6,7 +6,7 @@ import pytest
 from fluxqueue.fluxion.allocation import nodes_from_allocation
 from fluxqueue.placement.graph import build_cluster_graph, memory_unit
 from fluxqueue.placement.resources import Resources
-from fluxqueue.placement.units import SchedulingUnit
+from fluxqueue.placement.units import single_set_unit
 
 GI = 2**30
 
@@ -40,7 +40,7 @@ def foreign(node_name, cpu="0", memory="0", phase="Running", gpus=None):
 
 
 def unit(cpu_milli=1000, memory=0, gpus=0, size=1, exclusive=False, selector=None, tolerations=None):
-    return SchedulingUnit(
+    return single_set_unit(
         kind="Job",
         namespace="ns",
         name="j",

@@ -8,11 +8,11 @@ from hypothesis import strategies as st
 
 from fluxqueue.placement.constraints import constraint_for, evaluate, node_allows, node_properties, tolerates
 from fluxqueue.placement.resources import Resources
-from fluxqueue.placement.units import SchedulingUnit
+from fluxqueue.placement.units import single_set_unit
 
 
 def unit(selector=None, terms=None, tolerations=None):
-    return SchedulingUnit(
+    return single_set_unit(
         kind="Pod",
         namespace="ns",
         name="p",
@@ -39,23 +39,23 @@ NODES = [
 
 
 def allowed_by_kubernetes(u):
-    return {n for n, labels, taints in NODES if node_allows(u, n, labels, taints)}
+    return {n for n, labels, taints in NODES if node_allows(u.pod_sets[0], n, labels, taints)}
 
 
 def allowed_by_constraint(u):
-    c = constraint_for(u, NODES)
+    c = constraint_for(u.pod_sets[0], NODES)
     return {n for n, labels, _ in NODES if evaluate(c, n, node_properties(labels))}
 
 
 def test_no_rules_means_no_constraint_except_hard_taints():
     u = unit()
-    assert constraint_for(u, NODES) == {"not": [{"hostlist": ["n2", "n3"]}]}
+    assert constraint_for(u.pod_sets[0], NODES) == {"not": [{"hostlist": ["n2", "n3"]}]}
     assert allowed_by_constraint(u) == allowed_by_kubernetes(u) == {"n1", "n4"}
 
 
 def test_node_selector_becomes_properties():
     u = unit(selector={"disk": "ssd", "zone": "a"})
-    c = constraint_for(u, NODES)
+    c = constraint_for(u.pod_sets[0], NODES)
     assert c["and"][0] == {"properties": ["disk=ssd", "zone=a"]}
     assert allowed_by_constraint(u) == {"n1"}
 
@@ -89,7 +89,7 @@ def test_tolerations_open_tainted_nodes():
     u = unit(tolerations=[{"key": "gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}])
     assert allowed_by_constraint(u) == allowed_by_kubernetes(u) == {"n1", "n2", "n4"}
     everything = unit(tolerations=[{"operator": "Exists"}])
-    assert constraint_for(everything, NODES) is None
+    assert constraint_for(everything.pod_sets[0], NODES) is None
 
 
 def test_toleration_rules():
@@ -156,6 +156,9 @@ tolerations = st.lists(
 def test_constraint_selects_exactly_the_nodes_kubernetes_allows(node_specs, selector, affinity, tols):
     nodes = [(f"n{i}", lbl, tnt) for i, (lbl, tnt) in enumerate(node_specs)]
     u = unit(selector=selector, terms=affinity, tolerations=tols)
-    c = constraint_for(u, nodes)
+    c = constraint_for(u.pod_sets[0], nodes)
     for name, lbl, tnt in nodes:
-        assert evaluate(c, name, node_properties(lbl)) == node_allows(u, name, lbl, tnt), (name, c)
+        assert evaluate(c, name, node_properties(lbl)) == node_allows(u.pod_sets[0], name, lbl, tnt), (
+            name,
+            c,
+        )

@@ -11,7 +11,7 @@ from fluxqueue.placement.constraints import constraint_for, node_allows, node_pr
 from fluxqueue.placement.graph import build_cluster_graph
 from fluxqueue.placement.jobspec import jobspec_for
 from fluxqueue.placement.resources import Resources
-from fluxqueue.placement.units import SchedulingUnit
+from fluxqueue.placement.units import single_set_unit
 
 GI = 2**30
 
@@ -50,7 +50,7 @@ def unit(**kw):
         duration=600,
     )
     base.update(kw)
-    return SchedulingUnit(**base)
+    return single_set_unit(**base)
 
 
 def test_the_cluster_graph_loads_in_the_fluxion_reader():
@@ -105,10 +105,13 @@ expr = st.one_of(
 def test_fluxion_constraint_matcher_agrees_with_kubernetes(node_labels, terms, selector):
     nodes = [(f"n{i}", lbl, []) for i, lbl in enumerate(node_labels)]
     u = unit(node_affinity_terms=terms, node_selector=selector)
-    doc = constraint_for(u, nodes)
+    doc = constraint_for(u.pod_sets[0], nodes)
     if doc is None:
-        assert all(node_allows(u, n, lbl, t) for n, lbl, t in nodes)
+        assert all(node_allows(u.pod_sets[0], n, lbl, t) for n, lbl, t in nodes)
         return
     c = parse_constraint(doc)
     for name, lbl, taints in nodes:
-        assert c.match(name, node_properties(lbl)) == node_allows(u, name, lbl, taints), (name, doc)
+        assert c.match(name, node_properties(lbl)) == node_allows(u.pod_sets[0], name, lbl, taints), (
+            name,
+            doc,
+        )

@@ -5,7 +5,7 @@ import pytest
 from fluxqueue.placement.graph import build_cluster_graph
 from fluxqueue.placement.jobspec import jobspec_for, slot_shape
 from fluxqueue.placement.resources import Resources
-from fluxqueue.placement.units import SchedulingUnit, UnitError
+from fluxqueue.placement.units import UnitError, single_set_unit
 
 GI = 2**30
 
@@ -27,7 +27,7 @@ GRAPH = build_cluster_graph(
 
 
 def unit(size=4, per_pod=Resources(1500, 3 * GI + 1, 1, 1), **kw):
-    return SchedulingUnit(
+    return single_set_unit(
         kind="Job", namespace="ml", name="train", uid="u", size=size, per_pod=per_pod, duration=900, **kw
     )
 

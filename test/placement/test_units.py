@@ -83,7 +83,11 @@ def test_a_job_unit_carries_resources_duration_priority_and_placement_rules():
     assert (u.kind, u.namespace, u.name, u.uid, u.size) == ("Job", "ml", "train", "u-1", 4)
     assert u.per_pod == Resources(1500, 2 * GI, 1, 1)
     assert u.duration == 600 and u.priority == 1000 and u.indexed
-    assert u.node_selector == {"disk": "ssd"} and u.tolerations == [{"key": "gpu", "operator": "Exists"}]
+    (main,) = u.pod_sets
+    assert (main.name, main.count) == ("main", 4)
+    assert main.node_selector == {"disk": "ssd"} and main.tolerations == [
+        {"key": "gpu", "operator": "Exists"}
+    ]
     assert u.total == Resources(6000, 8 * GI, 4, 4)
 
 
@@ -178,7 +182,7 @@ def test_a_generate_name_pod_is_named_by_its_prefix_until_it_has_a_name():
     assert unit_from_pod(p).name == "web-"
 
 
-def test_group_members_make_one_group_unit_with_the_largest_member_shape():
+def test_group_members_of_different_shapes_make_one_pod_set_each():
     labels = {"fluxqueue.io/group-name": "mpi", "fluxqueue.io/group-size": "3"}
     launcher = pod(
         "launcher",
@@ -194,8 +198,46 @@ def test_group_members_make_one_group_unit_with_the_largest_member_shape():
     assert (single.kind, single.name, single.size, single.members) == ("PodGroup", "mpi", 3, ("launcher",))
     g = unit_from_pod_group([worker, launcher], UnitDefaults(default_duration=60))
     assert (g.kind, g.name, g.size, g.uid) == ("PodGroup", "mpi", 3, "")
-    assert g.per_pod == Resources(4000, 4 * GI, 0, 1)
+    assert [(s.name, s.count, s.per_pod) for s in g.pod_sets] == [
+        ("launcher", 1, Resources(500, 4 * GI, 0, 1)),
+        ("worker", 1, Resources(4000, 1 * GI, 0, 1)),
+    ]
     assert g.duration == 600 and g.members == ("launcher", "worker-0")
+
+
+def test_alike_group_members_share_a_pod_set_whatever_order_they_arrive_in():
+    labels = {"fluxqueue.io/group-name": "mpi", "fluxqueue.io/group-size": "3"}
+
+    def member(name, cpu):
+        return pod(
+            name, labels=labels, spec={"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]}
+        )
+
+    pods = [member("mpi-worker-0", "1"), member("mpi-worker-1", "1"), member("mpi-launcher", "8")]
+    for order in (pods, pods[::-1]):
+        g = unit_from_pod_group(order)
+        assert sorted((s.name, s.count, s.per_pod.cpu_milli) for s in g.pod_sets) == [
+            ("mpi-launcher", 1, 8000),
+            ("mpi-worker", 2, 1000),
+        ]
+
+
+def test_kueue_and_coscheduling_group_labels_are_read_as_ours():
+    kueue = pod(
+        "k0",
+        labels={"kueue.x-k8s.io/pod-group-name": "kg"},
+        annotations={"kueue.x-k8s.io/pod-group-total-count": "2"},
+    )
+    u = unit_from_pod(kueue)
+    assert (u.kind, u.name, u.size) == ("PodGroup", "kg", 2)
+    with pytest.raises(UnitError, match="pod-group-total-count"):
+        unit_from_pod(pod("k1", labels={"kueue.x-k8s.io/pod-group-name": "kg"}))
+    cosched = pod("c0", labels={"scheduling.x-k8s.io/pod-group": "cg"})
+    assert unit_from_pod(cosched, group_size=4).size == 4  # the PodGroup's minMember
+    with pytest.raises(UnitError, match="minMember"):
+        unit_from_pod(cosched)  # no PodGroup and no fluxqueue.io/group-size: a clear error
+    sized = pod("c1", labels={"scheduling.x-k8s.io/pod-group": "cg", "fluxqueue.io/group-size": "3"})
+    assert unit_from_pod(sized).size == 3
 
 
 def test_group_members_must_agree_on_the_size():
@@ -205,20 +247,37 @@ def test_group_members_must_agree_on_the_size():
         unit_from_pod_group([a, b])
 
 
-def test_unit_ref_of_pod_follows_the_webhook_rules():
-    from fluxqueue.placement.units import unit_ref_of_pod
+def test_unit_of_pod_follows_the_webhook_rules():
+    from fluxqueue.workloads.registry import unit_of_pod
 
     def ours(p, **meta):
         p["spec"]["schedulerName"] = "fluxqueue"
         p["metadata"].update(meta)
         return p
 
+    def ref(p):
+        r = unit_of_pod(p)
+        return (r.kind, r.namespace, r.name, r.owner_key) if r else None
+
     job_owner = [{"apiVersion": "batch/v1", "kind": "Job", "name": "train", "uid": "x", "controller": True}]
-    assert unit_ref_of_pod(ours(pod("train-0"), ownerReferences=job_owner)) == ("Job", "ml", "train")
+    assert ref(ours(pod("train-0"), ownerReferences=job_owner)) == ("Job", "ml", "train", "x")
     grouped = ours(pod("m0", labels={"fluxqueue.io/group-name": "mpi", "fluxqueue.io/group-size": "2"}))
-    assert unit_ref_of_pod(grouped) == ("PodGroup", "ml", "mpi")
+    assert ref(grouped) == ("PodGroup", "ml", "mpi", "group:ml/mpi")
     rs_owner = [
         {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "uid": "y", "controller": True}
     ]
-    assert unit_ref_of_pod(ours(pod("web-abc"), ownerReferences=rs_owner)) == ("Pod", "ml", "web-abc")
-    assert unit_ref_of_pod(pod("other")) is None
+    assert ref(ours(pod("web-abc"), uid="p1", ownerReferences=rs_owner)) == ("Pod", "ml", "web-abc", "p1")
+    assert unit_of_pod(pod("other")) is None
+    # A JobSet's pod: its owner is a child Job; the webhook marked the child Job's template with the JobSet.
+    child_job = [{"apiVersion": "batch/v1", "kind": "Job", "name": "js-w-0", "uid": "j", "controller": True}]
+    jobset_pod = ours(
+        pod("js-w-0-abc"),
+        ownerReferences=child_job,
+        annotations={"fluxqueue.io/workload": "JobSet/js/js-uid"},
+    )
+    assert ref(jobset_pod) == ("JobSet", "ml", "js", "js-uid")
+    # An MPIJob's worker is owned by the MPIJob itself.
+    mpi_owner = [
+        {"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob", "name": "pi", "uid": "m", "controller": True}
+    ]
+    assert ref(ours(pod("pi-worker-0"), ownerReferences=mpi_owner)) == ("MPIJob", "ml", "pi", "m")

@@ -38,10 +38,8 @@ def submission(
         object_name=name,
         owner_uid=uid or f"uid-{name}",
         size=size,
-        jobspec={"version": 1, "resources": []},
         duration_s=60,
-        cpu_millis=1000,
-        memory_bytes=2**30,
+        pod_sets=[{"name": "main", "count": size, "cpu_millis": 1000, "memory_bytes": 2**30, "gpus": 0}],
         priority=priority,
         group_name=group,
     )

@@ -1,27 +1,25 @@
 -- name: insert_unit
 -- Idempotent: a second submission of the same wrapped object (or live group) returns nothing.
-INSERT INTO fluxqueue.units (namespace, name, kind, object_name, owner_uid, size, cpu_millis, memory_bytes,
-                             gpus, exclusive, duration_s, priority, group_name, queue, jobspec, state,
-                             queued_at, reason, placement)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-        CASE WHEN $16 = 'Queued' THEN now() END, $17, $18)
+INSERT INTO fluxqueue.units (namespace, name, kind, object_name, owner_uid, size, pod_sets, exclusive,
+                             duration_s, priority, group_name, queue, state, queued_at, reason, placement)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, CASE WHEN $13 = 'Queued' THEN now() END, $14,
+        $15)
 ON CONFLICT DO NOTHING
 RETURNING *;
 
 -- name: insert_units
 -- insert_unit for a batch ($1: a JSON array of submissions, ids given in its order); returns the rows created
 -- (a submission whose unit exists already is left out and looked up on its own).
-INSERT INTO fluxqueue.units (namespace, name, kind, object_name, owner_uid, size, cpu_millis, memory_bytes,
-                             gpus, exclusive, duration_s, priority, group_name, queue, jobspec, state,
-                             queued_at, reason, placement)
-SELECT i.namespace, i.name, i.kind, i.object_name, i.owner_uid, i.size, i.cpu_millis, i.memory_bytes,
-       i.gpus, i.exclusive, i.duration_s, i.priority, i.group_name, i.queue, i.jobspec, i.state,
-       CASE WHEN i.state = 'Queued' THEN now() END, i.reason, i.placement
+INSERT INTO fluxqueue.units (namespace, name, kind, object_name, owner_uid, size, pod_sets, exclusive,
+                             duration_s, priority, group_name, queue, state, queued_at, reason, placement)
+SELECT i.namespace, i.name, i.kind, i.object_name, i.owner_uid, i.size, i.pod_sets, i.exclusive,
+       i.duration_s, i.priority, i.group_name, i.queue, i.state, CASE WHEN i.state = 'Queued' THEN now() END,
+       i.reason, i.placement
 FROM ROWS FROM (
     jsonb_to_recordset($1::jsonb) AS (namespace text, name text, kind text, object_name text, owner_uid text,
-                                      size integer, cpu_millis bigint, memory_bytes bigint, gpus integer,
-                                      exclusive boolean, duration_s integer, priority integer, group_name text,
-                                      queue text, jobspec jsonb, state text, reason text, placement jsonb)
+                                      size integer, pod_sets jsonb, exclusive boolean, duration_s integer,
+                                      priority integer, group_name text, queue text, state text, reason text,
+                                      placement jsonb)
 ) WITH ORDINALITY AS i
 ORDER BY i.ordinality
 ON CONFLICT DO NOTHING
@@ -149,8 +147,7 @@ SELECT id, unit_id, at, from_state, to_state, reason FROM fluxqueue.state_change
 WHERE unit_id = $1 ORDER BY id;
 
 -- name: queue_view
-SELECT position, namespace, name, kind, size, cpus_per_pod, memory_per_pod, gpus_per_pod, priority,
-       duration_s, state, waiting, reason
+SELECT position, namespace, name, kind, size, pod_sets, priority, duration_s, state, waiting, reason
 FROM fluxqueue.queue;
 
 -- name: running_view
@@ -169,8 +166,17 @@ WHERE state IN ('Waiting', 'Queued', 'Reserved', 'Scheduled', 'Running')
 GROUP BY state;
 
 -- name: requeue_unsatisfiable
--- The cluster grew or changed: units judged never satisfiable get another look.
-UPDATE fluxqueue.units
+-- The cluster grew or changed: units judged never satisfiable get another look. A pod group is queued again
+-- only when no live group of its name exists (units_live_group: one live group per name), and of several
+-- unsatisfiable groups of one name only the newest.
+UPDATE fluxqueue.units u
 SET state = 'Queued', reason = $1, finished_at = NULL
-WHERE state = 'Unsatisfiable'
+WHERE u.state = 'Unsatisfiable'
+  AND (u.kind <> 'PodGroup' OR (
+        NOT EXISTS (SELECT 1 FROM fluxqueue.units g
+                    WHERE g.kind = 'PodGroup' AND g.namespace = u.namespace AND g.group_name = u.group_name
+                      AND g.state IN ('Waiting', 'Queued', 'Reserved', 'Scheduled', 'Running'))
+        AND u.id = (SELECT max(d.id) FROM fluxqueue.units d
+                    WHERE d.kind = 'PodGroup' AND d.state = 'Unsatisfiable' AND d.namespace = u.namespace
+                      AND d.group_name = u.group_name)))
 RETURNING *;
