@@ -5,6 +5,8 @@ their labels, suspend and resume, the Completed and Failed conditions, restarts.
 from __future__ import annotations
 
 import hashlib
+import json
+from pathlib import Path
 
 import pytest
 from support.polling import eventually
@@ -14,6 +16,7 @@ from fluxqueue.sim.controllers.jobset import plan_jobset
 from fluxqueue.sim.controllers.thirdparty_crds import JOBSETS
 
 NS = "default"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "jobset.yaml"
 
 
 @pytest.fixture
@@ -256,6 +259,22 @@ async def test_deleting_the_jobset_collects_its_jobs_and_pods(apiserver, cluster
     await api.client.delete(JOBSETS, "gone", namespace=NS)
     await eventually(lambda: _when(child_jobs(api, "gone"), lambda js: not js), 20)
     await eventually(lambda: _when(pods_of(api, "gone"), lambda ps: not ps), 20)
+
+
+async def test_the_example_applies_with_kubectl_and_completes(apiserver, cluster, kubectl):
+    api = apiserver
+    await kubectl("apply", "-f", str(EXAMPLE))
+    await eventually(lambda: condition(api, "train", "Completed"), 30)
+    out = json.loads((await kubectl("get", "jobset", "train", "-o", "json")).stdout)
+    assert out["spec"]["replicatedJobs"][0]["groupName"] == "default"  # the CRD's schema default
+    assert out["status"]["terminalState"] == "Completed"
+    table = (await kubectl("get", "jobsets")).stdout
+    assert table.split()[:6] == ["NAME", "TERMINALSTATE", "RESTARTS", "COMPLETED", "SUSPENDED", "AGE"]
+    pods = await pods_of(api, "train")
+    assert sorted(p["metadata"]["labels"]["jobset.sigs.k8s.io/replicatedjob-name"] for p in pods) == [
+        "leader",
+        *["workers"] * 4,
+    ]
 
 
 def test_plan_of_a_new_jobset_creates_suspended_jobs_when_the_jobset_is_suspended():

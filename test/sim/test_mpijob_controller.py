@@ -4,6 +4,9 @@ launcher Job and worker pods, their labels, suspend, the Succeeded/Failed condit
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from support.polling import eventually
 
@@ -12,6 +15,7 @@ from fluxqueue.sim.controllers.mpijob import plan_mpijob
 from fluxqueue.sim.controllers.thirdparty_crds import MPIJOBS
 
 NS = "default"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mpijob.yaml"
 
 
 @pytest.fixture
@@ -203,6 +207,17 @@ async def test_deleting_the_mpijob_collects_launcher_and_workers(apiserver, clus
     await api.client.delete(MPIJOBS, "gone", namespace=NS)
     await eventually(lambda: _when(workers_of(api, "gone"), lambda ps: not ps), 20)
     await eventually(lambda: _when(launcher_pods(api, "gone"), lambda ps: not ps), 20)
+
+
+async def test_the_example_applies_with_kubectl_and_succeeds(apiserver, start_cluster, kubectl):
+    api = apiserver
+    await start_cluster(nodes=3, cpus=8, memory="32Gi", racks=1)
+    await kubectl("apply", "-f", str(EXAMPLE))
+    await eventually(lambda: condition(api, "pi", "Succeeded"), 30)
+    out = json.loads((await kubectl("get", "mpijob", "pi", "-o", "json")).stdout)
+    assert out["spec"]["mpiImplementation"] == "OpenMPI"  # the CRD's schema default
+    assert out["status"]["replicaStatuses"]["Launcher"] == {"succeeded": 1}
+    await eventually(lambda: _when(workers_of(api, "pi"), lambda ps: not ps), 20)
 
 
 def test_plan_waits_for_ready_workers_under_wait_for_workers_ready():

@@ -98,6 +98,14 @@ def register(sim_subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="mean simulated seconds between generated submissions (default: sized to the cluster)",
     )
+    w.add_argument(
+        "--mix",
+        default=None,
+        help=(
+            "relative weights of the generated unit kinds, e.g. pod=35,job=45,group=20,jobset=10,mpijob=10 "
+            "(kinds not named get none; default pod=35,job=45,group=20)"
+        ),
+    )
     w.add_argument("--cores-per-pod", type=int, default=8, help="SWF traces: processors packed per pod")
     run.add_argument("--report", default="./sim-report", help="report directory (default ./sim-report)")
     run.add_argument("--timeout", type=float, default=600.0, help="wall seconds to wait for completion")
@@ -138,7 +146,7 @@ async def _up(args: argparse.Namespace) -> int:
 
 
 def _generator_spec(args: argparse.Namespace):
-    from fluxqueue.sim.workload import GeneratorSpec
+    from fluxqueue.sim.workload import GeneratorSpec, with_mix
 
     memory = to_int_ceil(args.memory)
     interarrival = args.interarrival
@@ -148,7 +156,7 @@ def _generator_spec(args: argparse.Namespace):
         # ~240 s runtime), so full load is one job every 3,300 / cores seconds.
         capacity = args.nodes * args.cpus
         interarrival = max(0.05, 3300 / (1.3 * capacity))
-    return GeneratorSpec(
+    spec = GeneratorSpec(
         jobs=args.jobs,
         seed=args.seed,
         nodes=args.nodes,
@@ -157,6 +165,7 @@ def _generator_spec(args: argparse.Namespace):
         gpus=args.gpus,
         mean_interarrival=interarrival,
     )
+    return with_mix(spec, getattr(args, "mix", None))
 
 
 async def _run(args: argparse.Namespace) -> int:

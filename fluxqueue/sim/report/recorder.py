@@ -20,7 +20,15 @@ from typing import Any
 from fluxqueue.kube import names
 from fluxqueue.kube.quantity import cpu_millis, to_int_ceil
 from fluxqueue.placement.resources import Resources, pod_requests
-from fluxqueue.sim.workload.model import KIND_GROUP, KIND_JOB, KIND_POD, WorkloadItem, unit_key
+from fluxqueue.sim.workload.model import (
+    KIND_GROUP,
+    KIND_JOB,
+    KIND_JOBSET,
+    KIND_MPIJOB,
+    KIND_POD,
+    WorkloadItem,
+    unit_key,
+)
 
 TERMINAL = ("Succeeded", "Failed")
 
@@ -36,9 +44,17 @@ def node_allocatable(node: dict[str, Any]) -> Resources:
 
 
 def pod_unit_key(pod: dict[str, Any]) -> str:
-    """Which unit a pod belongs to: its Job, else its pod group, else itself."""
+    """Which unit a pod belongs to: its JobSet or MPIJob (by the labels their controllers put on every pod),
+    else its Job, else its pod group, else itself."""
     meta = pod.get("metadata") or {}
     ns = meta.get("namespace") or "default"
+    labels = meta.get("labels") or {}
+    if labels.get("jobset.sigs.k8s.io/jobset-name"):
+        return unit_key(KIND_JOBSET, ns, labels["jobset.sigs.k8s.io/jobset-name"])
+    if labels.get("training.kubeflow.org/operator-name") == "mpi-operator" and labels.get(
+        "training.kubeflow.org/job-name"
+    ):
+        return unit_key(KIND_MPIJOB, ns, labels["training.kubeflow.org/job-name"])
     for ref in meta.get("ownerReferences") or []:
         if ref.get("kind") == "Job" and ref.get("controller", True):
             return unit_key(KIND_JOB, ns, ref.get("name", ""))
@@ -248,7 +264,7 @@ class Recorder:
             key = unit_key(KIND_GROUP, ns, spec["group"])
         else:
             for ref in meta.get("ownerReferences") or []:
-                if ref.get("kind") in (KIND_JOB, KIND_POD):
+                if ref.get("kind") in (KIND_JOB, KIND_POD, KIND_JOBSET, KIND_MPIJOB):
                     key = unit_key(ref["kind"], ns, ref.get("name", ""))
                     break
         status = fluxjob.get("status") or {}

@@ -8,11 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from fluxqueue.log import get_logger
-from fluxqueue.sim.workload.generate import GeneratorSpec, generate
+from fluxqueue.sim.workload.generate import GeneratorSpec, generate, parse_mix, with_mix
 from fluxqueue.sim.workload.manifests import SETUP_KIND, load_manifests
 from fluxqueue.sim.workload.model import (
     KIND_GROUP,
     KIND_JOB,
+    KIND_JOBSET,
+    KIND_MPIJOB,
     KIND_POD,
     WorkloadItem,
     parse_sim_seconds,
@@ -25,6 +27,8 @@ log = get_logger(__name__)
 __all__ = [
     "KIND_GROUP",
     "KIND_JOB",
+    "KIND_JOBSET",
+    "KIND_MPIJOB",
     "KIND_POD",
     "SETUP_KIND",
     "GeneratorSpec",
@@ -33,11 +37,13 @@ __all__ = [
     "generate",
     "load_manifests",
     "load_workload",
+    "parse_mix",
     "parse_sim_seconds",
     "parse_swf",
     "parse_swf_text",
     "swf_items",
     "unit_key",
+    "with_mix",
 ]
 
 

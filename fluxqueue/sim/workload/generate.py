@@ -5,10 +5,15 @@ Shapes follow what batch sites see: many small jobs and a tail of wide ones; run
 parallel supercomputers"); arrivals a Poisson process; users overestimate their walltime, so the declared
 ``fluxqueue.io/duration`` is longer than the simulated runtime (runtime = duration x U(0.3, 1)), which is
 exactly what makes backfill worth having.
+
+Besides bare Pods, Jobs and pod groups the mix can hold JobSets (a leader replicated job of one big pod and a
+workers one of N smaller pods) and MPIJobs (a one-core launcher and N workers): their shares are 0 by default
+(``--mix pod=35,job=45,group=20,jobset=10,mpijob=10`` turns them on, see :func:`parse_mix`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from dataclasses import dataclass
@@ -19,6 +24,8 @@ from fluxqueue.kube import names
 from fluxqueue.sim.workload.model import (
     KIND_GROUP,
     KIND_JOB,
+    KIND_JOBSET,
+    KIND_MPIJOB,
     KIND_POD,
     WorkloadItem,
     container,
@@ -49,6 +56,9 @@ class GeneratorSpec:
     share_pods: float = 0.35
     share_jobs: float = 0.45
     share_groups: float = 0.20
+    # JobSets and MPIJobs: off until the scheduler places each as one unit
+    share_jobsets: float = 0.0
+    share_mpijobs: float = 0.0
     share_exclusive: float = 0.10
     share_gpu: float = 0.20
 
@@ -61,6 +71,45 @@ class GeneratorSpec:
             raise ConfigError("the mean interarrival time must be >= 0")
         if not 0 < self.min_duration <= self.max_duration:
             raise ConfigError("durations need 0 < min <= max")
+        shares = [getattr(self, f) for f in MIX_FIELDS.values()]
+        if any(w < 0 for w in shares) or (self.jobs and not sum(shares)):
+            raise ConfigError("the kind shares must be >= 0 and not all 0")
+
+
+# --mix names -> GeneratorSpec fields
+MIX_FIELDS = {
+    "pod": "share_pods",
+    "job": "share_jobs",
+    "group": "share_groups",
+    "jobset": "share_jobsets",
+    "mpijob": "share_mpijobs",
+}
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """``"pod=35,job=45,group=20,jobset=10,mpijob=10"`` as GeneratorSpec fields: relative weights, kinds not
+    named get none; ConfigError on an unknown kind or a weight that is not a number >= 0."""
+    out: dict[str, float] = dict.fromkeys(MIX_FIELDS.values(), 0.0)
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        kind, sep, weight = part.partition("=")
+        field_name = MIX_FIELDS.get(kind.strip().lower())
+        if not sep or field_name is None:
+            known = ", ".join(MIX_FIELDS)
+            raise ConfigError(f"--mix: {part!r} is not KIND=WEIGHT with KIND one of {known}")
+        try:
+            value = float(weight)
+        except ValueError:
+            raise ConfigError(f"--mix: {part!r}: the weight must be a number") from None
+        if value < 0:
+            raise ConfigError(f"--mix: {part!r}: the weight must be >= 0")
+        out[field_name] = value
+    return out
+
+
+def with_mix(spec: GeneratorSpec, mix: str | None) -> GeneratorSpec:
+    return dataclasses.replace(spec, **parse_mix(mix)) if mix else spec
 
 
 JOB_SIZES = (2, 4, 8, 16)
@@ -135,6 +184,79 @@ def _job(
     }
 
 
+def _jobset(
+    namespace: str,
+    name: str,
+    workers: int,
+    labels: dict[str, str],
+    runtime: float,
+    leader: tuple[int, int, int],
+    worker: tuple[int, int, int],
+) -> dict[str, Any]:
+    """A JobSet of two replicated jobs, each one Job: ``leader`` (one pod) and ``workers``."""
+
+    def replicated(rname: str, pods: int, res: tuple[int, int, int]) -> dict[str, Any]:
+        return {
+            "name": rname,
+            "replicas": 1,
+            "template": {
+                "spec": {
+                    "parallelism": pods,
+                    "completions": pods,
+                    "backoffLimit": 0,
+                    "template": {
+                        "metadata": pod_template_meta({}, runtime),
+                        "spec": {"restartPolicy": "Never", "containers": [container(*res)]},
+                    },
+                }
+            },
+        }
+
+    return {
+        "apiVersion": "jobset.x-k8s.io/v1alpha2",
+        "kind": "JobSet",
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+        "spec": {"replicatedJobs": [replicated("leader", 1, leader), replicated("workers", workers, worker)]},
+    }
+
+
+def _mpijob(
+    namespace: str,
+    name: str,
+    workers: int,
+    labels: dict[str, str],
+    runtime: float,
+    duration: float,
+    launcher: tuple[int, int, int],
+    worker: tuple[int, int, int],
+) -> dict[str, Any]:
+    """An MPIJob: the launcher runs ``runtime``; the workers serve (sshd) until the launcher ends and
+    cleanPodPolicy Running deletes them (they would stop at the declared walltime)."""
+
+    def replica(count: int, seconds: float, res: tuple[int, int, int]) -> dict[str, Any]:
+        return {
+            "replicas": count,
+            "template": {
+                "metadata": pod_template_meta({}, seconds),
+                "spec": {"containers": [container(*res)]},
+            },
+        }
+
+    return {
+        "apiVersion": "kubeflow.org/v2beta1",
+        "kind": "MPIJob",
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+        "spec": {
+            "slotsPerWorker": 1,
+            "runPolicy": {"cleanPodPolicy": "Running", "backoffLimit": 0},
+            "mpiReplicaSpecs": {
+                "Launcher": replica(1, runtime, launcher),
+                "Worker": replica(workers, duration, worker),
+            },
+        },
+    }
+
+
 def generate(spec: GeneratorSpec) -> list[WorkloadItem]:
     """``spec.jobs`` units; the same spec always yields the same list."""
     spec.validate()
@@ -143,8 +265,9 @@ def generate(spec: GeneratorSpec) -> list[WorkloadItem]:
     items: list[WorkloadItem] = []
     t = 0.0
     width = max(4, len(str(spec.jobs)))
-    kinds = (KIND_POD, KIND_JOB, KIND_GROUP)
-    weights = (spec.share_pods, spec.share_jobs, spec.share_groups)
+    # new kinds go last: with their shares 0 the draws (and so the mix of a seed) stay as they were
+    kinds = (KIND_POD, KIND_JOB, KIND_GROUP, KIND_JOBSET, KIND_MPIJOB)
+    weights = (spec.share_pods, spec.share_jobs, spec.share_groups, spec.share_jobsets, spec.share_mpijobs)
     for i in range(spec.jobs):
         if i:
             t += rng.expovariate(1.0 / spec.mean_interarrival) if spec.mean_interarrival > 0 else 0.0
@@ -153,13 +276,16 @@ def generate(spec: GeneratorSpec) -> list[WorkloadItem]:
         runtime = max(1.0, duration * rng.uniform(0.3, 1.0))
         cores = _cores(rng, spec)
         gpus = _gpus(rng, spec)
-        exclusive = kind != KIND_POD and rng.random() < spec.share_exclusive
+        exclusive = kind in (KIND_JOB, KIND_GROUP) and rng.random() < spec.share_exclusive
         if kind == KIND_POD:
             size = 1
         elif kind == KIND_JOB:
             size = rng.choices(JOB_SIZES, JOB_SIZE_WEIGHTS)[0]
         else:
-            size = rng.randint(2, 8)
+            size = rng.randint(2, 8)  # pod groups; JobSet and MPIJob workers
+        if kind in (KIND_JOBSET, KIND_MPIJOB):
+            items.append(_multi_kind_item(rng, spec, kind, i, width, t, size, cores, gpus, duration, runtime))
+            continue
         # Keep every unit satisfiable and no wider than half the cluster, so the mix queues but never
         # starves. Exclusive units take whole nodes, so they ask for a good share of one (sites reserve
         # nodes for jobs that use them) and are at most a quarter of the cluster wide.
@@ -193,3 +319,42 @@ def generate(spec: GeneratorSpec) -> list[WorkloadItem]:
             )
         )
     return items
+
+
+def _multi_kind_item(
+    rng: random.Random,
+    spec: GeneratorSpec,
+    kind: str,
+    i: int,
+    width: int,
+    t: float,
+    workers: int,
+    cores: int,
+    gpus: int,
+    duration: float,
+    runtime: float,
+) -> WorkloadItem:
+    """A JobSet (a leader twice the workers' cores, at least 2) or an MPIJob (a one-core launcher), with
+    ``workers`` workers of ``cores``; no wider than half the cluster."""
+    total_cores = spec.nodes * spec.cpus
+    head_cores = min(spec.cpus, max(2, 2 * cores)) if kind == KIND_JOBSET else 1
+    workers = max(1, min(workers, (total_cores // 2 - head_cores) // cores or 1))
+    head = (head_cores * 1000, _memory(rng, spec, head_cores), gpus if kind == KIND_JOBSET else 0)
+    worker = (cores * 1000, _memory(rng, spec, cores), gpus)
+    name = f"{kind.lower()}-{i:0{width}d}"
+    labels = _settings(duration, False)
+    if kind == KIND_JOBSET:
+        manifest = _jobset(spec.namespace, name, workers, labels, runtime, head, worker)
+    else:
+        manifest = _mpijob(spec.namespace, name, workers, labels, runtime, duration, head, worker)
+    meta = {"cores": cores, "gpus": gpus, "memory": worker[1], "duration": duration, "runtime": runtime}
+    meta["head_cores"] = head_cores
+    return WorkloadItem(
+        kind=kind,
+        namespace=spec.namespace,
+        name=name,
+        submit_at=round(t, 3),
+        manifests=[manifest],
+        pods=1 + workers,
+        meta=meta,
+    )

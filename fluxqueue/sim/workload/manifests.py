@@ -1,7 +1,7 @@
 """A directory (or file) of Kubernetes manifests as a workload.
 
-Every ``*.yaml``/``*.yml``/``*.json`` file is read (multi-document YAML too), in sorted path order. Pods and
-Jobs become units; Pods sharing a ``fluxqueue.io/group-name`` in one namespace are one pod group. When to
+Every ``*.yaml``/``*.yml``/``*.json`` file is read (multi-document YAML too), in sorted path order. Pods,
+Jobs, JobSets (jobset.x-k8s.io) and MPIJobs (kubeflow.org) become units; Pods sharing a ``fluxqueue.io/group-name`` in one namespace are one pod group. When to
 submit a unit comes from ``sim.fluxqueue.io/submit-at`` (``"30s"``, ``"2m"``; default 0) on the object; for a
 group, the earliest of its members. Other objects (Namespaces, ConfigMaps, ...) are created first, at time 0,
 and are not tracked as units.
@@ -17,10 +17,43 @@ import yaml
 from fluxqueue.errors import ConfigError
 from fluxqueue.kube import names
 from fluxqueue.placement.units import job_size
-from fluxqueue.sim.workload.model import KIND_GROUP, KIND_JOB, KIND_POD, WorkloadItem, parse_sim_seconds
+from fluxqueue.sim.workload.model import (
+    KIND_GROUP,
+    KIND_JOB,
+    KIND_JOBSET,
+    KIND_MPIJOB,
+    KIND_POD,
+    WorkloadItem,
+    parse_sim_seconds,
+)
 
 SETUP_KIND = "Setup"
 _SUFFIXES = (".yaml", ".yml", ".json")
+_UNIT_KINDS = (KIND_POD, KIND_JOB, KIND_JOBSET, KIND_MPIJOB)
+
+
+def _count(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
+
+
+def jobset_size(obj: dict[str, Any]) -> int:
+    """Pods a JobSet runs at once: replicas x min(parallelism, completions) of each replicated job."""
+    total = 0
+    for rjob in (obj.get("spec") or {}).get("replicatedJobs") or []:
+        jspec = (rjob.get("template") or {}).get("spec") or {}
+        parallelism = _count(jspec.get("parallelism"), 1)
+        completions = _count(jspec.get("completions"), parallelism)
+        total += _count(rjob.get("replicas"), 1) * min(parallelism, completions)
+    return total
+
+
+def mpijob_size(obj: dict[str, Any]) -> int:
+    """The launcher (1 unless its replicas say otherwise) and the workers (0 by default)."""
+    specs = (obj.get("spec") or {}).get("mpiReplicaSpecs") or {}
+    launcher, worker = specs.get("Launcher"), specs.get("Worker")
+    return (_count(launcher.get("replicas"), 1) if launcher else 0) + (
+        _count(worker.get("replicas"), 0) if worker else 0
+    )
 
 
 def _files(path: Path) -> list[Path]:
@@ -77,9 +110,9 @@ def load_manifests(path: str | Path, default_namespace: str = "default") -> list
             name = meta.get("name")
             kind = obj["kind"]
             where = f"{file}: {kind} {name or meta.get('generateName') or '?'}"
-            if not name and kind in (KIND_POD, KIND_JOB):
+            if not name and kind in _UNIT_KINDS:
                 raise ConfigError(f"{where}: needs metadata.name (the report tracks units by name)")
-            if kind not in (KIND_POD, KIND_JOB):
+            if kind not in _UNIT_KINDS:
                 items.append(WorkloadItem(SETUP_KIND, meta.get("namespace") or "", name or "", 0.0, [obj], 0))
                 continue
             namespace = meta.setdefault("namespace", default_namespace)
@@ -87,6 +120,10 @@ def load_manifests(path: str | Path, default_namespace: str = "default") -> list
             exclusive = (_label(obj, names.LABEL_EXCLUSIVE) or "").lower() == "true"
             if kind == KIND_JOB:
                 items.append(WorkloadItem(KIND_JOB, namespace, name, at, [obj], job_size(obj), exclusive))
+                continue
+            if kind in (KIND_JOBSET, KIND_MPIJOB):
+                size = jobset_size(obj) if kind == KIND_JOBSET else mpijob_size(obj)
+                items.append(WorkloadItem(kind, namespace, name, at, [obj], size, exclusive))
                 continue
             group = _label(obj, names.LABEL_GROUP_NAME)
             if group is None:

@@ -1,7 +1,7 @@
 """What every workload source produces: a list of `WorkloadItem`, one per scheduling unit.
 
-A unit is what fluxqueue places as a whole (a Job, a bare Pod, or a pod group), so the report can judge each
-one (wait time, gang integrity, lost) against what was submitted.
+A unit is what fluxqueue places as a whole (a Job, a bare Pod, a pod group, a JobSet or an MPIJob), so the
+report can judge each one (wait time, gang integrity, lost) against what was submitted.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from fluxqueue.kube import names
 KIND_POD = "Pod"
 KIND_JOB = "Job"
 KIND_GROUP = "PodGroup"
+KIND_JOBSET = "JobSet"  # jobset.x-k8s.io/v1alpha2: all pods of its child Jobs
+KIND_MPIJOB = "MPIJob"  # kubeflow.org/v2beta1: the launcher and the workers
 
 _SIM_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
 
