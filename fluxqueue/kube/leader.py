@@ -59,6 +59,7 @@ class LeaderElector:
         self.retry_period = retry_period
         self.is_leader = False
         self.transitions = 0
+        self.refused = 0  # attempts that found the lease held by someone else (or lost a race to write it)
 
     def _lease_body(self, existing: dict | None, transitions: int) -> dict:
         now = now_micro()
@@ -93,6 +94,7 @@ class LeaderElector:
                 return True
             except APIError as exc2:
                 if exc2.code == 409:
+                    self.refused += 1
                     return False
                 raise
         spec = lease.get("spec", {})
@@ -100,6 +102,7 @@ class LeaderElector:
         renewed = _parse_micro(spec.get("renewTime")) or 0.0
         duration = spec.get("leaseDurationSeconds") or self.lease_duration
         if holder and holder != self.identity and time.time() < renewed + duration:
+            self.refused += 1
             return False
         transitions = spec.get("leaseTransitions") or 0
         if holder != self.identity:
@@ -109,6 +112,7 @@ class LeaderElector:
             return True
         except APIError as exc:
             if exc.code == 409:  # someone else wrote the lease first
+                self.refused += 1
                 return False
             raise
 

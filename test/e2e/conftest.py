@@ -43,11 +43,13 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def webhook_manifests() -> list[dict]:
-    """The chart's MutatingWebhookConfiguration (what helm renders: test/chart/test_chartrender.py)."""
-    from fluxqueue.sim.chartrender import sim_values, webhook_configuration
+def webhook_manifests(tools) -> list[dict]:
+    """The chart's MutatingWebhookConfiguration, rendered once with the real helm."""
+    from fluxqueue.sim.chartrender import of_kind, render_chart_sync, sim_values
 
-    return [webhook_configuration(sim_values(), namespace=SYSTEM_NS)]
+    os.environ.setdefault("FLUXQUEUE_HELM", str(tools.helm))
+    manifests = render_chart_sync(sim_values(), namespace=SYSTEM_NS, helm=str(tools.helm))
+    return of_kind(manifests, "MutatingWebhookConfiguration")
 
 
 class System:
@@ -221,6 +223,33 @@ class System:
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out waiting for {what}")
             await asyncio.sleep(0.1)
+
+    async def passes(self, n: int = 2, within: float = 30) -> None:
+        """Wait until the leader has completed ``n`` more scheduling passes: the first may have begun before
+        the caller's change, the others began after it and saw it. What a pass places is persisted before
+        the pass ends, so a unit row without an allocation afterwards was not placed by them."""
+        assert self.controller is not None and self.controller.scheduler is not None
+        scheduler = self.controller.scheduler
+        target = scheduler.passes + n
+        await self.wait_for(lambda: scheduler.passes >= target, within, f"{n} more scheduling passes")
+
+    async def sweeps(self, n: int = 1, within: float = 30) -> None:
+        """Wait until the leader has completed ``n`` periodic sweeps begun after this call."""
+        assert self.controller is not None and self.controller.reactor is not None
+        reactor = self.controller.reactor
+        sweep = reactor.sweep
+        done = 0
+
+        async def counted(*args: Any, **kwargs: Any) -> None:
+            nonlocal done
+            await sweep(*args, **kwargs)
+            done += 1
+
+        reactor.sweep = counted  # the sweep loop looks the method up on every round
+        try:
+            await self.wait_for(lambda: done >= n, within, f"{n} more sweeps")
+        finally:
+            del reactor.sweep
 
     async def pods(self, namespace: str = "default", selector: str | None = None) -> list[dict]:
         return (await self.api.client.list(R.PODS, namespace=namespace, label_selector=selector))["items"]

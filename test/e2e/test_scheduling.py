@@ -6,9 +6,11 @@ Cluster (conftest): 4 nodes x 4 cpus x 16Gi unless a test says otherwise; time s
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
+from fluxqueue.controller.reactor import GROUP_STATUS_DELAY
 from fluxqueue.kube import names
 from fluxqueue.sim.apiserver import resources as R
 
@@ -137,7 +139,12 @@ async def test_a_pod_group_of_three_waits_for_its_third_member(system):
     group = {names.LABEL_GROUP_NAME: "trio", names.LABEL_GROUP_SIZE: "3"}
     await system.apply(pod("trio-0", labels=group) + "---" + pod("trio-1", labels=group))
     await system.wait_phase("trio-group", "Waiting")
-    await asyncio.sleep(1.5)  # a full pass and sweep later, nothing of the group runs
+    # Passes and a sweep that all saw the group as it is place nothing of it (an allocation is persisted
+    # before any pod is touched).
+    await system.passes(2)
+    await system.sweeps(1)
+    row = await system.unit_row("trio-group")
+    assert row["state"] == "Waiting" and row["fluxion_jobid"] is None
     assert all(
         not p["spec"].get("nodeName") for p in await system.pods(selector="fluxqueue.io/group-name=trio")
     )
@@ -155,8 +162,13 @@ async def test_a_pod_group_of_three_waits_for_its_third_member(system):
         )
     )
     await system.wait_phase("duo-group", ("Scheduled", "Running", "Succeeded"))
-    await asyncio.sleep(2.5)  # past the group status delay
+    # The waiting status deferred when its first member arrived was set before the group completed: a sleep
+    # on the controller's own event loop as long as its delay ends after that timer would have fired, and
+    # the passes after it let a write it began land.
+    await asyncio.sleep(GROUP_STATUS_DELAY)
+    await system.passes(2)
     assert not [e for e in await system.events("duo-group") if e["reason"] == "Waiting"]
+    assert await system.phase("duo-group") != "Waiting"
 
     async def all_bound():
         pods = await system.pods(selector="fluxqueue.io/group-name=trio")
@@ -265,9 +277,11 @@ async def test_deleting_a_queued_job_cancels_it_and_it_never_runs(system):
 
     await system.wait_for(cancelled, 10, "the queued unit cancelled")
     await system.wait_phase("blocker-job", "Succeeded", within=30)
-    await asyncio.sleep(1.0)
+    # Passes that saw the blocker's nodes free place nothing of the cancelled unit.
+    await system.passes(2)
+    row = await system.unit_row("doomed-job")
+    assert row["state"] == "Cancelled" and row["fluxion_jobid"] is None
     assert await system.pods(selector="job-name=doomed") == []
-    assert (await system.unit_row("doomed-job"))["fluxion_jobid"] is None
 
 
 async def test_node_selector_and_taints_are_respected(system):
@@ -342,11 +356,19 @@ async def test_controller_and_fluxion_killed_mid_pass_lose_nothing_and_place_not
 async def test_a_second_replica_waits_and_takes_over_when_the_leader_dies(system):
     from fluxqueue.controller.app import Controller
 
-    standby = Controller(system.settings(identity="standby", webhook_port=None))
+    settings = system.settings(identity="standby", webhook_port=None)
+    standby = Controller(settings)
     await standby.start()
     try:
-        await asyncio.sleep(1.0)
-        assert not standby.leading.is_set()  # the lease is held: one scheduling loop at a time
+        # The lease is held: one scheduling loop at a time. Refused again and again over longer than a lease
+        # lasts, the standby has seen the leader renew it.
+        started = time.monotonic()
+        await system.wait_for(
+            lambda: standby.elector.refused >= 3 and time.monotonic() - started > settings.lease_duration,
+            30,
+            "the standby refused the lease for longer than it lasts",
+        )
+        assert not standby.leading.is_set()
         await system.apply(job("before", parallelism=2, cpu="1", runtime="1s"))
         await system.wait_phase("before-job", "Succeeded")
         # The leader dies without giving the lease up; the standby takes over once it expires (2 s here).
