@@ -43,13 +43,11 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def webhook_manifests(tools) -> list[dict]:
-    """The chart's MutatingWebhookConfiguration, rendered once with the real helm."""
-    from fluxqueue.sim.chartrender import of_kind, render_chart_sync, sim_values
+def webhook_manifests() -> list[dict]:
+    """The chart's MutatingWebhookConfiguration (what helm renders: test/chart/test_chartrender.py)."""
+    from fluxqueue.sim.chartrender import sim_values, webhook_configuration
 
-    os.environ.setdefault("FLUXQUEUE_HELM", str(tools.helm))
-    manifests = render_chart_sync(sim_values(), namespace=SYSTEM_NS, helm=str(tools.helm))
-    return of_kind(manifests, "MutatingWebhookConfiguration")
+    return [webhook_configuration(sim_values(), namespace=SYSTEM_NS)]
 
 
 class System:
