@@ -117,7 +117,7 @@ app.kubernetes.io/component: {{ .component }}
       key: {{ include "fluxqueue.databaseSecretKey" . }}
 {{- end }}
 
-{{/* The Fluxion container, shared by the sidecar and the Deployment. */}}
+{{/* The Fluxion container, shared by the sidecar and the Deployment (its args: also fluxqueue/sim/chartrender.py). */}}
 {{- define "fluxqueue.fluxionContainer" -}}
 name: fluxion
 image: {{ include "fluxqueue.image" . }}

@@ -140,8 +140,22 @@ def test_webhook_never_blocks_the_cluster_by_default(rendered):
         }
         (obj_expr,) = hook["objectSelector"]["matchExpressions"]
         assert obj_expr == {"key": names.LABEL_SKIP, "operator": "NotIn", "values": ["true"]}
-    rules = {(r["apiGroups"][0], r["resources"][0]): r["operations"] for h in hooks for r in h["rules"]}
-    assert rules == {("", "pods"): ["CREATE"], ("batch", "jobs"): ["CREATE", "UPDATE"]}
+    rules = {
+        (group, resource): r["operations"]
+        for h in hooks
+        for r in h["rules"]
+        for group in r["apiGroups"]
+        for resource in r["resources"]
+    }
+    assert rules == {
+        ("", "pods"): ["CREATE"],
+        ("batch", "jobs"): ["CREATE", "UPDATE"],
+        # Every (group, resource) pair of one rule matches: JobSets and MPIJobs share theirs.
+        ("jobset.x-k8s.io", "jobsets"): ["CREATE", "UPDATE"],
+        ("jobset.x-k8s.io", "mpijobs"): ["CREATE", "UPDATE"],
+        ("kubeflow.org", "jobsets"): ["CREATE", "UPDATE"],
+        ("kubeflow.org", "mpijobs"): ["CREATE", "UPDATE"],
+    }
 
 
 def test_fail_closed_option_is_applied_to_every_webhook(rendered):
