@@ -15,17 +15,10 @@ from fluxqueue.fluxion.matcher.core import ALLOCATE, ALLOCATE_ORELSE_RESERVE
 
 CASES = [json.loads(line) for line in (Path(__file__).parent / "golden" / "invalid.jsonl").open()]
 
-# Refused by flux-sched's traverser (errno 0, "traverser: Success") for reasons of graph shape rather than of
-# reading; they belong to the traverser's matching rules.
-TRAVERSER_REFUSALS = {"cluster_then_slot", "socket_graph_node_slot_core_gpu_memory"}
-
 
 def _params():
     for case in CASES:
-        marks = []
-        if case["name"] in TRAVERSER_REFUSALS:
-            marks.append(pytest.mark.xfail(reason="a traverser refusal (graph shape), not a reading one"))
-        yield pytest.param(case, id=case["name"], marks=marks)
+        yield pytest.param(case, id=case["name"])
 
 
 def _matcher(case) -> Matcher:

@@ -2,11 +2,12 @@
 
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fluxqueue.fluxion.jgf import GraphBuilder
-from fluxqueue.fluxion.matcher import Matcher
+from fluxqueue.fluxion.matcher import JobspecError, Matcher
 from fluxqueue.fluxion.matcher.core import ALLOCATE, ALLOCATE_ORELSE_RESERVE
 
 from .helpers import jobspec
@@ -173,6 +174,11 @@ def test_random_sequences_never_over_allocate_and_free_what_they_took(graph, ope
         ever = model.feasible_at(0, req, d, uids, ignore_jobs=True)
         candidates = sorted({end for _s, end, _l, _h in model.jobs.values()})
         earliest = next((t for t in candidates if model.feasible_at(t, req, d, uids)), None)
+        if req["memory"] and not any(chunks for _cores, chunks in nodes.values()):
+            # memory is not a type flux-sched knows before a graph has it: refused, no job id used
+            with pytest.raises(JobspecError):
+                m.match(spec, ALLOCATE_ORELSE_RESERVE if reserve else ALLOCATE)
+            continue
         out = m.match(spec, ALLOCATE_ORELSE_RESERVE if reserve else ALLOCATE)
         issued.append(out.jobid)
         if out.status in ("allocated", "reserved"):
