@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
+from support.polling import eventually
 
 from fluxqueue.kube.client import binding_body
 from fluxqueue.kube.names import SCHEDULER_NAME, SCHEDULING_GATE
@@ -239,8 +238,11 @@ async def test_bound_running_pod_deletion_is_graceful_until_the_kubelet_finishes
             subresource="eviction",
         )
         assert (await c.get(R.PODS, "p", namespace="default"))["metadata"]["deletionTimestamp"]
-        await asyncio.sleep(0.4)
-        assert (await c.list(R.PODS))["items"] == []
+
+        async def gone():
+            return (await c.list(R.PODS))["items"] == []
+
+        await eventually(gone, limit_s=10)
     finally:
         await api.stop()
 

@@ -3,8 +3,6 @@ pods, StatefulSets make ordinal pods in order, and deleting an owner takes its d
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from support.polling import eventually
 
@@ -186,10 +184,15 @@ async def test_orphaned_pods_keep_running_without_owner(apiserver, cluster):
     )
     await eventually(lambda: _count(api, "app=orph", 1))
     await api.client.delete(R.REPLICASETS, "orph", namespace=NS, propagation_policy="Orphan")
-    await asyncio.sleep(0.3)
-    left = await pods(api, "app=orph")
-    assert len(left) == 1 and not left[0]["metadata"].get("ownerReferences")
-    assert left[0]["status"]["phase"] == "Running"
+
+    async def orphaned():
+        # The garbage collector removed the owner reference, then the orphan finalizer: the set is gone.
+        left = await pods(api, "app=orph")
+        released = len(left) == 1 and not left[0]["metadata"].get("ownerReferences")
+        return left if released and await missing(api, R.REPLICASETS, "orph") else None
+
+    left = await eventually(orphaned)
+    assert left[0]["status"]["phase"] == "Running" and not left[0]["metadata"].get("deletionTimestamp")
 
 
 # ----- helpers

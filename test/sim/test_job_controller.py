@@ -3,10 +3,8 @@ deadlines and TTL, with kubelets running the pods (time scale 100: a simulated s
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
-from support.polling import eventually
+from support.polling import caught_up, eventually
 
 from fluxqueue.sim.apiserver import APIError
 from fluxqueue.sim.apiserver import resources as R
@@ -62,7 +60,10 @@ async def test_suspended_job_has_no_pods_until_resumed_and_resuspending_deletes_
         R.JOBS, job_body("sus", runtime="1h", suspend=True, parallelism=2, completions=2), namespace=NS
     )
     await eventually(lambda: _has(api, "sus", "Suspended"))
-    await asyncio.sleep(0.2)
+    # The controller has seen its own status write and has nothing left to do: no sync created pods.
+    jc = next(c for c in cluster.controllers if c.name == "job-controller")
+    suspended = await api.client.get(R.JOBS, "sus", namespace=NS)
+    await eventually(lambda: caught_up(cluster.informer(R.JOBS), suspended) and len(jc.queue) == 0)
     assert await pods_of(api, "sus") == []
     j = await api.client.get(R.JOBS, "sus", namespace=NS)
     assert "startTime" not in j["status"]

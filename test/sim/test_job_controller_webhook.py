@@ -4,11 +4,9 @@ is removed and a binding is posted, after which the kubelet runs them and the Jo
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from aiohttp import web
-from support.polling import eventually
+from support.polling import caught_up, eventually
 from support.webhooks import review_response, serve_https
 
 from fluxqueue.kube import names
@@ -98,7 +96,9 @@ async def test_job_pods_pass_the_webhook_and_wait_gated_until_bound(apiserver, g
     pods = await eventually(gated_pods)
     assert len(gating_webhook["reviews"]) == 2
     assert {r["request"]["operation"] for r in gating_webhook["reviews"]} == {"CREATE"}
-    await asyncio.sleep(0.2)  # 20 simulated seconds: nothing happens to a gated pod
+    # Every part of the cluster (kubelets, the default scheduler) has seen the gated pods: nothing is done.
+    informer = cluster.informer(R.PODS)
+    await eventually(lambda: all(caught_up(informer, p) for p in pods))
     for p in (await api.client.list(R.PODS, namespace=NS, label_selector="job-name=gated"))["items"]:
         assert p["spec"]["schedulingGates"] == [{"name": names.SCHEDULING_GATE}]
         assert p["spec"]["schedulerName"] == names.SCHEDULER_NAME

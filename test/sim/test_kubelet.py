@@ -169,8 +169,9 @@ async def test_a_notready_node_starts_nothing_until_ready_again(apiserver, clust
         ("node.kubernetes.io/not-ready", "NoSchedule"),
         ("node.kubernetes.io/not-ready", "NoExecute"),
     }
-    await api.client.create(R.PODS, bare_pod("waits", runtime="1h", node="node-001"), namespace=NS)
-    await asyncio.sleep(0.2)  # 20 simulated seconds
+    pod = await api.client.create(R.PODS, bare_pod("waits", runtime="1h", node="node-001"), namespace=NS)
+    # The kubelet has seen the pod and holds it until its node is ready.
+    await eventually(lambda: pod["metadata"]["uid"] in cluster.kubelets.nodes["node-001"].waiting)
     assert (await api.client.get(R.PODS, "waits", namespace=NS))["status"]["phase"] == "Pending"
     await cluster.set_node_ready("node-001", True)
     await eventually(lambda: phase_of(api, "waits", "Running"))

@@ -19,3 +19,12 @@ async def eventually(check: Callable[[], object], limit_s: float = 10.0, interva
             return last
         await asyncio.sleep(interval_s)
     raise AssertionError(f"condition not met in {limit_s}s (last: {last!r})")
+
+
+def caught_up(informer, obj: dict) -> bool:
+    """Whether a simulated cluster's ``informer`` holds ``obj`` at its version or a newer one: every handler
+    of the informer (kubelets, controllers' event handlers, run in watch order) has seen it."""
+    meta = obj["metadata"]
+    held = informer.get(meta.get("namespace", ""), meta["name"])
+    rv = int(meta["resourceVersion"])
+    return held is not None and int(held["metadata"]["resourceVersion"]) >= rv
