@@ -2,7 +2,7 @@ import pytest
 
 from fluxqueue.fluxion.allocation import nodes_from_allocation
 from fluxqueue.fluxion.jgf import GraphBuilder, synthetic_cluster
-from fluxqueue.fluxion.matcher import Matcher
+from fluxqueue.fluxion.matcher import JobspecError, Matcher
 from fluxqueue.fluxion.matcher.core import ALLOCATE_ORELSE_RESERVE, SATISFIABILITY
 
 from .helpers import NODE_4C_1G_16M_YAML, TINY_JGF, TWO_POD_JOB_YAML, jobspec
@@ -55,7 +55,8 @@ def test_one_node_four_cores_one_gpu_sixteen_memory_reference_spec():
     m = matcher(nodes=2, cores=8, gpus=2, memory_chunks=2)
     out = m.match(NODE_4C_1G_16M_YAML)
     a = nodes_from_allocation(out.r)["node1"]
-    assert (a.cores, a.gpus, a.memory) == (4, 1, 16 * 2**30)
+    # exclusive: true on the node takes it whole: R lists everything under it, as flux-sched's does
+    assert (a.cores, a.gpus, a.memory) == (8, 2, 32 * 2**30)
     # exclusive: true on the node: the next one cannot share node1
     assert m.match(NODE_4C_1G_16M_YAML).nodes == ["node0"]
     assert m.match(NODE_4C_1G_16M_YAML).status == "busy"
@@ -260,8 +261,17 @@ def test_socket_level_graphs_form_slots_inside_sockets():
         g.add_many(sock, "core", 2)
     m = Matcher()
     m.init(g.to_jgf())
-    out = m.match(jobspec(nodes=1, slots=2, cores=2))
+    out = m.match(jobspec(slots=2, cores=2))
     assert nodes_from_allocation(out.r)["n0"].cores == 4
     m2 = Matcher()
     m2.init(g.to_jgf())
-    assert m2.match(jobspec(nodes=1, slots=1, cores=3)).status == "unsatisfiable"  # a slot is one socket
+    assert m2.match(jobspec(slots=1, cores=3)).status == "unsatisfiable"  # a slot is one socket
+    # node -> slot -> core: flux-sched forms the slot at node level, whose children are sockets, and its
+    # update then reaches nothing: refused (errno 0, no job id used)
+    m3 = Matcher()
+    m3.init(g.to_jgf())
+    with pytest.raises(JobspecError):
+        m3.match(jobspec(nodes=1, slots=1, cores=2))
+    assert m3.match(jobspec(slots=1, cores=1)).jobid == 1
+    # after a failed match flux-sched's errno is left at EBUSY: the same jobspec is then a no-match
+    assert m2.match(jobspec(nodes=1, slots=1, cores=2)).status == "busy"

@@ -19,6 +19,7 @@ from fluxqueue.fluxion.matcher.graph import DOWN, DRAIN, UP, Pool, ResourceGraph
 from fluxqueue.fluxion.matcher.jobspec import (
     SYSTEM_MAX_DURATION,
     Jobspec,
+    JobspecError,
     check_against_graph,
     parse_jobspec,
 )
@@ -144,6 +145,7 @@ class Matcher:
         d = js.window
         found = self._schedule(graph, js, op == ALLOCATE_ORELSE_RESERVE)
         if found is None:
+            self.dfu.ebusy = True
             sat = self._satisfiable(graph, js)
             dt = time.perf_counter() - t0
             self._account(dt)
@@ -155,6 +157,19 @@ class Matcher:
             return MatchOutcome("unsatisfiable", jobid=jobid, overhead=dt, message=_why(False))
         start, sel, x_root, x_types = found
         vertices, pools, touched = self.dfu.walk_update(graph.root, sel, x_root, x_types)
+        if not vertices:
+            # The walk chose, but nothing it chose is reachable from the root (e.g. a slot at node level whose
+            # cores sit under sockets): flux-sched's update fails. With errno still 0 that is a refusal that
+            # uses no job id; with an EBUSY left by an earlier traversal, a no-match.
+            if self.dfu.ebusy:
+                dt = time.perf_counter() - t0
+                self._account(dt)
+                return MatchOutcome("busy", jobid=jobid, overhead=dt, message="resources are busy")
+            self.next_jobid -= 1
+            raise JobspecError(
+                "the jobspec's levels do not follow the graph's: a slot must sit directly above the "
+                "resources it holds (e.g. node -> socket -> slot -> core when cores are under sockets)"
+            )
         d = min(d, SYSTEM_MAX_DURATION - start)
         job = self._apply_sets(jobid, start, d, vertices, pools, _slots_per_node(sel, vertices, pools))
         self.dfu.update_weights(touched)
@@ -208,6 +223,7 @@ class Matcher:
         # points where what is planned changes (every span's start and end) from now + 1 on; the first one
         # at which select succeeds wins. Points where the leaf amounts in use leave too little are skipped
         # (a necessary condition, as the planner's own aggregate test is).
+        self.dfu.ebusy = False  # schedule() clears errno before it looks for a later start
         jobs = list(self.jobs.values())
         points = {1}
         for j in jobs:

@@ -368,8 +368,10 @@ class Select:
         elif pristine:
             nxt = resources
         else:
+            self.dfu.ebusy = True  # NONE_MATCH
             return False, x_in
         if not self._prune(u, x_in, resources):
+            self.dfu.ebusy = True
             return False, x_in
         factor = 0
         if self.node_centric and utype == "node":
@@ -423,7 +425,11 @@ class Select:
         for p in u.pools:
             r = by_type.get(p.type)
             if r is None or r.with_:
+                if not pristine or (r is not None and r.with_):
+                    self.dfu.ebusy = True  # leaves of a type no request names here: NONE_MATCH
                 continue
+            if self._free_members(p) != p.all_mask:
+                self.dfu.ebusy = True  # a busy leaf fails by_avail
             self._add_leaves(p, self._members_up(p), excl, dfu.evals(p.type), None)
         for c in u.children:
             ok, x = self.dom_dfv(c, resources, pristine, excl, dfu)
@@ -472,7 +478,11 @@ class Select:
         for p in u.pools:
             r = by_type.get(p.type)
             if r is None or r.with_:
+                if not pristine or (r is not None and r.with_):
+                    self.dfu.ebusy = True  # NONE_MATCH (visited, in flux-sched, before or after enough)
                 continue
+            if self._free_members(p) != p.all_mask:
+                self.dfu.ebusy = True
             order.append((UNTOUCHED, p.uid(p.count - 1) if p.uids is None else max(p.uids), p))
         if len(order) > 1:
             order.sort(key=lambda t: (t[0], t[1]), reverse=True)
@@ -634,6 +644,9 @@ class DFU:
     def __init__(self, policy) -> None:
         self.policy = policy
         self.weights: dict[Vertex, int] = {}
+        # flux-sched reports the outcome of a failed update through errno, which its traversals leave set
+        # to EBUSY whenever some vertex was pruned or mismatched (and nothing clears): we track the same.
+        self.ebusy = False
 
     def walk_update(self, root: Vertex, sel: Select, excl: bool, x_types: set[str]):
         """upd_dfv: what the marked edges reach. Returns (vertices -> exclusive, pools -> members, touched)."""
