@@ -357,48 +357,53 @@ class KubeClient:
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self._timeout, sock_read=timeout_seconds + 30
         )
+        if self.config.due():
+            await self._renew()
         try:
-            # A large read buffer: when the reader pauses a TLS stream at aiohttp's default high-water mark
-            # (128 KiB) and resumes it, data already received can sit undelivered until the server writes
-            # again (seen as multi-second stalls that the next 5 s bookmark ended, while the controller was
-            # busy releasing a burst). A watch is read as fast as it comes anyway.
-            if self.config.due():
-                await self._renew()
-            headers = self._headers()  # the current credentials (they may have been renewed)
-            async with self.session.get(
-                resource_path(key, namespace),
-                params=params,
-                timeout=timeout,
-                read_bufsize=WATCH_READ_BUFFER,
-                headers=headers,
-                ssl=self._ssl if self._ssl is not None else True,
-                server_hostname=self.config.access.tls_server_name,
-            ) as resp:
-                if resp.status == 401:
-                    # The caller watches again (kube.watch backs off): with renewed credentials, if any.
-                    await self._renew(refused=headers.get("Authorization"))
-                if resp.status >= 400:
-                    raise _api_error(resp.status, await resp.text())
-                buffer = b""
-                async for chunk in resp.content.iter_any():
-                    buffer += chunk
-                    if b"\n" not in chunk:
-                        continue
-                    lines = buffer.split(b"\n")
-                    buffer = lines.pop()  # an incomplete last line waits for the next chunk
-                    for line in lines:
-                        if not line.strip():
+            for attempt in (0, 1):
+                headers = self._headers()  # the current credentials (they may have been renewed)
+                # A large read buffer: when the reader pauses a TLS stream at aiohttp's default high-water
+                # mark (128 KiB) and resumes it, data already received can sit undelivered until the server
+                # writes again (seen as multi-second stalls that the next 5 s bookmark ended, while the
+                # controller was busy releasing a burst). A watch is read as fast as it comes anyway.
+                async with self.session.get(
+                    resource_path(key, namespace),
+                    params=params,
+                    timeout=timeout,
+                    read_bufsize=WATCH_READ_BUFFER,
+                    headers=headers,
+                    ssl=self._ssl if self._ssl is not None else True,
+                    server_hostname=self.config.access.tls_server_name,
+                ) as resp:
+                    if (
+                        resp.status == 401
+                        and not attempt
+                        and await self._renew(refused=headers.get("Authorization"))
+                    ):
+                        continue  # refused credentials, renewed: once more (nothing was streamed yet)
+                    if resp.status >= 400:
+                        raise _api_error(resp.status, await resp.text())
+                    buffer = b""
+                    async for chunk in resp.content.iter_any():
+                        buffer += chunk
+                        if b"\n" not in chunk:
                             continue
-                        event = orjson.loads(line)
-                        if event.get("type") == "ERROR":
-                            status = event.get("object") or {}
-                            raise APIError(
-                                int(status.get("code") or 500),
-                                status.get("reason") or "Error",
-                                status.get("message") or "",
-                                status,
-                            )
-                        yield event
+                        lines = buffer.split(b"\n")
+                        buffer = lines.pop()  # an incomplete last line waits for the next chunk
+                        for line in lines:
+                            if not line.strip():
+                                continue
+                            event = orjson.loads(line)
+                            if event.get("type") == "ERROR":
+                                status = event.get("object") or {}
+                                raise APIError(
+                                    int(status.get("code") or 500),
+                                    status.get("reason") or "Error",
+                                    status.get("message") or "",
+                                    status,
+                                )
+                            yield event
+                return
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
             raise APIError(503, "ServiceUnavailable", f"watch {key[2]}: {exc!r}") from exc
 

@@ -8,11 +8,11 @@ import asyncio
 import base64
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from support.credentials import ExecPlugin, kubeconfig_with_user
 from support.polling import eventually
 
 from fluxqueue.errors import ConfigError
@@ -209,18 +209,10 @@ async def api():
         await server.stop()
 
 
-def kubeconfig_with_user(api, tmp_path, user: dict):
-    doc = api.kubeconfig()
-    doc["users"][0]["user"] = user
-    path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump(doc))
-    return path
-
-
 async def test_a_token_kept_in_a_file_is_read_again_when_it_rotates(api, tmp_path, monkeypatch):
     token_file = tmp_path / "token"
     token_file.write_text(api.token + "\n")
-    kubeconfig = kubeconfig_with_user(api, tmp_path, {"tokenFile": str(token_file)})
+    kubeconfig = kubeconfig_with_user(api, tmp_path / "kubeconfig", {"tokenFile": str(token_file)})
     monkeypatch.setattr(config_module, "TOKEN_FILE_PERIOD_S", 0.0)  # read again before every request
     async with await KubeClient.from_kubeconfig(kubeconfig, qps=0, burst=1) as c:
         await c.create(PODS, a_pod("p"), namespace="default")
@@ -233,57 +225,8 @@ async def test_a_token_kept_in_a_file_is_read_again_when_it_rotates(api, tmp_pat
         assert (await c.get(PODS, "p", namespace="default"))["metadata"]["name"] == "p"
 
 
-# An exec credential plugin (client.authentication.k8s.io), as EKS, GKE, AKS and OIDC sign-in kubeconfigs
-# name: it prints the token in <dir>/token, with <dir>/expiry as its expirationTimestamp if that file
-# exists, and counts its runs in <dir>/runs.
-PLUGIN = """
-import json, os, pathlib, sys
-d = pathlib.Path(sys.argv[1])
-with open(d / "runs", "a") as f:
-    f.write("run\\n")
-if (d / "fail").exists():
-    sys.exit((d / "fail").read_text())
-info = json.loads(os.environ["KUBERNETES_EXEC_INFO"])
-status = {"token": (d / "token").read_text().strip()}
-if (d / "expiry").exists():
-    status["expirationTimestamp"] = (d / "expiry").read_text().strip()
-print(json.dumps({"apiVersion": info["apiVersion"], "kind": "ExecCredential", "status": status}))
-"""
-
-
-class Plugin:
-    def __init__(self, api, tmp_path):
-        self.dir = tmp_path / "plugin"
-        self.dir.mkdir()
-        (self.dir / "plugin.py").write_text(PLUGIN)
-        self.hand_out(api.token)
-        self.kubeconfig = kubeconfig_with_user(
-            api,
-            tmp_path,
-            {
-                "exec": {
-                    "apiVersion": "client.authentication.k8s.io/v1",
-                    "command": sys.executable,
-                    "args": [str(self.dir / "plugin.py"), str(self.dir)],
-                    "interactiveMode": "Never",
-                }
-            },
-        )
-
-    def hand_out(self, token: str, expires_in: float | None = None) -> None:
-        (self.dir / "token").write_text(token)
-        if expires_in is not None:
-            at = datetime.now(UTC) + timedelta(seconds=expires_in)
-            (self.dir / "expiry").write_text(at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
-
-    @property
-    def runs(self) -> int:
-        path = self.dir / "runs"
-        return len(path.read_text().splitlines()) if path.exists() else 0
-
-
 async def test_an_exec_plugin_authenticates_and_runs_once_while_its_credential_has_no_expiry(api, tmp_path):
-    plugin = Plugin(api, tmp_path)
+    plugin = ExecPlugin(api, tmp_path)
     async with await KubeClient.from_kubeconfig(plugin.kubeconfig, qps=0, burst=1) as c:
         await c.create(PODS, a_pod("p"), namespace="default")
         for _ in range(5):
@@ -302,7 +245,7 @@ async def test_an_exec_plugin_authenticates_and_runs_once_while_its_credential_h
 async def test_an_exec_credential_the_server_refuses_is_fetched_again_and_the_request_retried(
     api, tmp_path, monkeypatch
 ):
-    plugin = Plugin(api, tmp_path)
+    plugin = ExecPlugin(api, tmp_path)
     monkeypatch.setattr(config_module, "REFUSED_RENEWAL_INTERVAL_S", 0.0)  # two refusals a moment apart
     async with await KubeClient.from_kubeconfig(plugin.kubeconfig, qps=0, burst=1) as c:
         await c.create(PODS, a_pod("p"), namespace="default")
@@ -311,16 +254,24 @@ async def test_an_exec_credential_the_server_refuses_is_fetched_again_and_the_re
         plugin.hand_out(api.token)
         assert (await c.get(PODS, "p", namespace="default"))["metadata"]["name"] == "p"
         assert plugin.runs == 2
+        # A watch refused is opened again with the renewed credential.
+        api.token = "watched-" + api.token
+        plugin.hand_out(api.token)
+        events = c.watch(PODS, namespace="default", timeout_seconds=5)
+        first = await anext(events)
+        await events.aclose()
+        assert first["type"] == "ADDED" and first["object"]["metadata"]["name"] == "p"
+        assert plugin.runs == 3
         # Concurrent requests refused together fetch one new credential between them.
         api.token = "again-" + api.token
         plugin.hand_out(api.token)
         got = await asyncio.gather(*(c.get(PODS, "p", namespace="default") for _ in range(8)))
         assert {g["metadata"]["name"] for g in got} == {"p"}
-        assert plugin.runs == 3
+        assert plugin.runs == 4
 
 
 async def test_an_expiring_exec_credential_is_fetched_again_before_it_expires(api, tmp_path):
-    plugin = Plugin(api, tmp_path)
+    plugin = ExecPlugin(api, tmp_path)
     plugin.hand_out(api.token, expires_in=600)
     async with await KubeClient.from_kubeconfig(plugin.kubeconfig, qps=0, burst=1) as c:
         await c.create(PODS, a_pod("p"), namespace="default")
@@ -346,7 +297,7 @@ async def test_an_expiring_exec_credential_is_fetched_again_before_it_expires(ap
 async def test_a_failing_exec_plugin_at_start_is_one_clear_error_and_later_keeps_the_last_credential(
     api, tmp_path
 ):
-    plugin = Plugin(api, tmp_path)
+    plugin = ExecPlugin(api, tmp_path)
     (plugin.dir / "fail").write_text("sign-in required: run `cloud auth login`")
     with pytest.raises(ConfigError) as err:
         await KubeClient.from_kubeconfig(plugin.kubeconfig)

@@ -9,6 +9,7 @@ import asyncio
 import time
 
 import pytest
+from support.credentials import ExecPlugin
 
 from fluxqueue.controller.reactor import GROUP_STATUS_DELAY
 from fluxqueue.kube import names
@@ -511,3 +512,22 @@ async def test_reloading_fluxion_again_and_again_replays_every_allocation(system
     assert len(system.fluxion.matcher.jobs) == 1  # the Job's one allocation, under its id
     row = await system.unit_row("fill-job")
     assert row["fluxion_jobid"] in system.fluxion.matcher.jobs
+
+
+async def test_a_controller_whose_kubeconfig_runs_an_exec_plugin_works_on_when_its_token_is_revoked(
+    system, tmp_path
+):
+    # As EKS, GKE and AKS kubeconfigs do: the user entry runs a credential plugin.
+    plugin = ExecPlugin(system.api, tmp_path)
+    await system.restart_controller(kubeconfig=str(plugin.kubeconfig))
+    await system.apply(pod("before", runtime="1s"))
+    await system.wait_phase("before-pod", "Succeeded")
+    runs = plugin.runs
+    assert runs >= 1
+    # The old token is refused from now on (kubectl gets the new one too); the plugin hands out the new one.
+    system.api.token = "rotated-" + system.api.token
+    plugin.hand_out(system.api.token)
+    system.api.write_kubeconfig(system.kubeconfig)
+    await system.apply(pod("after", runtime="1s"))
+    await system.wait_phase("after-pod", "Succeeded")
+    assert plugin.runs > runs
