@@ -224,9 +224,16 @@ async def test_restarts_recreate_every_job_with_the_next_attempt_until_max_resta
     assert failed["reason"] == "ReachedMaxRestarts"
     js = await api.client.get(JOBSETS, "rs", namespace=NS)
     assert js["status"]["restarts"] == 2 and js["status"]["restartsCountTowardsMax"] == 2
+    # what is left is the last attempt's: its failed Job (a sibling still running was deleted with the JobSet's
+    # failure)
     jobs = await child_jobs(api, "rs")
-    assert sorted(jobs) == ["rs-w-0", "rs-w-1"]
+    assert set(jobs) <= {"rs-w-0", "rs-w-1"}
     assert {j["metadata"]["labels"]["jobset.sigs.k8s.io/restart-attempt"] for j in jobs.values()} == {"2"}
+    assert any(
+        c["type"] == "Failed" and c["status"] == "True"
+        for j in jobs.values()
+        for c in (j.get("status") or {}).get("conditions") or []
+    )
     events = (await api.client.list(R.EVENTS, namespace=NS, field_selector="involvedObject.name=rs"))["items"]
     assert sum(e["reason"] == "RestartJobSetFailurePolicyAction" for e in events) == 2
 
@@ -250,6 +257,30 @@ async def test_in_order_startup_creates_the_next_replicated_job_once_the_first_i
     jobs = await child_jobs(api, "ord")
     first, second = jobs["ord-first-0"], jobs["ord-second-0"]
     assert first["metadata"]["creationTimestamp"] <= second["metadata"]["creationTimestamp"]
+
+
+async def test_depends_on_creates_the_workers_once_the_initializer_completed(apiserver, cluster):
+    api = apiserver
+    workers = replicated_job("workers", 1, 2, "1", "1s")
+    workers["dependsOn"] = [{"name": "init", "status": "Complete"}]
+    await api.client.create(
+        JOBSETS, jobset("dep", replicated_job("init", 1, 1, "1", "3s"), workers), namespace=NS
+    )
+    await eventually(lambda: condition(api, "dep", "Completed"), 20)
+    jobs = await child_jobs(api, "dep")
+    init, work = jobs["dep-init-0"], jobs["dep-workers-0"]
+    done = next(c for c in init["status"]["conditions"] if c["type"] == "Complete")
+    assert work["metadata"]["creationTimestamp"] >= done["lastTransitionTime"]
+
+
+async def test_ttl_after_finished_deletes_the_jobset_and_everything_it_made(apiserver, cluster):
+    api = apiserver
+    await api.client.create(
+        JOBSETS, jobset("ttl", replicated_job("w", 1, 1, "1", "1s"), ttlSecondsAfterFinished=5), namespace=NS
+    )
+    await eventually(lambda: condition(api, "ttl", "Completed"), 20)
+    await eventually(lambda: _when(api.client.list(JOBSETS, namespace=NS), lambda out: not out["items"]), 20)
+    await eventually(lambda: _when(child_jobs(api, "ttl"), lambda js: not js), 20)
 
 
 async def test_deleting_the_jobset_collects_its_jobs_and_pods(apiserver, cluster):

@@ -24,12 +24,16 @@ What a scheduler sees, as the real controller does it:
   status.restarts, restartsCountTowardsMax, terminalState;
 - startupPolicy InOrder: a replicated job's Jobs are created (and resumed) only once every Job of the one
   before is ready (StartupPolicyInProgress, then StartupPolicyCompleted);
+- a replicated job with ``dependsOn`` gets its Jobs only once the one it names has all its Jobs ready
+  (status Ready) or succeeded (Complete) (depends_on.go);
 - network.enableDNSHostnames (default true): a headless Service named after the subdomain (default: the
-  JobSet's name) and the pod template's subdomain.
+  JobSet's name) and the pod template's subdomain;
+- ttlSecondsAfterFinished: the finished JobSet is deleted (foreground) that many simulated seconds after it
+  finished (ttl_after_finished.go).
 The JobSet webhook's defaults are applied when reading the spec (jobset_webhook.go Default): successPolicy
 All, startupPolicy AnyOrder, child Jobs Indexed, pod restartPolicy OnFailure, DNS hostnames on.
-Not modelled: dependsOn, coordinator, exclusive placement, ttlSecondsAfterFinished, the RestartJob actions,
-InPlaceRestart, volumeClaimPolicies, the pod webhooks.
+Not modelled: coordinator, exclusive placement, groups, the RestartJob actions, InPlaceRestart,
+volumeClaimPolicies, activeDeadlineSeconds, the pod webhooks.
 """
 
 from __future__ import annotations
@@ -362,6 +366,24 @@ def _all_started(rjob: Obj, st: Obj) -> bool:
     return rjob.get("replicas", 1) == st["failed"] + st["ready"] + st["succeeded"]  # allReplicasStarted
 
 
+def _dependencies_reached(rjob: Obj, spec: Obj, statuses: dict[str, Obj]) -> bool:
+    """dependencyReachedStatus (depends_on.go): every replicated job this one depends on has all its Jobs
+    succeeded (status Complete) or ready, succeeded or failed (status Ready)."""
+    replicas = {r["name"]: r.get("replicas", 1) for r in spec.get("replicatedJobs") or []}
+    for dep in rjob.get("dependsOn") or []:
+        st = statuses.get(dep.get("name", ""))
+        if st is None:
+            return False
+        if dep.get("status") == "Complete" and replicas.get(dep["name"]) != st["succeeded"]:
+            return False
+        if (
+            dep.get("status") == "Ready"
+            and replicas.get(dep["name"]) != st["failed"] + st["ready"] + st["succeeded"]
+        ):
+            return False
+    return True
+
+
 def plan_jobset(jobset: Obj, jobs: list[Obj], now: str | None = None) -> JobSetPlan:
     """What the JobSet controller does next for ``jobset`` given the Jobs it controls (pure)."""
     now = now or rfc3339()
@@ -427,6 +449,8 @@ def plan_jobset(jobset: Obj, jobs: list[Obj], now: str | None = None) -> JobSetP
     )
     waiting = False
     for rjob in spec["replicatedJobs"]:
+        if not _dependencies_reached(rjob, spec, by_name):
+            continue
         if not suspended and in_order and _all_started(rjob, by_name[rjob["name"]]):
             continue
         if not blocking:
@@ -446,6 +470,8 @@ def plan_jobset(jobset: Obj, jobs: list[Obj], now: str | None = None) -> JobSetP
         return plan
     # resumeJobsIfNecessary
     for rjob in spec["replicatedJobs"]:
+        if not _dependencies_reached(rjob, spec, by_name):
+            continue
         if in_order and _all_started(rjob, by_name[rjob["name"]]):
             continue
         plan.resume += [
@@ -495,11 +521,13 @@ class JobSetController(OwnerController):
         super().__init__(client, timers, jobsets, jobs)
         self.events = events
         self._services: set[str] = set()  # JobSet uids whose headless Service exists
+        self._finished: dict[str, float] = {}  # JobSet uid -> when it was seen finished (sub-second)
 
     def _on_owner(self, typ: str, old: Obj | None, new: Obj | None) -> None:
         super()._on_owner(typ, old, new)
         if new is None and old is not None:
             self._services.discard(old["metadata"]["uid"])
+            self._finished.pop(old["metadata"]["uid"], None)
 
     async def reconcile(self, key: tuple[str, str]) -> None:
         ns, name = key
@@ -533,6 +561,32 @@ class JobSetController(OwnerController):
         await self.write_status(js, plan.status)
         for typ, reason, message in plan.events:
             await self.events.record(js, typ, reason, message, COMPONENT)
+        if is_finished({"status": plan.status}):
+            await self._ttl_after_finished(js, key)
+
+    async def _ttl_after_finished(self, js: Obj, key: tuple[str, str]) -> None:
+        """executeTTLAfterFinishedPolicy: delete the JobSet (foreground) once its TTL has run out."""
+        ttl = (js.get("spec") or {}).get("ttlSecondsAfterFinished")
+        if ttl is None:
+            return
+        clock = self.timers.clock
+        uid = js["metadata"]["uid"]
+        done = self._finished.setdefault(uid, clock.now())
+        left = ttl - (clock.now() - done) * clock.time_scale
+        if left > 0:
+            self.queue.add_after(key, left + 0.001)
+            return
+        try:
+            await self.client.delete(
+                JOBSETS,
+                key[1],
+                namespace=key[0],
+                propagation_policy="Foreground",
+                preconditions={"uid": uid},
+            )
+        except APIError as exc:
+            if exc.code not in (404, 409):
+                raise
 
     async def _create_job(self, js: Obj, body: Obj) -> None:
         try:
