@@ -32,8 +32,8 @@ What a scheduler sees, as the real controller does it:
   finished (ttl_after_finished.go).
 The JobSet webhook's defaults are applied when reading the spec (jobset_webhook.go Default): successPolicy
 All, startupPolicy AnyOrder, child Jobs Indexed, pod restartPolicy OnFailure, DNS hostnames on.
-Not modelled: coordinator, exclusive placement, groups, the RestartJob actions, InPlaceRestart,
-volumeClaimPolicies, activeDeadlineSeconds, the pod webhooks.
+Not modelled: coordinator, exclusive placement, groups, the RestartJob actions (they restart the whole set
+here), InPlaceRestart, volumeClaimPolicies, activeDeadlineSeconds, the pod webhooks.
 """
 
 from __future__ import annotations
