@@ -22,6 +22,8 @@ Leaves live in pools (graph.py); a pool member is visited as the leaf vertex it 
 
 from __future__ import annotations
 
+import re
+
 from fluxqueue.fluxion.matcher.constraints import Constraint
 from fluxqueue.fluxion.matcher.graph import UP, Pool, Vertex
 from fluxqueue.fluxion.matcher.jobspec import Request
@@ -73,10 +75,10 @@ class Evals:
         self.total += o.total
         self.groups.extend(o.groups)
 
-    def choose_best_k(self, k: int, greater: bool) -> bool:
+    def choose_best_k(self, k: int, order: str) -> bool:
         if k == 0 or k > self.qual:
             return False
-        cxx_sort(self.groups, greater)
+        cxx_sort(self.groups, order)
         i = 0
         left = k
         groups = self.groups
@@ -115,24 +117,39 @@ class Scoring:
         for t, ev in o.types.items():
             self.evals(t).merge(ev)
 
-    def choose(self, t: str, k: int, greater: bool) -> None:
-        if self.evals(t).choose_best_k(k, greater):
+    def choose(self, t: str, k: int, order: str) -> None:
+        if self.evals(t).choose_best_k(k, order):
             self.hier = True
 
 
 # -- libstdc++ std::sort, exactly (bits/stl_algo.h: introsort, median-of-three, final insertion sort) ---------
 
 
-def cxx_sort(a: list[Egroup], greater: bool) -> None:
-    """Sort edge groups by score as ``std::sort(begin, end, fold::greater|less)`` does, ties included."""
+GREATER, LESS, INTERVAL_GREATER = "greater", "less", "interval_greater"
+
+
+def cxx_sort(a: list[Egroup], order: str) -> None:
+    """Sort edge groups by score as ``std::sort(begin, end, comp)`` does, ties included. ``comp`` is one of
+    fold.hpp's: greater, less, or interval_greater (scores in one run of consecutive integers are equal: the
+    closed intervals [s, s] joined into a boost::icl::interval_set)."""
     n = len(a)
     if n < 2:
         return
     scores = [g.score for g in a]
-    if len(set(scores)) == n:  # no ties: every correct sort gives this order
-        a.sort(key=lambda g: g.score, reverse=greater)
+    if order == INTERVAL_GREATER:
+        run = {}
+        r = -1
+        prev = None
+        for sc in sorted(set(scores)):
+            if prev is None or sc != prev + 1:
+                r += 1
+            run[sc] = r
+            prev = sc
+        keys = [-run[sc] for sc in scores]
+    elif len(set(scores)) == n:  # no ties: every correct sort gives this order
+        a.sort(key=lambda g: g.score, reverse=order == GREATER)
         return
-    if greater:
+    elif order == GREATER:
         keys = [-s for s in scores]
     else:
         keys = scores
@@ -265,6 +282,18 @@ def _adjust_heap(v: list, first: int, hole: int, n: int, val) -> None:
 # -- the traversal -----------------------------------------------------------------------------------------
 
 
+def perf_class(properties: dict | None) -> int:
+    """var_aware_t: a vertex's ``perf_class`` property, 9999 (the worst class) when absent or out of range."""
+    m = _STOI.match(str((properties or {}).get("perf_class", "")))  # std::stoi: a leading integer
+    if m is None:
+        return 9999
+    c = int(m.group(0))
+    return c if 0 <= c <= 9999 else 9999
+
+
+_STOI = re.compile(r"\s*[+-]?\d+")
+
+
 def effective_max(r: Request) -> int:
     """calc_effective_max: the largest count the request's expression reaches within max."""
     return r.best_count(r.max)
@@ -285,7 +314,18 @@ class Select:
     def __init__(self, dfu: DFU, window: Window, constraint: Constraint | None) -> None:
         self.dfu = dfu
         self.policy = dfu.policy
-        self.greater = dfu.policy.high
+        pol = dfu.policy
+        # The comparators of each finish step (fold.hpp) and how a vertex scores, per match callback:
+        # multilevel_id_t (high/low and the named variants), greater_interval_first_t (locality) and
+        # var_aware_t (variation).
+        if pol.locality:
+            self.cmp_vtx, self.cmp_slot, self.cmp_graph = GREATER, GREATER, INTERVAL_GREATER
+        elif pol.variation:
+            self.cmp_vtx, self.cmp_slot, self.cmp_graph = LESS, GREATER, LESS
+        else:
+            c = GREATER if pol.high else LESS
+            self.cmp_vtx = self.cmp_slot = self.cmp_graph = c
+        self.by_id = not pol.variation
         self.node_centric = dfu.policy.node_centric
         self.dynamic = dfu.policy.stop_on_1
         self.w = window
@@ -392,11 +432,11 @@ class Select:
                 if count == 0:
                     score = MATCH_UNMET
                     break
-                dfu.choose(c.type, count, self.greater)
+                dfu.choose(c.type, count, self.cmp_vtx)
         self.ml -= factor
         if score != MATCH_MET:
             return False, x_in
-        overall = score + self.ml + u.vid + 1
+        overall = score + self.ml + u.vid + 1 if self.by_id else score + perf_class(u.properties)
         dfu.overall = overall
         # resolve
         if dfu.hier:
@@ -406,9 +446,6 @@ class Select:
         to_parent.avail = u.size if u.size > 0 else 1
         to_parent.overall = overall
         return True, x_in
-
-    def _leaf_score(self, vid: int) -> int:
-        return MATCH_MET + self.ml + vid + 1
 
     def explore(
         self, u: Vertex, resources: list[Request], pristine: bool, excl: bool, dfu: Scoring, multiplier: int
@@ -459,11 +496,14 @@ class Select:
 
     def _add_leaves(self, p: Pool, members, excl: bool, ev: Evals, tally) -> None:
         size = p.size
-        base = MATCH_MET + self.ml + 1
-        ids = p.ids
-        id_base = p.id_base
+        if self.by_id:
+            base = MATCH_MET + self.ml + 1
+            ids = p.ids
+            id_base = p.id_base
+        else:
+            base, ids, id_base = MATCH_MET + perf_class(p.properties), None, 0
         for i in members:
-            vid = ids[i] if ids is not None else id_base + i
+            vid = (ids[i] if ids is not None else id_base + i) if self.by_id else 0
             ev.add(Egroup(base + vid, size, excl, [((p, i), size, excl)]))
             if tally is not None and tally.add(size):
                 return
@@ -516,7 +556,7 @@ class Select:
         self.explore(u, shape, pristine, True, dfu_slot, nslots)
         # dom_finish_slot: sort every type (choose_accum_all)
         for ev in dfu_slot.types.values():
-            ev.choose_best_k(ev.qual, self.greater)
+            ev.choose_best_k(ev.qual, self.cmp_slot)
         # cnt_slot: how many whole slots the edge groups pack into
         qual = None
         counts = []
@@ -601,7 +641,7 @@ class Select:
             count = r.best_count(dfu.qualified(r.type))
             if count == 0:
                 return None
-            dfu.choose(r.type, count, self.greater)
+            dfu.choose(r.type, count, self.cmp_graph)
         self.ml = 0
         needs = 1
         for r in resources:
