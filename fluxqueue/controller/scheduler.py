@@ -35,7 +35,7 @@ from fluxqueue.log import get_logger
 from fluxqueue.placement import constraints
 from fluxqueue.placement.binding import assign_pod_sets, split_allocation
 from fluxqueue.placement.graph import ClusterGraph, build_cluster_graph
-from fluxqueue.placement.jobspec import jobspec_for
+from fluxqueue.placement.jobspec import jobspec_for, slot_sets
 from fluxqueue.placement.units import UnitError
 from fluxqueue.queue.store import (
     FAILED,
@@ -963,7 +963,7 @@ class Scheduler:
         su = scheduling_unit(unit)
         split = split_allocation(
             {n.node: n for n in alloc.nodes},
-            su.pod_sets,
+            slot_sets(su),
             ctx.settings.memory_chunk,
             exclusive=unit.exclusive,
             allows=self._allows(su),

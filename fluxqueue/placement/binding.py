@@ -134,7 +134,7 @@ def split_allocation(
     left = {
         n: [
             int(nodes[n].cores),
-            int(nodes[n].memory // memory_chunk_bytes) if memory_chunk_bytes else 0,
+            int(_memory_of(nodes[n]) // memory_chunk_bytes) if memory_chunk_bytes else 0,
             int(nodes[n].gpus),
             1 if exclusive else (int(getattr(nodes[n], "slots", 0)) or 1 << 30),
         ]
@@ -192,6 +192,12 @@ def split_allocation(
                 take(n, name, -k)
         fill(0, 0, order[0].count, False)  # greedy: as much as fits, in order (a partial split binds less)
     return split
+
+
+def _memory_of(share: Any) -> int:
+    """Bytes a node gives: a stored NodeShare's ``memory_bytes`` or an R reading's ``memory``."""
+    value = getattr(share, "memory_bytes", None)
+    return int(value if value is not None else getattr(share, "memory", 0))
 
 
 def assign_pod_sets(

@@ -2,12 +2,13 @@
 
 Shapes:
 
-* shared nodes (default): ``slot(count=pods) -> {core, memory, gpu}`` per pod set, with no node level, so
-  Fluxion may pack several pods onto one node (what both fluences do);
-* exclusive (``fluxqueue.io/exclusive: "true"``): ``node(count=pods, exclusive) -> slot(1) -> {...}`` per pod
-  set: every pod gets a whole node of its own.
+* shared nodes (default): ``slot(count=pods) -> {core, memory, gpu}`` with no node level, so Fluxion may
+  pack several pods onto one node (what both fluences do);
+* exclusive (``fluxqueue.io/exclusive: "true"``): ``node(count=pods, exclusive) -> slot(1) -> {...}``: every
+  pod gets a whole node of its own.
 
-Which pod of which set goes where is derived from the allocation afterwards (:mod:`.binding`).
+A unit of pod sets of different shapes asks slots of the widest shape (:func:`slot_sets`); which pod of which
+set goes where is derived from the allocation afterwards (:mod:`.binding`).
 
 A slot asks ``ceil(cpu / 1000m)`` cores (at least 1: a pod always runs somewhere), ``ceil(memory / chunk)``
 memory chunks expressed in the graph's memory unit (see :mod:`fluxqueue.placement.graph`), and its GPUs.
@@ -18,9 +19,11 @@ jobspec parser accepts.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fluxqueue.placement import constraints
+from fluxqueue.placement.podsets import PodSet
 from fluxqueue.placement.slots import memory_unit, slot_shape
 from fluxqueue.placement.units import SchedulingUnit, UnitError
 
@@ -38,39 +41,43 @@ def _slot(
     return {"type": "slot", "count": count, "label": label, "with": inside}
 
 
-def slot_labels(unit: SchedulingUnit) -> list[str]:
-    """One slot label per pod set: ``task`` for a unit of one set (what flux-sched users know), else
-    ``task-<set>``."""
-    if len(unit.pod_sets) == 1:
-        return [SLOT_LABEL]
-    return [f"{SLOT_LABEL}-{s.name}" for s in unit.pod_sets]
+def slot_sets(unit: SchedulingUnit) -> tuple[PodSet, ...]:
+    """The pod sets as Fluxion is asked for them: as they are when they are alike, else every set with the
+    per-resource maximum of all sets' requests.
+
+    flux-sched's traverser takes one request per resource type among siblings (``dfu_impl.cpp`` ``dom_dfv``
+    refuses siblings of the same type, and a slot cannot hold a slot), so a jobspec cannot carry one slot
+    shape per set. A slot big enough for any pod of the unit keeps the promise that matters (every pod lands
+    where its own request fits, all at once); it over-reserves the smaller pods' difference.
+    """
+    sets = unit.pod_sets
+    if all(slot_shape(s.per_pod) == slot_shape(sets[0].per_pod) for s in sets[1:]):
+        return sets
+    widest = unit.per_pod
+    return tuple(replace(s, per_pod=widest) for s in sets)
 
 
 def jobspec_for(unit: SchedulingUnit, graph: Any) -> dict[str, Any]:
-    """The jobspec for ``unit`` against ``graph`` (a ClusterGraph: memory convention and host lists).
-
-    One slot resource per pod set, with the set's count and shape, so one match places the whole unit.
-    """
+    """The jobspec for ``unit`` against ``graph`` (a ClusterGraph: memory convention and host lists):
+    one slot shape for the whole unit (:func:`slot_sets`), so one match places it all."""
     if unit.size <= 0 or not unit.pod_sets:
         raise UnitError(f"{unit.kind} {unit.namespace}/{unit.name} asks for 0 pods; nothing to place")
     chunk = graph.memory_chunk_bytes
     chunk_size, chunk_unit = memory_unit(chunk)
-    resources = []
-    tasks = []
-    for pod_set, label in zip(unit.pod_sets, slot_labels(unit), strict=True):
-        cores, chunks, gpus = slot_shape(pod_set.per_pod, chunk)
-        if unit.exclusive:
-            slot = _slot(label, cores, chunks, chunk_size, chunk_unit, gpus, 1)
-            resources.append({"type": "node", "count": pod_set.count, "exclusive": True, "with": [slot]})
-        else:
-            resources.append(_slot(label, cores, chunks, chunk_size, chunk_unit, gpus, pod_set.count))
-        tasks.append(
-            {
-                "command": [unit.kind.lower(), unit.namespace, unit.name],
-                "slot": label,
-                "count": {"per_slot": 1},
-            }
-        )
+    cores, chunks, gpus = slot_shape(slot_sets(unit)[0].per_pod, chunk)
+    count = sum(s.count for s in unit.pod_sets)
+    if unit.exclusive:
+        slot = _slot(SLOT_LABEL, cores, chunks, chunk_size, chunk_unit, gpus, 1)
+        resources = [{"type": "node", "count": count, "exclusive": True, "with": [slot]}]
+    else:
+        resources = [_slot(SLOT_LABEL, cores, chunks, chunk_size, chunk_unit, gpus, count)]
+    tasks = [
+        {
+            "command": [unit.kind.lower(), unit.namespace, unit.name],
+            "slot": SLOT_LABEL,
+            "count": {"per_slot": 1},
+        }
+    ]
     system: dict[str, Any] = {"duration": int(unit.duration)}
     constraint = constraints.constraint_for_sets(
         unit.pod_sets, graph.node_views(), graph.tainted_node_views()

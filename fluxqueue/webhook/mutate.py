@@ -111,8 +111,11 @@ class _Patch:
         """Set ``path`` to ``value``, adding missing parent maps with one op (never overwriting siblings)."""
         node: Any = self.obj
         for depth, key in enumerate(path[:-1]):
+            if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+                node = node[int(key)]  # a list item (a JobSet's replicated job): walked into, never built
+                continue
             child = node.get(key) if isinstance(node, dict) else None
-            if not isinstance(child, dict):
+            if not isinstance(child, dict | list):
                 # Build the missing subtree in one "add" at the first absent level.
                 subtree: Any = value
                 for k in reversed(path[depth + 1 :]):
