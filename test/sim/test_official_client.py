@@ -603,3 +603,76 @@ def test_exec_attach_and_port_forward_say_the_simulator_does_not_support_them(ap
         "nodes/proxy",
     } <= names
     assert {"replicationcontrollers", "replicationcontrollers/scale"} <= names
+
+
+# ----- kubernetes.utils, whose errors quote the server's body
+
+
+def test_create_from_yaml_reports_conflicts_in_kube_apiservers_words(api_client, tmp_path):
+    """The strings the client's own e2e suite (test_utils.py) expects from kube-apiserver, byte for byte."""
+    from kubernetes import utils
+
+    apiservice = {
+        "apiVersion": "apiregistration.k8s.io/v1",
+        "kind": "APIService",
+        "metadata": {"name": "v1alpha1.wardle.k8s.io"},
+        "spec": {
+            "insecureSkipTLSVerify": True,
+            "group": "wardle.k8s.io",
+            "groupPriorityMinimum": 1000,
+            "versionPriority": 15,
+            "service": {"name": "api", "namespace": "wardle"},
+            "version": "v1alpha1",
+        },
+    }
+    utils.create_from_dict(api_client, apiservice)
+    with pytest.raises(utils.FailToCreateError) as e:
+        utils.create_from_dict(api_client, apiservice)
+    assert str(e.value) == (
+        'Error from server (Conflict): {"kind":"Status","apiVersion":"v1","metadata":{},'
+        '"status":"Failure","message":"apiservices.apiregistration.k8s.io '
+        '\\"v1alpha1.wardle.k8s.io\\" already exists","reason":"AlreadyExists",'
+        '"details":{"name":"v1alpha1.wardle.k8s.io","group":"apiregistration.k8s.io","kind":"apiservices"},'
+        '"code":409}\n'
+    )
+    manifests = tmp_path / "multi.yaml"
+    manifests.write_text(
+        """apiVersion: v1
+kind: Service
+metadata: {name: mock-2, labels: {app: mock}}
+spec:
+  ports: [{port: 99, protocol: TCP, targetPort: 9949}]
+  selector: {app: mock}
+---
+apiVersion: v1
+kind: ReplicationController
+metadata: {name: mock-2}
+spec:
+  replicas: 1
+  selector: {app: mock}
+  template:
+    metadata: {labels: {app: mock}}
+    spec: {containers: [{name: mock-container, image: busybox}]}
+"""
+    )
+    utils.create_from_dict(
+        api_client,
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "mock-2"},
+            "spec": {"ports": [{"port": 80}]},
+        },
+    )
+    with pytest.raises(utils.FailToCreateError) as e:
+        utils.create_from_yaml(api_client, str(manifests))
+    assert str(e.value) == (
+        'Error from server (Conflict): {"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+        '"message":"services \\"mock-2\\" already exists","reason":"AlreadyExists",'
+        '"details":{"name":"mock-2","kind":"services"},"code":409}\n'
+    )
+    # the ReplicationController after the conflict was created all the same
+    assert (
+        k8s.CoreV1Api(api_client).read_namespaced_replication_controller("mock-2", "default").spec.replicas
+        == 1
+    )

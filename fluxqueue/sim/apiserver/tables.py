@@ -218,6 +218,23 @@ def _rs_row(o: Obj) -> list[Any]:
     ]
 
 
+def _apiservice_row(o: Obj) -> list[Any]:
+    # printers.go printAPIService: SERVICE is namespace/name or Local; AVAILABLE the condition's status, or
+    # False (reason) when it is not True
+    svc = (o.get("spec") or {}).get("service")
+    service = f"{svc.get('namespace')}/{svc.get('name')}" if svc else "Local"
+    cond = next(
+        (c for c in (o.get("status") or {}).get("conditions") or [] if c.get("type") == "Available"), None
+    )
+    if cond is None:
+        available = "Unknown"
+    elif cond.get("status") == "True":
+        available = "True"
+    else:
+        available = f"{cond.get('status')} ({cond.get('reason')})"
+    return [o["metadata"]["name"], service, available, age(o)]
+
+
 def _sts_row(o: Obj) -> list[Any]:
     spec, st = o.get("spec") or {}, o.get("status") or {}
     return [o["metadata"]["name"], f"{st.get('readyReplicas', 0)}/{spec.get('replicas', 0)}", age(o)]
@@ -317,6 +334,14 @@ BUILTIN: dict[tuple[str, str], tuple[list[dict[str, Any]], Callable[[Obj], list[
     ("apps", "replicasets"): (
         [NAME, _col("Desired", "integer"), _col("Current", "integer"), _col("Ready", "integer"), AGE],
         _rs_row,
+    ),
+    ("", "replicationcontrollers"): (
+        [NAME, _col("Desired", "integer"), _col("Current", "integer"), _col("Ready", "integer"), AGE],
+        _rs_row,
+    ),
+    ("apiregistration.k8s.io", "apiservices"): (
+        [NAME, _col("Service"), _col("Available"), AGE],
+        _apiservice_row,
     ),
     ("apps", "statefulsets"): ([NAME, _col("Ready"), AGE], _sts_row),
     ("apps", "daemonsets"): (
