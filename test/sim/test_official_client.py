@@ -676,3 +676,72 @@ spec:
         k8s.CoreV1Api(api_client).read_namespaced_replication_controller("mock-2", "default").spec.replicas
         == 1
     )
+
+
+def test_a_crd_group_gets_its_api_service_and_the_dynamic_client_finds_it(api_client):
+    ext = k8s.ApiextensionsV1Api(api_client)
+    reg = k8s.ApiregistrationV1Api(api_client)
+    ext.create_custom_resource_definition(
+        {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": "crontabs.stable.example.com"},
+            "spec": {
+                "group": "stable.example.com",
+                "scope": "Namespaced",
+                "names": {
+                    "plural": "crontabs",
+                    "singular": "crontab",
+                    "kind": "CronTab",
+                    "shortNames": ["ct"],
+                },
+                "versions": [
+                    {
+                        "name": "v1",
+                        "served": True,
+                        "storage": True,
+                        "schema": {
+                            "openAPIV3Schema": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            }
+                        },
+                    }
+                ],
+            },
+        }
+    )
+    svc = reg.read_api_service("v1.stable.example.com")
+    assert (svc.spec.group, svc.spec.version, svc.spec.group_priority_minimum) == (
+        "stable.example.com",
+        "v1",
+        1000,
+    )
+    assert svc.status.conditions[0].status == "True"
+    dyn = DynamicClient(api_client)
+    crontabs = dyn.resources.get(api_version="stable.example.com/v1", kind="CronTab")
+    crontabs.create(
+        body={
+            "apiVersion": "stable.example.com/v1",
+            "kind": "CronTab",
+            "metadata": {"name": "c"},
+            "spec": {"x": 1},
+        },
+        namespace="default",
+    )
+    assert [o.metadata.name for o in crontabs.get(namespace="default").items] == ["c"]
+    # metadata-only for custom resources too
+    _status, text = raw(
+        api_client, "GET", "/apis/stable.example.com/v1/namespaces/default/crontabs", {"Accept": PARTIAL_LIST}
+    )
+    assert [i["kind"] for i in json.loads(text)["items"]] == ["PartialObjectMetadata"]
+    ext.delete_custom_resource_definition("crontabs.stable.example.com")
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            reg.read_api_service("v1.stable.example.com")
+        except k8s.ApiException as e:
+            assert e.status == 404
+            break
+        assert time.monotonic() < deadline, "the APIService of a deleted CRD stayed"
+        time.sleep(0.05)

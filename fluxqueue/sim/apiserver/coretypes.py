@@ -161,13 +161,52 @@ def seed_api_services(engine: Any) -> None:
                 "kind": "APIService",
                 "metadata": {
                     "name": f"{version}.{group}",
-                    "labels": {"kube-aggregator.kubernetes.io/automanaged": "onstart"},
+                    "labels": {AUTOMANAGED: "onstart"},
                 },
                 "spec": spec,
             }
             strat.prepare_create(obj)
             engine._system_fields(obj)
             engine.store.put(t, obj, None)
+
+
+def sync_crd_api_services(engine: Any) -> None:
+    """The APIServices kube-apiserver's crdregistration controller keeps for the group versions that
+    CustomResourceDefinitions serve (groupPriorityMinimum 1000, versionPriority 100, labelled automanaged),
+    added and removed as CRDs come and go."""
+    t = engine.store.table("apiregistration.k8s.io", "apiservices")
+    strat = engine.strategies[("apiregistration.k8s.io", "apiservices")]
+    served = {(rt.group, rt.version) for rt in engine.registry.all() if rt.custom}
+    for bucket in list(t.by_ns.values()):
+        for obj in list(bucket.values()):
+            labels = obj["metadata"].get("labels") or {}
+            spec = obj.get("spec") or {}
+            if (
+                labels.get(AUTOMANAGED) == "true"
+                and (spec.get("group", ""), spec.get("version")) not in served
+            ):
+                engine.store.remove(t, obj)
+    for group, version in sorted(served):
+        name = f"{version}.{group}"
+        if t.get("", name) is not None:
+            continue
+        obj = {
+            "apiVersion": "apiregistration.k8s.io/v1",
+            "kind": "APIService",
+            "metadata": {"name": name, "labels": {AUTOMANAGED: "true"}},
+            "spec": {
+                "group": group,
+                "version": version,
+                "groupPriorityMinimum": 1000,
+                "versionPriority": 100,
+            },
+        }
+        strat.prepare_create(obj)
+        engine._system_fields(obj)
+        engine.store.put(t, obj, None)
+
+
+AUTOMANAGED = "kube-aggregator.kubernetes.io/automanaged"
 
 
 def available_condition(obj: Obj) -> Obj:

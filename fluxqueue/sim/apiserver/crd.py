@@ -14,6 +14,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
+from .coretypes import sync_crd_api_services
 from .resources import ResourceType
 from .store import clone
 from .strategy import Obj, Strategy
@@ -188,8 +189,9 @@ class CustomResourceStrategy(Strategy):
         if schema is None:
             return
         pruned = prune(obj, schema, root=True)
-        obj.clear()
-        obj.update(pruned)
+        if pruned is not obj:  # a root that preserves unknown fields is the object itself: nothing to drop
+            obj.clear()
+            obj.update(pruned)
         apply_defaults(obj, schema)
 
     def prepare_create(self, obj: Obj) -> None:
@@ -308,6 +310,10 @@ class CRDManager:
         return out
 
     def on_change(self, old: Obj | None, new: Obj | None) -> None:
+        self._on_change(old, new)
+        sync_crd_api_services(self.engine)
+
+    def _on_change(self, old: Obj | None, new: Obj | None) -> None:
         reg = self.engine.registry
         if old is not None:
             for rt in self.types_of(old):
