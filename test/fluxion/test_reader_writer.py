@@ -214,3 +214,98 @@ def test_text_that_differs_from_the_compact_layout_falls_back_to_the_careful_rea
     text = GraphBuilder.to_json.__globals__["dumps"](doc)
     assert try_read_compact(text) is None
     assert read_jgf(text).root.pools  # the careful reader takes it as written
+
+
+# -- what flux-sched's JGF reader loads although it is not a plain tree (resource_reader_jgf.cpp) -------------
+
+
+def _with(doc, nodes=(), edges=()):
+    doc = copy.deepcopy(doc)
+    doc["graph"]["nodes"].extend(copy.deepcopy(list(nodes)))
+    doc["graph"]["edges"].extend(copy.deepcopy(list(edges)))
+    return doc
+
+
+def _v(vid, type_, path, **md):
+    return {"id": vid, "metadata": {"type": type_, "uniq_id": int(vid), "paths": path, **md}}
+
+
+def _e(s, t, sub="containment"):
+    return {"source": s, "target": t, "metadata": {"subsystem": sub}}
+
+
+SLOT_CORE = {
+    "version": 1,
+    "resources": [{"type": "slot", "count": 1, "label": "a", "with": [{"type": "core", "count": 1}]}],
+    "tasks": [{"command": ["app"], "slot": "a", "count": {"per_slot": 1}}],
+    "attributes": {"system": {"duration": 10}},
+}
+
+
+def test_a_vertex_with_two_containment_parents_belongs_to_the_first_that_reaches_it():
+    # node "other" also contains core0; the walk from the root reaches core0 first through kind-worker
+    # (edges are walked in the order they are listed), so core0 stays kind-worker's.
+    doc = _with(
+        TINY_JGF,
+        nodes=[_v("5", "node", {"containment": "/cluster0/other"}, name="other")],
+        edges=[_e("0", "5"), _e("5", "2")],
+    )
+    g = read_jgf(doc)
+    assert g.nodes["kind-worker"].cap == {"core": 2, "memory": 1024}
+    assert g.nodes["other"].cap == {}
+    # listed the other way round, the first parent to reach core0 is "other"
+    doc2 = copy.deepcopy(doc)
+    doc2["graph"]["edges"] = [_e("0", "5"), _e("5", "2"), *TINY_JGF["graph"]["edges"]]
+    g2 = read_jgf(doc2)
+    assert g2.nodes["other"].cap == {"core": 1}
+    assert g2.nodes["kind-worker"].cap == {"core": 1, "memory": 1024}
+    m = Matcher()
+    m.init(doc)
+    assert m.match(SLOT_CORE).nodes == ["kind-worker"]
+
+
+def test_a_jgf_with_another_subsystem_loads_and_matches_on_containment():
+    # a power subsystem: a pdu vertex with only a power path, and power edges to the node
+    doc = copy.deepcopy(TINY_JGF)
+    doc["graph"]["nodes"][1]["metadata"]["paths"]["power"] = "/pdu0/kind-worker"
+    doc = _with(doc, nodes=[_v("5", "pdu", {"power": "/pdu0"})], edges=[_e("5", "1", "power")])
+    g = read_jgf(doc)
+    assert (g.n_vertices, g.n_edges) == (6, 5)
+    assert g.root.cap == {"node": 1, "core": 2, "memory": 1024}
+    assert g.other_types == {"pdu"}
+    m = Matcher()
+    m.init(json.dumps(doc))
+    assert m.match(SLOT_CORE).status == "allocated"
+    pdu = copy.deepcopy(SLOT_CORE)
+    pdu["resources"] = [{"type": "pdu", "count": 1, "with": SLOT_CORE["resources"]}]
+    assert m.match(pdu).status in ("busy", "unsatisfiable")  # a known type: an ordinary no-match
+    with pytest.raises(JGFError, match="two power roots"):
+        read_jgf(_with(doc, nodes=[_v("6", "pdu", {"power": "/pdu1"})]))
+
+
+def test_vertices_the_walk_never_reaches_and_cycles_are_loaded_as_flux_sched_does():
+    orphan = _with(TINY_JGF, nodes=[_v("5", "node", {"containment": "/cluster0/lost"}, name="lost")])
+    g = read_jgf(orphan)
+    assert sorted(g.nodes) == ["kind-worker"] and g.n_vertices == 6
+    back = _with(TINY_JGF, edges=[_e("1", "0"), _e("2", "2")])  # an edge back to the root, a self loop
+    assert read_jgf(back).root.cap == {"node": 1, "core": 2, "memory": 1024}
+    with pytest.raises(JGFError, match=r"no 'metadata\.paths\.containment'"):
+        read_jgf(_with(TINY_JGF, nodes=[_v("5", "pdu", {"power": "/pdu0"})], edges=[_e("1", "5")]))
+
+
+def test_the_compact_fast_path_refuses_what_the_careful_reader_refuses():
+    text = synthetic_cluster(2, cores=2, memory_chunks=0).to_json()
+    for old, new in [
+        ('"exclusive":false', '"exclusive":"no"'),
+        ('"size":1,', '"size":1.0,'),
+        ('"unit":""', '"unit":null'),
+        ('"uniq_id":3,', '"uniq_id":true,'),
+    ]:
+        assert old in text
+        bad = (
+            text.replace(old, new, 1)
+            if old != '"uniq_id":3,'
+            else text.replace('"uniq_id":1,', '"uniq_id":true,', 1)
+        )
+        with pytest.raises(JGFError):
+            read_jgf(bad)

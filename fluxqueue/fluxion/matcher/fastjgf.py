@@ -119,6 +119,7 @@ def try_read_compact(text: str | bytes) -> ResourceGraph | None:
             not isinstance(md, dict)
             or v.get("id") != str(uid)
             or md.get("uniq_id") != uid
+            or type(md["uniq_id"]) is not int
             or "status" in md
             or not isinstance(md.get("type"), str)
             or not isinstance(md.get("paths"), dict)
@@ -127,7 +128,7 @@ def try_read_compact(text: str | bytes) -> ResourceGraph | None:
         path = md["paths"].get("containment")
         i0 = md.get("id")
         name = md.get("name")
-        if not isinstance(path, str) or not isinstance(i0, int) or not isinstance(name, str):
+        if not isinstance(path, str) or type(i0) is not int or not isinstance(name, str):
             return None
         parent_path, _, last = path.rpartition("/")
         if last != name:
@@ -223,8 +224,13 @@ def _build(text: str, cut: int, runs: list[_Run], n: int) -> ResourceGraph | Non
             isinstance(props, dict) and all(isinstance(x, str) for x in props.values())
         ):
             return None
-        size, unit, rank = md.get("size", 1), md.get("unit") or "", md.get("rank", -1)
-        if not isinstance(size, int) or size < 0 or not isinstance(rank, int) or not isinstance(unit, str):
+        size, unit, rank = md.get("size", 1), md.get("unit", ""), md.get("rank", -1)
+        if type(size) is not int or size < 0 or type(rank) is not int or type(unit) is not str:
+            return None
+        # What the careful reader would refuse or read differently (jansson types, other subsystems).
+        if type(md.get("exclusive", False)) is not bool or len(md["paths"]) != 1:
+            return None
+        if "basename" in md and (type(md["basename"]) is not str or not md["basename"]):
             return None
         k = bisect_left(parent_list, r.u0)
         members_are_parents = k < len(parent_list) and parent_list[k] < r.u0 + r.count
