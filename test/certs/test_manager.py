@@ -94,7 +94,9 @@ async def test_chart_webhook_intercepts_a_job_over_tls_verified_with_the_injecte
 
         config = await api.client.get(R.MUTATING_WEBHOOKS, WEBHOOK)
         bundle = base64.b64encode(certs.ca_bundle).decode()
-        assert [h["clientConfig"]["caBundle"] for h in config["webhooks"]] == [bundle] * len(config["webhooks"])
+        assert [h["clientConfig"]["caBundle"] for h in config["webhooks"]] == [bundle] * len(
+            config["webhooks"]
+        )
 
         created = await api.client.create(R.JOBS, job("first"), namespace="team-a")
         assert created["spec"]["suspend"] is True

@@ -184,6 +184,31 @@ async def check_invariants(api, cluster, dsn: str, timeline: PodTimeline) -> Non
             )
             for b in bound:
                 assert b["node"] in alloc_nodes, f"{u['name']}: pod {b['pod']} bound outside its allocation"
+            # Each pod's own request fits what the unit holds on its node: pods of a unit of several pod sets
+            # are bound to slots that fit them, never to a node whose share is smaller than what they ask.
+            shares = {
+                r["node"]: r
+                for r in await conn.fetch(
+                    "SELECT node, cores, memory_bytes, gpus FROM fluxqueue.allocation_nodes WHERE unit_id = $1",
+                    u["id"],
+                )
+            }
+            on_node: dict[str, list[PodTrace]] = defaultdict(list)
+            for b in await conn.fetch(
+                "SELECT pod_uid, node FROM fluxqueue.pod_bindings WHERE unit_id = $1", u["id"]
+            ):
+                trace = timeline.pods.get(b["pod_uid"])
+                if trace is not None and trace.bound_at is not None:
+                    on_node[b["node"]].append(trace)
+            for node, traces in on_node.items():
+                share = shares[node]
+                for t in traces:  # at each bind: the unit's pods on that node then, this one included
+                    live = [o for o in traces if o.bound_at <= t.bound_at < (o.ended_at or float("inf"))]
+                    cpu, mem = sum(o.cpu_milli for o in live), sum(o.memory for o in live)
+                    assert cpu <= share["cores"] * 1000 and mem <= share["memory_bytes"], (
+                        f"{u['name']}: when {t.name} was bound, its unit's pods on {node} asked {cpu}m cpu, "
+                        f"{mem} bytes; its share there is {share['cores']} cores, {share['memory_bytes']} bytes"
+                    )
             if u["state"] in ("Running", "Succeeded") or (u["state"] == "Scheduled" and u["released"]):
                 pods_bound = {b["pod"] for b in bound}
                 assert len(pods_bound) >= u["size"] or u["state"] == "Scheduled", (
