@@ -82,6 +82,7 @@ class Matcher:
         self.graph: ResourceGraph | None = None
         self.policy: Policy = POLICIES["first"]
         self.dfu = DFU(self.policy)
+        self._nodes_up: int | None = None  # graph_db metadata.nodes_up, counted when first needed
         self.jobs: dict[int, Job] = {}
         self.next_jobid = 1
         self.epoch = 0
@@ -114,6 +115,7 @@ class Matcher:
         self.graph = graph
         self.policy = pol
         self.dfu = DFU(pol)
+        self._nodes_up = None
         self.jobs = {}
         self.next_jobid = 1
         self.epoch += 1
@@ -257,7 +259,9 @@ class Matcher:
         ends, a duration-0 job, holds a node there)."""
         target = _node_count(js.resources)
         nodes = graph.nodes.values()
-        up = sum(1 for v in nodes if v.status == UP)
+        up = self._nodes_up
+        if up is None:
+            up = self._nodes_up = sum(1 for v in nodes if v.status == UP)
         if js.constraint is None and target <= up:
             return True
         if target > up:
@@ -476,6 +480,8 @@ class Matcher:
             for k, n in ((doc.get("graph") or {}).get("metadata") or {}).get("fluxqueue.io/slots", {}).items()
         }
         job = self._apply_sets(jobid, start, d, vertices, pools, slots)
+        # flux-sched's update path reorders by_outedges as a match does
+        self.dfu.update_weights([v for v in vertices if v.parent is not None])
         self.next_jobid = max(self.next_jobid, jobid + 1)
         return job
 
@@ -492,6 +498,7 @@ class Matcher:
                 unknown.append(n)
             else:
                 v.status = status
+        self._nodes_up = None
         return unknown
 
     def add_subgraph(self, jgf: str | dict, parent_path: str = "") -> int:
@@ -535,6 +542,8 @@ class Matcher:
         parent.children.sort(key=lambda c: (c.vid, c.uid))
         parent.ctypes = frozenset(parent.child_types())
         _reindex_up(parent)
+        self.dfu.graph_changed()
+        self._nodes_up = None
         graph.n_vertices += added
         graph.n_edges += added
         return added
@@ -579,6 +588,8 @@ class Matcher:
                     a.free[t] = a.free.get(t, 0) - amt
                 a = a.parent
             _reindex_up(parent)
+            self.dfu.graph_changed()
+            self._nodes_up = None
             graph.n_vertices -= count
             graph.n_edges -= count
             removed.append(n)
@@ -677,8 +688,8 @@ def _slots_per_node(sel, vertices: dict, pools: dict) -> dict[str, int]:
             continue
         tgt = g.edges[0][0]
         if isinstance(tgt, tuple):
-            p, i = tgt
-            if not pools.get(p, 0) >> i & 1:
+            p, mask = tgt
+            if not pools.get(p, 0) & mask:
                 continue
             v = p.parent
         else:

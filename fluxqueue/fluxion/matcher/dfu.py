@@ -22,6 +22,7 @@ Leaves live in pools (graph.py); a pool member is visited as the leaf vertex it 
 
 from __future__ import annotations
 
+import bisect
 import re
 
 from fluxqueue.fluxion.matcher.constraints import Constraint
@@ -48,7 +49,7 @@ class Egroup:
         self.needs = 0
         self.excl = excl
         self.root = root
-        # (target, needs, exclusive): target is a Vertex or a (Pool, member) pair.
+        # (target, needs, exclusive): target is a Vertex or a (Pool, members bitmask) pair.
         self.edges = edges
 
 
@@ -504,54 +505,88 @@ class Select:
             base, ids, id_base = MATCH_MET + perf_class(p.properties), None, 0
         for i in members:
             vid = (ids[i] if ids is not None else id_base + i) if self.by_id else 0
-            ev.add(Egroup(base + vid, size, excl, [((p, i), size, excl)]))
+            ev.add(Egroup(base + vid, size, excl, [((p, 1 << i), size, excl)]))
             if tally is not None and tally.add(size):
                 return
 
     def _explore_dynamically(self, u, resources, by_type, pristine, excl, dfu, multiplier) -> None:
         tallies = {r.type: Tally(effective_max(r), multiplier) for r in resources}
-        # Children by (weight, uniq_id) descending. Leaves keep the initial weight (no subtree plan).
-        weights = self.dfu.weights
-        order: list = []
-        for c in u.children:
-            order.append((weights.get(c, UNTOUCHED), c.uid, c))
-        for p in u.pools:
-            r = by_type.get(p.type)
-            if r is None or r.with_:
-                if not pristine or (r is not None and r.with_):
-                    self.dfu.ebusy = True  # NONE_MATCH (visited, in flux-sched, before or after enough)
-                continue
-            if self._free_members(p) != p.all_mask:
-                self.dfu.ebusy = True
-            order.append((UNTOUCHED, p.uid(p.count - 1) if p.uids is None else max(p.uids), p))
-        if len(order) > 1:
-            order.sort(key=lambda t: (t[0], t[1]), reverse=True)
-        for _, _, c in order:
+        # Children by by_outedges order: (weight, uniq_id) descending. Leaves keep the initial weight (they
+        # have no subtree plan), so a pool's members come by uniq_id, highest first.
+        if u.pools:
+            order: list = [(self.dfu.weights.get(c, UNTOUCHED), c.uid, c) for c in u.children]
+            for p in u.pools:
+                r = by_type.get(p.type)
+                if r is None or r.with_:
+                    if not pristine or (r is not None and r.with_):
+                        self.dfu.ebusy = True  # NONE_MATCH (visited, in flux-sched, before or after enough)
+                    continue
+                if self._free_members(p) != p.all_mask:
+                    self.dfu.ebusy = True
+                order.append((UNTOUCHED, p.uid(p.count - 1) if p.uids is None else max(p.uids), p))
+            if len(order) > 1:
+                order.sort(key=lambda t: (t[0], t[1]), reverse=True)
+            children = [t[2] for t in order]
+        else:
+            children = self.dfu.child_order(u)
+        w = self.w
+        single = len(tallies) == 1
+        # by_subplan at t=0: a child with fewer free cores than one unit needs cannot serve (our free counts
+        # leave out reservations, so this only prunes what flux-sched prunes too)
+        need_core = resources[0].need.get("core", 0) if single and w.start == 0 else 0
+        tally1 = next(iter(tallies.values())) if single else None
+        type1 = resources[0].type if single else None
+        for c in children:
             if isinstance(c, Pool):
                 tally = tallies[c.type]
                 if tally.done:
                     continue
-                ev = dfu.evals(c.type)
-                self._add_leaves(c, self._members_down(c), excl, ev, tally)
-            else:
-                t = tallies.get(c.type)
-                if t is not None and t.done:
+                self._add_leaves(c, self._members_down(c), excl, dfu.evals(c.type), tally)
+                if all(t.done for t in tallies.values()):
+                    break
+                continue
+            # The cheap prunes first (what dom_dfv's prune would refuse: down, held whole, no free core)
+            if (
+                c.status != UP
+                or c.blocked(w.start, w.end)
+                or (need_core and c.free.get("core", 0) < need_core)
+            ):
+                self.dfu.ebusy = True
+                continue
+            if single:
+                if c.type == type1 and tally1.done:
                     continue
-                before = {k: dfu.types[k].total if k in dfu.types else 0 for k in tallies}
+                ev = dfu.types.get(type1)
+                before = ev.total if ev is not None else 0
                 ok, x = self.dom_dfv(c, resources, pristine, excl, dfu)
                 if not ok:
                     continue
                 n = dfu.avail
                 dfu.evals(c.type).add(Egroup(dfu.overall, n, x, [(c, n, x)]))
-                for k, tally in tallies.items():
-                    ev = dfu.types.get(k)
-                    total = ev.total if ev is not None else 0
-                    if total > before[k]:
-                        tally.add(total - before[k])
+                total = dfu.types[type1].total if type1 in dfu.types else 0
+                if total > before and tally1.add(total - before):
+                    break
+                continue
+            t = tallies.get(c.type)
+            if t is not None and t.done:
+                continue
+            before = {k: dfu.types[k].total if k in dfu.types else 0 for k in tallies}
+            ok, x = self.dom_dfv(c, resources, pristine, excl, dfu)
+            if not ok:
+                continue
+            n = dfu.avail
+            dfu.evals(c.type).add(Egroup(dfu.overall, n, x, [(c, n, x)]))
+            for k, tally in tallies.items():
+                ev = dfu.types.get(k)
+                total = ev.total if ev is not None else 0
+                if total > before[k]:
+                    tally.add(total - before[k])
             if all(t.done for t in tallies.values()):
                 break
 
     def dom_slot(self, u: Vertex, shape: list[Request], nslots: int, pristine: bool, dfu: Scoring) -> None:
+        if self._dom_slot_leaves(u, shape, nslots, dfu):
+            return
         dfu_slot = Scoring()
         self.explore(u, shape, pristine, True, dfu_slot, nslots)
         # dom_finish_slot: sort every type (choose_accum_all)
@@ -598,6 +633,98 @@ class Select:
         for g in out:
             ev.add(g)
 
+    def _dom_slot_leaves(self, u: Vertex, shape: list[Request], nslots: int, dfu: Scoring) -> bool:
+        """dom_slot for the common shape, a slot of leaves that u's pools hold: the same explore, sort,
+        cnt_slot and packing, on (score, pool, member) rows instead of one edge group per leaf. Returns
+        False (nothing done) for what it does not cover: ties between leaf scores, other shapes."""
+        types = {}
+        for e in shape:
+            if e.with_ or e.type in types:
+                return False
+            types[e.type] = e
+        pools_of: dict[str, list[Pool]] = {}
+        for p in u.pools:
+            if p.type in types:
+                pools_of.setdefault(p.type, []).append(p)
+            else:
+                self.dfu.ebusy = True  # NONE_MATCH on a leaf of another type
+        for c in u.children:
+            if c.type in types:
+                return False
+            self.dfu.ebusy = True  # a vertex child of another type: NONE_MATCH
+        if len(pools_of) != len(types) or not self.by_id:
+            return False
+        greater = self.cmp_slot == GREATER
+        base = MATCH_MET + self.ml + 1
+        rows_of = {}
+        for t, e in types.items():
+            pools = pools_of[t]
+            if len(pools) > 1 or pools[0].uids is not None:
+                return False  # several pools of a type (ids may repeat): the general path
+            p = pools[0]
+            free = self._free_members(p)
+            if free != p.all_mask:
+                self.dfu.ebusy = True
+            size = p.size
+            if self.dynamic:
+                # uniq_id descending until nslots slots' worth: whole leaves of one size make a share every
+                # ceil(per_share / size) of them (the tally of explore_dynamically)
+                per = effective_max(e)
+                want = nslots * (-(-per // size) if size > 0 and per > 0 else 1)
+                if free == p.all_mask and want >= p.count:
+                    members = list(range(p.count - 1, -1, -1))
+                else:
+                    members = []
+                    while free and len(members) < want:
+                        b = free.bit_length() - 1
+                        free ^= 1 << b
+                        members.append(b)
+            elif free == p.all_mask:
+                members = list(range(p.count))
+            else:
+                members = []
+                while free:
+                    low = free & -free
+                    free ^= low
+                    members.append(low.bit_length() - 1)
+            # distinct ids: the sort is by id, whichever way
+            if greater != self.dynamic:
+                members.reverse()
+            rows_of[t] = (p, members)
+        # cnt_slot
+        qual = None
+        plan = []
+        for t, e in types.items():
+            p, members = rows_of[t]
+            count = e.best_count(len(members) * p.size)
+            if count == 0:
+                return True
+            shares = len(members) // (-(-count // p.size) if p.size > 0 else 1)  # cnt_slot's tally
+            qual = shares if qual is None else min(qual, shares)
+            plan.append((p, members, count))
+        if not qual:
+            return True
+        ev = dfu.evals("slot")
+        at = {id(p): 0 for p, _, _ in plan}
+        for _ in range(qual):
+            score = MATCH_MET
+            edges = []
+            for p, members, count in plan:
+                k = at[id(p)]
+                size = p.size
+                take = -(-count // size) if size > 0 else count
+                if k + take > len(members):
+                    return True  # cannot happen after cnt_slot; as flux-sched, then nothing is added
+                mask = 0
+                chunk = members[k : k + take]
+                for i in chunk:
+                    mask |= 1 << i
+                score += take * (base + p.id_base) + sum(chunk)
+                at[id(p)] = k + take
+                edges.append(((p, mask), take * size, True))
+            ev.add(Egroup(score, 1, True, edges))
+        return True
+
     # -- enforce: mark the chosen edges -----------------------------------------------------------------
 
     def enforce(self, dfu: Scoring, up_to_root: bool) -> None:
@@ -616,7 +743,7 @@ class Select:
                     if isinstance(tgt, tuple):
                         p, m = tgt
                         if x:
-                            pmarks[p] = pmarks.get(p, 0) | (1 << m)
+                            pmarks[p] = pmarks.get(p, 0) | m
                         v = p.parent
                     else:
                         marks[tgt] = (needs, x)
@@ -684,6 +811,7 @@ class DFU:
     def __init__(self, policy) -> None:
         self.policy = policy
         self.weights: dict[Vertex, int] = {}
+        self._orders: dict[Vertex, list[Vertex]] = {}  # by_outedges order of a vertex's children, kept
         # flux-sched reports the outcome of a failed update through errno, which its traversals leave set
         # to EBUSY whenever some vertex was pruned or mismatched (and nothing clears): we track the same.
         self.ebusy = False
@@ -695,6 +823,11 @@ class DFU:
         touched: list[Vertex] = []
         marks = sel.marks
         pmarks = sel.pmarks
+        # The marked edges by source, so the walk need not look at every child of a wide vertex.
+        kids: dict[Vertex, list[Vertex]] = {}
+        for v in marks:
+            if v.parent is not None:
+                kids.setdefault(v.parent, []).append(v)
 
         def upd(u: Vertex, excl: bool, mod: bool) -> int:
             mod = mod or u.type in x_types
@@ -705,17 +838,18 @@ class DFU:
                 if got:
                     pools[p] = pools.get(p, 0) | got
                     n += got.bit_count()
-            for c in u.children:
-                if mod:
+            if mod:
+                for c in u.children:
                     sub = upd(c, True, True)
-                else:
-                    m = marks.get(c)
-                    if m is None:
-                        continue
-                    sub = upd(c, m[1], False)
-                if sub > 0:
-                    touched.append(c)
-                    n += sub
+                    if sub > 0:
+                        touched.append(c)
+                        n += sub
+            else:
+                for c in kids.get(u, ()):
+                    sub = upd(c, marks[c][1], False)
+                    if sub > 0:
+                        touched.append(c)
+                        n += sub
             if excl:
                 n += 1
             if n > 0:
@@ -733,7 +867,26 @@ class DFU:
         for v in touched:
             if not v.children and not v.pools:
                 continue
-            w[v] = subplan_weight(v)
+            new = subplan_weight(v)
+            if w.get(v, UNTOUCHED) == new:
+                continue
+            order = self._orders.get(v.parent)
+            if order is not None:
+                order.remove(v)
+            w[v] = new
+            if order is not None:
+                bisect.insort(order, v, key=lambda c: (-w.get(c, UNTOUCHED), -c.uid))
+
+    def graph_changed(self) -> None:
+        self._orders.clear()
+
+    def child_order(self, u: Vertex) -> list[Vertex]:
+        order = self._orders.get(u)
+        if order is None or len(order) != len(u.children):
+            w = self.weights
+            order = sorted(u.children, key=lambda c: (w.get(c, UNTOUCHED), c.uid), reverse=True)
+            self._orders[u] = order
+        return order
 
 
 def subplan_weight(v: Vertex) -> int:
