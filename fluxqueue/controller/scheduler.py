@@ -35,7 +35,7 @@ from fluxqueue.log import get_logger
 from fluxqueue.placement import constraints
 from fluxqueue.placement.binding import assign_pod_sets, split_allocation
 from fluxqueue.placement.graph import ClusterGraph, build_cluster_graph
-from fluxqueue.placement.jobspec import jobspec_for, slot_sets
+from fluxqueue.placement.jobspec import jobspec_for, slot_plan
 from fluxqueue.placement.units import UnitError
 from fluxqueue.queue.store import (
     FAILED,
@@ -961,15 +961,18 @@ class Scheduler:
                 pod = {**pod, "spec": {**(pod.get("spec") or {}), "nodeName": node}}
             pods.append(pod)
         su = scheduling_unit(unit)
+        slots = slot_plan(su, ctx.settings.memory_chunk)
         split = split_allocation(
             {n.node: n for n in alloc.nodes},
-            slot_sets(su),
+            [s.slot for s in slots],
             ctx.settings.memory_chunk,
             exclusive=unit.exclusive,
             allows=self._allows(su),
         )
+        per_slot = {s.slot.name: s.per_slot for s in slots}
+        room = {node: {name: n * per_slot[name] for name, n in sets.items()} for node, sets in split.items()}
         kind = workload(unit.kind)
-        plan = assign_pod_sets(split, pods, lambda pod: kind.pod_set_of(pod, su.pod_sets))
+        plan = assign_pod_sets(room, pods, lambda pod: kind.pod_set_of(pod, su.pod_sets))
         by_name = {p["metadata"]["name"]: p for p in pods}
         todo = [(by_name[pod_name], node) for pod_name, node in plan.items()]
         unrecorded = _unrecorded_bindings(

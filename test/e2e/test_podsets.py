@@ -168,11 +168,10 @@ async def test_a_kueue_labelled_group_waits_for_its_second_member(system):
 
 
 async def test_a_jobset_with_a_big_leader_and_small_workers_is_one_unit_and_completes(system):
-    # Slots are of the widest pod's shape (flux-sched's traverser takes one slot shape per jobspec): five
-    # pods of 4 CPUs fit the 4 x 8-CPU cluster.
-    await system.apply(jobset("train", "4", 4, "1"))
+    # One slot shape per jobspec (flux-sched's traverser): the four 1-CPU workers share one 8-core slot.
+    await system.apply(jobset("train", "8", 4, "1"))
     fj = await system.wait_phase("train-jobset", ("Scheduled", "Running"))
-    assert fj["status"]["podSets"] == "leader 1 x 4 CPU, 1Gi, workers 4 x 1 CPU, 1Gi"
+    assert fj["status"]["podSets"] == "leader 1 x 8 CPU, 1Gi, workers 4 x 1 CPU, 1Gi"
     assert await system.fluxjob("train-leader-0-job") is None  # child Jobs are not units of their own
 
     async def all_bound():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import asyncpg
@@ -329,3 +330,38 @@ async def test_an_ended_unit_can_keep_its_allocation_until_its_pods_are_gone(sto
     assert (await store.release_allocation(unit.id)).fluxion_jobid == 9
     assert await store.draining() == [] and await store.held_allocations() == []
     assert await store.release_allocation(unit.id) is None
+
+
+async def test_requeueing_unsatisfiable_units_skips_a_group_whose_name_is_live_again(store):
+    # An unsatisfiable group "g", then a new live group of the same name: requeueing used to raise
+    # UniqueViolationError (units_live_group) and leave every unsatisfiable unit unjudged for good.
+    old = await store.submit(submission("g", kind="PodGroup", uid="group:default/g", group="g", size=2))
+    await store.finish(old[0].id, "Unsatisfiable", "asks too much")
+    live, _ = await store.join_group(
+        submission("g", kind="PodGroup", uid="group:default/g", group="g", size=2), "g-0", "uid-g-0"
+    )
+    job, _ = await store.submit(submission("j"))
+    await store.finish(job.id, "Unsatisfiable", "asks too much")
+    again = await store.requeue_unsatisfiable("the cluster changed")
+    assert [u.id for u in again] == [job.id]
+    assert (await store.get(old[0].id)).state == "Unsatisfiable"
+    assert (await store.get(live.id)).state == "Waiting"
+
+
+async def test_a_group_adds_each_member_to_the_pod_set_of_its_shape_in_any_order(store):
+    def member(cpu: int, name: str):
+        sub = submission("mpi", kind="PodGroup", uid="group:default/mpi", group="mpi", size=3)
+        one = {"name": name, "count": 1, "cpu_millis": cpu, "memory_bytes": 0, "gpus": 0}
+        return replace(sub, pod_sets=[one])
+
+    await store.join_group(member(1000, "mpi-worker"), "mpi-worker-0", "u0")
+    await store.join_group(member(1000, "mpi-worker"), "mpi-worker-1", "u1")
+    await store.join_group(member(1000, "mpi-worker"), "mpi-worker-1", "u1")  # a repeated event
+    unit, count = await store.join_group(member(8000, "mpi-launcher"), "mpi-launcher", "u2")
+    assert count == 3 and unit.state == "Queued"
+    assert [(s["name"], s["count"], s["cpu_millis"]) for s in unit.pod_sets] == [
+        ("mpi-worker", 2, 1000),
+        ("mpi-launcher", 1, 8000),
+    ]
+    rows = await store.view("queue")
+    assert rows[0]["pod_sets"] == "mpi-worker 2 x 1 CPU, mpi-launcher 1 x 8 CPU"
