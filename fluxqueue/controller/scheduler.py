@@ -585,8 +585,8 @@ class Scheduler:
             if ctx.graph_dirty:
                 self.graphs.rebuild()
             if self.graphs.capacity_changed:
-                self.graphs.capacity_changed = False
                 again = await ctx.store.requeue_unsatisfiable("the cluster changed; trying again")
+                self.graphs.capacity_changed = False  # only once done: a failed requeue is tried next pass
                 if again:
                     log.info("cluster changed: unsatisfiable units queued again", units=len(again))
             # A pass matches at most queue-depth units: reading (and decoding) the whole queue each pass made
