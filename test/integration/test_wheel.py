@@ -37,7 +37,9 @@ def installed(tmp_path_factory) -> Path:
     venv = tmp / "venv"
     _run([sys.executable, "-m", "venv", venv], timeout=120)
     # pip's own cache (under HOME) is reused: a warm cache installs in seconds.
-    _run([venv / "bin" / "python", "-m", "pip", "install", "-q", f"{wheel}[sim]"], timeout=600)
+    _run(
+        [venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-compile", f"{wheel}[sim]"], timeout=600
+    )
     return venv
 
 
@@ -84,4 +86,22 @@ def test_a_missing_migrations_directory_is_one_clear_line(installed, tmp_path):
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         f"fluxqueue: error: migrations directory not found: {tmp_path / 'nowhere'} (check FLUXQUEUE_MIGRATIONS)"
+    )
+
+
+@pytest.mark.timeout(120)
+def test_a_report_directory_that_cannot_be_made_is_one_clear_line_before_anything_starts(installed, tmp_path):
+    (tmp_path / "file").write_text("")
+    result = subprocess.run(
+        [installed / "bin" / "fluxqueue", "sim", "run", "--jobs", "1", "--report", tmp_path / "file" / "r"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=_user_env(installed, tmp_path / "home"),
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "starting PostgreSQL" not in result.stdout
+    assert result.stderr.strip() == (
+        f"fluxqueue: error: --report {tmp_path / 'file' / 'r'}: cannot create the directory: Not a directory"
     )

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -193,6 +194,10 @@ async def _run(args: argparse.Namespace) -> int:
         f"{args.nodes} nodes x {args.cpus} CPUs; strategy {args.strategy}, time scale {args.time_scale:g}x",
         flush=True,
     )
+    try:  # before the run, not after it: a report that cannot be written is known at once
+        os.makedirs(args.report, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--report {args.report}: cannot create the directory: {exc.strerror}") from None
     print("starting PostgreSQL, Fluxion, the API emulator, the cluster and the controller...", flush=True)
     async with SimSystem(config) as system:
         run = Run(
@@ -223,7 +228,10 @@ async def _run(args: argparse.Namespace) -> int:
             print(f"  {s}", file=sys.stderr)
     for err in report.get("submission_errors") or []:
         print(f"  submission error: {err}", file=sys.stderr)
-    files = write_report(report, args.report)
+    try:
+        files = write_report(report, args.report)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the report to {args.report}: {exc}") from None
     print(f"report: {files[0]} (+ {', '.join(f.name for f in files[1:])})")
     return 1 if report["violation_count"] or report.get("timed_out") else 0
 
