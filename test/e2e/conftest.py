@@ -7,6 +7,7 @@ Every test that uses ``system`` gets the shared invariant check after its body (
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -50,6 +51,60 @@ def webhook_manifests() -> list[dict]:
     return [webhook_configuration(sim_values(), namespace=SYSTEM_NS)]
 
 
+class FluxJobHistory:
+    """Every version of every FluxJob, in the order the API server stored them, watched from before the first
+    one exists: a phase a FluxJob holds for a moment (a short job is Running for a tenth of a second here) is
+    seen even when no poll falls inside it."""
+
+    def __init__(self, api: APIServer):
+        self.api = api
+        self.versions: dict[tuple[str, str], list[dict]] = {}
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> FluxJobHistory:
+        self._task = asyncio.create_task(self._run(), name="fluxjob-history")
+        return self
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    def of(self, name: str, namespace: str = "default") -> list[dict]:
+        return self.versions.get((namespace, name), [])
+
+    def _observe(self, kind: str, obj: dict) -> None:
+        meta = obj.get("metadata") or {}
+        key = (meta.get("namespace") or "", meta.get("name") or "")
+        seen = self.versions.setdefault(key, [])
+        if kind == "DELETED" or (seen and seen[-1]["metadata"].get("uid") != meta.get("uid")):
+            seen.clear()  # a FluxJob of that name made later starts a history of its own
+        if kind != "DELETED":
+            seen.append(obj)
+
+    async def _run(self) -> None:
+        client = self.api.client
+        rv = None
+        while True:
+            try:
+                if rv is None:
+                    listing = await client.list(R.FLUXJOBS)  # 404 until the controller installs the CRD
+                    for obj in listing["items"]:
+                        self._observe("MODIFIED", obj)
+                    rv = listing["metadata"]["resourceVersion"]
+                async for ev in client.watch(R.FLUXJOBS, resource_version=rv):
+                    obj = ev.get("object") or {}
+                    rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+                    if ev.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                        self._observe(ev["type"], obj)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                rv = None
+                await asyncio.sleep(0.05)
+
+
 class System:
     def __init__(self, tmp: Path, dsn: str, tools: Any, webhooks: list[dict], spec: ClusterSpec):
         self.tmp = tmp
@@ -62,6 +117,7 @@ class System:
         self.fluxion: FluxionServer | None = None
         self.controller: Controller | None = None
         self.timeline: PodTimeline | None = None
+        self.history: FluxJobHistory | None = None
         self.webhook_port = free_port()
         self.kubeconfig = tmp / "kubeconfig"
         self.controller_overrides: dict[str, Any] = {}
@@ -73,6 +129,7 @@ class System:
         self.cluster = SimCluster(self.api, self.spec, time_scale=TIME_SCALE)
         await self.cluster.start()
         self.timeline = await PodTimeline(self.api).start()
+        self.history = FluxJobHistory(self.api).start()
         await self.api.client.create(
             R.NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NS}}
         )
@@ -155,6 +212,8 @@ class System:
             await self.controller.stop()
         if self.timeline is not None:
             await self.timeline.stop()
+        if self.history is not None:
+            await self.history.stop()
         if self.cluster is not None:
             await self.cluster.stop()
         if self.fluxion is not None:
@@ -195,20 +254,30 @@ class System:
         return ((fj or {}).get("status") or {}).get("phase")
 
     async def wait_phase(self, name: str, phases: str | tuple[str, ...], within: float = 20) -> dict:
+        """The first version of FluxJob ``name`` in one of ``phases``, looked for in its whole history: a
+        phase it has already left counts (a job waited for as Running may be Succeeded by the next poll)."""
         wanted = (phases,) if isinstance(phases, str) else phases
         fj = None
+        found = None
 
         async def reached() -> bool:
-            nonlocal fj
-            fj = await self.fluxjob(name)
-            return ((fj or {}).get("status") or {}).get("phase") in wanted
+            nonlocal fj, found
+            assert self.history is not None
+            found = next(
+                (v for v in self.history.of(name) if (v.get("status") or {}).get("phase") in wanted), None
+            )
+            if found is None:
+                fj = await self.fluxjob(name)
+                if ((fj or {}).get("status") or {}).get("phase") in wanted:
+                    found = fj
+            return found is not None
 
         try:
             await self.wait_for(reached, within, f"FluxJob {name} to reach {wanted}")
         except AssertionError as exc:
             raise AssertionError(f"{exc}; last status: {(fj or {}).get('status')}") from None
-        assert fj is not None
-        return fj
+        assert found is not None
+        return found
 
     async def wait_for(self, check: Callable[[], Any], within: float = 40, what: str = "condition") -> None:
         deadline = time.monotonic() + within
