@@ -3,10 +3,8 @@ fit (the over-commit evidence), stop gracefully when deleted, and wait while the
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
-from support.polling import eventually
+from support.polling import caught_up, eventually, first_version
 
 from fluxqueue.sim.apiserver import APIError
 from fluxqueue.sim.apiserver import resources as R
@@ -60,13 +58,13 @@ async def bind(api, name, node):
 
 async def test_a_bound_pod_runs_then_succeeds(apiserver, cluster):
     api = apiserver
-    await api.client.create(R.PODS, bare_pod("ok", runtime="30s"), namespace=NS)
-    await asyncio.sleep(0.05)
-    assert (await api.client.get(R.PODS, "ok", namespace=NS))["status"][
-        "phase"
-    ] == "Pending"  # nobody bound it
+    created = await api.client.create(R.PODS, bare_pod("ok", runtime="30s"), namespace=NS)
+    await eventually(lambda: caught_up(cluster.informer(R.PODS), created))
+    p = await api.client.get(R.PODS, "ok", namespace=NS)
+    assert p["status"]["phase"] == "Pending" and not p["spec"].get("nodeName")  # nobody bound it
     await bind(api, "ok", "node-001")
-    running = await eventually(lambda: phase_of(api, "ok", "Running"))
+    # Running for 30 simulated seconds (0.3 s): every version is read, so no poll can fall beside it.
+    running = await first_version(api, R.PODS, created, lambda p: p["status"].get("phase") == "Running")
     st = running["status"]
     assert st["podIP"].startswith("10.") and st["hostIP"] and st["startTime"]
     conds = {c["type"]: c["status"] for c in st["conditions"]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -28,3 +29,22 @@ def caught_up(informer, obj: dict) -> bool:
     held = informer.get(meta.get("namespace", ""), meta["name"])
     rv = int(meta["resourceVersion"])
     return held is not None and int(held["metadata"]["resourceVersion"]) >= rv
+
+
+async def first_version(api, key, obj: dict, check: Callable[[dict], object], limit_s: float = 10.0) -> dict:
+    """The first version of ``obj`` after the one given for which ``check`` holds, read from a watch of the
+    API emulator: a state the object holds only for a moment is not missed between two polls."""
+    meta = obj["metadata"]
+
+    async def scan() -> dict:
+        events = api.client.watch(key, namespace=meta.get("namespace"), resource_version=meta["resourceVersion"])
+        async with contextlib.aclosing(events):
+            async for ev in events:
+                seen = ev.get("object") or {}
+                if ev.get("type") == "DELETED" and seen["metadata"].get("uid") == meta.get("uid"):
+                    raise AssertionError(f"{meta['name']} was deleted first")
+                if seen["metadata"].get("uid") == meta.get("uid") and check(seen):
+                    return seen
+        raise AssertionError("the watch ended")
+
+    return await asyncio.wait_for(scan(), limit_s)
