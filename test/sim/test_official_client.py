@@ -9,6 +9,7 @@ in a thread (``Emulator``); the test talks to it over HTTPS only, as to a cluste
 from __future__ import annotations
 
 import asyncio
+import base64
 import inspect
 import json
 import threading
@@ -745,3 +746,147 @@ def test_a_crd_group_gets_its_api_service_and_the_dynamic_client_finds_it(api_cl
             break
         assert time.monotonic() < deadline, "the APIService of a deleted CRD stayed"
         time.sleep(0.05)
+
+
+# ----- service account tokens
+
+
+def test_token_requests_issue_tokens_the_emulator_accepts(api_client, emulator):
+    core = k8s.CoreV1Api(api_client)
+    tr = core.create_namespaced_service_account_token(
+        "default", "default", {"spec": {"audiences": ["https://example.com"], "expirationSeconds": 900}}
+    )
+    token = tr.status.token
+    assert token.count(".") == 2 and tr.spec.expiration_seconds == 900 and tr.status.expiration_timestamp
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    assert claims["sub"] == "system:serviceaccount:default:default" and claims["aud"] == [
+        "https://example.com"
+    ]
+    # the token authenticates, as a bearer token of its own
+    cfg = k8s.Configuration()
+    k8s_config.load_kube_config(config_file=str(emulator.kubeconfig), client_configuration=cfg)
+    cfg.refresh_api_key_hook = None  # the kubeconfig's own token would come back
+    cfg.api_key = {"BearerToken": token}
+    cfg.api_key_prefix = {"BearerToken": "Bearer"}
+    with k8s.ApiClient(cfg) as as_sa:
+        assert k8s.CoreV1Api(as_sa).list_namespaced_pod("default").items == []
+        cfg.api_key = {"BearerToken": token[:-2] + "xx"}
+        with pytest.raises(k8s.ApiException) as e:
+            k8s.CoreV1Api(as_sa).list_namespaced_pod("default")
+        assert e.value.status == 401
+    review = k8s.AuthenticationV1Api(api_client).create_token_review({"spec": {"token": token}})
+    assert (
+        review.status.authenticated and review.status.user.username == "system:serviceaccount:default:default"
+    )
+    assert "system:serviceaccounts:default" in review.status.user.groups
+    assert (
+        not k8s.AuthenticationV1Api(api_client)
+        .create_token_review({"spec": {"token": "nope"}})
+        .status.authenticated
+    )
+    sar = k8s.AuthorizationV1Api(api_client).create_subject_access_review(
+        {
+            "spec": {
+                "user": "system:serviceaccount:default:default",
+                "resourceAttributes": {"verb": "list", "resource": "pods"},
+            }
+        }
+    )
+    assert sar.status.allowed
+    with pytest.raises(k8s.ApiException) as e:
+        core.create_namespaced_service_account_token(
+            "default", "default", {"spec": {"expirationSeconds": 60}}
+        )
+    assert e.value.status == 422 and "less than 10 minutes" in e.value.body
+    with pytest.raises(k8s.ApiException) as e:
+        core.create_namespaced_service_account_token("nope", "default", {"spec": {}})
+    assert e.value.status == 404
+
+
+# ----- the other built-in types a controller meets
+
+
+def test_plain_built_in_types_are_served_with_their_zero_status(api_client):
+    net = k8s.NetworkingV1Api(api_client)
+    ing = net.create_namespaced_ingress(
+        "default",
+        {
+            "metadata": {"name": "web"},
+            "spec": {"defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}},
+        },
+    )
+    assert ing.status.load_balancer is not None
+    pol = net.create_namespaced_network_policy(
+        "default",
+        {"metadata": {"name": "deny"}, "spec": {"podSelector": {}, "ingress": [{"ports": [{"port": 80}]}]}},
+    )
+    assert pol.spec.policy_types == ["Ingress"] and pol.spec.ingress[0].ports[0].protocol == "TCP"
+    net.create_ingress_class({"metadata": {"name": "nginx"}, "spec": {"controller": "k8s.io/ingress-nginx"}})
+    k8s.DiscoveryV1Api(api_client).create_namespaced_endpoint_slice(
+        "default",
+        {"metadata": {"name": "web-1"}, "addressType": "IPv4", "endpoints": [{"addresses": ["10.0.0.1"]}]},
+    )
+    storage = k8s.StorageV1Api(api_client)
+    sc = storage.create_storage_class({"metadata": {"name": "fast"}, "provisioner": "example.com/fast"})
+    assert (sc.reclaim_policy, sc.volume_binding_mode) == ("Delete", "Immediate")
+    va = storage.create_volume_attachment(
+        {
+            "metadata": {"name": "va"},
+            "spec": {"attacher": "example.com", "nodeName": "n", "source": {"persistentVolumeName": "pv"}},
+        }
+    )
+    assert va.status.attached is False
+    core = k8s.CoreV1Api(api_client)
+    pv = core.create_persistent_volume(
+        {
+            "metadata": {"name": "pv"},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "hostPath": {"path": "/x"},
+            },
+        }
+    )
+    assert (pv.status.phase, pv.spec.persistent_volume_reclaim_policy) == ("Pending", "Retain")
+    pvc = core.create_namespaced_persistent_volume_claim(
+        "default",
+        {
+            "metadata": {"name": "c"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        },
+    )
+    assert pvc.status.phase == "Pending"
+    core.create_namespaced_pod_template("default", {"metadata": {"name": "t"}, "template": TEMPLATE})
+    hpa = k8s.AutoscalingV2Api(api_client).create_namespaced_horizontal_pod_autoscaler(
+        "default",
+        {
+            "metadata": {"name": "web"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "maxReplicas": 3,
+            },
+        },
+    )
+    assert hpa.status.desired_replicas == 0
+    pdb = k8s.PolicyV1Api(api_client).create_namespaced_pod_disruption_budget(
+        "default", {"metadata": {"name": "pdb"}, "spec": {"minAvailable": 1, "selector": SELECTOR}}
+    )
+    assert (pdb.status.disruptions_allowed, pdb.status.current_healthy, pdb.status.expected_pods) == (0, 0, 0)
+    k8s.NodeV1Api(api_client).create_runtime_class({"metadata": {"name": "gvisor"}, "handler": "runsc"})
+    assert [r.metadata.name for r in k8s.NodeV1Api(api_client).list_runtime_class().items] == ["gvisor"]
+    assert k8s.CoreV1Api(api_client).list_namespaced_pod_template("default").items[0].metadata.name == "t"
+    # namespaced ones go with their namespace
+    core.create_namespace({"metadata": {"name": "gone"}})
+    net.create_namespaced_ingress(
+        "gone",
+        {
+            "metadata": {"name": "i"},
+            "spec": {"defaultBackend": {"service": {"name": "s", "port": {"number": 1}}}},
+        },
+    )
+    core.delete_namespace("gone")
+    deadline = time.monotonic() + 10
+    while net.list_namespaced_ingress("gone").items:
+        assert time.monotonic() < deadline, "the ingress outlived its namespace"
+        time.sleep(0.05)
+    assert [i.metadata.name for i in net.list_ingress_for_all_namespaces().items] == ["web"]

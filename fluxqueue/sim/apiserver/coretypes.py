@@ -12,6 +12,7 @@ import base64
 import itertools
 from typing import Any
 
+from .store import clone
 from .strategy import Obj, Strategy
 
 
@@ -86,20 +87,68 @@ class SecretStrategy(Strategy):
 
 
 class StatusResetStrategy(Strategy):
-    """Types with a status subresource: status comes only through /status (create keeps it empty)."""
+    """Types with a status subresource: status comes only through /status. A create stores the zero status
+    (``initial``): a Go status struct is written even when empty (``omitempty`` leaves structs alone), with
+    its fields that are not omitempty, e.g. a PodDisruptionBudget's four counts at 0."""
 
-    def __init__(self, keep_status_on_create: bool = False):
+    def __init__(self, keep_status_on_create: bool = False, initial: Obj | None = None):
         self.keep = keep_status_on_create
+        self.initial = initial or {}
+        self._zero = tuple(k for k, v in self.initial.items() if v == 0 and not isinstance(v, bool))
 
     def prepare_create(self, obj: Obj) -> None:
         if not self.keep:
-            obj.pop("status", None)
+            obj["status"] = clone(self.initial)
+
+    def prepare_status_update(self, new: Obj, old: Obj) -> None:
+        st = new.get("status")
+        if self._zero and not (isinstance(st, dict) and all(st.get(k) is not None for k in self._zero)):
+            new["status"] = {**(st or {}), **{k: 0 for k in self._zero if (st or {}).get(k) is None}}
 
     def prepare_update(self, new: Obj, old: Obj) -> None:
         if "status" in old:
             new["status"] = old["status"]
         else:
             new.pop("status", None)
+
+
+class PersistentVolumeStrategy(StatusResetStrategy):
+    """pkg/registry/core/persistentvolume/strategy.go: a new volume is Pending (the PV controller, absent
+    here, makes it Available); persistentVolumeReclaimPolicy defaults to Retain."""
+
+    def default(self, obj: Obj) -> None:
+        obj.setdefault("spec", {}).setdefault("persistentVolumeReclaimPolicy", "Retain")
+        obj["spec"].setdefault("volumeMode", "Filesystem")
+
+    def prepare_create(self, obj: Obj) -> None:
+        from .engine import now_rfc3339
+
+        obj["status"] = {"phase": "Pending", "lastPhaseTransitionTime": now_rfc3339()}
+
+
+class NetworkPolicyStrategy(Strategy):
+    """pkg/apis/networking/v1/defaults.go: policyTypes from the rules given; ports' protocol TCP."""
+
+    def default(self, obj: Obj) -> None:
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("podSelector", {})
+        if not spec.get("policyTypes"):
+            types = ["Ingress"]
+            if spec.get("egress"):
+                types.append("Egress")
+            spec["policyTypes"] = types
+        for rules in (spec.get("ingress") or [], spec.get("egress") or []):
+            for rule in rules:
+                for port in (rule or {}).get("ports") or []:
+                    port.setdefault("protocol", "TCP")
+
+
+class StorageClassStrategy(Strategy):
+    """pkg/apis/storage/v1/defaults.go."""
+
+    def default(self, obj: Obj) -> None:
+        obj.setdefault("reclaimPolicy", "Delete")
+        obj.setdefault("volumeBindingMode", "Immediate")
 
 
 class APIServiceStrategy(Strategy):
@@ -234,8 +283,16 @@ STRATEGIES: dict[tuple[str, str], Strategy] = {
     ("", "secrets"): SecretStrategy(),
     # Nodes: registering kubelets create them with their status (node strategy keeps it on create).
     ("", "nodes"): StatusResetStrategy(keep_status_on_create=True),
-    ("", "persistentvolumeclaims"): StatusResetStrategy(),
+    ("", "persistentvolumeclaims"): StatusResetStrategy(initial={"phase": "Pending"}),
     ("", "resourcequotas"): StatusResetStrategy(),
-    ("policy", "poddisruptionbudgets"): StatusResetStrategy(),
+    ("policy", "poddisruptionbudgets"): StatusResetStrategy(
+        initial={"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}
+    ),
     ("batch", "cronjobs"): StatusResetStrategy(),
+    ("", "persistentvolumes"): PersistentVolumeStrategy(),
+    ("networking.k8s.io", "ingresses"): StatusResetStrategy(initial={"loadBalancer": {}}),
+    ("networking.k8s.io", "networkpolicies"): NetworkPolicyStrategy(),
+    ("storage.k8s.io", "storageclasses"): StorageClassStrategy(),
+    ("storage.k8s.io", "volumeattachments"): StatusResetStrategy(initial={"attached": False}),
+    ("autoscaling", "horizontalpodautoscalers"): StatusResetStrategy(initial={"desiredReplicas": 0}),
 }

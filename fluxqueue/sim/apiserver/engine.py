@@ -34,10 +34,20 @@ from .patch import (
     strategic_merge_patch,
 )
 from .podrules import PodStrategy, bind
-from .resources import CRDS, NAMESPACES, PODS, REPLICATIONCONTROLLERS, Key, Registry, ResourceType
+from .resources import (
+    CRDS,
+    NAMESPACES,
+    PODS,
+    REPLICATIONCONTROLLERS,
+    SERVICEACCOUNTS,
+    Key,
+    Registry,
+    ResourceType,
+)
 from .selection import field_matcher, parse_field_selector, parse_label_selector
 from .store import Obj, Store, Table, WatchItem, clone
 from .strategy import DEFAULT, Strategy
+from .tokens import Tokens
 from .workloads import STRATEGIES as WORKLOAD_STRATEGIES
 
 log = get_logger(__name__)
@@ -125,6 +135,8 @@ class Engine:
         self.bookmark_interval = 5.0
         self.terminating_pod_timeout: float | None = None  # None: wait the pod's grace period
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.tokens = Tokens()  # service account tokens issued through serviceaccounts/token
+        self.admin_token: str | None = None  # the kubeconfig's bearer token (APIServer)
         for ns in INITIAL_NAMESPACES:
             self._seed_namespace(ns)
         builtin_admission.seed_priority_classes(self)
@@ -522,6 +534,11 @@ class Engine:
         """Everyone is the cluster admin here (the kubeconfig's token): every access review allows."""
         if rt.kind == "SelfSubjectAccessReview":
             obj["status"] = {"allowed": True, "reason": "the emulator authorizes its admin for everything"}
+        elif rt.kind == "SubjectAccessReview":
+            obj["status"] = {"allowed": True, "reason": "the emulator authorizes everyone for everything"}
+        elif rt.kind == "TokenReview":
+            token = (obj.get("spec") or {}).get("token") or ""
+            obj["status"] = self.tokens.review(token, self.admin_token, ADMIN_USER)
         elif rt.kind == "SelfSubjectRulesReview":
             obj["status"] = {
                 "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
@@ -563,6 +580,12 @@ class Engine:
                     self.store.put(t, new, pod)
                     break
             return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+        if rt.key == SERVICEACCOUNTS and sub == "token":
+            name = (body.get("metadata") or {}).get("name") or ""
+            sa = self.table(rt).get(ns, name)
+            if sa is None:
+                raise E.not_found(rt.group, rt.plural, name)
+            return self.tokens.request(sa, body)
         if rt.key == PODS and sub == "eviction":
             name = (body.get("metadata") or {}).get("name")
             await self.delete(

@@ -204,7 +204,9 @@ class Routes:
         if not self.server.tls:
             return  # like the old insecure port: clients do not send bearer tokens over plain HTTP
         auth = request.headers.get("Authorization", "")
-        if auth != f"Bearer {self.server.token}":
+        if auth != f"Bearer {self.server.token}" and not (
+            auth.startswith("Bearer ") and self.engine.tokens.valid(auth[7:])
+        ):
             raise APIError(401, "Unauthorized", "Unauthorized")
 
     async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:

@@ -51,6 +51,7 @@ class APIServer:
         self.tls = tls
         self.trace = False  # log every HTTP request (debugging real clients)
         self.token = token or secrets.token_hex(16)
+        self.engine.admin_token = self.token
         self.client = Client(self.engine)
         self.url = ""
         self.kubeconfig_path: Path | None = None  # set by write_kubeconfig
