@@ -236,7 +236,9 @@ async def test_controller_started_from_the_rendered_deployment_intercepts_a_job(
         secret = await api.client.get(R.SECRETS, "fluxqueue-webhook-tls", namespace=NS)
         bundle = secret["data"]["ca-bundle.crt"]
         webhook = await api.client.get(R.MUTATING_WEBHOOKS, "fluxqueue-webhook")
-        assert [h["clientConfig"].get("caBundle") for h in webhook["webhooks"]] == [bundle, bundle]
+        assert [h["clientConfig"].get("caBundle") for h in webhook["webhooks"]] == [bundle] * len(
+            webhook["webhooks"]
+        )
         assert b"BEGIN CERTIFICATE" in base64.b64decode(bundle)
 
         job = {
@@ -307,8 +309,10 @@ async def test_controller_started_from_the_rendered_deployment_intercepts_a_job(
             "webhook.timeoutSeconds=3",
         )
         webhook = await api.client.get(R.MUTATING_WEBHOOKS, "fluxqueue-webhook")
-        assert [h["timeoutSeconds"] for h in webhook["webhooks"]] == [3, 3]
-        assert [h["clientConfig"].get("caBundle") for h in webhook["webhooks"]] == [bundle, bundle]
+        assert {h["timeoutSeconds"] for h in webhook["webhooks"]} == {3}
+        assert [h["clientConfig"].get("caBundle") for h in webhook["webhooks"]] == [bundle] * len(
+            webhook["webhooks"]
+        )
         created = await api.client.create(
             R.JOBS, {**job, "metadata": {"name": "after-upgrade"}}, namespace="team-a"
         )
