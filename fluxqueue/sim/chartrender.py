@@ -1,14 +1,13 @@
 """What the simulator takes from the Helm chart, rendered in Python: no helm, no chart directory at start-up.
 
 ``fluxqueue sim`` registers the chart's FluxJob CRD and MutatingWebhookConfiguration and runs the controller
-and Fluxion with the chart's command lines, so the simulation runs what production installs. Those objects
-have one definition each, and an installed fluxqueue carries it:
+and Fluxion with the chart's command lines, so the simulation runs what production installs; an installed
+fluxqueue carries all of it in this module:
 
-- the CRD is ``fluxqueue.controller.crd``; ``hack/gen-crd.py`` writes ``chart/crds/`` from it;
-- the webhook configuration and the two containers' args and env are built here from the chart's values,
-  exactly as ``chart/templates/`` renders them. ``test/chart/test_chartrender.py`` runs the real
-  ``helm template`` over a set of values and fails on any difference, so a change to either side that the
-  other does not follow is caught before it ships.
+- the CRD has one definition, ``fluxqueue.controller.crd``; ``hack/gen-crd.py`` writes ``chart/crds/`` from it;
+- the webhook configuration and the two containers' args and env are built here from the chart's values as
+  ``chart/templates/`` renders them. ``test/chart/test_chartrender.py`` runs the real ``helm template`` over
+  a set of values and fails on any difference, so a change made on one side only never ships.
 
     values = sim_values()
     objects = registered_objects(values)  # the CRD, then the MutatingWebhookConfiguration
