@@ -36,6 +36,9 @@ TOKEN_FILE_PERIOD_S = 60.0
 # An expiring credential is renewed this long before it expires (half its lifetime when that is shorter),
 # so that requests in flight when it is replaced were sent with a valid one.
 EXPIRY_MARGIN_S = 60.0
+# Never due again sooner than this after a renewal: a plugin that hands back the same credential as its
+# expiry nears (one that caches it) or one already expired is not run once per request.
+MIN_RENEWAL_INTERVAL_S = 1.0
 # A credential renewed because the server refused it is not renewed again sooner than this: a plugin that
 # keeps handing out a refused token would otherwise run once per request.
 REFUSED_RENEWAL_INTERVAL_S = 1.0
@@ -287,7 +290,7 @@ class _KubeconfigFile(_Source):
     def renew_at(self) -> float:
         if self._expiry is not None:
             left = (self._expiry - dt.datetime.now(dt.UTC)).total_seconds()
-            return self._loaded_at + max(0.0, left - min(EXPIRY_MARGIN_S, left / 2))
+            return self._loaded_at + max(MIN_RENEWAL_INTERVAL_S, left - min(EXPIRY_MARGIN_S, left / 2))
         if self._token_file:
             return self._loaded_at + TOKEN_FILE_PERIOD_S
         return float("inf")  # an exec credential without expiry is kept until the server refuses it
