@@ -292,6 +292,16 @@ async def test_an_expiring_exec_credential_is_fetched_again_before_it_expires(ap
         assert plugin.runs == 3
 
 
+async def test_a_plugin_handing_out_an_expired_credential_is_not_run_again_at_once(api, tmp_path):
+    plugin = ExecPlugin(api, tmp_path)
+    plugin.hand_out(api.token, expires_in=-60)
+    async with await KubeClient.from_kubeconfig(plugin.kubeconfig, qps=0, burst=1) as c:
+        assert not c.config.due()  # at most once a second, not before every request
+        await eventually(c.config.due, limit_s=5)
+        await c.list(PODS, namespace="default")
+        assert plugin.runs == 2 and not c.config.due()
+
+
 async def test_a_failing_exec_plugin_at_start_is_one_clear_error_and_later_keeps_the_last_credential(
     api, tmp_path
 ):
