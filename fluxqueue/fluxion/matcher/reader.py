@@ -127,7 +127,7 @@ def _columns(vertices: list[Any]) -> dict[str, list[Any]]:
         raise JGFError(f"vertex {keys[i]!r}: 'metadata.type' must be a string, got {types[i]!r}")
     try:
         paths = list(map(itemgetter("containment"), pds))
-        plain = set(map(len, pds)) == {1}
+        plain = sum(map(len, pds)) == len(pds)  # every paths object holds containment alone
     except (KeyError, TypeError):
         paths, plain = None, False
     if not plain:
@@ -208,11 +208,9 @@ def _edges(keys: list[str], edges: list[Any]) -> tuple[list[str], list[str]]:
             if not isinstance(e, dict) or "source" not in e or "target" not in e:
                 raise JGFError(f"edge {j} needs 'source' and 'target'") from None
         raise JGFError("malformed edge") from None
-    if not set(map(type, src)) <= {str} or not set(map(type, tgt)) <= {str}:
-        j = next(j for j in range(len(edges)) if type(src[j]) is not str or type(tgt[j]) is not str)
-        raise JGFError(f"edge {j}: 'source' and 'target' must be vertex id strings")
     if plain:
-        return src, tgt
+        return src, tgt  # their types are checked where they are looked up (_parents, _edge_indices)
+    _check_edge_types(src, tgt)
     subsystems = []
     for j, e in enumerate(edges):
         md = e.get("metadata", _CONTAINMENT)
@@ -235,6 +233,12 @@ def _edges(keys: list[str], edges: list[Any]) -> tuple[list[str], list[str]]:
             raise JGFError(f"edge {s} -> {t}: source and/or target vertex not found")
     pairs = [(s, t) for s, t, sub in zip(src, tgt, subsystems, strict=True) if sub == "containment"]
     return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def _check_edge_types(src: list[Any], tgt: list[Any]) -> None:
+    if not set(map(type, src)) <= {str} or not set(map(type, tgt)) <= {str}:
+        j = next(j for j in range(len(src)) if type(src[j]) is not str or type(tgt[j]) is not str)
+        raise JGFError(f"edge {j}: 'source' and 'target' must be vertex id strings")
 
 
 def _index(keys: list[str]) -> dict[str, int] | None:
@@ -262,7 +266,8 @@ def _edge_indices(
                     raise ValueError
             return si, ti
         return [index[x] for x in src], [index[x] for x in tgt]
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, TypeError):
+        _check_edge_types(src, tgt)
         known = set(keys)
         for s, t in zip(src, tgt, strict=True):
             if s not in known or t not in known:
@@ -281,7 +286,7 @@ def _parents(keys: list[str], src: list[str], tgt: list[str]) -> list[int]:
         except ValueError:
             parent = None
         if parent is not None and 0 <= min(parent[1:], default=0) and max(parent, default=0) < n:
-            if list(map(str, parent[1:])) == src:  # "01" is not vertex "1"
+            if list(map(keys.__getitem__, parent[1:])) == src:  # "01" is not vertex "1", nor 1
                 return parent
     si, ti = _edge_indices(keys, index, src, tgt)
     parent = [-1] * n
@@ -494,8 +499,7 @@ class _FastLeaves:
                 itemgetter("uniq_id", "id", "size", "basename", "unit", "rank", "name", "exclusive"), mds
             )
             cu, cv, cs, cb, cn, cr, cm, ce = (list(col) for col in zip(*rows, strict=True))
-            if None in cb or None in cn or None in cm:
-                return None  # an explicit null: the careful path refuses it
+            optional: set[type] = {str}  # every key present: a None is an explicit null
         except KeyError:
             cu = [m.get("uniq_id") for m in mds]
             cv = [m.get("id") for m in mds]
@@ -505,6 +509,7 @@ class _FastLeaves:
             cr = [m.get("rank", -1) for m in mds]
             cm = [m.get("name") for m in mds]
             ce = [m.get("exclusive", False) for m in mds]
+            optional = {str, type(None)}
             for key, col in (("basename", cb), ("unit", cn), ("name", cm)):
                 if None in col and any(m.get(key, "") is None for m in mds):
                     return None  # an explicit null: the careful path refuses it
@@ -532,9 +537,9 @@ class _FastLeaves:
         if not set(map(type, c2["size"])) <= {int} or not set(map(type, c2["rank"])) <= {int}:
             return None
         for key in ("basename", "unit", "name"):
-            if not set(map(type, c2[key])) <= {str, type(None)}:
+            if not set(map(type, c2[key])) <= optional:
                 return None
-        if not set(map(type, cols["type"])) <= {str} or min(c2["size"]) < 0:
+        if min(c2["size"]) < 0:  # (types are strings: _columns checked)
             return None
         return cls(cols, c2)
 
