@@ -52,6 +52,7 @@ from .controllers.job import JobController
 from .controllers.jobset import JobSetController
 from .controllers.mpijob import MPIJobController
 from .controllers.replicaset import ReplicaSetController
+from .controllers.replicationcontroller import ReplicationControllerController
 from .controllers.scheduler import DefaultScheduler
 from .controllers.statefulset import StatefulSetController
 from .controllers.ttl import TTLAfterFinishedController
@@ -181,6 +182,9 @@ class SimCluster:
                 ),
                 TTLAfterFinishedController(self.client, self.timers, self.clock, jobs),
                 ReplicaSetController(self.client, self.timers, rsets, pods, events),
+                ReplicationControllerController(
+                    self.client, self.timers, self.informer(R.REPLICATIONCONTROLLERS), pods, events
+                ),
                 DeploymentController(self.client, self.timers, self.informer(R.DEPLOYMENTS), rsets, events),
                 StatefulSetController(self.client, self.timers, self.informer(R.STATEFULSETS), pods, events),
                 DaemonSetController(

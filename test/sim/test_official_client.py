@@ -890,3 +890,68 @@ def test_plain_built_in_types_are_served_with_their_zero_status(api_client):
         assert time.monotonic() < deadline, "the ingress outlived its namespace"
         time.sleep(0.05)
     assert [i.metadata.name for i in net.list_ingress_for_all_namespaces().items] == ["web"]
+
+
+# ----- with a simulated cluster behind the emulator
+
+
+@pytest.fixture
+def cluster_emulator(emulator: Emulator) -> Iterator[Emulator]:
+    from fluxqueue.sim.cluster import ClusterSpec, SimCluster
+
+    async def start() -> SimCluster:
+        cluster = SimCluster(emulator.api, ClusterSpec(nodes=2, cpus=8, racks=1), time_scale=100)
+        await cluster.start()
+        return cluster
+
+    cluster = emulator.run(start())
+    try:
+        yield emulator
+    finally:
+        emulator.run(cluster.stop())
+
+
+def _until(what: str, check: Any, limit_s: float = 20) -> Any:
+    deadline = time.monotonic() + limit_s
+    while True:
+        got = check()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_a_replication_controller_keeps_its_pods(cluster_emulator):
+    with _client(cluster_emulator.kubeconfig) as c:
+        core = k8s.CoreV1Api(c)
+        core.create_namespaced_replication_controller(
+            "default",
+            {
+                "apiVersion": "v1",
+                "kind": "ReplicationController",
+                "metadata": {"name": "web"},
+                "spec": {"replicas": 2, "template": TEMPLATE},
+            },
+        )
+
+        def pods() -> list[Any]:
+            return [
+                p
+                for p in core.list_namespaced_pod("default", label_selector="app=a").items
+                if not p.metadata.deletion_timestamp
+            ]
+
+        _until("two pods", lambda: len(pods()) == 2)
+        owner = pods()[0].metadata.owner_references[0]
+        assert (owner.kind, owner.name, owner.controller) == ("ReplicationController", "web", True)
+        _until(
+            "two ready replicas",
+            lambda: (
+                core.read_namespaced_replication_controller_status("web", "default").status.ready_replicas
+                == 2
+            ),
+        )
+        core.patch_namespaced_replication_controller_scale("web", "default", {"spec": {"replicas": 1}})
+        _until("one pod", lambda: len(pods()) == 1)
+        core.delete_namespaced_replication_controller("web", "default", propagation_policy="Background")
+        _until("no pods", lambda: not core.list_namespaced_pod("default", label_selector="app=a").items)

@@ -23,7 +23,8 @@ def register(sim_subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Serve a Kubernetes API (HTTPS with its own CA, or plain HTTP) backed by a simulated cluster: "
             "nodes with kubelets that run bound pods for their sim.fluxqueue.io/runtime, and the Job, "
-            "ReplicaSet, Deployment, StatefulSet, garbage-collector and TTL controllers. Runs until Ctrl-C."
+            "ReplicaSet, ReplicationController, Deployment, StatefulSet, DaemonSet, garbage-collector and TTL "
+            "controllers. Runs until Ctrl-C."
         ),
     )
     p.add_argument("--nodes", type=int, default=16, help="number of nodes (named node-000, node-001, ...)")

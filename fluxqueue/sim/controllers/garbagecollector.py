@@ -35,6 +35,7 @@ KINDS: dict[tuple[str, str], tuple[str, str, str]] = {
     ("", "ConfigMap"): R.CONFIGMAPS,
     ("", "Secret"): R.SECRETS,
     ("", "Service"): R.SERVICES,
+    ("", "ReplicationController"): R.REPLICATIONCONTROLLERS,
     ("batch", "Job"): R.JOBS,
     ("apps", "ReplicaSet"): R.REPLICASETS,
     ("apps", "Deployment"): R.DEPLOYMENTS,
