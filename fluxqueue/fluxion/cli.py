@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 from fluxqueue.errors import ConfigError
-from fluxqueue.fluxion.matcher.policy import POLICIES
+from fluxqueue.fluxion.matcher.policy import NAMED, PolicyError, parse_policy
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,11 +25,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument(
         "--policy",
         default="first",
-        choices=sorted(POLICIES),
-        help="default match policy when Init names none",
+        type=_policy,
+        help=f"default match policy when Init names none: {', '.join(NAMED)}, or a custom policy string "
+        "such as 'policy=high node_centric=true node_exclusive=true' (as flux-sched accepts)",
     )
     serve.add_argument("--jgf", type=Path, help="load this JGF file at start (otherwise wait for Init)")
     serve.set_defaults(func=_serve)
+
+
+def _policy(text: str) -> str:
+    try:
+        parse_policy(text)
+    except PolicyError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 async def _serve(args: argparse.Namespace) -> int:

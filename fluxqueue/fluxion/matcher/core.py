@@ -25,7 +25,6 @@ from fluxqueue.fluxion.matcher.jobspec import (
 )
 from fluxqueue.fluxion.matcher.policy import POLICIES, Policy, policy_from_options
 from fluxqueue.fluxion.matcher.reader import JGFError, read_jgf
-from fluxqueue.fluxion.matcher.traverser import PUnit, SUnit, Traverser, VUnit, Window
 from fluxqueue.fluxion.matcher.writer import write_r
 
 ALLOCATE = "allocate"
@@ -190,9 +189,22 @@ class Matcher:
         return ok, _why(ok)
 
     def _satisfiable(self, graph: ResourceGraph, js: Jobspec) -> bool:
-        # Every resource free and up (flux-sched skips by_status for AT_SATISFIABILITY); constraints still apply.
-        t = Traverser(self.policy, Window(0, js.window, empty=True), js.constraint)
-        return t.match(graph.root, js.resources) is not None
+        """dfu_traverser_t::is_satisfiable: a select where nothing is held, with what is down counted as there
+        (by_status is skipped). flux-sched selects at the end of its window, where a duration-0 job still
+        holds what it took; we ask the empty graph instead (a window after every span), so that a request
+        blocked only by jobs that never end is busy, not unsatisfiable: the controller gives up on the latter.
+        """
+        d = js.window
+        at = SYSTEM_MAX_DURATION
+        if _node_count(js.resources) > len(graph.nodes):
+            return False
+        root = graph.root
+        x_root = any(r.type == root.type and r.exclusive is True for r in js.resources)
+        busy = self.dfu.ebusy
+        sel = Select(self.dfu, DfuWindow(at, at + d, False, sat=True), js.constraint)
+        ok = sel.select(root, js.resources, x_root) is not None
+        self.dfu.ebusy = busy or not ok
+        return ok
 
     def _account(self, dt: float) -> None:
         self.match_count += 1
@@ -277,40 +289,6 @@ class Matcher:
         return feasible >= target
 
     # -- applying and releasing ----------------------------------------------------------------------------
-
-    def _collect(self, units: list) -> tuple[dict[Vertex, bool], dict[Pool, int], dict[str, int]]:
-        vertices: dict[Vertex, bool] = {}
-        pools: dict[Pool, int] = {}
-        slots: dict[str, int] = {}
-        stack = list(units)
-        while stack:
-            u = stack.pop()
-            if isinstance(u, PUnit):
-                pools[u.pool] = pools.get(u.pool, 0) | u.mask
-            elif isinstance(u, VUnit):
-                vertices[u.v] = vertices.get(u.v, False) or u.excl
-                stack.extend(u.parts)
-            elif isinstance(u, SUnit):
-                vertices.setdefault(u.host, False)
-                host = u.host
-                node = host
-                while node is not None and node.type != "node":
-                    node = node.parent
-                key = (node or host).name
-                slots[key] = slots.get(key, 0) + 1
-                stack.extend(u.parts)
-        for p in pools:
-            vertices.setdefault(p.parent, False)
-        for v in list(vertices):
-            a = v.parent
-            while a is not None and a not in vertices:
-                vertices[a] = False
-                a = a.parent
-        return vertices, pools, slots
-
-    def _apply(self, jobid: int, start: int, duration: int, units: list) -> Job:
-        vertices, pools, slots = self._collect(units)
-        return self._apply_sets(jobid, start, duration, vertices, pools, slots)
 
     def _apply_sets(self, jobid, start, duration, vertices, pools, slots) -> Job:
         end = start + duration

@@ -301,12 +301,13 @@ def effective_max(r: Request) -> int:
 
 
 class Window:
-    __slots__ = ("alloc", "end", "start")
+    __slots__ = ("alloc", "end", "sat", "start")
 
-    def __init__(self, start: int, end: int, alloc: bool) -> None:
+    def __init__(self, start: int, end: int, alloc: bool, sat: bool = False) -> None:
         self.start = start
         self.end = end
         self.alloc = alloc  # AT_ALLOC (not a reservation attempt): by_excl also refuses allocated vertices
+        self.sat = sat  # AT_SATISFIABILITY: what is down counts too (by_status is skipped)
 
 
 class Select:
@@ -342,11 +343,12 @@ class Select:
 
     def _free_members(self, p: Pool) -> int:
         w = self.w
-        return p.all_mask & ~p.busy_mask(w.start, w.end) & ~p.down_mask
+        free = p.all_mask & ~p.busy_mask(w.start, w.end)
+        return free if w.sat else free & ~p.down_mask
 
     def _prune(self, u: Vertex, x_in: bool, resources: list[Request]) -> bool:
         """dfu_impl_t::prune: False when u cannot serve (status, constraint, exclusivity, plans)."""
-        if u.status != UP:
+        if u.status != UP and not self.w.sat:
             return False
         c = self.constraint
         if c is not None and u.type in NODE_TYPES and not c.match(u.name, u.properties, u.rank):
@@ -547,7 +549,7 @@ class Select:
                 continue
             # The cheap prunes first (what dom_dfv's prune would refuse: down, held whole, no free core)
             if (
-                c.status != UP
+                (c.status != UP and not w.sat)
                 or c.blocked(w.start, w.end)
                 or (need_core and c.free.get("core", 0) < need_core)
             ):

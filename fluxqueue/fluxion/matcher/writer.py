@@ -11,6 +11,7 @@ with the number of slots per node (``fluxqueue.io/slots``), which flux-sched rea
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 
 from fluxqueue.fluxion.allocation import SLOTS_METADATA_KEY
 from fluxqueue.fluxion.matcher.graph import Pool, Vertex
@@ -89,6 +90,28 @@ def _pool_json(p: Pool, mask: int) -> tuple[list[str], list[str]]:
     return nodes, edges
 
 
+# The text of whole pools, the most common part of R for jobs that take nodes whole (an exclusive node, a
+# *nodex policy): a pool's vertices never change after Init, so their text is kept, for a bounded number.
+_WHOLE: OrderedDict[int, tuple[Pool, str, str]] = OrderedDict()
+_WHOLE_MAX = 2048
+
+
+def _pool_text(p: Pool, mask: int) -> tuple[str, str]:
+    if mask != p.all_mask:
+        pn, pe = _pool_json(p, mask)
+        return ", ".join(pn), ", ".join(pe)
+    hit = _WHOLE.get(id(p))
+    if hit is not None and hit[0] is p:
+        _WHOLE.move_to_end(id(p))
+        return hit[1], hit[2]
+    pn, pe = _pool_json(p, mask)
+    out = ", ".join(pn), ", ".join(pe)
+    _WHOLE[id(p)] = (p, *out)
+    if len(_WHOLE) > _WHOLE_MAX:
+        _WHOLE.popitem(last=False)
+    return out
+
+
 def write_r(vertices: dict[Vertex, bool], pools: dict[Pool, int], slots: dict[str, int]) -> str:
     """R for the given vertices (vertex -> exclusive) and pool members, as one JGF line."""
     kids: dict[Vertex, list[Vertex]] = {}
@@ -111,10 +134,11 @@ def write_r(vertices: dict[Vertex, bool], pools: dict[Pool, int], slots: dict[st
             for c in sorted(kids.get(v, ()), key=lambda c: c.uid, reverse=True):
                 stack.append((c, False))
             continue
-        for p in sorted(pools_of.get(v, ()), key=v.pools.index):
-            pn, pe = _pool_json(p, pools[p])
-            nodes.extend(pn)
-            edges.extend(pe)
+        ps = pools_of.get(v, ())
+        for p in sorted(ps, key=v.pools.index) if len(ps) > 1 else ps:
+            pn, pe = _pool_text(p, pools[p])
+            nodes.append(pn)
+            edges.append(pe)
         nodes.append(_vertex_json(v, vertices[v]))
         if v.parent is not None and v.parent in vertices:
             edges.append(f'{{"source": "{v.parent.uid}", "target": "{v.uid}"}}')
