@@ -224,6 +224,27 @@ _EXTRA_MESSAGES: dict[str, list[list[Any]]] = {
     ],
     "k8s.io.api.authorization.v1.SelfSubjectRulesReviewSpec": [_o(1, "namespace", "string")],
     "k8s.io.api.authentication.v1.SelfSubjectReview": [_o(1, "metadata", OM)],
+    # authentication/v1 types.go: TokenRequest (kubectl create token), TokenReview
+    "k8s.io.api.authentication.v1.TokenRequest": [
+        _o(1, "metadata", OM),
+        _o(2, "spec", "k8s.io.api.authentication.v1.TokenRequestSpec"),
+    ],
+    "k8s.io.api.authentication.v1.TokenRequestSpec": [
+        _l(1, "audiences", "string"),
+        _o(3, "boundObjectRef", "k8s.io.api.authentication.v1.BoundObjectReference"),
+        _o(4, "expirationSeconds", "int64"),
+    ],
+    "k8s.io.api.authentication.v1.BoundObjectReference": [
+        _o(1, "kind", "string"),
+        _o(2, "apiVersion", "string"),
+        _o(3, "name", "string"),
+        _o(4, "uid", "string"),
+    ],
+    "k8s.io.api.authentication.v1.TokenReview": [
+        _o(1, "metadata", OM),
+        _o(2, "spec", "k8s.io.api.authentication.v1.TokenReviewSpec"),
+    ],
+    "k8s.io.api.authentication.v1.TokenReviewSpec": [_o(1, "token", "string"), _l(2, "audiences", "string")],
 }
 _GROUP_PACKAGES = {
     "authorization.k8s.io/v1": "k8s.io.api.authorization.v1.",
