@@ -955,3 +955,27 @@ def test_a_replication_controller_keeps_its_pods(cluster_emulator):
         _until("one pod", lambda: len(pods()) == 1)
         core.delete_namespaced_replication_controller("web", "default", propagation_policy="Background")
         _until("no pods", lambda: not core.list_namespaced_pod("default", label_selector="app=a").items)
+
+
+def test_the_legacy_bindings_collection_binds_a_pod(api_client):
+    core = k8s.CoreV1Api(api_client)
+    core.create_namespaced_pod(
+        "default", {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}
+    )
+    core.create_node({"metadata": {"name": "n1"}})
+    status, text = raw(
+        api_client,
+        "POST",
+        "/api/v1/namespaces/default/bindings",
+        {"Content-Type": "application/json"},
+        {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": "p"},
+            "target": {"kind": "Node", "name": "n1"},
+        },
+    )
+    assert status == 201, text
+    assert core.read_namespaced_pod("p", "default").spec.node_name == "n1"
+    # other verbs on it are no resource
+    assert raw(api_client, "GET", "/api/v1/namespaces/default/bindings")[0] in (404, 405)

@@ -228,7 +228,7 @@ class Routes:
         ns = None
         if rest[0] == "namespaces" and len(rest) >= 3:
             cand = reg.get((group, version, rest[2]))
-            if cand is not None and cand.namespaced:
+            if (cand is not None and cand.namespaced) or (not group and rest[2] == "bindings"):
                 ns, rest = rest[1], rest[2:]
             elif group or rest[2] not in NAMESPACE_SUBRESOURCES:
                 # namespaces/{ns}/{plural} of a type not served (or not namespaced): no such path, as
