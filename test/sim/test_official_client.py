@@ -979,3 +979,35 @@ def test_the_legacy_bindings_collection_binds_a_pod(api_client):
     assert core.read_namespaced_pod("p", "default").spec.node_name == "n1"
     # other verbs on it are no resource
     assert raw(api_client, "GET", "/api/v1/namespaces/default/bindings")[0] in (404, 405)
+
+
+def test_tables_of_the_plain_types_have_kubectls_columns(api_client):
+    k8s.StorageV1Api(api_client).create_storage_class(
+        {"metadata": {"name": "fast"}, "provisioner": "example.com/fast"}
+    )
+    k8s.AutoscalingV2Api(api_client).create_namespaced_horizontal_pod_autoscaler(
+        "default",
+        {
+            "metadata": {"name": "web"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "maxReplicas": 3,
+            },
+        },
+    )
+    accept = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}
+    _s, text = raw(api_client, "GET", "/apis/storage.k8s.io/v1/storageclasses", accept)
+    table = json.loads(text)
+    assert [c["name"] for c in table["columnDefinitions"]] == [
+        "Name",
+        "Provisioner",
+        "ReclaimPolicy",
+        "VolumeBindingMode",
+        "AllowVolumeExpansion",
+        "Age",
+    ]
+    assert table["rows"][0]["cells"][:4] == ["fast", "example.com/fast", "Delete", "Immediate"]
+    _s, text = raw(
+        api_client, "GET", "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers", accept
+    )
+    assert json.loads(text)["rows"][0]["cells"][1:6] == ["Deployment/web", "cpu: <unknown>/80%", 1, 3, 0]

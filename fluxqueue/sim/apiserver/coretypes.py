@@ -143,6 +143,21 @@ class NetworkPolicyStrategy(Strategy):
                     port.setdefault("protocol", "TCP")
 
 
+class HPAStrategy(StatusResetStrategy):
+    """pkg/apis/autoscaling/v2/defaults.go: minReplicas 1; no metrics means 80% average CPU utilization."""
+
+    def default(self, obj: Obj) -> None:
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("minReplicas", 1)
+        if not spec.get("metrics"):
+            spec["metrics"] = [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}},
+                }
+            ]
+
+
 class StorageClassStrategy(Strategy):
     """pkg/apis/storage/v1/defaults.go."""
 
@@ -294,5 +309,5 @@ STRATEGIES: dict[tuple[str, str], Strategy] = {
     ("networking.k8s.io", "networkpolicies"): NetworkPolicyStrategy(),
     ("storage.k8s.io", "storageclasses"): StorageClassStrategy(),
     ("storage.k8s.io", "volumeattachments"): StatusResetStrategy(initial={"attached": False}),
-    ("autoscaling", "horizontalpodautoscalers"): StatusResetStrategy(initial={"desiredReplicas": 0}),
+    ("autoscaling", "horizontalpodautoscalers"): HPAStrategy(initial={"desiredReplicas": 0}),
 }

@@ -235,6 +235,114 @@ def _apiservice_row(o: Obj) -> list[Any]:
     return [o["metadata"]["name"], service, available, age(o)]
 
 
+def _selector_text(sel: Obj | None) -> str:
+    """metav1.FormatLabelSelector: "<none>" for an empty selector, else key=value,key in (a,b)..."""
+    sel = sel or {}
+    parts = [f"{k}={v}" for k, v in (sel.get("matchLabels") or {}).items()]
+    for e in sel.get("matchExpressions") or []:
+        op, vals = e.get("operator"), ",".join(e.get("values") or [])
+        if op == "In":
+            parts.append(f"{e.get('key')} in ({vals})")
+        elif op == "NotIn":
+            parts.append(f"{e.get('key')} notin ({vals})")
+        elif op == "Exists":
+            parts.append(str(e.get("key")))
+        elif op == "DoesNotExist":
+            parts.append(f"!{e.get('key')}")
+    return ",".join(parts) or "<none>"
+
+
+_ACCESS_MODES = {
+    "ReadWriteOnce": "RWO",
+    "ReadOnlyMany": "ROX",
+    "ReadWriteMany": "RWX",
+    "ReadWriteOncePod": "RWOP",
+}
+
+
+def _pv_row(o: Obj) -> list[Any]:
+    spec, st = o.get("spec") or {}, o.get("status") or {}
+    ref = spec.get("claimRef") or {}
+    return [
+        o["metadata"]["name"],
+        (spec.get("capacity") or {}).get("storage", ""),
+        ",".join(_ACCESS_MODES.get(m, m) for m in spec.get("accessModes") or []),
+        spec.get("persistentVolumeReclaimPolicy", ""),
+        st.get("phase", ""),
+        f"{ref.get('namespace')}/{ref.get('name')}" if ref else "",
+        spec.get("storageClassName", ""),
+        spec.get("volumeAttributesClassName") or "<unset>",
+        st.get("reason", ""),
+        age(o),
+    ]
+
+
+def _ingress_row(o: Obj) -> list[Any]:
+    spec, st = o.get("spec") or {}, o.get("status") or {}
+    hosts = [r.get("host") for r in spec.get("rules") or [] if r.get("host")]
+    lbs = [i.get("ip") or i.get("hostname") for i in (st.get("loadBalancer") or {}).get("ingress") or []]
+    return [
+        o["metadata"]["name"],
+        spec.get("ingressClassName") or "<none>",
+        ",".join(hosts) or "*",
+        ",".join(x for x in lbs if x),
+        "80, 443" if spec.get("tls") else "80",
+        age(o),
+    ]
+
+
+def _hpa_targets(spec: Obj) -> str:
+    # printers.go formatHPAMetrics, before any status: "<unknown>/<target>" per metric
+    out = []
+    for m in spec.get("metrics") or []:
+        if m.get("type") == "Resource":
+            r = m.get("resource") or {}
+            t = r.get("target") or {}
+            want = f"{t['averageUtilization']}%" if "averageUtilization" in t else t.get("averageValue", "")
+            out.append(f"{r.get('name')}: <unknown>/{want}")
+        else:
+            out.append("<unknown>")
+    return ", ".join(out) or "<none>"
+
+
+def _hpa_row(o: Obj) -> list[Any]:
+    spec, st = o.get("spec") or {}, o.get("status") or {}
+    ref = spec.get("scaleTargetRef") or {}
+    return [
+        o["metadata"]["name"],
+        f"{ref.get('kind')}/{ref.get('name')}",
+        _hpa_targets(spec),
+        spec.get("minReplicas", 1),
+        spec.get("maxReplicas", 0),
+        st.get("currentReplicas", 0),
+        age(o),
+    ]
+
+
+def _storageclass_row(o: Obj) -> list[Any]:
+    default = (o["metadata"].get("annotations") or {}).get("storageclass.kubernetes.io/is-default-class")
+    return [
+        o["metadata"]["name"] + (" (default)" if default == "true" else ""),
+        o.get("provisioner", ""),
+        o.get("reclaimPolicy", "Delete"),
+        o.get("volumeBindingMode", "Immediate"),
+        bool(o.get("allowVolumeExpansion")),
+        age(o),
+    ]
+
+
+def _netpol_row(o: Obj) -> list[Any]:
+    return [o["metadata"]["name"], _selector_text((o.get("spec") or {}).get("podSelector")), age(o)]
+
+
+def _ingressclass_row(o: Obj) -> list[Any]:
+    return [o["metadata"]["name"], (o.get("spec") or {}).get("controller", ""), "<none>", age(o)]
+
+
+def _runtimeclass_row(o: Obj) -> list[Any]:
+    return [o["metadata"]["name"], o.get("handler", ""), age(o)]
+
+
 def _sts_row(o: Obj) -> list[Any]:
     spec, st = o.get("spec") or {}, o.get("status") or {}
     return [o["metadata"]["name"], f"{st.get('readyReplicas', 0)}/{spec.get('replicas', 0)}", age(o)]
@@ -343,6 +451,54 @@ BUILTIN: dict[tuple[str, str], tuple[list[dict[str, Any]], Callable[[Obj], list[
         [NAME, _col("Service"), _col("Available"), AGE],
         _apiservice_row,
     ),
+    ("", "persistentvolumes"): (
+        [
+            NAME,
+            _col("Capacity"),
+            _col("Access Modes"),
+            _col("Reclaim Policy"),
+            _col("Status"),
+            _col("Claim"),
+            _col("StorageClass"),
+            _col("VolumeAttributesClass"),
+            _col("Reason"),
+            AGE,
+        ],
+        _pv_row,
+    ),
+    ("networking.k8s.io", "ingresses"): (
+        [NAME, _col("Class"), _col("Hosts"), _col("Address"), _col("Ports"), AGE],
+        _ingress_row,
+    ),
+    ("networking.k8s.io", "ingressclasses"): (
+        [NAME, _col("Controller"), _col("Parameters"), AGE],
+        _ingressclass_row,
+    ),
+    ("networking.k8s.io", "networkpolicies"): ([NAME, _col("Pod-Selector"), AGE], _netpol_row),
+    ("storage.k8s.io", "storageclasses"): (
+        [
+            NAME,
+            _col("Provisioner"),
+            _col("ReclaimPolicy"),
+            _col("VolumeBindingMode"),
+            _col("AllowVolumeExpansion"),
+            AGE,
+        ],
+        _storageclass_row,
+    ),
+    ("autoscaling", "horizontalpodautoscalers"): (
+        [
+            NAME,
+            _col("Reference"),
+            _col("Targets"),
+            _col("MinPods", "integer"),
+            _col("MaxPods", "integer"),
+            _col("Replicas", "integer"),
+            AGE,
+        ],
+        _hpa_row,
+    ),
+    ("node.k8s.io", "runtimeclasses"): ([NAME, _col("Handler"), AGE], _runtimeclass_row),
     ("apps", "statefulsets"): ([NAME, _col("Ready"), AGE], _sts_row),
     ("apps", "daemonsets"): (
         [
