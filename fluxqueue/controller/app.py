@@ -18,8 +18,9 @@ from fluxqueue.controller.context import Context
 from fluxqueue.controller.crd import fluxjob_crd
 from fluxqueue.controller.fluxjob import fluxjob_summary
 from fluxqueue.controller.instruments import Instruments
+from fluxqueue.controller.pods import UNIT_INDEX, unit_index
 from fluxqueue.controller.reactor import Reactor
-from fluxqueue.controller.scheduler import UNIT_INDEX, Scheduler, unit_index
+from fluxqueue.controller.scheduler import Scheduler
 from fluxqueue.controller.settings import ControllerSettings
 from fluxqueue.errors import ConfigError
 from fluxqueue.kube import names

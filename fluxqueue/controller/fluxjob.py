@@ -116,6 +116,7 @@ def fluxjob_status(
     unit: Unit,
     *,
     nodes: list[str] | None = None,
+    jobid: int | None = None,
     position: int | None = None,
     reserved_start: datetime | None = None,
     members: int | None = None,
@@ -127,8 +128,8 @@ def fluxjob_status(
     if nodes:
         status["nodes"] = nodes
         status["nodeList"] = ",".join(nodes)
-    if unit.fluxion_jobid is not None and unit.state in (SCHEDULED, RUNNING, SUCCEEDED, FAILED, CANCELLED):
-        status["fluxionJobID"] = unit.fluxion_jobid
+    if jobid is not None and unit.state in (SCHEDULED, RUNNING, SUCCEEDED, FAILED, CANCELLED):
+        status["fluxionJobID"] = jobid
     if position is not None and unit.state in (QUEUED, RESERVED):
         status["queuePosition"] = position
     if reserved_start is not None and unit.state == RESERVED:

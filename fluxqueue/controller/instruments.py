@@ -26,7 +26,7 @@ class Instruments:
     def observe_finished(self, unit: Any) -> None:
         if unit.state == "Unsatisfiable":
             self.m.unsatisfiable.inc()
-        elif unit.fluxion_jobid is not None:
+        elif unit.scheduled_at is not None:
             self.m.cancels.inc()
 
     def observe_match(self, seconds: float, status: str) -> None:

@@ -16,7 +16,8 @@ from typing import Any
 
 from fluxqueue.controller.context import Context
 from fluxqueue.controller.fluxjob import owner_reference
-from fluxqueue.controller.scheduler import Scheduler, holder_key, is_ours
+from fluxqueue.controller.pods import holder_key, is_ours, unit_pods, wrapped_objects
+from fluxqueue.controller.scheduler import Scheduler
 from fluxqueue.controller.units import owner_key, scheduling_unit, submission_for
 from fluxqueue.kube import names
 from fluxqueue.log import get_logger
@@ -69,6 +70,10 @@ class Reactor:
     def __init__(self, ctx: Context, scheduler: Scheduler):
         self.ctx = ctx
         self.scheduler = scheduler
+        # The unit lifecycle, called directly: starting (unsuspend, bind), ending, status.
+        self.start = scheduler.start
+        self.end = scheduler.end
+        self.status = scheduler.status
         self.by_owner: dict[str, int] = {}  # wrapped object's uid (or group key) -> unit id
         self.members: set[str] = set()  # uids of pods already joined to a group
         self.sweeps = 0
@@ -105,7 +110,7 @@ class Reactor:
         if not is_ours(pod):
             meta = _meta(pod)
             if kind == "DELETED" or (pod.get("spec") or {}).get("nodeName"):
-                self.scheduler.forget_pod(meta.get("uid") or "")
+                self.start.forget_pod(meta.get("uid") or "")
             self._foreign_pod(kind, pod, old)
             return
         key = holder_key(pod)
@@ -162,7 +167,7 @@ class Reactor:
                 self.ctx.holding.add(unit.owner_uid)
         for unit in await self.ctx.store.draining():
             self.ctx.holding.add(unit.owner_uid)
-            self.scheduler.draining[unit.id] = unit
+            self.end.draining[unit.id] = unit
             if unit.kind == PodGroupWorkload.kind:
                 for _pod, uid in await self.ctx.store.group_members(unit.id):
                     self.members.add(uid)
@@ -204,7 +209,7 @@ class Reactor:
         if event == "DELETED":
             unit = await self.ctx.store.by_owner(uid)
             if unit is not None:
-                await self.scheduler.finish(unit, CANCELLED, f"{kind.api_kind} deleted")
+                await self.end.finish(unit, CANCELLED, f"{kind.api_kind} deleted")
             return
         if unit_id is None:
             if (meta.get("annotations") or {}).get(names.ANNOTATION_USER_SUSPENDED) == "true":
@@ -217,11 +222,11 @@ class Reactor:
         if outcome is not None:
             unit = await self.ctx.store.get(unit_id)
             if unit is not None and unit.state in ACTIVE_STATES:
-                await self.scheduler.finish(unit, *outcome, warning=outcome[0] != "Succeeded")
-        elif kind.started(obj) and unit_id not in self.scheduler.running:
+                await self.end.finish(unit, *outcome, warning=outcome[0] != "Succeeded")
+        elif kind.started(obj) and unit_id not in self.start.running:
             unit = await self.ctx.store.get(unit_id)
             if unit is not None:
-                await self.scheduler.note_running(unit)
+                await self.start.note_running(unit)
 
     async def submit_workload(self, kind: Workload, obj: dict) -> Unit | None:
         try:
@@ -259,15 +264,15 @@ class Reactor:
             # FluxJob is written again just below, once it exists.
             ctx.wake("submitted")
         if await ctx.actions.ensure_fluxjob(unit, owners, spec) is not None:
-            created_ids = self.scheduler.fluxjob_created
+            created_ids = self.status.fluxjob_created
             if len(created_ids) > 100_000:
                 created_ids.clear()  # units that ended before their FluxJob was seen created linger here
             created_ids.add(unit.id)
-        if unit.id in self.scheduler.status_missed:
-            self.scheduler.status_missed.discard(unit.id)
+        if unit.id in self.status.missed:
+            self.status.missed.discard(unit.id)
             fresh = await ctx.store.get(unit.id)
             if fresh is not None:
-                await self.scheduler.publish(fresh)
+                await self.status.publish(fresh)
         if created:
             log.info("queued", unit=unit.key, size=unit.size, priority=unit.priority)
             # The FluxJob tells the story; the wrapped object hears from us when it is placed (or cannot be).
@@ -284,7 +289,7 @@ class Reactor:
         meta = _meta(pod)
         uid = meta.get("uid") or ""
         if kind == "DELETED" or (pod.get("spec") or {}).get("nodeName"):
-            self.scheduler.forget_pod(uid)  # the watch has caught up with our binding
+            self.start.forget_pod(uid)  # the watch has caught up with our binding
         if not is_ours(pod):
             self._foreign_pod(kind, pod, old)
             return
@@ -294,8 +299,8 @@ class Reactor:
         if (pod.get("spec") or {}).get("nodeName") and holder_key(pod) not in self.ctx.holding:
             # Ours but outliving its unit: counted as foreign load until it ends.
             self._foreign_pod(kind, pod, old)
-        if self.scheduler.draining and (kind == "DELETED" or _phase(pod) in TERMINAL_PHASES):
-            await self.scheduler.settle_draining()
+        if self.end.draining and (kind == "DELETED" or _phase(pod) in TERMINAL_PHASES):
+            await self.end.settle_draining()
         try:
             ref = unit_of_pod(pod)
         except UnitError as exc:
@@ -329,15 +334,15 @@ class Reactor:
             return
         spec = pod.get("spec") or {}
         if kind != "DELETED" and not spec.get("nodeName") and _phase(pod) not in TERMINAL_PHASES:
-            await self.scheduler.bind_unit_pods(unit_id)
+            await self.start.bind_unit_pods(unit_id)
         elif kind != "DELETED" and pod_running(pod):
-            if unit_id not in self.scheduler.running:
-                await self.scheduler.mark_running(unit_id)
+            if unit_id not in self.start.running:
+                await self.start.mark_running(unit_id)
         elif kind == "DELETED" or _phase(pod) in TERMINAL_PHASES:
             # A slot came free: a replacement pod may be waiting for it.
             if kind != "DELETED" and _phase(pod) == "Failed":
                 await self._tell_pod_failed(unit_id, pod)
-            await self.scheduler.bind_unit_pods(unit_id)
+            await self.start.bind_unit_pods(unit_id)
 
     async def _bare_pod(self, kind: str, pod: dict) -> None:
         uid = _meta(pod).get("uid") or ""
@@ -345,7 +350,7 @@ class Reactor:
         if kind == "DELETED":
             unit = await self.ctx.store.by_owner(uid)
             if unit is not None:
-                await self.scheduler.finish(unit, CANCELLED, "pod deleted")
+                await self.end.finish(unit, CANCELLED, "pod deleted")
             return
         if unit_id is None:
             if (
@@ -364,9 +369,9 @@ class Reactor:
         if outcome is not None:
             unit = await self.ctx.store.get(unit_id)
             if unit is not None and unit.state in ACTIVE_STATES:
-                await self.scheduler.finish(unit, *outcome, warning=outcome[0] != "Succeeded")
-        elif pod_running(pod) and unit_id not in self.scheduler.running:
-            await self.scheduler.mark_running(unit_id)
+                await self.end.finish(unit, *outcome, warning=outcome[0] != "Succeeded")
+        elif pod_running(pod) and unit_id not in self.start.running:
+            await self.start.mark_running(unit_id)
 
     async def _group_pod(self, kind: str, pod: dict, group: str) -> None:
         meta = _meta(pod)
@@ -381,10 +386,10 @@ class Reactor:
             if _gated(pod) and not (pod.get("spec") or {}).get("nodeName"):
                 await self.join_group(pod)
             return
-        if pod_running(pod) and self.by_owner.get(f"group:{ns}/{group}") not in self.scheduler.running:
+        if pod_running(pod) and self.by_owner.get(f"group:{ns}/{group}") not in self.start.running:
             unit = await self.ctx.store.live_group(ns, group)
             if unit is not None:
-                await self.scheduler.note_running(unit)
+                await self.start.note_running(unit)
 
     async def join_group(self, pod: dict) -> Unit | None:
         async with self._submitting(holder_key(pod)):
@@ -430,11 +435,11 @@ class Reactor:
             # told it waits). Well within the group's timeout, so a group that never fills is seen waiting
             # before it fails.
             delay = min(GROUP_STATUS_DELAY, ctx.settings.group_timeout / 4)
-            await self.scheduler.publish(unit, defer=delay, members=count)
+            await self.status.publish(unit, defer=delay, members=count)
         elif unit.state == QUEUED:
-            self.scheduler.drop_deferred(unit.id)  # complete: the next pass tells where it stands
+            self.status.drop_deferred(unit.id)  # complete: the next pass tells where it stands
         else:
-            await self.scheduler.publish(unit)
+            await self.status.publish(unit)
         return unit
 
     def _podgroup_size(self, pod: dict) -> int | None:
@@ -495,11 +500,11 @@ class Reactor:
             # over: it ends Failed, the rest of it is deleted and the allocation comes back once they are gone.
             await self._fail_group(unit, failed[0], [p for p in pods if p is not None and p not in failed])
         elif outcome is not None:
-            await self.scheduler.finish(unit, *outcome, warning=outcome[0] != "Succeeded")
-        elif self.scheduler.group_expired(unit):
-            await self.scheduler.expire_group(unit, [p for p in pods if p is not None])
+            await self.end.finish(unit, *outcome, warning=outcome[0] != "Succeeded")
+        elif self.end.group_expired(unit):
+            await self.end.expire_group(unit, [p for p in pods if p is not None])
         elif unit.state in HOLDING_STATES:
-            await self.scheduler.bind_unit_pods(unit.id)
+            await self.start.bind_unit_pods(unit.id)
 
     async def _fail_group(self, unit: Unit, failed: dict, others: list[dict]) -> None:
         status = failed.get("status") or {}
@@ -508,7 +513,7 @@ class Reactor:
         reason = (
             f"member {_meta(failed).get('name')} failed on {node}: {why}; the group's other pods were deleted"
         )
-        done = await self.scheduler.finish(unit, FAILED, reason, warning=True)
+        done = await self.end.finish(unit, FAILED, reason, warning=True)
         if done is None:
             return
         for pod in others:
@@ -528,7 +533,7 @@ class Reactor:
         and doubled its requests). The start-up sweep takes everything.
         """
         ctx = self.ctx
-        await self.scheduler.settle_draining()
+        await self.end.settle_draining()
         cutoff = datetime.now(UTC) - timedelta(seconds=settle) if settle > 0 else None
         active = await ctx.store.active()
         await self._rewrite_stale_statuses({(u.namespace, u.name) for u in active}, cutoff)
@@ -581,12 +586,11 @@ class Reactor:
             if cutoff is not None and (unit.finished_at is None or unit.finished_at > cutoff):
                 continue
             log.info("rewriting the status of an ended unit", unit=unit.key, state=unit.state)
-            await self.scheduler.publish(unit)
-            self.scheduler.forget_status(unit.id)
+            await self.status.publish(unit)
+            self.status.forget_status(unit.id)
 
     async def _reconcile_unit(self, unit: Unit) -> None:
         ctx = self.ctx
-        sched = self.scheduler
         self.by_owner.setdefault(unit.owner_uid, unit.id)
         wrapped: list[dict] = []
         informer = ctx.objects.get(unit.kind)
@@ -596,17 +600,17 @@ class Reactor:
             if fresh is None or fresh.state not in ACTIVE_STATES:
                 return
             unit = fresh
-            wrapped = sched.wrapped_objects(unit)
+            wrapped = wrapped_objects(ctx, unit)
         elif informer is not None or unit.kind == PodWorkload.kind:
             kind = workload(unit.kind)
             obj = (informer or ctx.pods).get(unit.namespace, unit.object_name)
             what = kind.api_kind or "pod"
             if obj is None or _meta(obj).get("uid") != unit.owner_uid:
-                await sched.finish(unit, CANCELLED, f"{what} deleted")
+                await self.end.finish(unit, CANCELLED, f"{what} deleted")
                 return
             outcome = kind.outcome(obj)
             if outcome is not None:
-                await sched.finish(unit, *outcome, warning=outcome[0] != "Succeeded")
+                await self.end.finish(unit, *outcome, warning=outcome[0] != "Succeeded")
                 return
             wrapped = [obj]
         else:
@@ -616,19 +620,19 @@ class Reactor:
             with contextlib.suppress(UnitError):
                 spec = jobspec_for(scheduling_unit(unit), self._graph())
             await ctx.actions.ensure_fluxjob(unit, wrapped, spec)
-            sched.published.pop(unit.id, None)
-            await sched.publish(unit)
+            self.status.published.pop(unit.id, None)
+            await self.status.publish(unit)
         if unit.state in HOLDING_STATES:
-            if not unit.released:
-                await sched.release(unit.id)
+            if not unit.started:
+                await self.start.start(unit.id)
                 return
-            pods = sched.unit_pods(unit)
+            pods = unit_pods(ctx, unit)
             if any(
                 not (p.get("spec") or {}).get("nodeName") and _phase(p) not in TERMINAL_PHASES for p in pods
             ):
-                await sched.bind_unit_pods(unit.id)
+                await self.start.bind_unit_pods(unit.id)
             if unit.state == "Scheduled":
-                await sched.note_running(unit)
+                await self.start.note_running(unit)
 
 
 def _changed_since(unit: Unit, cutoff: datetime) -> bool:

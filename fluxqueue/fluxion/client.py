@@ -15,7 +15,7 @@ import asyncio
 import enum
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -77,6 +77,19 @@ def _trailing(call_metadata) -> dict[str, str]:
     return {k: v for k, v in (call_metadata or ())}
 
 
+class FluxionAdmin(Protocol):
+    """Our second service beside the public FluxionService (DESIGN: the controller degrades without it):
+    what the controller uses of it."""
+
+    async def stats(self) -> dict[str, Any]: ...
+
+    async def replay(self, jobid: int, allocation: str, duration: int = 0, at: int = 0) -> None: ...
+
+    async def match_batch(
+        self, requests: list[tuple[str, bool]], *, stop_after_first_unallocated: bool = False
+    ) -> list[MatchResult]: ...
+
+
 class FluxionClient:
     def __init__(
         self,
@@ -97,6 +110,12 @@ class FluxionClient:
         self._channel: grpc.aio.Channel | None = None
         self._svc: pbg.FluxionServiceStub | None = None
         self._admin: pbg.FluxionAdminStub | None = None
+
+    @property
+    def admin(self) -> FluxionAdmin | None:
+        """The FluxionAdmin capability when the server has it (ours), None for flux-sched's public service
+        (known once probed: the first call probes)."""
+        return self if self.has_admin else None
 
     # -- plumbing ------------------------------------------------------------------------------------------
 

@@ -83,9 +83,8 @@ class Unit:
     scheduled_at: datetime | None
     finished_at: datetime | None
     reason: str
-    fluxion_jobid: int | None
     attempts: int
-    released: bool
+    started: bool  # the Kubernetes side of its placement is done (workload unsuspended, pods bound)
     placement: dict
     pod_sets: list
 
@@ -126,7 +125,6 @@ class Allocation:
     unit_id: int
     fluxion_jobid: int
     epoch: int
-    r: str
     allocated_at: datetime
     released_at: datetime | None
     nodes: list[NodeShare] = field(default_factory=list)
@@ -359,7 +357,7 @@ class QueueStore:
             )
 
     async def schedule(
-        self, unit_id: int, *, jobid: int, epoch: int, r: str, nodes: Iterable[NodeShare], reason: str
+        self, unit_id: int, *, jobid: int, epoch: int, nodes: Iterable[NodeShare], reason: str
     ) -> Unit | None:
         """Persist an allocation and move the unit to Scheduled, atomically.
 
@@ -371,7 +369,6 @@ class QueueStore:
             "reason": reason,
             "jobid": jobid,
             "epoch": epoch,
-            "r": r,
             "nodes": [
                 {
                     "node": n.node,
@@ -446,11 +443,11 @@ class QueueStore:
         return [Unit.from_record(r) for r in await self._pool.fetch(self._q["requeue_unsatisfiable"], reason)]
 
     async def record_bindings(
-        self, unit_id: int, bindings: Iterable[tuple[str, str, str]], *, released: bool = False
+        self, unit_id: int, bindings: Iterable[tuple[str, str, str]], *, started: bool = False
     ) -> None:
-        """Record pods bound as (pod, pod uid, node); with ``released`` also mark the unit released
+        """Record pods bound as (pod, pod uid, node); with ``started`` also mark the unit started
         (batched with other units' bindings)."""
-        await self._bindings_batch.submit((unit_id, list(bindings), released))
+        await self._bindings_batch.submit((unit_id, list(bindings), started))
 
     async def _bindings_many(self, items: list[tuple[int, list[tuple[str, str, str]], bool]]) -> list[None]:
         rows = [(unit_id, *b) for unit_id, bound, _ in items for b in bound]
@@ -460,7 +457,7 @@ class QueueStore:
             [r[1] for r in rows],
             [r[2] for r in rows],
             [r[3] for r in rows],
-            [unit_id for unit_id, _, released in items if released],
+            [unit_id for unit_id, _, started in items if started],
         )
         return [None] * len(items)
 
@@ -509,27 +506,16 @@ class QueueStore:
     async def update_allocation_id(self, unit_id: int, jobid: int, epoch: int) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(self._q["update_allocation_id"], unit_id, jobid, epoch)
-            await conn.execute("UPDATE fluxqueue.units SET fluxion_jobid = $2 WHERE id = $1", unit_id, jobid)
 
     # ---- reservations (one pass only) -------------------------------------------------------------------
 
-    async def record_reservation(self, unit_id: int, jobid: int, start_at: datetime, reason: str) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(self._q["insert_reservation"], unit_id, jobid, start_at)
-            await conn.execute(self._q["set_state"], unit_id, RESERVED, reason, [QUEUED, RESERVED], 1)
+    async def reserve(self, unit_id: int, reason: str) -> None:
+        """A unit the pass reserved resources for (Fluxion holds the reservation until the pass ends)."""
+        await self._pool.execute(self._q["set_state"], unit_id, RESERVED, reason, [QUEUED, RESERVED], 1)
 
-    async def clear_reservations(self, keep_reserved: Iterable[int] = ()) -> list[tuple[int, int]]:
-        """Forget every reservation row; units not in ``keep_reserved`` go back to Queued.
-
-        Returns (unit_id, fluxion_jobid) of the rows removed, for the caller to cancel in Fluxion.
-        """
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(self._q["clear_reservations"])
-            await conn.execute(self._q["requeue_unreserved"], list(keep_reserved))
-        return [(r["unit_id"], r["fluxion_jobid"]) for r in rows]
-
-    async def reservations(self) -> list[dict]:
-        return [dict(r) for r in await self._pool.fetch(self._q["reservations"])]
+    async def requeue_unreserved(self, keep_reserved: Iterable[int] = ()) -> None:
+        """Reserved units not in ``keep_reserved`` (no reservation this pass) go back to Queued."""
+        await self._pool.execute(self._q["requeue_unreserved"], list(keep_reserved))
 
     # ---- coordination -----------------------------------------------------------------------------------
 

@@ -34,9 +34,8 @@ def a_unit(**changes) -> Unit:
         scheduled_at=None,
         finished_at=None,
         reason="waiting for 4 pods",
-        fluxion_jobid=None,
         attempts=1,
-        released=False,
+        started=False,
         placement={},
         pod_sets=[{"name": "main", "count": 4, "cpu_millis": 2500, "memory_bytes": 2**31, "gpus": 1}],
     )
@@ -75,8 +74,9 @@ def test_a_waiting_unit_says_where_it_stands_and_a_scheduled_one_where_it_runs()
     assert waiting["reason"] == "waiting for 4 pods"
     assert [c["type"] for c in waiting["conditions"]] == ["Queued"]
     placed = fluxjob_status(
-        a_unit(state="Scheduled", scheduled_at=NOW, fluxion_jobid=7, reason="Scheduled on n1,n2"),
+        a_unit(state="Scheduled", scheduled_at=NOW, reason="Scheduled on n1,n2"),
         nodes=["n1", "n2"],
+        jobid=7,
         position=3,
     )
     assert placed["nodeList"] == "n1,n2" and placed["fluxionJobID"] == 7 and "queuePosition" not in placed

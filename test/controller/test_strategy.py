@@ -51,9 +51,8 @@ def unit(name: str, *, size: int = 1, cpus: int = 4, duration: int = 60, exclusi
         scheduled_at=None,
         finished_at=None,
         reason="",
-        fluxion_jobid=None,
         attempts=0,
-        released=False,
+        started=False,
         pod_sets=[
             {"name": "main", "count": size, "cpu_millis": cpus * 1000, "memory_bytes": 2**30, "gpus": 0}
         ],

@@ -329,7 +329,9 @@ class System:
         conn = await asyncpg.connect(self.dsn)
         try:
             row = await conn.fetchrow(
-                "SELECT * FROM fluxqueue.units WHERE namespace = $1 AND name = $2 ORDER BY id DESC LIMIT 1",
+                "SELECT u.*, a.fluxion_jobid FROM fluxqueue.units u "
+                "LEFT JOIN fluxqueue.allocations a ON a.unit_id = u.id "
+                "WHERE u.namespace = $1 AND u.name = $2 ORDER BY u.id DESC LIMIT 1",
                 namespace,
                 name,
             )

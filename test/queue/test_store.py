@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -98,11 +97,10 @@ async def test_every_transition_leaves_a_history_row_and_terminal_states_release
         unit.id,
         jobid=7,
         epoch=1,
-        r="{}",
         reason="placed",
         nodes=[NodeShare("n1", 2, 2**31, 0, 2)],
     )
-    assert scheduled.state == SCHEDULED and scheduled.fluxion_jobid == 7
+    assert scheduled.state == SCHEDULED and (await store.allocation(unit.id)).fluxion_jobid == 7
     assert (await store.view("nodes"))[0]["cores"] == 2
     assert await store.transition(unit.id, RUNNING, "pods running", from_states=[SCHEDULED])
     done, released = await store.finish(unit.id, SUCCEEDED, "Job completed")
@@ -123,7 +121,7 @@ async def test_every_transition_leaves_a_history_row_and_terminal_states_release
 async def test_waiting_reasons_are_written_together_and_spare_units_that_moved_on(store):
     a, _ = await store.submit(submission("a"))
     b, _ = await store.submit(submission("b"))
-    await store.schedule(b.id, jobid=3, epoch=1, r="{}", nodes=[NodeShare("n1", 1, 0, 0, 1)], reason="placed")
+    await store.schedule(b.id, jobid=3, epoch=1, nodes=[NodeShare("n1", 1, 0, 0, 1)], reason="placed")
     await store.set_waiting_reasons([(a.id, "waiting for 1 core", True), (b.id, "waiting for 1 core", True)])
     await store.set_waiting_reasons([(a.id, "waiting for 1 core", True)])  # unchanged: nothing counted
     a2, b2 = await store.get(a.id), await store.get(b.id)
@@ -135,7 +133,7 @@ async def test_a_unit_is_scheduled_once_even_when_two_passes_race(store):
     unit, _ = await store.submit(submission("a"))
     results = await asyncio.gather(
         *(
-            store.schedule(unit.id, jobid=j, epoch=1, r="{}", reason="", nodes=[NodeShare("n1", 1, 0, 0, 1)])
+            store.schedule(unit.id, jobid=j, epoch=1, reason="", nodes=[NodeShare("n1", 1, 0, 0, 1)])
             for j in (1, 2)
         )
     )
@@ -154,7 +152,6 @@ async def test_placements_written_together_each_get_their_unit_and_shares(store)
                 u.id,
                 jobid=100 + n,
                 epoch=3,
-                r=f'{{"n": {n}}}',
                 reason=f"Scheduled on n{n}",
                 nodes=[NodeShare(f"n{n}", 2, 2**30, 0, 1), NodeShare(f"m{n}", 1, 0, 1, 1)],
             )
@@ -162,12 +159,12 @@ async def test_placements_written_together_each_get_their_unit_and_shares(store)
         )
     )
     assert [r.id if r else None for r in results] == [u.id for u in units[:4]] + [None]
-    assert all(r.state == SCHEDULED and r.fluxion_jobid == 100 + n for n, r in enumerate(results[:4]))
+    assert all(r.state == SCHEDULED for r in results[:4])
     held = {a.unit_id: a for a in await store.held_allocations()}
     assert set(held) == {u.id for u in units[:4]}
     for n, u in enumerate(units[:4]):
         a = held[u.id]
-        assert (a.fluxion_jobid, a.epoch, a.r) == (100 + n, 3, f'{{"n": {n}}}')
+        assert (a.fluxion_jobid, a.epoch) == (100 + n, 3)
         assert a.nodes == [NodeShare(f"m{n}", 1, 0, 1, 1), NodeShare(f"n{n}", 2, 2**30, 0, 1)]
     # Starts and bindings of several units are batched too.
     started = await asyncio.gather(
@@ -175,10 +172,10 @@ async def test_placements_written_together_each_get_their_unit_and_shares(store)
     )
     assert [s.state if s else None for s in started] == [RUNNING, RUNNING, None]
     await asyncio.gather(
-        store.record_bindings(units[0].id, [("p0", "uid0", "n0")], released=True),
-        store.record_bindings(units[1].id, [("p1", "uid1", "n1"), ("p2", "uid2", "m1")], released=False),
+        store.record_bindings(units[0].id, [("p0", "uid0", "n0")], started=True),
+        store.record_bindings(units[1].id, [("p1", "uid1", "n1"), ("p2", "uid2", "m1")], started=False),
     )
-    assert (await store.get(units[0].id)).released and not (await store.get(units[1].id)).released
+    assert (await store.get(units[0].id)).started and not (await store.get(units[1].id)).started
     nodes = {r["node"]: r["pods"] for r in await store.view("nodes")}
     assert nodes["n0"] == 1 and nodes["n1"] == 1 and nodes["m1"] == 1
 
@@ -233,17 +230,15 @@ async def test_members_joining_through_two_controllers_queue_their_group_exactly
     assert [h.to_state for h in await store.history(unit.id)] == [WAITING, QUEUED]
 
 
-async def test_reservations_are_cleared_and_unreserved_units_return_to_queued(store):
+async def test_units_not_reserved_again_return_to_queued(store):
     a, _ = await store.submit(submission("a"))
     b, _ = await store.submit(submission("b"))
-    await store.record_reservation(a.id, 11, datetime.now(UTC), "reserved")
-    await store.record_reservation(b.id, 12, datetime.now(UTC), "reserved")
+    await store.reserve(a.id, "reserved to start at 10:00:00 UTC on n1")
+    await store.reserve(b.id, "reserved to start at 10:05:00 UTC on n2")
     assert {u.state for u in await store.pending()} == {RESERVED}
-    cleared = await store.clear_reservations(keep_reserved=[a.id])
-    assert sorted(cleared) == [(a.id, 11), (b.id, 12)]
+    await store.requeue_unreserved(keep_reserved=[a.id])
     assert (await store.get(a.id)).state == RESERVED
     assert (await store.get(b.id)).state == QUEUED
-    assert await store.reservations() == []
 
 
 async def test_a_submission_wakes_a_listener(store):
@@ -322,7 +317,7 @@ async def test_unsatisfiable_units_can_be_queued_again_and_states_are_counted(st
 
 async def test_an_ended_unit_can_keep_its_allocation_until_its_pods_are_gone(store):
     unit, _ = await store.submit(submission("a"))
-    await store.schedule(unit.id, jobid=9, epoch=1, r="{}", reason="", nodes=[NodeShare("n1", 1, 0, 0, 1)])
+    await store.schedule(unit.id, jobid=9, epoch=1, reason="", nodes=[NodeShare("n1", 1, 0, 0, 1)])
     done, released = await store.finish(unit.id, "Failed", "Job failed", release=False)
     assert done.state == "Failed" and released is None
     assert [u.id for u in await store.draining()] == [unit.id]

@@ -157,7 +157,7 @@ async def check_invariants(api, cluster, dsn: str, timeline: PodTimeline) -> Non
         )
         assert not twice, f"units scheduled twice: {[tuple(r) for r in twice]}"
         units = await conn.fetch(
-            "SELECT id, namespace, name, kind, size, state, released FROM fluxqueue.units"
+            "SELECT id, namespace, name, kind, size, state, started FROM fluxqueue.units"
         )
         fluxjobs = {
             (f["metadata"]["namespace"], f["metadata"]["name"]): f
@@ -209,7 +209,7 @@ async def check_invariants(api, cluster, dsn: str, timeline: PodTimeline) -> Non
                         f"{u['name']}: when {t.name} was bound, its unit's pods on {node} asked {cpu}m cpu, "
                         f"{mem} bytes; its share there is {share['cores']} cores, {share['memory_bytes']} bytes"
                     )
-            if u["state"] in ("Running", "Succeeded") or (u["state"] == "Scheduled" and u["released"]):
+            if u["state"] in ("Running", "Succeeded") or (u["state"] == "Scheduled" and u["started"]):
                 pods_bound = {b["pod"] for b in bound}
                 assert len(pods_bound) >= u["size"] or u["state"] == "Scheduled", (
                     f"{u['name']}: only {len(pods_bound)} of {u['size']} pods bound"

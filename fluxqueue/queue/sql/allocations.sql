@@ -29,17 +29,6 @@ RETURNING unit_id;
 -- After a replay under a new id (a server that cannot reuse ids).
 UPDATE fluxqueue.allocations SET fluxion_jobid = $2, epoch = $3 WHERE unit_id = $1;
 
--- name: insert_reservation
-INSERT INTO fluxqueue.reservations (unit_id, fluxion_jobid, start_at) VALUES ($1, $2, $3)
-ON CONFLICT (unit_id) DO UPDATE SET fluxion_jobid = EXCLUDED.fluxion_jobid, start_at = EXCLUDED.start_at,
-                                    made_at = now();
-
--- name: reservations
-SELECT * FROM fluxqueue.reservations ORDER BY unit_id;
-
--- name: clear_reservations
-DELETE FROM fluxqueue.reservations RETURNING unit_id, fluxion_jobid;
-
 -- name: requeue_unreserved
 -- Units reserved in an earlier pass that this pass did not reserve again go back to plain Queued.
 UPDATE fluxqueue.units SET state = 'Queued', reason = ''

@@ -86,21 +86,21 @@ WHERE u.id = i.id AND u.state IN ('Queued', 'Reserved') AND u.reason IS DISTINCT
 
 -- name: schedule_units
 -- Pending -> Scheduled with allocation and per-node shares, for a batch of units in one statement ($1: a JSON
--- array of {unit_id, reason, jobid, epoch, r, nodes: [{node, cores, memory_bytes, gpus, slots}]}). Returns the
+-- array of {unit_id, reason, jobid, epoch, nodes: [{node, cores, memory_bytes, gpus, slots}]}). Returns the
 -- units moved; one no longer pending (deleted, or placed elsewhere meanwhile) is left out.
 WITH input AS (
     SELECT * FROM jsonb_to_recordset($1::jsonb)
-        AS i(unit_id bigint, reason text, jobid bigint, epoch bigint, r text, nodes jsonb)
+        AS i(unit_id bigint, reason text, jobid bigint, epoch bigint, nodes jsonb)
 ), unit AS (
     UPDATE fluxqueue.units u
-    SET state = 'Scheduled', reason = i.reason, fluxion_jobid = i.jobid, scheduled_at = now(),
+    SET state = 'Scheduled', reason = i.reason, scheduled_at = now(),
         attempts = u.attempts + 1
     FROM input i
     WHERE u.id = i.unit_id AND u.state IN ('Queued', 'Reserved')
     RETURNING u.*
 ), allocation AS (
-    INSERT INTO fluxqueue.allocations (unit_id, fluxion_jobid, epoch, r)
-    SELECT i.unit_id, i.jobid, i.epoch, i.r FROM input i JOIN unit ON unit.id = i.unit_id
+    INSERT INTO fluxqueue.allocations (unit_id, fluxion_jobid, epoch)
+    SELECT i.unit_id, i.jobid, i.epoch FROM input i JOIN unit ON unit.id = i.unit_id
     RETURNING unit_id
 ), shares AS (
     INSERT INTO fluxqueue.allocation_nodes (unit_id, node, cores, memory_bytes, gpus, slots)
@@ -108,19 +108,17 @@ WITH input AS (
     FROM input i JOIN allocation a ON a.unit_id = i.unit_id,
          jsonb_to_recordset(i.nodes) AS s(node text, cores integer, memory_bytes bigint, gpus integer,
                                           slots integer)
-), reservation AS (
-    DELETE FROM fluxqueue.reservations WHERE unit_id IN (SELECT id FROM unit)
 )
 SELECT * FROM unit;
 
 -- name: record_bindings
--- Pods bound ($1..$4 side by side: unit id, pod, pod uid, node), and the units in $5 marked released.
+-- Pods bound ($1..$4 side by side: unit id, pod, pod uid, node), and the units in $5 marked started.
 WITH bound AS (
     INSERT INTO fluxqueue.pod_bindings (unit_id, pod, pod_uid, node)
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
     ON CONFLICT DO NOTHING
 )
-UPDATE fluxqueue.units SET released = true WHERE id = ANY($5::bigint[]) AND NOT released;
+UPDATE fluxqueue.units SET started = true WHERE id = ANY($5::bigint[]) AND NOT started;
 
 -- name: set_running_units
 -- Scheduled -> Running for a batch of units; returns those moved.
@@ -151,7 +149,7 @@ SELECT position, namespace, name, kind, size, pod_sets, priority, duration_s, st
 FROM fluxqueue.queue;
 
 -- name: running_view
-SELECT namespace, name, kind, size, state, fluxion_jobid, nodes, scheduled_at, running_for
+SELECT namespace, name, kind, size, pod_sets, state, fluxion_jobid, nodes, scheduled_at, running_for
 FROM fluxqueue.running;
 
 -- name: nodes_view

@@ -1,0 +1,164 @@
+"""Ending a unit: its terminal state in the database, its allocation given back to Fluxion once no pod of it
+is left on a node (a failed or deleted Job's pods take their grace period to stop: until then Fluxion keeps
+holding it, "draining"), its status, Events and the loop woken."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+from fluxqueue.controller.allocations import HeldAllocations
+from fluxqueue.controller.context import Context
+from fluxqueue.controller.fluxion_sync import GraphKeeper
+from fluxqueue.controller.pods import still_on_nodes, unit_pods, unrecorded_bindings, wrapped_objects
+from fluxqueue.controller.start import Starter
+from fluxqueue.controller.status import StatusWriter
+from fluxqueue.kube.client import APIError
+from fluxqueue.log import get_logger
+from fluxqueue.queue.store import FAILED, UNSATISFIABLE, WAITING, Released, Unit
+
+log = get_logger(__name__)
+
+
+class Ender:
+    def __init__(
+        self,
+        ctx: Context,
+        allocations: HeldAllocations,
+        status: StatusWriter,
+        graphs: GraphKeeper,
+        starter: Starter,
+    ):
+        self.ctx = ctx
+        self.allocations = allocations
+        self.status = status
+        self.graphs = graphs
+        self.starter = starter
+        self.draining: dict[int, Unit] = {}  # ended units whose pods are still on their nodes
+        self.to_cancel: dict[int, int] = {}  # Fluxion id -> its load, whose cancel failed; retried every pass
+
+    async def finish(self, unit: Unit, state: str, reason: str, *, warning: bool = False) -> Unit | None:
+        """Terminal state in the database, then the allocation goes back to Fluxion, publish, wake.
+
+        The allocation is only given back once no pod of the unit is left on a node (a failed or deleted
+        Job's pods take their grace period to stop): until then Fluxion keeps holding it ("draining"), so
+        nothing new is placed onto resources still in use.
+        """
+        ctx = self.ctx
+        pods = unit_pods(self.ctx, unit)
+        live = still_on_nodes(pods)
+        recorded = self.starter.recorded_binds.pop(unit.id, set())
+        if any(
+            (p.get("spec") or {}).get("nodeName") and p["metadata"].get("uid") not in recorded for p in pods
+        ):
+            # Bound by a process that stopped before recording it (normally every binding is recorded here).
+            with contextlib.suppress(Exception):  # a record for people; the unit ends all the same
+                alloc = await self.allocations.get(unit.id)
+                unrecorded = unrecorded_bindings(alloc, pods, recorded) if alloc else []
+                if unrecorded:
+                    await ctx.store.record_bindings(unit.id, unrecorded)
+        async with self._fluxion_follows_database():
+            done, released = await ctx.store.finish(unit.id, state, reason, release=not live)
+        if done is None:
+            return None
+        if live:
+            self.draining[done.id] = done
+        else:
+            await self.give_back(done, released)
+        log.info("unit finished", unit=done.key, state=state, reason=reason)
+        await self.status.publish(done)
+        wrapped = wrapped_objects(self.ctx, done)
+        event_reason = state if state != UNSATISFIABLE else "Unsatisfiable"
+        await ctx.actions.event(
+            [ctx.actions.fluxjob_ref(done), *wrapped[:1]],
+            event_reason,
+            reason,
+            "Warning" if warning else "Normal",
+        )
+        if ctx.metrics is not None:
+            with contextlib.suppress(Exception):
+                ctx.metrics.observe_finished(done)
+        ctx.wake("finished")
+        self.status.forget_status(done.id)
+        self.status.fluxjob_created.discard(done.id)
+        ctx.actions.forget_fluxjob(done)
+        self.starter.running.discard(done.id)
+        return done
+
+    def live_pods(self, unit: Unit) -> list[dict]:
+        """Pods of the unit still bound to a node and not finished."""
+        return still_on_nodes(unit_pods(self.ctx, unit))
+
+    @contextlib.asynccontextmanager
+    async def _fluxion_follows_database(self) -> AsyncIterator[None]:
+        """Around a write that releases an allocation: when it fails, whether it took effect is unknown (a
+        connection lost after the commit), so Fluxion is reloaded from the database before the next match
+        rather than left holding (or not) what the database no longer does."""
+        try:
+            yield
+        except Exception:
+            self.graphs.loaded_fingerprint = None
+            self.ctx.wake("allocation write failed")
+            raise
+
+    async def give_back(self, unit: Unit, released: Released | None) -> None:
+        self.graphs.released_at = time.monotonic()
+        if released is not None:
+            await self.cancel(released.fluxion_jobid, released.epoch)
+        self.allocations.forget(unit.id)
+        self.ctx.holding.discard(unit.owner_uid)
+        self.draining.pop(unit.id, None)
+        self.ctx.wake("released")
+
+    async def settle_draining(self) -> None:
+        """Give back the allocations of ended units whose pods have all left their nodes."""
+        for unit in list(self.draining.values()):
+            if not self.live_pods(unit):
+                async with self._fluxion_follows_database():
+                    released = await self.ctx.store.release_allocation(unit.id)
+                await self.give_back(unit, released)
+
+    async def cancel(self, jobid: int | None, load_id: int | None = None) -> None:
+        """Cancel a Fluxion job of load ``load_id`` (default: the current load). An id of another load is left
+        alone: that load's Init forgot the job, and the id may name another unit's allocation now."""
+        if jobid is None or jobid <= 0:
+            return
+        current = self.graphs.load_id
+        if current is None or (load_id is not None and load_id != current):
+            self.to_cancel.pop(jobid, None)
+            return
+        try:
+            await self.ctx.fluxion.cancel(jobid)
+            self.to_cancel.pop(jobid, None)
+        except Exception as exc:
+            log.warning("Fluxion cancel failed; will retry", jobid=jobid, error=repr(exc))
+            self.to_cancel[jobid] = current
+
+    async def retry_cancels(self) -> None:
+        for jobid, load_id in list(self.to_cancel.items()):
+            await self.cancel(jobid, load_id)
+
+    async def expire_group(self, unit: Unit, members: list[dict]) -> None:
+        """A pod group that never filled: fail it and delete its members (never leave pods gated forever)."""
+        timeout = self.ctx.settings.group_timeout
+        reason = (
+            f"group did not reach {unit.size} members within {int(timeout)}s "
+            f"({len(members)} present); its pods were deleted"
+        )
+        done = await self.finish(unit, FAILED, reason, warning=True)
+        if done is None:
+            return
+        for pod in members:
+            await self.ctx.actions.event([pod], "GroupTimeout", reason, "Warning")
+            with contextlib.suppress(APIError):
+                await self.ctx.actions.delete_pod(pod)
+
+    def group_expired(self, unit: Unit) -> bool:
+        timeout = self.ctx.settings.group_timeout
+        return bool(
+            timeout
+            and unit.state == WAITING
+            and datetime.now(UTC) - unit.submitted_at > timedelta(seconds=timeout)
+        )
