@@ -115,8 +115,14 @@ class Scoring:
         return ev.qual if ev is not None else 0
 
     def merge(self, o: Scoring) -> None:
+        # o is a child's and is dropped once merged: its evals can be taken over as they are
+        types = self.types
         for t, ev in o.types.items():
-            self.evals(t).merge(ev)
+            mine = types.get(t)
+            if mine is None:
+                types[t] = ev
+            else:
+                mine.merge(ev)
 
     def choose(self, t: str, k: int, order: str) -> None:
         if self.evals(t).choose_best_k(k, order):
@@ -316,18 +322,8 @@ class Select:
     def __init__(self, dfu: DFU, window: Window, constraint: Constraint | None) -> None:
         self.dfu = dfu
         self.policy = dfu.policy
-        pol = dfu.policy
-        # The comparators of each finish step (fold.hpp) and how a vertex scores, per match callback:
-        # multilevel_id_t (high/low and the named variants), greater_interval_first_t (locality) and
-        # var_aware_t (variation).
-        if pol.locality:
-            self.cmp_vtx, self.cmp_slot, self.cmp_graph = GREATER, GREATER, INTERVAL_GREATER
-        elif pol.variation:
-            self.cmp_vtx, self.cmp_slot, self.cmp_graph = LESS, GREATER, LESS
-        else:
-            c = GREATER if pol.high else LESS
-            self.cmp_vtx = self.cmp_slot = self.cmp_graph = c
-        self.by_id = not pol.variation
+        self.cmp_vtx, self.cmp_slot, self.cmp_graph = dfu.cmps
+        self.by_id = dfu.by_id
         self.node_centric = dfu.policy.node_centric
         self.dynamic = dfu.policy.stop_on_1
         self.w = window
@@ -639,6 +635,8 @@ class Select:
         """dom_slot for the common shape, a slot of leaves that u's pools hold: the same explore, sort,
         cnt_slot and packing, on (score, pool, member) rows instead of one edge group per leaf. Returns
         False (nothing done) for what it does not cover: ties between leaf scores, other shapes."""
+        if len(shape) == 1 and not u.children and self.by_id:
+            return self._dom_slot_one_pool(u, shape[0], nslots, dfu)
         types = {}
         for e in shape:
             if e.with_ or e.type in types:
@@ -727,6 +725,72 @@ class Select:
             ev.add(Egroup(score, 1, True, edges))
         return True
 
+    def _dom_slot_one_pool(self, u: Vertex, e: Request, nslots: int, dfu: Scoring) -> bool:
+        """_dom_slot_leaves for a slot of one leaf type (the most common shape: cores)."""
+        if e.with_:
+            return False
+        p = None
+        for q in u.pools:
+            if q.type == e.type:
+                if p is not None:
+                    return False
+                p = q
+            else:
+                self.dfu.ebusy = True  # NONE_MATCH on a leaf of another type
+        if p is None or p.uids is not None:
+            return False
+        free = self._free_members(p)
+        full = free == p.all_mask
+        if not full:
+            self.dfu.ebusy = True
+        size = p.size
+        per_leaf = -(-e.best_count(e.max) // size) if size > 0 else 1  # leaves per share
+        if self.dynamic:
+            want = nslots * per_leaf if per_leaf > 0 else nslots
+            if full and want >= p.count:
+                members = list(range(p.count - 1, -1, -1))
+            else:
+                members = []
+                while free and len(members) < want:
+                    b = free.bit_length() - 1
+                    free ^= 1 << b
+                    members.append(b)
+            if self.cmp_slot != GREATER:
+                members.reverse()
+        else:
+            if full:
+                members = list(range(p.count))
+            else:
+                members = []
+                while free:
+                    low = free & -free
+                    free ^= low
+                    members.append(low.bit_length() - 1)
+            if self.cmp_slot == GREATER:
+                members.reverse()
+        count = e.best_count(len(members) * size)
+        if count == 0:
+            return True
+        take = -(-count // size) if size > 0 else count
+        qual = len(members) // take
+        if not qual:
+            return True
+        ev = dfu.evals("slot")
+        base = take * (MATCH_MET + self.ml + 1 + p.id_base)
+        amount = take * size
+        k = 0
+        for _ in range(qual):
+            chunk = members[k : k + take]
+            k += take
+            if take == p.count:
+                mask = p.all_mask
+            else:
+                mask = 0
+                for i in chunk:
+                    mask |= 1 << i
+            ev.add(Egroup(MATCH_MET + base + sum(chunk), 1, True, [((p, mask), amount, True)]))
+        return True
+
     # -- enforce: mark the chosen edges -----------------------------------------------------------------
 
     def enforce(self, dfu: Scoring, up_to_root: bool) -> None:
@@ -812,6 +876,17 @@ class DFU:
 
     def __init__(self, policy) -> None:
         self.policy = policy
+        # The comparators of each finish step (fold.hpp: vertex, slot, graph) and how a vertex scores, per
+        # match callback: multilevel_id_t (high/low and the named variants), greater_interval_first_t
+        # (locality) and var_aware_t (variation).
+        if policy.locality:
+            self.cmps = (GREATER, GREATER, INTERVAL_GREATER)
+        elif policy.variation:
+            self.cmps = (LESS, GREATER, LESS)
+        else:
+            c = GREATER if policy.high else LESS
+            self.cmps = (c, c, c)
+        self.by_id = not policy.variation
         self.weights: dict[Vertex, int] = {}
         self._orders: dict[Vertex, list[Vertex]] = {}  # by_outedges order of a vertex's children, kept
         # flux-sched reports the outcome of a failed update through errno, which its traversals leave set
