@@ -22,6 +22,7 @@ from fluxqueue.queue.store import (
     WAITING,
     Unit,
 )
+from fluxqueue.workloads.registry import workload
 
 API_VERSION = f"{names.CRD_GROUP}/{names.CRD_VERSION}"
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when present: 20x faster
@@ -74,9 +75,10 @@ def fluxjob_body(unit: Unit, owners: list[dict], jobspec: dict | None = None) ->
     A pod group is owned by every member (no controller owner): it goes once the last member is gone. Its
     pod sets grow as members join, so they are shown in the status (``status.podSets``), not the spec.
     """
-    refs = [owner_reference(o, controller=unit.kind != "PodGroup") for o in owners]
+    by_members = workload(unit.kind).owned_by_members
+    refs = [owner_reference(o, controller=not by_members) for o in owners]
     wrapped = {"kind": unit.kind, "name": unit.object_name}
-    if owners and unit.kind != "PodGroup":
+    if owners and not by_members:
         wrapped["apiVersion"] = refs[0]["apiVersion"]
         wrapped["uid"] = owners[0]["metadata"]["uid"]
     spec = {

@@ -181,7 +181,7 @@ def _workload_create(kind: Workload, obj: dict[str, Any], namespace: str, config
         return Admission(SKIPPED, "system namespace")
     if setting([meta, *(t.get("metadata") for t in templates)], names.LABEL_SKIP) == "true":
         return Admission(SKIPPED, "fluxqueue.io/skip")
-    if kind.api_kind == "Job":
+    if kind.may_be_a_part:
         parent = parent_of_job(obj)
         if parent is not None:
             return _child_job(parent, obj)

@@ -38,6 +38,10 @@ class Workload:
     api_kind: ClassVar[str] = ""  # the object's kind in ownerReferences and AdmissionRequests
     # Jobs this kind creates belong to it (a JobSet's child Jobs, an MPIJob's launcher): not units of their own.
     creates_jobs: ClassVar[bool] = False
+    # Objects of this kind may be another kind's part (a Job a JobSet made): the webhook asks parent_of_job.
+    may_be_a_part: ClassVar[bool] = False
+    # The unit has no object of its own: its FluxJob is owned by all its pods (gone once the last one is).
+    owned_by_members: ClassVar[bool] = False
 
     # ---- recognising ----------------------------------------------------------------------------------
 

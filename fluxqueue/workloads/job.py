@@ -19,6 +19,7 @@ class JobWorkload(Workload):
     fluxjob_suffix = "job"
     api = ("batch", "v1", "jobs")
     api_kind = "Job"
+    may_be_a_part = True
 
     def unit_of_pod(self, pod: dict[str, Any]) -> UnitRef | None:
         meta = pod.get("metadata") or {}

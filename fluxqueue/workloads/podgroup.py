@@ -23,6 +23,7 @@ def group_key(namespace: str, group: str) -> str:
 class PodGroupWorkload(Workload):
     kind = KIND_POD_GROUP
     fluxjob_suffix = "group"
+    owned_by_members = True
 
     def unit_of_pod(self, pod: dict[str, Any]) -> UnitRef | None:
         group = group_of(pod)
