@@ -55,7 +55,6 @@ def test_count_ranges_pick_the_largest_allowed_count():
         (lambda s: s["attributes"]["system"].update(duration=-1), "must be finite and >= 0"),
         (lambda s: s["attributes"]["system"].update(constraints={"colour": ["x"]}), "unknown constraint operator"),
         (lambda s: s["resources"][0]["with"][0]["with"][0].update(exclusive=False), "conflicts with being inside a slot"),
-        (lambda s: s["resources"][0]["with"].append({"type": "slot", "count": 1, "label": "b", "with": [{"type": "gpu", "count": 1}]}), "siblings request the same resource type"),
     ],
 )  # fmt: skip
 def test_malformed_jobspecs_are_rejected_with_a_message_that_says_where(mutate, message):
@@ -96,6 +95,9 @@ def _graph_matcher(nodes=4, cores=4):
         lambda s: s.update(tasks=[]),
         # labels need not be unique; a label on a non-slot resource is fine
         lambda s: s["resources"][0].update(label="task"),
+        # siblings of one type, a slot in a slot: parsed (the traverser decides what they match)
+        lambda s: s["resources"][0]["with"].append({"type": "slot", "count": 1, "label": "b", "with": [{"type": "gpu", "count": 1}]}),
+        lambda s: s["resources"][0]["with"][0]["with"].append({"type": "slot", "count": 1, "label": "c", "with": [{"type": "gpu", "count": 1}]}),
         # a scalar id (string or number) is fine
         lambda s: s["resources"][0].update(id=3),
         lambda s: s["resources"][0].update(id="n3"),
@@ -237,4 +239,17 @@ def test_types_fluxion_does_not_know_are_refused_pre_registered_ones_are_no_matc
         m.match(jobspec(cores=1, memory=1))  # the graph has no memory vertices
     gpu = m.match(jobspec(cores=1, gpus=1))  # gpu is pre-registered: an ordinary no-match
     assert gpu.status == "unsatisfiable" and gpu.jobid == 1
+    assert m.match(jobspec(cores=1)).jobid == 2
+
+
+def test_top_level_siblings_of_one_type_are_a_no_match_that_uses_a_job_id():
+    # dfu_impl match(): a level whose requests repeat a type fails at every vertex (EBUSY), so reapi
+    # advances its job counter: not a refusal.
+    spec = jobspec(cores=1)
+    spec["resources"].append(
+        {"type": "slot", "count": 1, "label": "b", "with": [{"type": "core", "count": 1}]}
+    )
+    m = _graph_matcher()
+    out = m.match(spec)
+    assert not out.ok and out.jobid == 1
     assert m.match(jobspec(cores=1)).jobid == 2

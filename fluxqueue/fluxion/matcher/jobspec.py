@@ -156,8 +156,9 @@ def parse_jobspec(text: str | bytes | dict[str, Any]) -> Jobspec:
     if not resources:
         # Parses in flux-sched, then the traverser refuses it (dfu_traverser_t::run: EINVAL).
         raise JobspecError("'resources' must be a non-empty sequence: there is nothing to match")
+    # Siblings of one type and slots in slots parse too: what they match is the traverser's business
+    # (dfu_impl match() fails a level whose requests repeat a type, a no-match that uses a job id).
     reqs = [_resource(r, f"resources[{i}]", in_slot=False) for i, r in enumerate(resources)]
-    _check_siblings(reqs, "resources")
     tasks = doc["tasks"]
     if not isinstance(tasks, list):
         raise JobspecError("'tasks' must be a sequence")
@@ -351,28 +352,16 @@ def _resource(r: Any, where: str, in_slot: bool) -> Request:
     children = r.get("with", [])
     if "with" in r and not isinstance(children, list):
         raise JobspecError(f"{where}.with must be a sequence, got {children!r}")
-    if t == "slot":
-        # Both parse in flux-sched, but its traverser cannot use them: a slot in a slot, or a slot with no
-        # shape (slot_match() is then true everywhere and dom_slot() counts UINT_MAX slots).
-        if in_slot:
-            raise JobspecError(f"{where}: a slot cannot be nested inside another slot")
-        if not children:
-            raise JobspecError(f"{where}: a slot needs 'with' (the resources of one slot)")
-    elif in_slot and exclusive is False:
-        # dfu_impl by_excl: a non-exclusive request under a slot is invalid (EINVAL).
+    if t == "slot" and not children:
+        # Parses in flux-sched, but a slot without a shape matches everywhere (slot_match() is true for any
+        # vertex) and dom_slot() then counts UINT_MAX slots: refused here rather than never answered.
+        raise JobspecError(f"{where}: a slot needs 'with' (the resources of one slot)")
+    if in_slot and exclusive is False:
+        # dfu_impl by_excl: a non-exclusive request under a slot is invalid (EINVAL). flux-sched finds it
+        # during the walk, which then fails as a no-match; here it is refused up front.
         raise JobspecError(f"{where}: exclusive: false conflicts with being inside a slot")
     kids = [_resource(c, f"{where}.with[{i}]", in_slot or t == "slot") for i, c in enumerate(children)]
-    _check_siblings(kids, f"{where}.with")
     return Request(t, lo, hi, op, operand, exclusive, kids, label if t == "slot" else "", unit)
-
-
-def _check_siblings(reqs: list[Request], where: str) -> None:
-    # flux-sched's DFU traverser: siblings must not request the same type (dfu_impl match()).
-    seen: set[str] = set()
-    for r in reqs:
-        if r.type in seen:
-            raise JobspecError(f"{where}: siblings request the same resource type {r.type!r}")
-        seen.add(r.type)
 
 
 def _has_slot(reqs: list[Request]) -> bool:
