@@ -4,6 +4,7 @@
 For each node count (default 1,000 and 5,000) and each workload:
   singles  10,000 single-pod jobs (bare Pods, gated by the webhook, bound one by one)
   gangs     1,000 eight-pod gangs (pod groups: 8,000 pods placed all at once per group)
+  mixed     1,000 eight-pod gangs of two pod sets (a 4-CPU launcher and seven 1-CPU workers)
 all submitted at once through the Kubernetes API (admission webhook included), we measure:
   - end-to-end pods/s: pods bound / (last bind - first create), from the watch stream;
   - the emulator's raw ceiling in the same run (simcluster's measure_ceiling: create + bind + run with no
@@ -111,7 +112,7 @@ def memory_report(system: SimSystem) -> dict[str, int]:
     return mem
 
 
-def pod_manifest(name: str, labels: dict[str, str], runtime: str) -> dict[str, Any]:
+def pod_manifest(name: str, labels: dict[str, str], runtime: str, cpu: str = "1") -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -127,7 +128,7 @@ def pod_manifest(name: str, labels: dict[str, str], runtime: str) -> dict[str, A
                 {
                     "name": "c",
                     "image": "busybox",
-                    "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
+                    "resources": {"requests": {"cpu": cpu, "memory": "1Gi"}},
                 }
             ],
         },
@@ -140,6 +141,18 @@ def workload(kind: str, pods: int) -> list[list[dict[str, Any]]]:
     if kind == "singles":
         for i in range(pods):
             units.append([pod_manifest(f"single-{i:05d}", {names.LABEL_DURATION: "3600"}, "1h")])
+    elif kind == "mixed":
+        # An MPI-style gang of two pod sets: one 4-CPU launcher, then seven 1-CPU workers (the launcher last,
+        # so the group's sets are built from members in the harder order).
+        for g in range(pods // 8):
+            labels = {
+                names.LABEL_GROUP_NAME: f"mpi-{g:04d}",
+                names.LABEL_GROUP_SIZE: "8",
+                names.LABEL_DURATION: "3600",
+            }
+            members = [pod_manifest(f"mpi-{g:04d}-worker-{j}", labels, "1h") for j in range(7)]
+            members.append(pod_manifest(f"mpi-{g:04d}-launcher", labels, "1h", cpu="4"))
+            units.append(members)
     else:
         for g in range(pods // 8):
             labels = {
@@ -464,7 +477,7 @@ def print_case(r: dict) -> None:
 async def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nodes", default="1000,5000", help="comma-separated node counts")
-    p.add_argument("--workloads", default="singles,gangs", help="singles,gangs")
+    p.add_argument("--workloads", default="singles,gangs,mixed", help="singles,gangs,mixed")
     p.add_argument(
         "--pods", type=int, default=None, help="pods per case (default 10,000 singles / 8,000 gangs)"
     )

@@ -22,17 +22,17 @@ from fluxqueue.sim.cluster import ClusterSpec
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 SINGLES = 240
-GANGS = 16  # of 4 pods
+GANGS = 16  # of 4 pods of two pod sets: three 1-CPU workers and a 3-CPU launcher, in any order
 JOBS = 8  # of parallelism 3
 
 
 @pytest.fixture
 def cluster_spec() -> ClusterSpec:
-    # 160 cores for 328 one-core pods: about half of them have to wait for the others to finish.
+    # 160 cores for 360 cores of pods: about half of them have to wait for the others to finish.
     return ClusterSpec(nodes=20, cpus=8, memory="64Gi", racks=2, heartbeat_writes_per_s=20)
 
 
-def _pod(name: str, labels: dict[str, str], runtime: str) -> dict:
+def _pod(name: str, labels: dict[str, str], runtime: str, cpu: str = "1") -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -40,7 +40,7 @@ def _pod(name: str, labels: dict[str, str], runtime: str) -> dict:
         "spec": {
             "restartPolicy": "Never",
             "containers": [
-                {"name": "c", "image": "busybox", "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}
+                {"name": "c", "image": "busybox", "resources": {"requests": {"cpu": cpu, "memory": "1Gi"}}}
             ],
         },
     }
@@ -74,7 +74,7 @@ def workload(rng: random.Random) -> list[tuple[object, dict]]:
             names.LABEL_DURATION: "60",
         }
         for m in range(4):
-            out.append((R.PODS, _pod(f"gang-{g}-{m}", labels, "40s")))
+            out.append((R.PODS, _pod(f"gang-{g}-{m}", labels, "40s", cpu="3" if m == 3 else "1")))
     for j in range(JOBS):
         out.append((R.JOBS, _job(f"job-{j}", "40s")))
     rng.shuffle(out)
