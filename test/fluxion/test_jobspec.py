@@ -253,3 +253,44 @@ def test_top_level_siblings_of_one_type_are_a_no_match_that_uses_a_job_id():
     out = m.match(spec)
     assert not out.ok and out.jobid == 1
     assert m.match(jobspec(cores=1)).jobid == 2
+
+
+_YAML = """\
+version: 1
+resources:
+  - type: node
+    count: 1
+    exclusive: {exclusive}
+    with:
+      - {{type: slot, count: 1, label: a, with: [{{type: core, count: 1}}]}}
+tasks:
+  - {{command: [app], slot: a, count: {{per_slot: 1}}}}
+attributes:
+  system:
+    duration: 10
+    constraints: {{properties: [{prop}]}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("exclusive", "prop", "message"),
+    [
+        ("true", '"amd"', None),
+        ("false", "'^ssd'", None),
+        (
+            "yes",
+            '"amd"',
+            "exclusive must be true or false, got 'yes'",
+        ),  # yaml-cpp reads the text, not YAML 1.1
+        ("True", '"amd"', "exclusive must be true or false, got 'True'"),
+        ("false", "amd", "property 'amd' must be a quoted string"),  # constraint.cpp: Tag() must be "!"
+    ],
+)
+def test_yaml_scalars_are_read_as_yaml_cpp_reads_them(exclusive, prop, message):
+    text = _YAML.format(exclusive=exclusive, prop=prop)
+    if message is None:
+        parse_jobspec(text)
+        return
+    with pytest.raises(JobspecError) as exc:
+        parse_jobspec(text)
+    assert message in str(exc.value)

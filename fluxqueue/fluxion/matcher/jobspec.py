@@ -121,7 +121,7 @@ class Jobspec:
 
 
 def parse_jobspec(text: str | bytes | dict[str, Any]) -> Jobspec:
-    doc = _load(text)
+    doc, node = _load(text)
     if not isinstance(doc, dict):
         raise JobspecError("jobspec must be a mapping with keys version, resources, tasks, attributes")
     expected = ("version", "resources", "tasks", "attributes")
@@ -164,6 +164,8 @@ def parse_jobspec(text: str | bytes | dict[str, Any]) -> Jobspec:
         raise JobspecError("'tasks' must be a sequence")
     for i, t in enumerate(tasks):
         _task(t, f"tasks[{i}]")
+    if node is not None:
+        _yaml_scalar_rules(node)
     for r in reqs:
         _compute_need(r)
     return Jobspec(reqs, duration, constraint, tasks, attributes)
@@ -189,9 +191,10 @@ def check_against_graph(js: Jobspec, graph: Any) -> None:
         )
 
 
-def _load(text: str | bytes | dict[str, Any]) -> Any:
+def _load(text: str | bytes | dict[str, Any]) -> tuple[Any, yaml.Node | None]:
+    """The document, and its YAML node tree when it was read as YAML (for `_yaml_scalar_rules`)."""
     if isinstance(text, dict):
-        return text
+        return text, None
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
     if not isinstance(text, str) or not text.strip():
@@ -199,13 +202,54 @@ def _load(text: str | bytes | dict[str, Any]) -> Any:
     stripped = text.lstrip()
     if stripped.startswith("{"):
         try:
-            return json.loads(text)
+            return json.loads(text), None
         except ValueError:
             pass  # not JSON after all: YAML (a superset) gives the better error
     try:
-        return yaml.safe_load(text)
+        return yaml.safe_load(text), yaml.compose(text)
     except yaml.YAMLError as exc:
         raise JobspecError(f"jobspec is neither valid YAML nor JSON: {exc}") from None
+
+
+def _yaml_scalar_rules(node: yaml.Node) -> None:
+    """What yaml-cpp sees in the scalars' text and PyYAML's values hide (YAML 1.1 booleans, quoting)."""
+
+    def mapping(n: Any) -> dict[str, yaml.Node]:
+        if not isinstance(n, yaml.MappingNode):
+            return {}
+        return {k.value: v for k, v in n.value if isinstance(k, yaml.ScalarNode)}
+
+    def sequence(n: Any) -> list[yaml.Node]:
+        return n.value if isinstance(n, yaml.SequenceNode) else []
+
+    def resource(n: yaml.Node, where: str) -> None:
+        m = mapping(n)
+        x = m.get("exclusive")
+        if isinstance(x, yaml.ScalarNode) and x.value not in ("true", "false"):
+            # jobspec.cpp compares the scalar's text: yes/True/on are not "true".
+            raise JobspecError(f"{where}.exclusive must be true or false, got {x.value!r}")
+        for i, c in enumerate(sequence(m.get("with"))):
+            resource(c, f"{where}.with[{i}]")
+
+    def constraint(n: yaml.Node, where: str) -> None:
+        for op, v in mapping(n).items():
+            if op == "properties":
+                for e in sequence(v):
+                    if isinstance(e, yaml.ScalarNode) and e.style not in ("'", '"'):
+                        # constraint.cpp: a property must be a quoted string (Tag() "!"), as RFC 31 says.
+                        raise JobspecError(
+                            f'{where}: property {e.value!r} must be a quoted string, e.g. "{e.value}"'
+                        )
+            elif op in ("and", "or", "not"):
+                for e in sequence(v):
+                    constraint(e, where)
+
+    top = mapping(node)
+    for i, r in enumerate(sequence(top.get("resources"))):
+        resource(r, f"resources[{i}]")
+    cons = mapping(mapping(top.get("attributes")).get("system")).get("constraints")
+    if cons is not None:
+        constraint(cons, "attributes.system.constraints")
 
 
 # -- scalars as yaml-cpp converts them ---------------------------------------------------------------------
