@@ -104,7 +104,7 @@ async def test_write_answer_is_the_event_object(apiserver, session):
         events = await asyncio.wait_for(_lines(w, 2), 5)
     assert json.loads(created) == events[0]["object"]
     assert json.loads(patched) == events[1]["object"] == json.loads(fetched)
-    assert patched == dumps(events[1]["object"])
+    assert patched == dumps(events[1]["object"]) + b"\n"  # kube-apiserver ends each JSON body with one
     md = events[1]["object"]["metadata"]
     assert md["managedFields"][0]["manager"] == "Python" and int(md["resourceVersion"]) > int(rv)
 

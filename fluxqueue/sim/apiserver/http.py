@@ -77,12 +77,13 @@ def loads_json(raw: bytes) -> Any:
 
 
 def _json(body: Any, status: int = 200, content_type: str = "application/json") -> web.Response:
-    return web.Response(body=dumps(body), status=status, content_type=content_type)
+    # Every JSON body ends with a newline, as kube-apiserver's serializer writes them (apimachinery
+    # runtime/serializer/json doEncode: json.NewEncoder(w).Encode(obj))
+    return web.Response(body=dumps(body) + b"\n", status=status, content_type=content_type)
 
 
 def _error(e: APIError) -> web.Response:
-    # a Status ends with a newline, as everything kube-apiserver's JSON serializer writes (json.Encoder)
-    return web.Response(body=dumps(e.status) + b"\n", status=e.code, content_type="application/json")
+    return _json(e.status, e.code)
 
 
 def _accepts_table(accept: str) -> bool:
@@ -483,7 +484,7 @@ class Routes:
         """The answer to a write: the object it stored, serialized once for the answer and the watch events
         (Store.encoded)."""
         return web.Response(
-            body=self.engine.store.encoded(obj), status=status, content_type="application/json"
+            body=self.engine.store.encoded(obj) + b"\n", status=status, content_type="application/json"
         )
 
     @staticmethod
