@@ -18,8 +18,14 @@ Rules followed, from flux-sched ``resource/libjobspec/jobspec.cpp`` (v0.54) unle
   infinite or beyond the window are refused, as the traverser's jobmeta does), ``queue``, ``cwd``,
   ``environment`` and ``constraints`` (RFC 31, `constraints.py`); anything else is kept as is.
 
-Every refusal is a `JobspecError` whose message says where and why. Rules that depend on the loaded graph
-(a type fluxion does not know, a jobspec without any slot) are in `check_against_graph`.
+- Scalars are read as yaml-cpp reads them: "2" is a count, "true" an exclusive flag; in YAML the text
+  counts (``exclusive: yes`` is refused) and RFC 31 properties must be quoted strings.
+
+Refused here although libjobspec parses them, because flux-sched's traversal can only fail on them: an empty
+``resources``, a count of 0, a slot without ``with`` (it would count UINT_MAX slots), ``exclusive: false``
+inside a slot (by_excl). Every refusal is a `JobspecError` whose message says where and why. Rules that
+depend on the loaded graph (a type fluxion does not know, a jobspec without any slot) are in
+`check_against_graph`.
 """
 
 from __future__ import annotations
