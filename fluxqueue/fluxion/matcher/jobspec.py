@@ -116,14 +116,19 @@ class Jobspec:
     def window(self) -> int:
         return self.duration if self.duration > 0 else SYSTEM_MAX_DURATION
 
-    def types(self) -> set[str]:
+    # Computed once when parsed, checked on every match (`check_against_graph`).
+    types: frozenset[str] = frozenset()
+    has_slot: bool = True
+
+    def __post_init__(self) -> None:
         out: set[str] = set()
         stack = list(self.resources)
         while stack:
             r = stack.pop()
             out.add(r.type)
             stack.extend(r.with_)
-        return out
+        self.types = frozenset(out)
+        self.has_slot = "slot" in out
 
 
 def parse_jobspec(text: str | bytes | dict[str, Any]) -> Jobspec:
@@ -180,15 +185,17 @@ def parse_jobspec(text: str | bytes | dict[str, Any]) -> Jobspec:
 def check_against_graph(js: Jobspec, graph: Any) -> None:
     """Refusals that depend on the loaded graph (a `ResourceGraph`); like parse errors they use no job id."""
     root = graph.root
-    other = getattr(graph, "other_types", ())  # types of vertices outside the containment tree
-    for t in sorted(js.types()):
-        if t not in root.cap and t != root.type and t not in other and t not in PREREGISTERED_TYPES:
+    cap = root.cap
+    for t in js.types:
+        if t not in cap and t not in PREREGISTERED_TYPES and t != root.type:
+            if t in getattr(graph, "other_types", ()):  # types of vertices outside the containment tree
+                continue
             # jobspec.cpp: resource_type_t{type} throws for a type the (closed) interner does not hold.
             raise JobspecError(
                 f"resource type {t!r} is not known to fluxion: the graph has no {t!r} vertex "
                 '(flux-sched: Value of "type" must be a resource type known to fluxion)'
             )
-    if not _has_slot(js.resources):
+    if not js.has_slot:
         # The golden trace node_without_slot: flux-sched parses it, then its traverser fails with errno 0
         # ("traverser: Success"), a refusal that consumes no job id.
         raise JobspecError(
@@ -412,10 +419,6 @@ def _resource(r: Any, where: str, in_slot: bool) -> Request:
         raise JobspecError(f"{where}: exclusive: false conflicts with being inside a slot")
     kids = [_resource(c, f"{where}.with[{i}]", in_slot or t == "slot") for i, c in enumerate(children)]
     return Request(t, lo, hi, op, operand, exclusive, kids, label if t == "slot" else "", unit)
-
-
-def _has_slot(reqs: list[Request]) -> bool:
-    return any(r.is_slot or _has_slot(r.with_) for r in reqs)
 
 
 def _task(t: Any, where: str) -> None:
