@@ -16,14 +16,27 @@ def is_ours(pod: dict) -> bool:
     return (pod.get("spec") or {}).get("schedulerName") == names.SCHEDULER_NAME
 
 
+_HOLDERS: dict[str, str] = {}  # pod uid -> its holder key (a pod's owner chain never changes)
+_HOLDERS_MAX = 200_000
+
+
 def holder_key(pod: dict) -> str:
     """The queue's owner key of the unit a pod of ours belongs to (the workload's uid, the pod's, or a group
-    key), through its owner chain (:func:`fluxqueue.workloads.registry.unit_of_pod`)."""
-    try:
-        ref = unit_of_pod(pod)
-    except UnitError:
-        ref = None
-    return ref.owner_key if ref is not None else ((pod.get("metadata") or {}).get("uid") or "")
+    key), through its owner chain (:func:`fluxqueue.workloads.registry.unit_of_pod`). Remembered per pod: it
+    is asked on every event of the pod and for every bound pod at each graph rebuild."""
+    uid = (pod.get("metadata") or {}).get("uid") or ""
+    key = _HOLDERS.get(uid) if uid else None
+    if key is None:
+        try:
+            ref = unit_of_pod(pod)
+        except UnitError:
+            ref = None
+        key = ref.owner_key if ref is not None else uid
+        if uid and ref is not None:
+            if len(_HOLDERS) >= _HOLDERS_MAX:
+                _HOLDERS.clear()
+            _HOLDERS[uid] = key
+    return key
 
 
 UNIT_INDEX = "unit"  # the pods informer's index: our pods by holder_key

@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from fluxqueue.kube import names
 from fluxqueue.placement.podsets import PodSet, set_for_pod
 from fluxqueue.placement.units import KIND_POD_GROUP, SchedulingUnit, UnitDefaults, group_of, unit_from_pod
 from fluxqueue.queue.store import CANCELLED, FAILED, SUCCEEDED
 from fluxqueue.workloads.base import TERMINAL_PHASES, UnitRef, Workload
+
+GROUP_LABELS = (names.LABEL_GROUP_NAME, names.LABEL_KUEUE_POD_GROUP, names.LABEL_COSCHEDULING_POD_GROUP)
 
 
 def group_key(namespace: str, group: str) -> str:
@@ -26,6 +29,9 @@ class PodGroupWorkload(Workload):
     owned_by_members = True
 
     def unit_of_pod(self, pod: dict[str, Any]) -> UnitRef | None:
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        if not any(key in labels for key in GROUP_LABELS):
+            return None  # the common case, decided without reading every setting
         group = group_of(pod)
         if group is None:
             return None
