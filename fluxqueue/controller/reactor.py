@@ -445,8 +445,10 @@ class Reactor:
     def _podgroup_size(self, pod: dict) -> int | None:
         """coscheduling's group size: its PodGroup's ``spec.minMember`` (scheduler-plugins
         ``apis/scheduling/v1alpha1``), when that CRD is served and the PodGroup exists."""
+        if self.ctx.coscheduling is None:
+            return None
         settings = read_settings([_meta(pod)])
-        if not settings.size_from_podgroup or self.ctx.coscheduling is None:
+        if not settings.size_from_podgroup:
             return None
         group = self.ctx.coscheduling.get(_meta(pod).get("namespace"), settings.group_name or "")
         size = ((group or {}).get("spec") or {}).get("minMember")
