@@ -1011,3 +1011,89 @@ def test_tables_of_the_plain_types_have_kubectls_columns(api_client):
         api_client, "GET", "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers", accept
     )
     assert json.loads(text)["rows"][0]["cells"][1:6] == ["Deployment/web", "cpu: <unknown>/80%", 1, 3, 0]
+
+
+# ----- pods/ephemeralcontainers (kubectl debug) and pods/resize
+
+
+def test_ephemeral_containers_and_in_place_resize(api_client):
+    core = k8s.CoreV1Api(api_client)
+    core.create_namespaced_pod(
+        "default",
+        {
+            "metadata": {"name": "p"},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "c",
+                        "image": "nginx:1",
+                        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
+                    }
+                ]
+            },
+        },
+    )
+    debug = {
+        "spec": {"ephemeralContainers": [{"name": "dbg", "image": "busybox", "targetContainerName": "c"}]}
+    }
+    pod = core.patch_namespaced_pod_ephemeralcontainers("p", "default", debug)
+    [ec] = pod.spec.ephemeral_containers
+    assert (ec.name, ec.image_pull_policy, ec.termination_message_policy) == ("dbg", "Always", "File")
+    assert pod.metadata.generation == 2
+    assert (
+        core.read_namespaced_pod_ephemeralcontainers("p", "default").spec.ephemeral_containers[0].name
+        == "dbg"
+    )
+    with pytest.raises(k8s.ApiException) as e:  # existing ones stay as they are
+        core.replace_namespaced_pod_ephemeralcontainers(
+            "p",
+            "default",
+            {
+                **api_client.sanitize_for_serialization(pod),
+                "spec": {**api_client.sanitize_for_serialization(pod.spec), "ephemeralContainers": []},
+            },
+        )
+    assert (
+        e.value.status == 422 and 'existing ephemeral containers \\"dbg\\" may not be removed' in e.value.body
+    )
+    with pytest.raises(k8s.ApiException) as e:
+        core.patch_namespaced_pod_ephemeralcontainers(
+            "p", "default", {"spec": {"ephemeralContainers": [{"name": "c", "image": "busybox"}]}}
+        )
+    assert e.value.status == 422 and "Duplicate value" in e.value.body
+    # the main resource still refuses them
+    with pytest.raises(k8s.ApiException) as e:
+        core.patch_namespaced_pod(
+            "p", "default", {"spec": {"ephemeralContainers": [{"name": "x", "image": "busybox"}]}}
+        )
+    assert e.value.status == 422
+    resize = {"spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "250m"}}}]}}
+    pod = core.patch_namespaced_pod_resize("p", "default", resize)
+    assert pod.spec.containers[0].resources.requests == {"cpu": "250m", "memory": "64Mi"}
+    assert pod.metadata.generation == 3
+    assert (
+        core.read_namespaced_pod_resize("p", "default").spec.containers[0].resources.requests["cpu"] == "250m"
+    )
+    with pytest.raises(k8s.ApiException) as e:  # Burstable -> Guaranteed
+        core.patch_namespaced_pod_resize(
+            "p",
+            "default",
+            {
+                "spec": {
+                    "containers": [{"name": "c", "resources": {"limits": {"cpu": "250m", "memory": "64Mi"}}}]
+                }
+            },
+        )
+    assert e.value.status == 422 and "Pod QOS Class may not change as a result of resizing" in e.value.body
+    with pytest.raises(k8s.ApiException) as e:
+        core.patch_namespaced_pod_resize(
+            "p",
+            "default",
+            {"spec": {"containers": [{"name": "c", "resources": {"requests": {"nvidia.com/gpu": "1"}}}]}},
+        )
+    assert e.value.status == 422 and "only cpu and memory resources are mutable" in e.value.body
+    # what else a resize carries is dropped, as podResizeStrategy does
+    pod = core.patch_namespaced_pod_resize(
+        "p", "default", {"spec": {"containers": [{"name": "c", "image": "nginx:2"}]}}
+    )
+    assert pod.spec.containers[0].image == "nginx:1"

@@ -33,7 +33,7 @@ from .patch import (
     json_patch_shared,
     strategic_merge_patch,
 )
-from .podrules import PodStrategy, bind
+from .podrules import POD_SPEC_SUBRESOURCES, PodStrategy, bind, spec_subresource_update
 from .resources import (
     CRDS,
     NAMESPACES,
@@ -818,7 +818,9 @@ class Engine:
         shares: bool = False,
     ) -> Obj:
         """GuaranteedUpdate: compute the new object from the current one; retry if it changed meanwhile."""
-        if subresource not in (None, "", "status"):
+        if subresource not in (None, "", "status") and not (
+            rt.key == PODS and subresource in POD_SPEC_SUBRESOURCES
+        ):
             raise E.method_not_allowed(
                 f"the server does not allow this method on the requested resource ({rt.plural}/{subresource})"
             )
@@ -880,6 +882,9 @@ class Engine:
                 if applying:
                     new["metadata"]["managedFields"] = mf
                 strat.prepare_status_update(new, cur)
+            elif subresource in POD_SPEC_SUBRESOURCES:
+                new, sub_errs = spec_subresource_update(subresource, new, cur)
+                self._invalid(rt, new, sub_errs)
             else:
                 strat.default(new)
                 strat.prepare_update(new, cur)
@@ -919,7 +924,7 @@ class Engine:
                     gen += 1
                 new["metadata"]["generation"] = gen
             errs: list[tuple[str, str]] = []
-            if subresource != "status":
+            if subresource not in ("status", *POD_SPEC_SUBRESOURCES):
                 errs = self._validate_meta(rt, new) + strat.validate_update(new, cur)
                 if rt.custom and self.crds is not None:
                     errs += self.crds.validate(rt, new)

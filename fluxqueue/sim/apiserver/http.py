@@ -21,6 +21,7 @@ from . import resources as R
 from .engine import Ctx
 from .errors import APIError
 from .openapi import shared_index
+from .podrules import POD_SPEC_SUBRESOURCES
 from .resources import ResourceType
 from .store import dumps
 
@@ -398,7 +399,9 @@ class Routes:
             if sub == "log":
                 return await self._log(rt, ns, name, q)
             obj = await e.get(rt, name, ns, sub if sub == "scale" else None)
-            if sub not in (None, "status", "scale"):
+            if sub not in (None, "status", "scale") and not (
+                rt.key == R.PODS and sub in POD_SPEC_SUBRESOURCES
+            ):
                 raise APIError(404, "NotFound", "the server could not find the requested resource")
             partial = _partial_metadata(accept, list_=False) if sub is None else None
             if partial is not None:

@@ -350,3 +350,107 @@ def bind(pod: Obj, binding: Obj) -> Obj:
     status["conditions"] = conds
     new["status"] = status
     return new
+
+
+# ----- pods/ephemeralcontainers (kubectl debug) and pods/resize (in-place resize)
+POD_SPEC_SUBRESOURCES = ("ephemeralcontainers", "resize")
+# what an ephemeral container may not set (validation.go validateEphemeralContainers)
+_EPHEMERAL_FORBIDDEN = (
+    "ports",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+    "resizePolicy",
+)
+
+
+def spec_subresource_update(sub: str, new: Obj, cur: Obj) -> tuple[Obj, list[tuple[str, str]]]:
+    """The pod a write to ``pods/{sub}`` stores: the current pod with only what the subresource may change
+    taken from ``new`` (registry/core/pod/strategy.go ephemeralContainersStrategy, podResizeStrategy), and the
+    validation errors."""
+    import copy
+
+    out = copy.deepcopy(cur)
+    spec, cspec = new.get("spec") or {}, out.setdefault("spec", {})
+    if sub == "ephemeralcontainers":
+        return out, _ephemeral_update(spec, cspec)
+    return out, _resize_update(spec, cspec)
+
+
+def _ephemeral_update(spec: dict[str, Any], cspec: dict[str, Any]) -> list[tuple[str, str]]:
+    errs: list[tuple[str, str]] = []
+    news = [dict(c) for c in spec.get("ephemeralContainers") or []]
+    olds = cspec.get("ephemeralContainers") or []
+    by_name = {c.get("name"): c for c in news}
+    for oc in olds:
+        nc = by_name.get(oc.get("name"))
+        if nc is None:
+            errs.append(
+                (
+                    "spec.ephemeralContainers",
+                    f'Forbidden: existing ephemeral containers "{oc.get("name")}" may not be removed',
+                )
+            )
+            continue
+        _default_container(nc)
+        if _strip_none(nc) != _strip_none(oc):
+            errs.append(
+                (
+                    "spec.ephemeralContainers",
+                    f'Forbidden: existing ephemeral containers "{oc.get("name")}" may not be changed',
+                )
+            )
+    taken = {c.get("name") for f in ("containers", "initContainers") for c in cspec.get(f) or []}
+    seen: set[str] = set()
+    for i, c in enumerate(news):
+        where = f"spec.ephemeralContainers[{i}]"
+        name = c.get("name") or ""
+        if not name:
+            errs.append((f"{where}.name", "Required value"))
+        elif name in taken or name in seen:
+            errs.append((f"{where}.name", f'Duplicate value: "{name}"'))
+        seen.add(name)
+        if not c.get("image"):
+            errs.append((f"{where}.image", "Required value"))
+        for f in _EPHEMERAL_FORBIDDEN:
+            if c.get(f):
+                errs.append((f"{where}.{f}", "Forbidden: cannot be set for an Ephemeral Container"))
+        if (c.get("resources") or {}).get("requests") or (c.get("resources") or {}).get("limits"):
+            errs.append((f"{where}.resources", "Forbidden: cannot be set for an Ephemeral Container"))
+        _default_container(c)
+    cspec["ephemeralContainers"] = news
+    if not news:
+        cspec.pop("ephemeralContainers", None)
+    return errs
+
+
+def _resize_update(spec: dict[str, Any], cspec: dict[str, Any]) -> list[tuple[str, str]]:
+    errs: list[tuple[str, str]] = []
+    before = qos_class(cspec)
+    for field in ("containers", "initContainers"):
+        olds, news = cspec.get(field) or [], spec.get(field) or []
+        if [c.get("name") for c in olds] != [c.get("name") for c in news]:
+            return [("spec", "Forbidden: only cpu and memory resources are mutable")]
+        for oc, nc in zip(olds, news, strict=True):
+            res = {k: dict(v) for k, v in (nc.get("resources") or {}).items() if isinstance(v, dict)}
+            ores = oc.get("resources") or {}
+            for kind in ("requests", "limits"):
+                o, n = ores.get(kind) or {}, res.get(kind) or {}
+                other = {k for k in set(o) | set(n) if k not in ("cpu", "memory") and o.get(k) != n.get(k)}
+                if other:
+                    errs.append(("spec", "Forbidden: only cpu and memory resources are mutable"))
+            if field == "initContainers" and oc.get("restartPolicy") != "Always" and res != ores:
+                errs.append(
+                    ("spec", "Forbidden: only cpu and memory resources for sidecar containers are mutable")
+                )
+            if res:
+                oc["resources"] = res
+            else:
+                oc.pop("resources", None)
+            if "resizePolicy" in nc:
+                oc["resizePolicy"] = nc["resizePolicy"]
+            _default_container(oc)
+    if not errs and qos_class(cspec) != before:
+        errs.append(("spec", "Forbidden: Pod QOS Class may not change as a result of resizing"))
+    return errs
