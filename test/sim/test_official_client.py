@@ -1097,3 +1097,23 @@ def test_ephemeral_containers_and_in_place_resize(api_client):
         "p", "default", {"spec": {"containers": [{"name": "c", "image": "nginx:2"}]}}
     )
     assert pod.spec.containers[0].image == "nginx:1"
+
+
+def test_list_options_resource_version_match_is_validated(api_client):
+    core = k8s.CoreV1Api(api_client)
+    with pytest.raises(k8s.ApiException) as e:
+        core.list_namespaced_config_map("default", resource_version_match="NotOlderThan")
+    assert e.value.status == 422
+    assert json.loads(e.value.body)["message"] == (
+        'ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Forbidden: '
+        "resourceVersionMatch is forbidden unless resourceVersion is provided"
+    )
+    with pytest.raises(k8s.ApiException) as e:
+        core.list_namespaced_config_map("default", resource_version="0", resource_version_match="Newest")
+    assert e.value.status == 422 and "Unsupported value" in e.value.body
+    assert (
+        core.list_namespaced_config_map(
+            "default", resource_version="0", resource_version_match="NotOlderThan"
+        ).items
+        == []
+    )

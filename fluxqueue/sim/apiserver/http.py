@@ -19,7 +19,7 @@ from fluxqueue.log import get_logger
 from . import discovery, protobuf, tables
 from . import resources as R
 from .engine import Ctx
-from .errors import APIError
+from .errors import APIError, invalid
 from .openapi import shared_index
 from .podrules import POD_SPEC_SUBRESOURCES
 from .resources import ResourceType
@@ -137,6 +137,20 @@ def _partial_metadata(accept: str, list_: bool) -> str | None:
         "only the following media types are accepted: application/json, application/yaml, "
         "application/vnd.kubernetes.protobuf",
     )
+
+
+def _check_resource_version_match(q: Any) -> None:
+    """A list's resourceVersionMatch (apimachinery meta/internalversion/validation ValidateListOptions)."""
+    match = q.get("resourceVersionMatch")
+    if match not in ("Exact", "NotOlderThan"):
+        why = f'Unsupported value: "{match}": supported values: "Exact", "NotOlderThan"'
+    elif not q.get("resourceVersion"):
+        why = "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"
+    elif match == "Exact" and q.get("resourceVersion") == "0":
+        why = 'Forbidden: resourceVersionMatch "exact" is forbidden for resourceVersion "0"'
+    else:
+        return
+    raise invalid("meta.k8s.io", "ListOptions", "", [("resourceVersionMatch", why)])
 
 
 def _partial(obj: dict[str, Any], version: str) -> dict[str, Any]:
@@ -379,6 +393,8 @@ class Routes:
                 if _bool(q.get("watch")) if "watch" in q else False:
                     return await self._watch(request, rt, ns, accept)
                 partial = _partial_metadata(accept, list_=True)
+                if "resourceVersionMatch" in q:
+                    _check_resource_version_match(q)
                 limit = int(q["limit"]) if q.get("limit") else None
                 lst = await e.list(
                     rt, ns, q.get("labelSelector"), q.get("fieldSelector"), limit, q.get("continue") or None
