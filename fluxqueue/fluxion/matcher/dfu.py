@@ -948,11 +948,20 @@ class DFU:
             if w.get(v, UNTOUCHED) == new:
                 continue
             order = self._orders.get(v.parent)
-            if order is not None:
+            if order is None:
+                w[v] = new
+                continue
+
+            def key(c: Vertex) -> tuple[int, int]:
+                return (-w.get(c, UNTOUCHED), -c.uid)
+
+            i = bisect.bisect_left(order, key(v), key=key)  # where v is now (keys are unique: uid)
+            if i < len(order) and order[i] is v:
+                del order[i]
+            else:
                 order.remove(v)
             w[v] = new
-            if order is not None:
-                bisect.insort(order, v, key=lambda c: (-w.get(c, UNTOUCHED), -c.uid))
+            bisect.insort(order, v, key=key)
 
     def graph_changed(self) -> None:
         self._orders.clear()
