@@ -13,6 +13,7 @@ from fluxqueue.kube import names
 
 PHASES = [
     "Waiting",
+    "Held",
     "Queued",
     "Reserved",
     "Scheduled",
@@ -52,6 +53,10 @@ _SPEC = {
         "exclusive": {"type": "boolean"},
         "group": {"type": "string"},
         "queue": {"type": "string"},
+        "dependency": {
+            "type": "string",
+            "description": "fluxqueue.io/dependency as written (sbatch --dependency syntax): held until it holds",
+        },
         "jobspec": {"type": "string", "description": "the Fluxion jobspec (YAML)"},
     },
 }

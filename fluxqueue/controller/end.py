@@ -17,7 +17,7 @@ from fluxqueue.controller.start import Starter
 from fluxqueue.controller.status import StatusWriter
 from fluxqueue.kube.client import APIError
 from fluxqueue.log import get_logger
-from fluxqueue.queue.store import FAILED, UNSATISFIABLE, WAITING, Released, Unit
+from fluxqueue.queue.store import FAILED, WAITING, Released, Unit
 
 log = get_logger(__name__)
 
@@ -39,8 +39,11 @@ class Ender:
         self.draining: dict[int, Unit] = {}  # ended units whose pods are still on their nodes
         self.to_cancel: dict[int, int] = {}  # Fluxion id -> its load, whose cancel failed; retried every pass
 
-    async def finish(self, unit: Unit, state: str, reason: str, *, warning: bool = False) -> Unit | None:
+    async def finish(
+        self, unit: Unit, state: str, reason: str, *, warning: bool = False, event: str | None = None
+    ) -> Unit | None:
         """Terminal state in the database, then the allocation goes back to Fluxion, publish, wake.
+        ``event``: the Event's reason (default: the state).
 
         The allocation is only given back once no pod of the unit is left on a node (a failed or deleted
         Job's pods take their grace period to stop): until then Fluxion keeps holding it ("draining"), so
@@ -70,7 +73,7 @@ class Ender:
         log.info("unit finished", unit=done.key, state=state, reason=reason)
         await self.status.publish(done)
         wrapped = wrapped_objects(self.ctx, done)
-        event_reason = state if state != UNSATISFIABLE else "Unsatisfiable"
+        event_reason = event or state
         await ctx.actions.event(
             [ctx.actions.fluxjob_ref(done), *wrapped[:1]],
             event_reason,

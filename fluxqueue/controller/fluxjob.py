@@ -13,6 +13,7 @@ from fluxqueue.placement.podsets import describe_pod_sets, pod_sets_from_json
 from fluxqueue.queue.store import (
     CANCELLED,
     FAILED,
+    HELD,
     QUEUED,
     RESERVED,
     RUNNING,
@@ -93,6 +94,8 @@ def fluxjob_body(unit: Unit, owners: list[dict], jobspec: dict | None = None) ->
         spec["jobspec"] = jobspec_yaml(jobspec)
     if unit.group_name:
         spec["group"] = unit.group_name
+    if unit.dependency:
+        spec["dependency"] = unit.dependency
     return {
         "apiVersion": API_VERSION,
         "kind": names.CRD_KIND,
@@ -146,6 +149,9 @@ def fluxjob_status(
         if value:
             status[key] = rfc3339(value)
     conditions = []
+    if unit.state == HELD:
+        # Slurm's pending reason Dependency: what it waits for, in words.
+        conditions.append(_cond("Held", "True", "Dependency", unit.reason, unit.submitted_at))
     if unit.queued_at:
         conditions.append(_cond("Queued", "True", "Queued", "in the queue", unit.queued_at))
     if unit.scheduled_at:

@@ -19,14 +19,16 @@ from fluxqueue.controller.fluxjob import owner_reference
 from fluxqueue.controller.pods import holder_key, is_ours, unit_pods, wrapped_objects
 from fluxqueue.controller.scheduler import Scheduler
 from fluxqueue.controller.units import owner_key, scheduling_unit, submission_for
+from fluxqueue.dependencies.spec import DependencyError, parse_dependency
 from fluxqueue.kube import names
 from fluxqueue.log import get_logger
 from fluxqueue.placement.jobspec import jobspec_for
-from fluxqueue.placement.units import UnitDefaults, UnitError, read_settings
+from fluxqueue.placement.units import UnitDefaults, UnitError, read_settings, same_dependency
 from fluxqueue.queue.store import (
     ACTIVE_STATES,
     CANCELLED,
     FAILED,
+    HELD,
     HOLDING_STATES,
     QUEUED,
     TERMINAL_STATES,
@@ -258,6 +260,8 @@ class Reactor:
             submission_for(su, reason="waiting for the next scheduling pass")
         )
         self.by_owner[unit.owner_uid] = unit.id
+        if created and unit.state == HELD:
+            self.scheduler.dependencies.held_submitted()
         if created:
             # Queued from here on: the pass may place (or reject) it while its FluxJob is being created
             # (under a flood the API server's answer takes tens of milliseconds); a status that found no
@@ -409,6 +413,8 @@ class Reactor:
         unit, count = await ctx.store.join_group(submission_for(su), meta["name"], meta.get("uid") or "")
         self.members.add(meta.get("uid") or "")
         self.by_owner[owner_key(su)] = unit.id
+        if su.dependency is not None or unit.dependency is not None:
+            await self._check_group_dependency(unit, su, pod)
         # The group's FluxJob as we last wrote it: later members add themselves as owners without a create
         # that conflicts and a get (two requests per member).
         fluxjob = self._group_fluxjobs.get(unit.id)
@@ -441,6 +447,23 @@ class Reactor:
         else:
             await self.status.publish(unit)
         return unit
+
+    async def _check_group_dependency(self, unit: Unit, su: Any, pod: dict) -> None:
+        """All members of a group name its dependency (the first one's is the group's): a member that
+        disagrees is told so (the webhook sees one pod at a time and cannot)."""
+        if unit.state == HELD:
+            self.scheduler.dependencies.held_submitted()  # complete: decided in the next pass
+        group = None
+        if unit.dependency is not None:
+            with contextlib.suppress(DependencyError):
+                group = parse_dependency(unit.dependency, own_name=unit.object_name)
+        if not same_dependency(group, su.dependency):
+            message = (
+                f"members of pod group {unit.group_name!r} disagree on {names.ANNOTATION_DEPENDENCY}: the group "
+                f"waits for {unit.dependency or 'nothing'!r}, this member names "
+                f"{su.dependency.text if su.dependency else 'nothing'!r}; the group's is kept"
+            )
+            await self.ctx.actions.event([pod], "InvalidSettings", message, "Warning")
 
     def _podgroup_size(self, pod: dict) -> int | None:
         """coscheduling's group size: its PodGroup's ``spec.minMember`` (scheduler-plugins

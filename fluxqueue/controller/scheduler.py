@@ -20,6 +20,7 @@ from typing import Any
 from fluxqueue.controller import strategy as strategies
 from fluxqueue.controller.allocations import HeldAllocations
 from fluxqueue.controller.context import Context
+from fluxqueue.controller.dependencies import DependencyResolver
 from fluxqueue.controller.end import Ender
 from fluxqueue.controller.fluxion_sync import GraphKeeper
 from fluxqueue.controller.matching import FluxionMatcher
@@ -47,6 +48,7 @@ class Scheduler:
         self.status = StatusWriter(ctx, self.allocations)
         self.start = Starter(ctx, self.allocations, self.status, self.graphs)
         self.end = Ender(ctx, self.allocations, self.status, self.graphs, self.start)
+        self.dependencies = DependencyResolver(ctx, self.end, self.status)
         self.passes = 0
         self._start_tasks: set[asyncio.Task] = set()
         self.fits_cache: dict[Any, tuple[ClusterGraph, tuple[bool, str]]] = {}
@@ -82,6 +84,12 @@ class Scheduler:
                 self.graphs.capacity_changed = False  # only once done: a failed requeue is tried next pass
                 if again:
                     log.info("cluster changed: unsatisfiable units queued again", units=len(again))
+            # Held units whose dependency now holds join the queue before it is read (nothing is read while
+            # no unit is held).
+            try:
+                await self.dependencies.resolve()
+            except Exception:
+                log.exception("deciding held units failed")  # the queue is placed all the same
             # A pass matches at most queue-depth units: reading (and decoding) the whole queue each pass made
             # a deep queue cost O(queue) per pass. Units further back keep their last status until they
             # come within reach.
@@ -179,6 +187,8 @@ class Scheduler:
             if ctx.metrics is not None:
                 with contextlib.suppress(Exception):
                     ctx.metrics.observe_pass(elapsed, len(units), len(placed))
+            if placed and self.dependencies.waits_for_starts:
+                ctx.wake("placed units may be waited for (after:)")  # placing does not NOTIFY
             if placed and depth and matcher.calls >= depth:
                 ctx.wake("more units than one pass considers")  # next pass now, not at the next event
             if placed or reservations:

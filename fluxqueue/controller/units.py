@@ -42,6 +42,8 @@ def submission_for(unit: SchedulingUnit, *, state: str = QUEUED, reason: str = "
         state=state,
         reason=reason,
         placement={"indexed": unit.indexed, "uid": unit.uid},
+        dependency=unit.dependency.text if unit.dependency else None,
+        dependency_terms=tuple(unit.dependency.rows()) if unit.dependency else (),
     )
 
 

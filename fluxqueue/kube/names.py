@@ -14,6 +14,8 @@ LABEL_DURATION = PREFIX + "duration"  # walltime in seconds (drives backfill)
 LABEL_EXCLUSIVE = PREFIX + "exclusive"  # "true": whole nodes
 LABEL_SKIP = PREFIX + "skip"  # "true": fluxqueue leaves the object alone
 LABEL_QUEUE = PREFIX + "queue"  # named queue (informational ordering key)
+# Annotation: what the workload waits for, in sbatch(1) --dependency syntax ("afterok:prep,afterany:a?b" ...).
+ANNOTATION_DEPENDENCY = PREFIX + "dependency"
 
 # Set by the webhook on what it mutated (objects and pod templates), so we recognise our own.
 LABEL_MANAGED = PREFIX + "managed"

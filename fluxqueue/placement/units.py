@@ -35,6 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from fluxqueue.dependencies.spec import Dependency, DependencyError, parse_dependency
 from fluxqueue.kube import names
 from fluxqueue.placement.podsets import MAIN, PodSet, add_member, pod_set_of, set_name_for_member
 from fluxqueue.placement.resources import Resources
@@ -76,6 +77,7 @@ class SchedulingUnit:
     group_size: int | None = None
     indexed: bool = False  # Indexed Job: bind pods by completion index
     members: tuple[str, ...] = ()  # pod names of a PodGroup seen so far
+    dependency: Dependency | None = None  # fluxqueue.io/dependency: held until it holds
 
     @property
     def placeable(self) -> bool:
@@ -178,6 +180,7 @@ class UserSettings:
     queue: str = DEFAULT_QUEUE
     skip: bool = False
     size_from_podgroup: bool = False  # coscheduling's label without a size: its PodGroup's minMember
+    dependency: Dependency | None = None
 
 
 def _label(sources: list[dict[str, Any] | None], key: str) -> str | None:
@@ -237,7 +240,9 @@ def read_settings(sources: Iterable[dict[str, Any] | None]) -> UserSettings:
     queue = setting(sources, names.LABEL_QUEUE)
     if queue is not None and not _LABEL_VALUE.match(queue):
         raise UnitError(f"{names.LABEL_QUEUE} must be a valid label value, got {queue!r}")
+    dependency = _dependency(sources, group_name)
     return UserSettings(
+        dependency=dependency,
         duration=duration,
         exclusive=exclusive,
         group_name=group_name,
@@ -246,6 +251,31 @@ def read_settings(sources: Iterable[dict[str, Any] | None]) -> UserSettings:
         skip=skip,
         size_from_podgroup=size_from_podgroup,
     )
+
+
+def _dependency(sources: list[dict[str, Any] | None], group_name: str | None) -> Dependency | None:
+    """fluxqueue.io/dependency, parsed. A pod group's members name the group's dependency; a ``singleton``
+    is about the workload's name (its generateName when it has one: Kubernetes names are unique, and a
+    recurring workload is one generateName, as a recurring Slurm job is one --job-name)."""
+    text = setting(sources, names.ANNOTATION_DEPENDENCY)
+    if text is None:
+        return None
+    meta = (sources[0] if sources else None) or {}
+    own = group_name or str(meta.get("name") or "")
+    singleton = group_name or str(meta.get("generateName") or "") or own
+    try:
+        return parse_dependency(text, own_name=own, singleton_name=singleton)
+    except DependencyError as exc:
+        raise UnitError(str(exc)) from None
+
+
+def same_dependency(a: Dependency | None, b: Dependency | None) -> bool:
+    """Whether two members of a group wait for the same thing (however each spelled it)."""
+    return (a.terms, a.any_of) == (b.terms, b.any_of) if a and b else a is b
+
+
+def _text(dependency: Dependency | None) -> str:
+    return dependency.text if dependency else ""
 
 
 def pod_priority(pod_spec: dict[str, Any], defaults: UnitDefaults) -> int:
@@ -302,6 +332,7 @@ def unit_from_job(job: dict[str, Any], defaults: UnitDefaults | None = None) -> 
         group_name=settings.group_name,
         group_size=settings.group_size,
         indexed=spec.get("completionMode") == "Indexed",
+        dependency=settings.dependency,
     )
 
 
@@ -364,6 +395,7 @@ def unit_from_pod(
         group_name=settings.group_name,
         group_size=size if grouped else None,
         members=(name,) if grouped else (),
+        dependency=settings.dependency,
     )
 
 
@@ -391,6 +423,11 @@ def unit_from_pod_group(pods: list[dict[str, Any]], defaults: UnitDefaults | Non
                 f"members of pod group {first.group_name!r} disagree on {names.LABEL_GROUP_SIZE}: "
                 f"{first.group_size} and {u.group_size}"
             )
+        if not same_dependency(u.dependency, first.dependency):
+            raise UnitError(
+                f"members of pod group {first.group_name!r} disagree on {names.ANNOTATION_DEPENDENCY}: "
+                f"{_text(first.dependency)!r} and {_text(u.dependency)!r}"
+            )
         sets = add_member(sets, u.pod_sets[0])
     return SchedulingUnit(
         kind=KIND_POD_GROUP,
@@ -406,4 +443,5 @@ def unit_from_pod_group(pods: list[dict[str, Any]], defaults: UnitDefaults | Non
         group_name=first.group_name,
         group_size=first.group_size,
         members=tuple(m for u in units for m in u.members),
+        dependency=first.dependency,
     )

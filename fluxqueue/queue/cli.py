@@ -81,18 +81,30 @@ async def _run_queue(args: argparse.Namespace) -> int:
         store = await QueueStore.open(dsn, min_size=1, max_size=1)
     except (OSError, asyncpg.PostgresError) as exc:
         raise ConfigError(f"cannot connect to the database: {exc}") from exc
+    held: list[dict] = []
     try:
         rows = await store.view(args.view)
+        if args.view == "queue":
+            held = await store.view("held")  # and, below the queue, what each held unit waits for
     except asyncpg.UndefinedTableError as exc:
         raise ConfigError("the fluxqueue schema is missing: run `fluxqueue migrate` first") from exc
     finally:
         await store.close()
     if not rows:
         print(
-            {"queue": "no units waiting", "running": "nothing running", "nodes": "no allocations"}[args.view]
+            {
+                "queue": "no units waiting",
+                "running": "nothing running",
+                "nodes": "no allocations",
+                "held": "no units held",
+                "waits": "no dependencies",
+            }[args.view]
         )
     else:
         print(format_table(rows))
+    if held:
+        print(f"\nheld until their dependency holds ({len(held)}):")
+        print(format_table(held))
     return 0
 
 
@@ -107,8 +119,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "view",
         nargs="?",
         default="queue",
-        choices=["queue", "running", "nodes"],
-        help="queue (pending, in order; default), running (holding allocations) or nodes (usage per node)",
+        choices=["queue", "held", "waits", "running", "nodes"],
+        help="queue (pending, in order; default), held (waiting for their dependency, and what for), waits "
+        "(every dependency term and its target's state), running (holding allocations) or nodes (usage per node)",
     )
     q.set_defaults(func=_run_queue)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ WAKEUP_CHANNEL = "fluxqueue_wakeup"
 PASS_LOCK_KEY = 0x66717061_7373
 
 WAITING = "Waiting"
+HELD = "Held"  # its dependency (fluxqueue.io/dependency) does not hold yet: never matched
 QUEUED = "Queued"
 RESERVED = "Reserved"
 SCHEDULED = "Scheduled"
@@ -38,7 +39,7 @@ CANCELLED = "Cancelled"
 
 PENDING_STATES = (QUEUED, RESERVED)
 HOLDING_STATES = (SCHEDULED, RUNNING)
-ACTIVE_STATES = (WAITING, QUEUED, RESERVED, SCHEDULED, RUNNING)
+ACTIVE_STATES = (WAITING, HELD, QUEUED, RESERVED, SCHEDULED, RUNNING)
 TERMINAL_STATES = (SUCCEEDED, FAILED, UNSATISFIABLE, CANCELLED)
 
 
@@ -61,6 +62,10 @@ class UnitSubmission:
     state: str = QUEUED
     reason: str = ""
     placement: dict = field(default_factory=dict)
+    # fluxqueue.io/dependency as written, and its terms ({condition, target, delay_s, joined} each): a unit
+    # with one starts Held.
+    dependency: str | None = None
+    dependency_terms: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ class Unit:
     started: bool  # the Kubernetes side of its placement is done (workload unsuspended, pods bound)
     placement: dict
     pod_sets: list
+    dependency: str | None = None  # fluxqueue.io/dependency as written
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> Unit:
@@ -202,7 +208,9 @@ class QueueStore:
         """Queue a unit once per wrapped object; returns (the unit, whether this call created it).
 
         Submissions arriving together (a flood of pods) are inserted by one statement; one whose unit exists
-        already is then looked up on its own."""
+        already is then looked up on its own. A unit with a dependency starts Held, its terms written with it."""
+        if sub.dependency is not None:
+            return await self._submit_held(sub)
         created = await self._submit_batch.submit(sub)
         if created is not None:
             return created, True
@@ -227,6 +235,18 @@ class QueueStore:
                 row = await conn.fetchrow(self._q["insert_unit"], *self._insert_args(sub))
                 return Unit.from_record(row), True
             return Unit.from_record(row), False
+
+    async def _submit_held(self, sub: UnitSubmission) -> tuple[Unit, bool]:
+        async with self._pool.acquire() as conn:
+            async with conn.transaction():
+                held = replace(sub, state=HELD)
+                row = await conn.fetchrow(
+                    self._q["insert_held_unit"], *self._insert_args(held), sub.dependency
+                )
+                if row is not None:
+                    await conn.execute(self._q["insert_dependencies"], row["id"], list(sub.dependency_terms))
+                    return Unit.from_record(row), True
+        return await self._submit_one(sub)
 
     async def join_group(self, sub: UnitSubmission, pod: str, pod_uid: str) -> tuple[Unit, int]:
         """Record one member of a pod group; the group moves Waiting -> Queued once it has ``size`` members.
@@ -330,10 +350,50 @@ class QueueStore:
         return [HistoryRow(**dict(r)) for r in await self._pool.fetch(self._q["history"], unit_id)]
 
     async def view(self, name: str) -> list[dict]:
-        """Rows of a human view: ``queue``, ``running`` or ``nodes``."""
-        if name not in ("queue", "running", "nodes"):
+        """Rows of a human view: ``queue``, ``running``, ``nodes``, ``held`` or ``waits``."""
+        if name not in ("queue", "running", "nodes", "held", "waits"):
             raise ValueError(f"no view {name!r}")
         return [dict(r) for r in await self._pool.fetch(self._q[f"{name}_view"])]
+
+    # ---- dependencies ---------------------------------------------------------------------------------
+
+    async def held(self) -> list[tuple[Unit, list[dict]]]:
+        """Every held unit and its terms, in the queue's order."""
+        rows = await self._pool.fetch(self._q["held_units"])
+        return [(Unit.from_record(r), list(r["terms"] or [])) for r in rows]
+
+    async def units_named(self, keys: Iterable[tuple[str, str]]) -> list[dict]:
+        """Every unit whose FluxJob is one of the (namespace, FluxJob name) ``keys``: id, namespace,
+        object_name, state, scheduled_at, finished_at, singleton (it has a singleton term)."""
+        keys = list(keys)
+        if not keys:
+            return []
+        rows = await self._pool.fetch(self._q["units_named"], [k[0] for k in keys], [k[1] for k in keys])
+        return [dict(r) for r in rows]
+
+    async def singleton_peers(self, keys: Iterable[tuple[str, str]]) -> list[dict]:
+        """Live units with a singleton term of one of the (namespace, name) ``keys``."""
+        keys = list(keys)
+        if not keys:
+            return []
+        rows = await self._pool.fetch(self._q["singleton_peers"], [k[0] for k in keys], [k[1] for k in keys])
+        return [dict(r) for r in rows]
+
+    async def release_held(self, items: list[tuple[int, str]]) -> list[Unit]:
+        """Held -> Queued for (unit id, reason) each; returns the units moved (one ended meanwhile is not)."""
+        if not items:
+            return []
+        rows = await self._pool.fetch(self._q["release_held"], [i[0] for i in items], [i[1] for i in items])
+        return [Unit.from_record(r) for r in rows]
+
+    async def set_held_reasons(self, items: list[tuple[int, str]]) -> list[Unit]:
+        """What held units wait for; returns those whose reason changed."""
+        if not items:
+            return []
+        rows = await self._pool.fetch(
+            self._q["set_held_reasons"], [i[0] for i in items], [i[1] for i in items]
+        )
+        return [Unit.from_record(r) for r in rows]
 
     # ---- transitions ------------------------------------------------------------------------------------
 

@@ -71,6 +71,7 @@ class JobSetWorkload(Workload):
             priority=pod_priority(first_pod_spec, defaults),
             exclusive=settings.exclusive,
             queue=settings.queue,
+            dependency=settings.dependency,
         )
 
     def pod_set_of(self, pod: dict[str, Any], sets: tuple[PodSet, ...]) -> str | None:

@@ -31,7 +31,7 @@ SELECT * FROM fluxqueue.units WHERE owner_uid = $1 AND kind <> 'PodGroup';
 -- name: live_group
 SELECT * FROM fluxqueue.units
 WHERE kind = 'PodGroup' AND namespace = $1 AND group_name = $2
-  AND state IN ('Waiting', 'Queued', 'Reserved', 'Scheduled', 'Running');
+  AND state IN ('Waiting', 'Held', 'Queued', 'Reserved', 'Scheduled', 'Running');
 
 -- name: unit_by_id
 SELECT * FROM fluxqueue.units WHERE id = $1;
@@ -61,7 +61,7 @@ LIMIT $1;
 
 -- name: active_units
 SELECT * FROM fluxqueue.units
-WHERE state IN ('Waiting', 'Queued', 'Reserved', 'Scheduled', 'Running')
+WHERE state IN ('Waiting', 'Held', 'Queued', 'Reserved', 'Scheduled', 'Running')
 ORDER BY id;
 
 -- name: exclusive_units
@@ -160,7 +160,7 @@ SELECT position FROM fluxqueue.queue WHERE id = $1;
 
 -- name: state_counts
 SELECT state, count(*) AS n FROM fluxqueue.units
-WHERE state IN ('Waiting', 'Queued', 'Reserved', 'Scheduled', 'Running')
+WHERE state IN ('Waiting', 'Held', 'Queued', 'Reserved', 'Scheduled', 'Running')
 GROUP BY state;
 
 -- name: requeue_unsatisfiable
@@ -173,7 +173,7 @@ WHERE u.state = 'Unsatisfiable'
   AND (u.kind <> 'PodGroup' OR (
         NOT EXISTS (SELECT 1 FROM fluxqueue.units g
                     WHERE g.kind = 'PodGroup' AND g.namespace = u.namespace AND g.group_name = u.group_name
-                      AND g.state IN ('Waiting', 'Queued', 'Reserved', 'Scheduled', 'Running'))
+                      AND g.state IN ('Waiting', 'Held', 'Queued', 'Reserved', 'Scheduled', 'Running'))
         AND u.id = (SELECT max(d.id) FROM fluxqueue.units d
                     WHERE d.kind = 'PodGroup' AND d.state = 'Unsatisfiable' AND d.namespace = u.namespace
                       AND d.group_name = u.group_name)))
