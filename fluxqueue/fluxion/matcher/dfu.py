@@ -79,7 +79,7 @@ class Evals:
     def choose_best_k(self, k: int, order: str) -> bool:
         if k == 0 or k > self.qual:
             return False
-        cxx_sort(self.groups, order)
+        cxx_sort(self.groups, order, k)
         i = 0
         left = k
         groups = self.groups
@@ -135,10 +135,14 @@ class Scoring:
 GREATER, LESS, INTERVAL_GREATER = "greater", "less", "interval_greater"
 
 
-def cxx_sort(a: list[Egroup], order: str) -> None:
+def cxx_sort(a: list[Egroup], order: str, k: int | None = None) -> None:
     """Sort edge groups by score as ``std::sort(begin, end, comp)`` does, ties included. ``comp`` is one of
     fold.hpp's: greater, less, or interval_greater (scores in one run of consecutive integers are equal: the
-    closed intervals [s, s] joined into a boost::icl::interval_set)."""
+    closed intervals [s, s] joined into a boost::icl::interval_set).
+
+    With ``k``, only the first k places are made right (choose_best_k reads no further): a partition that
+    lies wholly at or after k is left as it is, since the rest of std::sort never moves an element of it in
+    front of k (what lies before a partition's cut is never worse than what lies after)."""
     n = len(a)
     if n < 2:
         return
@@ -161,22 +165,26 @@ def cxx_sort(a: list[Egroup], order: str) -> None:
     else:
         keys = scores
     items = list(zip(keys, a, strict=True))
-    _introsort_loop(items, 0, n, 2 * (n.bit_length() - 1))
-    _final_insertion_sort(items, 0, n)
+    bound = [n]
+    _introsort_loop(items, 0, n, 2 * (n.bit_length() - 1), n if k is None else k, bound)
+    _final_insertion_sort(items, 0, bound[0])
     a[:] = [g for _, g in items]
 
 
 _THRESHOLD = 16
 
 
-def _introsort_loop(v: list, first: int, last: int, depth: int) -> None:
+def _introsort_loop(v: list, first: int, last: int, depth: int, k: int, bound: list[int]) -> None:
     while last - first > _THRESHOLD:
         if depth == 0:
             _heap_sort(v, first, last)
             return
         depth -= 1
         cut = _partition_pivot(v, first, last)
-        _introsort_loop(v, cut, last, depth)
+        if cut < k:
+            _introsort_loop(v, cut, last, depth, k, bound)
+        elif cut < bound[0]:
+            bound[0] = cut
         last = cut
 
 
@@ -775,20 +783,27 @@ class Select:
         qual = len(members) // take
         if not qual:
             return True
-        ev = dfu.evals("slot")
-        base = take * (MATCH_MET + self.ml + 1 + p.id_base)
+        base = MATCH_MET + take * (MATCH_MET + self.ml + 1 + p.id_base)
         amount = take * size
-        k = 0
-        for _ in range(qual):
-            chunk = members[k : k + take]
-            k += take
-            if take == p.count:
-                mask = p.all_mask
-            else:
-                mask = 0
-                for i in chunk:
-                    mask |= 1 << i
-            ev.add(Egroup(MATCH_MET + base + sum(chunk), 1, True, [((p, mask), amount, True)]))
+        if take == 1:
+            out = [Egroup(base + i, 1, True, [((p, 1 << i), amount, True)]) for i in members]
+        else:
+            out = []
+            k = 0
+            for _ in range(qual):
+                chunk = members[k : k + take]
+                k += take
+                if take == p.count:
+                    mask = p.all_mask
+                else:
+                    mask = 0
+                    for i in chunk:
+                        mask |= 1 << i
+                out.append(Egroup(base + sum(chunk), 1, True, [((p, mask), amount, True)]))
+        ev = dfu.evals("slot")  # slot scores are > 0: all qualify
+        ev.groups.extend(out)
+        ev.total += len(out)
+        ev.qual += len(out)
         return True
 
     # -- enforce: mark the chosen edges -----------------------------------------------------------------
