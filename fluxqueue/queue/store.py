@@ -351,9 +351,25 @@ class QueueStore:
 
     async def view(self, name: str) -> list[dict]:
         """Rows of a human view: ``queue``, ``running``, ``nodes``, ``held`` or ``waits``."""
-        if name not in ("queue", "running", "nodes", "held", "waits"):
+        if name not in ("queue", "running", "nodes", "held", "waits", "queue_usage", "fair_share"):
             raise ValueError(f"no view {name!r}")
         return [dict(r) for r in await self._pool.fetch(self._q[f"{name}_view"])]
+
+    # ---- tenant queues (fluxqueue.queues; only asked while Queue objects exist) -----------------------
+
+    async def queue_usage(self) -> list[dict]:
+        """What the units holding an allocation ask, per (namespace, queue label): rows of namespace, queue,
+        units, cpu_millis, memory_bytes, gpus."""
+        return [dict(r) for r in await self._pool.fetch(self._q["queue_usage"])]
+
+    async def queue_pending(self) -> list[dict]:
+        """What the waiting units ask, per (namespace, queue label), as :meth:`queue_usage`."""
+        return [dict(r) for r in await self._pool.fetch(self._q["queue_pending"])]
+
+    async def mirror_queues(self, queues: list[dict]) -> None:
+        """The Queue objects as they are now ({name, namespaces, quota, limit, weight, share} each), for the
+        psql views; queues no longer declared are dropped."""
+        await self._pool.execute(self._q["mirror_queues"], queues)
 
     # ---- dependencies ---------------------------------------------------------------------------------
 

@@ -1,0 +1,40 @@
+-- name: queue_usage
+-- What the units holding an allocation ask, per (namespace, queue label): the controller resolves the queue.
+SELECT u.namespace, u.queue, count(*) AS units, sum(d.cpu_millis)::bigint AS cpu_millis,
+       sum(d.memory_bytes)::bigint AS memory_bytes, sum(d.gpus)::bigint AS gpus
+FROM fluxqueue.allocations a
+JOIN fluxqueue.units u ON u.id = a.unit_id
+CROSS JOIN LATERAL fluxqueue.unit_demand(u.pod_sets) AS d
+WHERE a.released_at IS NULL
+GROUP BY u.namespace, u.queue;
+
+-- name: queue_pending
+-- What the waiting units ask, per (namespace, queue label).
+SELECT u.namespace, u.queue, count(*) AS units, sum(d.cpu_millis)::bigint AS cpu_millis,
+       sum(d.memory_bytes)::bigint AS memory_bytes, sum(d.gpus)::bigint AS gpus
+FROM fluxqueue.units u
+CROSS JOIN LATERAL fluxqueue.unit_demand(u.pod_sets) AS d
+WHERE u.state IN ('Queued', 'Reserved')
+GROUP BY u.namespace, u.queue;
+
+-- name: mirror_queues
+-- The Queue objects as they are now ($1: JSON array of {name, namespaces, quota, limit, weight, share}); queues
+-- no longer declared are removed.
+WITH given AS (
+    SELECT * FROM jsonb_to_recordset($1::jsonb)
+        AS i(name text, namespaces text[], quota jsonb, "limit" jsonb, weight double precision,
+             share double precision)
+), gone AS (
+    DELETE FROM fluxqueue.queues q WHERE NOT EXISTS (SELECT 1 FROM given g WHERE g.name = q.name)
+)
+INSERT INTO fluxqueue.queues (name, namespaces, quota, "limit", weight, share, updated_at)
+SELECT name, namespaces, quota, "limit", weight, share, now() FROM given
+ON CONFLICT (name) DO UPDATE
+SET namespaces = excluded.namespaces, quota = excluded.quota, "limit" = excluded."limit",
+    weight = excluded.weight, share = excluded.share, updated_at = now();
+
+-- name: queue_usage_view
+SELECT * FROM fluxqueue.queue_usage;
+
+-- name: fair_share_view
+SELECT * FROM fluxqueue.fair_share;
