@@ -103,3 +103,8 @@ def test_equal_scores_come_out_in_libstdcxx_sort_order():
         egs = [Egroup(s, 1, False, [(i, 1, False)]) for i, s in enumerate(case["scores"])]
         cxx_sort(egs, "greater" if case["greater"] else "less")
         assert [e.edges[0][0] for e in egs] == case["order"], case
+        # choose_best_k reads only the first k: those come out the same when only they are sorted
+        for k in {1, 2, len(egs) // 3 or 1, len(egs) - 1 or 1}:
+            egs = [Egroup(s, 1, False, [(i, 1, False)]) for i, s in enumerate(case["scores"])]
+            cxx_sort(egs, "greater" if case["greater"] else "less", k)
+            assert [e.edges[0][0] for e in egs][:k] == case["order"][:k], (case, k)
