@@ -31,6 +31,9 @@ from fluxqueue.sim.workload.model import (
 )
 
 TERMINAL = ("Succeeded", "Failed")
+# Kinds whose outcome is not their pods' (an MPIJob succeeds with its launcher while cleanPodPolicy kills its
+# workers; a JobSet by its success policy): ended when their FluxJob is.
+_ENDED_BY_FLUXJOB = (KIND_JOBSET, KIND_MPIJOB)
 
 
 def node_allocatable(node: dict[str, Any]) -> Resources:
@@ -184,6 +187,8 @@ class Recorder:
             unit = self.units.get(rec.unit)
             if unit is not None:
                 unit.pods_finished += 1
+                if unit.kind in _ENDED_BY_FLUXJOB:
+                    return  # its outcome is its own (a launcher's), not its pods': see fluxjob_event
                 if phase == "Failed":
                     unit.failed = True
                 if unit.kind != KIND_JOB and unit.finished is None and unit.pods_finished >= unit.size:
@@ -270,6 +275,12 @@ class Recorder:
         status = fluxjob.get("status") or {}
         if key is not None and status.get("phase"):
             self.fluxjob_phases[key] = f"{status['phase']}: {status.get('reason') or ''}".strip(": ")
+            unit = self.units.get(key)
+            phase = status["phase"]
+            if unit is not None and unit.kind in _ENDED_BY_FLUXJOB and unit.finished is None:
+                if phase in ("Succeeded", "Failed", "Cancelled", "Unsatisfiable"):
+                    unit.finished = t
+                    unit.failed = phase != "Succeeded"
 
     def add_rejections(self, rejections: list[dict[str, Any]]) -> None:
         """Kubelet admission rejections (OutOfcpu, ...): the node-side evidence of an over-commit."""
