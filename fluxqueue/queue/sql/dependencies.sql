@@ -4,7 +4,7 @@ INSERT INTO fluxqueue.dependencies (unit_id, term, condition, target, delay_s, j
 SELECT $1, t.ord - 1, t.condition, t.target, t.delay_s, t.joined
 FROM ROWS FROM (
     jsonb_to_recordset($2::jsonb) AS (condition text, target text, delay_s integer, joined text)
-) WITH ORDINALITY AS t
+) WITH ORDINALITY AS t(condition, target, delay_s, joined, ord)
 ON CONFLICT DO NOTHING;
 
 -- name: held_units
