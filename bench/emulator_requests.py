@@ -44,11 +44,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from emulator_ceiling import _binding as ceiling_binding
 
 from fluxqueue.controller.crd import fluxjob_crd
 from fluxqueue.kube import names
-from fluxqueue.kube.client import resource_path
+from fluxqueue.kube.client import binding_body, resource_path
 from fluxqueue.sim.apiserver import APIServer
 from fluxqueue.sim.apiserver import resources as R
 from fluxqueue.sim.clock import rfc3339, rfc3339_micro
@@ -407,7 +406,7 @@ async def one_round(
         await t.patch(R.PODS, names_[i], gate_ops(i), ns, "json")
 
     async def bind(i: int) -> None:
-        await t.create(R.PODS, ceiling_binding(names_[i], nodes[i % len(nodes)]), ns, "binding")
+        await t.create(R.PODS, binding_body(names_[i], nodes[i % len(nodes)]), ns, "binding")
 
     async def status(i: int) -> None:
         body = pod_status(uids[i], i % len(nodes))
