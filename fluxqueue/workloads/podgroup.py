@@ -45,6 +45,8 @@ class PodGroupWorkload(Workload):
         return unit_from_pod(obj, defaults, group_size=group_size)
 
     def pod_set_of(self, pod: dict[str, Any], sets: tuple[PodSet, ...]) -> str | None:
+        if len(sets) == 1:
+            return sets[0].name  # alike members (most gangs): no shape to compare
         return set_for_pod(sets, pod)
 
 
