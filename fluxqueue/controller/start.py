@@ -58,6 +58,7 @@ class Starter:
         # died before recording it is recorded by the next one, when it binds the unit's other pods or when
         # the unit ends (pod_bindings tells people where every pod ran).
         self.recorded_binds: dict[int, set[str]] = {}
+        self._set_of_pod: dict[str, str] = {}  # pod uid -> the name of its pod set
 
     async def start(self, unit_id: int, unit: Unit | None = None) -> None:
         """Start a Scheduled unit in Kubernetes from its stored allocation: unsuspend its workload, bind its
@@ -144,7 +145,20 @@ class Starter:
         per_slot = {s.slot.name: s.per_slot for s in slots}
         room = {node: {name: n * per_slot[name] for name, n in sets.items()} for node, sets in split.items()}
         kind = workload(unit.kind)
-        plan = assign_pod_sets(room, pods, lambda pod: kind.pod_set_of(pod, su.pod_sets))
+
+        def set_of(pod: dict) -> str | None:
+            # A pod's set never changes: found once (a shape comparison for pod groups), not at every bind.
+            uid = pod["metadata"].get("uid") or ""
+            name = self._set_of_pod.get(uid)
+            if name is None:
+                name = kind.pod_set_of(pod, su.pod_sets)
+                if name is not None and uid:
+                    if len(self._set_of_pod) >= 100_000:
+                        self._set_of_pod.clear()
+                    self._set_of_pod[uid] = name
+            return name
+
+        plan = assign_pod_sets(room, pods, set_of)
         by_name = {p["metadata"]["name"]: p for p in pods}
         todo = [(by_name[pod_name], node) for pod_name, node in plan.items()]
         unrecorded = unrecorded_bindings(
