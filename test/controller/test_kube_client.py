@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import subprocess
 import sys
 from urllib.parse import urlsplit
@@ -87,11 +88,7 @@ async def test_an_informer_relists_after_410_and_reports_what_it_missed_as_event
         await client.delete(PODS, "before", namespace="default")
         await client.create(PODS, a_pod("after"), namespace="default")
         task = asyncio.create_task(informer.run())
-        for _ in range(50):
-            if ("DELETED", "before") in seen and ("ADDED", "after") in seen:
-                break
-            await asyncio.sleep(0.1)
-        assert ("DELETED", "before") in seen and ("ADDED", "after") in seen
+        await eventually(lambda: ("DELETED", "before") in seen and ("ADDED", "after") in seen)
         assert set(informer.cache) == {"default/after"}
     finally:
         task.cancel()
@@ -111,12 +108,12 @@ async def test_an_informer_index_follows_label_changes_deletions_and_relists(cli
     task = asyncio.create_task(informer.run())
 
     async def names_of(team, expected):
-        for _ in range(50):
-            got = sorted(p["metadata"]["name"] for p in informer.by_index("team", team))
-            if got == expected:
-                return got
-            await asyncio.sleep(0.05)
-        return got
+        def got():
+            return sorted(p["metadata"]["name"] for p in informer.by_index("team", team))
+
+        with contextlib.suppress(AssertionError):
+            await eventually(lambda: got() == expected)
+        return got()
 
     try:
         await asyncio.wait_for(informer.synced.wait(), 5)
@@ -146,16 +143,10 @@ async def test_changes_after_the_first_listing_wait_for_a_handler_set_later(clie
         await asyncio.wait_for(informer.synced.wait(), 5)
         # A controller's start-up sweep runs here, before it sets its handlers; meanwhile a pod arrives.
         await client.create(PODS, a_pod("during-sweep"), namespace="default")
-        for _ in range(50):
-            if "default/during-sweep" in informer.cache:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: "default/during-sweep" in informer.cache)
         seen = []
         informer.handler = lambda kind, obj, old: seen.append((kind, obj["metadata"]["name"]))
-        for _ in range(50):
-            if seen:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: seen)
         # The listed pod is the sweep's business; the one created during it is delivered, not dropped.
         assert seen == [("ADDED", "during-sweep")]
     finally:
