@@ -36,6 +36,12 @@ TERMINAL = ("Succeeded", "Failed")
 _ENDED_BY_FLUXJOB = (KIND_JOBSET, KIND_MPIJOB)
 
 
+def _never_satisfied(status: dict[str, Any]) -> bool:
+    return status.get("phase") == "Cancelled" and str(status.get("reason") or "").startswith(
+        "DependencyNeverSatisfied"
+    )
+
+
 def node_allocatable(node: dict[str, Any]) -> Resources:
     alloc = (node.get("status") or {}).get("allocatable") or {}
     return Resources(
@@ -281,6 +287,11 @@ class Recorder:
                 if phase in ("Succeeded", "Failed", "Cancelled", "Unsatisfiable"):
                     unit.finished = t
                     unit.failed = phase != "Succeeded"
+            elif unit is not None and unit.finished is None and _never_satisfied(status):
+                # Its dependency can never hold: the workload stays suspended (or gated) and never runs, so
+                # nothing of its own would ever end it.
+                unit.finished = t
+                unit.failed = True
 
     def add_rejections(self, rejections: list[dict[str, Any]]) -> None:
         """Kubelet admission rejections (OutOfcpu, ...): the node-side evidence of an over-commit."""

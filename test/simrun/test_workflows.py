@@ -1,0 +1,57 @@
+"""Issue 17: the four workflow shapes of examples/workflows/ run to completion in `fluxqueue sim`, each step
+after what it waits for, with zero invariant violations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from fluxqueue.sim.harness import Run, RunOptions, SimConfig, SimSystem
+from fluxqueue.sim.report import summary_text
+from fluxqueue.sim.workload.manifests import load_manifests
+
+pytestmark = pytest.mark.timeout(240)
+
+WORKFLOWS = Path(__file__).resolve().parents[2] / "examples" / "workflows"
+
+# (dependent FluxJob, what it waited for): each started only after its targets ended.
+AFTER = [
+    ("process-a-job", ["fetch-a-job"]),
+    ("process-a-retry-job", ["process-a-job"]),
+    ("publish-a-job", ["process-a-retry-job"]),
+    ("publish-b-job", ["process-b-job"]),
+    ("shard-0-job", ["prepare-job"]),
+    ("shard-2-group", ["prepare-job"]),
+    ("merge-job", ["shard-0-job", "shard-1-job", "shard-2-group"]),
+    ("node0-step3-job", ["node0-step2-job"]),
+    ("node1-step2-job", ["node1-step1-job"]),
+    ("postprocess-job", ["infer-gpu-job"]),
+]
+
+
+async def test_the_workflow_examples_run_to_completion_in_the_simulator():
+    items = load_manifests(WORKFLOWS)
+    config = SimConfig(nodes=4, cpus=8, memory="32Gi", gpus=1, racks=1, time_scale=120.0, strategy="easy")
+    async with SimSystem(config) as system:
+        report = await Run(system, items, RunOptions(timeout=90, progress=False)).execute()
+        conn = await asyncpg.connect(system.dsn)
+        try:
+            rows = {r["name"]: r for r in await conn.fetch("SELECT * FROM fluxqueue.units")}
+        finally:
+            await conn.close()
+    text = summary_text(report)
+    n = len(items)
+    # Failed: process-a (on purpose) and process-b-retry (its step succeeded: DependencyNeverSatisfied).
+    assert report["units"] == {"submitted": n, "finished": n, "failed": 2, "lost": 0}, text
+    assert report["violation_count"] == 0, text
+    assert rows["process-a-job"]["state"] == "Failed"
+    assert rows["process-b-retry-job"]["state"] == "Cancelled"
+    assert rows["process-b-retry-job"]["reason"].startswith("DependencyNeverSatisfied")
+    assert rows["process-b-retry-job"]["scheduled_at"] is None
+    for dependent, targets in AFTER:
+        if dependent != "process-a-job":  # (fails on purpose)
+            assert rows[dependent]["state"] == "Succeeded", (dependent, rows[dependent]["reason"])
+        for target in targets:
+            assert rows[dependent]["scheduled_at"] >= rows[target]["finished_at"], (dependent, target)
