@@ -32,7 +32,7 @@ NAMESPACE = "fluxqueue"
 
 # Live queue states (fluxqueue.units.state, migrations/0002_queue.sql); terminal ones are counters' business.
 # Each is always reported, so an emptied phase shows 0 rather than disappearing.
-QUEUE_PHASES = ("Waiting", "Queued", "Reserved", "Scheduled", "Running")
+QUEUE_PHASES = ("Waiting", "Held", "Queued", "Reserved", "Scheduled", "Running")
 
 # Submit -> bound spans sub-second (idle cluster) to hours (a deep HPC queue).
 SCHEDULING_LATENCY_BUCKETS = (
