@@ -300,3 +300,43 @@ async def test_fluxqueue_queue_and_psql_show_what_held_units_wait_for(system):
         ("afterok", "first", "first-job")
     ]
     assert [h["name"] for h in held] == ["second-job"]
+
+
+async def test_deleting_a_held_job_cancels_it_and_releases_its_dependents(system):
+    await system.apply(
+        job("base", runtime="600s")
+        + job("middle", dependency="afterok:base")
+        + job("top", dependency="afterany:middle")
+    )
+    await system.wait_phase("top-job", "Held")
+    await system.wait_phase("middle-job", "Held")
+    await system.kubectl("delete", "job", "middle", "--wait=false")
+    await system.wait_for(
+        lambda: _state_is(system, "middle-job", "Cancelled"), 20, "the held Job's unit cancelled"
+    )
+    await system.wait_phase("top-job", ("Scheduled", "Running", "Succeeded"), within=30)  # afterany: it ended
+
+
+async def _state_is(system, name: str, state: str) -> bool:
+    row = await system.unit_row(name)
+    return row is not None and row["state"] == state
+
+
+async def test_a_pod_group_member_naming_another_dependency_is_told_so(system):
+    def annotated(name: str, value: str) -> str:
+        return group_member(name, "mixed", 2).replace(
+            "  annotations:\n", f'  annotations:\n    {names.ANNOTATION_DEPENDENCY}: "{value}"\n', 1
+        )
+
+    await system.apply(job("pre2", runtime="20s") + annotated("mixed-0", "afterok:pre2"))
+    await system.wait_phase("mixed-group", "Waiting")
+    await system.apply(annotated("mixed-1", "afterany:other"))
+
+    async def warned() -> bool:
+        return any(
+            e["reason"] == "InvalidSettings" and "disagree on fluxqueue.io/dependency" in e["message"]
+            for e in await system.events("mixed-1")
+        )
+
+    await system.wait_for(warned, 20, "the disagreeing member warned")
+    await system.wait_phase("mixed-group", "Succeeded", within=30)  # the group's (first member's) dependency
