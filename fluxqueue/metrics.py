@@ -135,6 +135,36 @@ class Metrics:
             registry=r,
         )
 
+        # Tenant queues (fluxqueue.io Queue objects); set only while Queue objects exist.
+        self.queue_usage = Gauge(
+            "queue_usage",
+            "What the units holding an allocation ask, per tenant queue and resource (cores, bytes, GPUs).",
+            ["queue", "resource"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.queue_quota = Gauge(
+            "queue_quota",
+            "A tenant queue's guaranteed quota per resource (cores, bytes, GPUs).",
+            ["queue", "resource"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.queue_units = Gauge(
+            "queue_units",
+            "Units of a tenant queue, running (holding an allocation) or pending.",
+            ["queue", "state"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.queue_share = Gauge(
+            "queue_fair_share",
+            "A tenant queue's fair-share value (dominant share above quota over weight; lower borrows first).",
+            ["queue"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+
     def set_queue_lengths(self, counts: dict[str, int]) -> None:
         """Set every phase at once; phases absent from ``counts`` are 0."""
         for phase in {*QUEUE_PHASES, *counts}:

@@ -31,6 +31,8 @@ from fluxqueue.kube.watch import Informer, stop_task, strip_managed_fields
 from fluxqueue.log import get_logger
 from fluxqueue.queue.migrate import migrate
 from fluxqueue.queue.store import QueueStore
+from fluxqueue.queues import QUEUES_API
+from fluxqueue.queues.crd import queue_crd
 from fluxqueue.runtime import freeze_heap
 from fluxqueue.workloads.job import JobWorkload
 from fluxqueue.workloads.registry import OBJECT_KINDS
@@ -170,6 +172,12 @@ class Controller:
             except APIError as exc2:
                 if exc2.code != 409:
                     raise
+        try:
+            await self.client.create(CRDS, queue_crd())
+            log.info("installed the Queue CRD")
+        except APIError as exc:
+            if exc.code not in (403, 409):
+                raise
 
     async def _served(self, key: tuple[str, str, str]) -> bool:
         """Whether the API server serves a resource (a workload kind's CRD may not be installed): kinds that
@@ -230,6 +238,8 @@ class Controller:
                 )
         if await self._served(COSCHEDULING_PODGROUPS):
             ctx.coscheduling = Informer(self.client, COSCHEDULING_PODGROUPS, transform=strip_managed_fields)
+        if await self._served(QUEUES_API):
+            ctx.queues = Informer(self.client, QUEUES_API, lambda *_: ctx.wake("queue changed"))
         # Events name a FluxJob by uid; one created by an earlier run is known from the informer's cache.
         ctx.actions.fluxjob_lookup = ctx.fluxjobs.get
         self.ctx = ctx
@@ -244,6 +254,8 @@ class Controller:
             informers = [ctx.nodes, ctx.pods, *ctx.objects.values(), ctx.fluxjobs, ctx.priorityclasses]
             if ctx.coscheduling is not None:
                 informers.append(ctx.coscheduling)
+            if ctx.queues is not None:
+                informers.append(ctx.queues)
             for inf in informers:
                 tasks.append(asyncio.create_task(inf.run(), name=f"watch-{inf.key[2]}"))
             await asyncio.gather(*(inf.synced.wait() for inf in informers))

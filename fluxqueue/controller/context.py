@@ -28,6 +28,7 @@ class Context:
     # whose API the cluster does not serve are absent.
     objects: dict[str, Informer] = field(default_factory=dict)
     coscheduling: Informer | None = None  # scheduler-plugins PodGroups (their minMember), when served
+    queues: Informer | None = None  # tenant Queue objects (fluxqueue.queues), when their CRD is served
     metrics: Any = None
     wake_event: asyncio.Event = field(default_factory=asyncio.Event)
     # The cluster graph must be rebuilt (nodes or foreign pods changed).

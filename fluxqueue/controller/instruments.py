@@ -37,3 +37,15 @@ class Instruments:
 
     def set_queue_lengths(self, counts: dict[str, int]) -> None:
         self.m.set_queue_lengths(counts)
+
+    def set_queue(
+        self, queue: str, usage: dict, quota: dict, running: int, pending: int, share: float
+    ) -> None:
+        """One tenant queue's gauges (amounts in base units: CPU in cores)."""
+        for resource in ("cpu", "memory", "nvidia.com/gpu"):
+            scale = 1000 if resource == "cpu" else 1
+            self.m.queue_usage.labels(queue=queue, resource=resource).set(usage.get(resource, 0) / scale)
+            self.m.queue_quota.labels(queue=queue, resource=resource).set(quota.get(resource, 0) / scale)
+        self.m.queue_units.labels(queue=queue, state="running").set(running)
+        self.m.queue_units.labels(queue=queue, state="pending").set(pending)
+        self.m.queue_share.labels(queue=queue).set(share)

@@ -24,6 +24,7 @@ from fluxqueue.controller.dependencies import DependencyResolver
 from fluxqueue.controller.end import Ender
 from fluxqueue.controller.fluxion_sync import GraphKeeper
 from fluxqueue.controller.matching import FluxionMatcher
+from fluxqueue.controller.queueing import QueueGate
 from fluxqueue.controller.start import Starter
 from fluxqueue.controller.status import StatusWriter
 from fluxqueue.fluxion.allocation import nodes_from_allocation
@@ -48,6 +49,7 @@ class Scheduler:
         self.status = StatusWriter(ctx, self.allocations)
         self.start = Starter(ctx, self.allocations, self.status, self.graphs)
         self.end = Ender(ctx, self.allocations, self.status, self.graphs, self.start)
+        self.queues = QueueGate(ctx)
         self.dependencies = DependencyResolver(ctx, self.end, self.status)
         self.passes = 0
         self._start_tasks: set[asyncio.Task] = set()
@@ -100,6 +102,7 @@ class Scheduler:
             if len(self.fits_cache) > 4096:
                 self.fits_cache.clear()  # shapes of units long gone
             matcher = FluxionMatcher(ctx, graph, self.graphs.capacity, self.fits_cache)
+            units, matcher = await self.queues.prepare(units, matcher, graph)  # as is without Queue objects
             reservations: list[int] = []
             keep: list[int] = []
             # Written together after the plan: one statement, not a round trip per waiting unit inside it.
@@ -179,6 +182,7 @@ class Scheduler:
                     await ctx.store.requeue_unreserved(keep_reserved=keep)
                     self.reserved_left = bool(keep)
             self.passes += 1
+            await self.queues.after_pass()
             if ctx.metrics is not None and time.monotonic() - self.counted_at >= QUEUE_COUNT_SECONDS:
                 self.counted_at = time.monotonic()  # the queue-length gauge (a scan of the active units)
                 with contextlib.suppress(Exception):

@@ -62,6 +62,8 @@ class ControllerSettings:
     identity: str | None = None
     install_crd: bool = True  # create the FluxJob CRD when absent (the chart installs it in production)
     priority_classes: dict[str, int] = field(default_factory=dict)
+    # Tenant queues: how fast past usage is forgotten by fair share (workload seconds; 0 = no memory).
+    queue_half_life: float = 3600.0
 
     def validate(self) -> ControllerSettings:
         if not self.dsn:

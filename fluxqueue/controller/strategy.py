@@ -25,6 +25,9 @@ from fluxqueue.placement.podsets import describe_pod_sets, pod_sets_from_json
 from fluxqueue.queue.store import Unit
 
 ALLOCATED, RESERVED, BUSY, UNSATISFIABLE = "ALLOCATED", "RESERVED", "BUSY", "UNSATISFIABLE"
+# Its tenant queue does not let it start now (fluxqueue.controller.queueing): it waits without asking Fluxion,
+# blocking nobody and reserving nothing (another queue's units are not held behind it).
+QUOTA = "QUOTA"
 
 
 class Matcher(Protocol):
@@ -141,7 +144,9 @@ async def plan(
             tried += 1
             i += 1
             status = status_name(result)
-            if status == ALLOCATED:
+            if status == QUOTA:
+                yield Wait(unit, result.message, matched=False)
+            elif status == ALLOCATED:
                 yield Allocate(unit, result)
             elif status == RESERVED:
                 if strategy == "easy":

@@ -125,19 +125,22 @@ class PassQuotas:
             else:
                 borrowers.setdefault(name, deque()).append(unit)
         out = first
+        later: list[Any] = []  # refused even if nothing else were placed: after every unit that may start
         while borrowers:
             name = min(borrowers, key=lambda q: (self.share(q, usage.get(q, {})), q))
             unit = borrowers[name].popleft()
             if not borrowers[name]:
                 del borrowers[name]
-            out.append(unit)
             spec = self.book.spec(name)
             assert spec is not None
             d = self.demand(unit)
             if _check(spec, d, usage.get(name, {}), total, self.capacity) is None:
+                out.append(unit)
                 usage[name] = add(usage.get(name, {}), d)
                 total = add(total, d)
-        return out + unknown
+            else:
+                later.append(unit)
+        return out + later + unknown
 
 
 def _within(quota: Mapping[str, int], after: Mapping[str, int], demand: Mapping[str, int]) -> bool:

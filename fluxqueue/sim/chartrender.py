@@ -188,8 +188,9 @@ def _database_secret(v: dict[str, Any], release: str) -> tuple[str, str]:
 def crds() -> list[dict[str, Any]]:
     """The chart's crds/ (generated from this same function's source by hack/gen-crd.py)."""
     from fluxqueue.controller.crd import fluxjob_crd
+    from fluxqueue.queues.crd import queue_crd
 
-    return [fluxjob_crd()]
+    return [fluxjob_crd(), queue_crd()]
 
 
 # What each webhook intercepts (chart/templates/mutatingwebhookconfiguration.yaml says why).

@@ -133,7 +133,12 @@ def test_an_external_database_without_a_secret_is_one_clear_error():
 
 async def test_the_simulator_registers_the_crd_and_webhook_through_the_in_process_client():
     objects = chartrender.registered_objects(chartrender.sim_values())
-    assert [o["kind"] for o in objects] == ["CustomResourceDefinition", "MutatingWebhookConfiguration"]
+    assert [o["kind"] for o in objects] == [
+        "CustomResourceDefinition",
+        "CustomResourceDefinition",
+        "MutatingWebhookConfiguration",
+    ]
+    assert [o["metadata"]["name"] for o in objects[:2]] == ["fluxjobs.fluxqueue.io", "queues.fluxqueue.io"]
     api = APIServer(tls=False)
     try:
         await chartrender.install(api.client, objects)

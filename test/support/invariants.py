@@ -4,7 +4,9 @@
   allocatable, and the simulated kubelets rejected nothing;
 * every gang bound together: all pods of a placed unit were bound, onto the nodes of its one allocation;
 * nothing lost: every unit the database knows has its FluxJob, and every managed object has a unit;
-* nothing scheduled twice: one allocation per unit, one move to Scheduled per unit, one binding per pod.
+* nothing scheduled twice: one allocation per unit, one move to Scheduled per unit, one binding per pod;
+* no tenant queue above its limit: at every instant, what the units of a Queue holding an allocation ask stays
+  within its ``spec.limit``.
 
 ``PodTimeline`` watches pods from the start of a test (in-process client of the emulator), so the
 over-commit check sees every instant, not just the end state.
@@ -19,6 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import asyncpg
+import orjson
 
 from fluxqueue.kube import names
 from fluxqueue.placement.resources import pod_requests, resource_list
@@ -214,6 +217,7 @@ async def check_invariants(api, cluster, dsn: str, timeline: PodTimeline) -> Non
                 assert len(pods_bound) >= u["size"] or u["state"] == "Scheduled", (
                     f"{u['name']}: only {len(pods_bound)} of {u['size']} pods bound"
                 )
+        await _check_queue_limits(api, conn)
     finally:
         await conn.close()
     # Our pods that were bound carry a node of their unit's allocation (checked above) and nothing of ours
@@ -221,3 +225,41 @@ async def check_invariants(api, cluster, dsn: str, timeline: PodTimeline) -> Non
     for t in timeline.pods.values():
         if t.ours and t.node is not None:
             assert t.bound_at is not None
+
+
+async def _check_queue_limits(api, conn) -> None:
+    """No Queue ever held more than its limit (allocation intervals, each unit's pod sets x counts)."""
+    from fluxqueue.queues import QUEUES_API
+    from fluxqueue.queues.share import RESOURCES, unit_demand
+    from fluxqueue.queues.spec import QueueBook
+
+    try:
+        objects = (await api.client.list(QUEUES_API))["items"]
+    except Exception:
+        return  # the Queue CRD is not installed
+    book = QueueBook.from_objects(objects)
+    limited = {q.name: q for q in book.all() if q.limit}
+    if not limited:
+        return
+    rows = await conn.fetch(
+        "SELECT u.namespace, u.name, u.queue, u.pod_sets, a.allocated_at, a.released_at "
+        "FROM fluxqueue.units u JOIN fluxqueue.allocations a ON a.unit_id = u.id"
+    )
+    events: dict[str, list] = defaultdict(list)
+    for r in rows:
+        name = book.queue_of(r["namespace"], r["queue"])
+        if name not in limited:
+            continue
+        demand = unit_demand(
+            r["pod_sets"] if isinstance(r["pod_sets"], list) else orjson.loads(r["pod_sets"])
+        )
+        end = r["released_at"].timestamp() if r["released_at"] is not None else float("inf")
+        events[name].append((r["allocated_at"].timestamp(), 1, demand, r["name"]))
+        events[name].append((end, 0, {k: -v for k, v in demand.items()}, r["name"]))
+    for name, evs in events.items():
+        held = dict.fromkeys(RESOURCES, 0)
+        for _at, _order, delta, unit in sorted(evs, key=lambda e: (e[0], e[1])):
+            for k, v in delta.items():
+                held[k] += v
+            over = limited[name].over_limit(held)
+            assert not over, f"queue {name} above its limit ({over}) when {unit} was placed: {held}"

@@ -1,0 +1,297 @@
+"""The tenant queues inside the pass: the Queue objects read from their informer, usage read from PostgreSQL,
+the pass's units put in queue order and every match checked against its queue first (quota arithmetic never
+starts a unit on its own: a unit admitted by its queue still needs Fluxion to place it on real nodes, which
+is how kueue#407 cannot happen here).
+
+With no Queue objects this costs nothing: :meth:`QueueGate.prepare` returns the pass's units and matcher
+untouched without a query. The decisions themselves are pure (:mod:`fluxqueue.queues.admission`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from fluxqueue.controller import strategy as strategies
+from fluxqueue.controller.context import Context
+from fluxqueue.kube.client import APIError
+from fluxqueue.log import get_logger
+from fluxqueue.placement.graph import ClusterGraph
+from fluxqueue.queues import QUEUES_API
+from fluxqueue.queues.admission import UNKNOWN, PassQuotas, Refusal
+from fluxqueue.queues.share import CPU, GPU, MEMORY, RESOURCES, Amounts, DecayedUsage, add, format_amount
+from fluxqueue.queues.spec import QueueBook
+
+log = get_logger(__name__)
+
+STATUS_SECONDS = 2.0  # how often Queue status, the database mirror and the queue metrics are refreshed
+DEFAULT_HALF_LIFE = 3600.0  # workload seconds (Slurm's PriorityDecayHalfLife is 7 days; ours is per hour)
+
+
+class QueueGate:
+    def __init__(self, ctx: Context, half_life: float | None = None):
+        self.ctx = ctx
+        self.half_life = (
+            half_life
+            if half_life is not None
+            else getattr(ctx.settings, "queue_half_life", DEFAULT_HALF_LIFE)
+        )
+        self.decayed: dict[str, DecayedUsage] = {}
+        self._book: QueueBook = QueueBook()
+        self._book_key: tuple = ()
+        self._status_at = 0.0
+        self._written: dict[str, dict] = {}  # queue -> the status last written
+        self._told_unknown: set[int] = set()  # units whose unknown queue has had its Event
+        self.last: PassQuotas | None = None
+        self._usage_rows: list[dict] = []  # the last pass's usage rows (per namespace and label)
+
+    def book(self) -> QueueBook:
+        """The declared queues (rebuilt only when a Queue object changed)."""
+        informer = self.ctx.queues
+        if informer is None or not informer.cache:
+            if self._book_key:
+                self._book, self._book_key = QueueBook(), ()
+            return self._book
+        items = informer.items()
+        key = tuple(sorted(((o.get("metadata") or {}).get("resourceVersion") or "") for o in items))
+        if key != self._book_key:
+            self._book, self._book_key = QueueBook.from_objects(items), key
+        return self._book
+
+    async def prepare(self, units: list[Any], matcher: Any, graph: ClusterGraph) -> tuple[list[Any], Any]:
+        """The pass's units in queue order and a matcher that asks each unit's queue before Fluxion."""
+        book = self.book()
+        if not book:
+            self.last = None
+            return units, matcher
+        self._usage_rows = await self.ctx.store.queue_usage()
+        usage = queue_amounts(book, self._usage_rows)
+        now = time.monotonic() * self.ctx.settings.time_scale
+        for spec in book.all():
+            decayed = self.decayed.setdefault(spec.name, DecayedUsage(self.half_life))
+            decayed.observe(now, usage.get(spec.name, {}))
+        quotas = self.last = PassQuotas(book, usage, graph_capacity(graph), self.decayed)
+        return quotas.order(units), QuotaMatcher(matcher, quotas, self)
+
+    def refused(self, unit: Any, refusal: Refusal) -> None:
+        if refusal.kind == UNKNOWN and unit.id not in self._told_unknown:
+            self._told_unknown.add(unit.id)
+            if len(self._told_unknown) > 65536:
+                self._told_unknown.clear()
+            actions = self.ctx.actions
+            with contextlib.suppress(Exception):
+                ref = actions.fluxjob_ref(unit)
+                self._spawn(actions.event([ref], "UnknownQueue", refusal.message, "Warning"))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def after_pass(self) -> None:
+        """Queue status, the database mirror and metrics, at most every STATUS_SECONDS."""
+        quotas = self.last
+        if quotas is None or time.monotonic() - self._status_at < STATUS_SECONDS:
+            return
+        self._status_at = time.monotonic()
+        try:
+            pending_rows = await self.ctx.store.queue_pending()
+        except Exception as exc:
+            log.warning("could not read queue demand", error=str(exc))
+            return
+        book = quotas.book
+        pending = queue_amounts(book, pending_rows)
+        pending_units = queue_counts(book, pending_rows)
+        running = self._running_counts(book)
+        mirror = []
+        for spec in book.all():
+            share = quotas.share(spec.name)
+            status = queue_status(
+                spec,
+                quotas.usage.get(spec.name, {}),
+                pending.get(spec.name, {}),
+                running.get(spec.name, 0),
+                pending_units.get(spec.name, 0),
+                share,
+            )
+            mirror.append(
+                {
+                    "name": spec.name,
+                    "namespaces": list(spec.namespaces),
+                    "quota": spec.quota,
+                    "limit": spec.limit,
+                    "weight": spec.weight,
+                    "share": share,
+                }
+            )
+            if self.ctx.metrics is not None:
+                with contextlib.suppress(Exception):
+                    self.ctx.metrics.set_queue(
+                        spec.name,
+                        quotas.usage.get(spec.name, {}),
+                        spec.quota,
+                        running.get(spec.name, 0),
+                        pending_units.get(spec.name, 0),
+                        share,
+                    )
+            if spec.builtin or self._written.get(spec.name) == status:
+                continue
+            try:
+                await self.ctx.client.patch(QUEUES_API, spec.name, {"status": status}, subresource="status")
+                self._written[spec.name] = status
+            except APIError as exc:
+                if exc.code != 404:
+                    log.warning("could not update Queue status", queue=spec.name, error=str(exc))
+        try:
+            await self.ctx.store.mirror_queues(mirror)
+        except Exception as exc:
+            log.warning("could not mirror the queues into the database", error=str(exc))
+
+    def _running_counts(self, book: QueueBook) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for row in self._usage_rows:
+            name = book.queue_of(row["namespace"], row["queue"])
+            counts[name] = counts.get(name, 0) + int(row["units"])
+        return counts
+
+
+class QuotaMatcher:
+    """The pass's matcher, behind each unit's queue: a unit its queue refuses is not matched (its result says
+    why); a unit Fluxion allocates is charged to its queue at once, so the rest of the pass sees it."""
+
+    def __init__(self, inner: Any, quotas: PassQuotas, gate: QueueGate):
+        self.inner = inner
+        self.quotas = quotas
+        self.gate = gate
+
+    @property
+    def calls(self) -> int:
+        return self.inner.calls
+
+    @property
+    def batch_size(self) -> int:
+        return self.inner.batch_size
+
+    def fits_ever(self, unit: Any) -> tuple[bool, str]:
+        return self.inner.fits_ever(unit)
+
+    def _refusal(self, unit: Any) -> Refusal | None:
+        refusal = self.quotas.check(unit)
+        if refusal is not None:
+            self.gate.refused(unit, refusal)
+        return refusal
+
+    def _settle(self, unit: Any, result: Any) -> None:
+        if strategies.status_name(result) != strategies.ALLOCATED:
+            self.quotas.charge(unit, -1)  # charged when asked: only a placed unit holds
+
+    async def match(self, unit: Any, reserve: bool) -> Any:
+        refusal = self._refusal(unit)
+        if refusal is not None:
+            return QuotaRefused(refusal)
+        self.quotas.charge(unit)
+        result = await self.inner.match(unit, reserve)
+        self._settle(unit, result)
+        return result
+
+    async def match_many(
+        self, units: list[Any], reserve: bool, *, stop_after_first_unallocated: bool
+    ) -> list:
+        """The leading units their queues admit, each charged before the next is asked (as if all were
+        placed: a run never takes a queue above its limit), in one round trip; the first refused unit ends
+        the run (it comes first in the next call, which returns its refusal)."""
+        admitted: list[Any] = []
+        for unit in units:
+            refusal = self._refusal(unit)
+            if refusal is not None:
+                if not admitted:
+                    return [QuotaRefused(refusal)]
+                break
+            self.quotas.charge(unit)
+            admitted.append(unit)
+        if len(admitted) == 1:
+            results = [await self.inner.match(admitted[0], reserve)]
+        else:
+            results = await self.inner.match_many(
+                admitted, reserve, stop_after_first_unallocated=stop_after_first_unallocated
+            )
+        for n, unit in enumerate(admitted):
+            if n >= len(results):
+                self.quotas.charge(unit, -1)  # not asked in this call
+            else:
+                self._settle(unit, results[n])
+        return results
+
+
+class QuotaRefused:
+    """A match result for a unit its queue does not let start now (strategy.QUOTA)."""
+
+    status = "QUOTA"
+
+    def __init__(self, refusal: Refusal):
+        self.refusal = refusal
+        self.message = refusal.message
+
+
+def graph_capacity(graph: ClusterGraph) -> Amounts:
+    """What the nodes offer fluxqueue in all (after foreign pods)."""
+    cpu = memory = gpus = 0
+    for node in graph.nodes.values():
+        cpu += node.cores * 1000
+        memory += node.memory
+        gpus += node.gpus
+    return {CPU: cpu, MEMORY: memory, GPU: gpus}
+
+
+def queue_amounts(book: QueueBook, rows: list[dict]) -> dict[str, Amounts]:
+    """Rows of (namespace, queue label, cpu_millis, memory_bytes, gpus) summed per queue they belong to."""
+    out: dict[str, Amounts] = {}
+    for row in rows:
+        name = book.queue_of(row["namespace"], row["queue"])
+        amounts = {
+            CPU: int(row["cpu_millis"] or 0),
+            MEMORY: int(row["memory_bytes"] or 0),
+            GPU: int(row["gpus"] or 0),
+        }
+        out[name] = add(out.get(name, {}), amounts)
+    return out
+
+
+def queue_counts(book: QueueBook, rows: list[dict]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for row in rows:
+        name = book.queue_of(row["namespace"], row["queue"])
+        out[name] = out.get(name, 0) + int(row["units"])
+    return out
+
+
+def queue_status(
+    spec: Any, usage: Amounts, pending: Amounts, running: int, pending_units: int, share: float
+) -> dict[str, Any]:
+    """The Queue's status: usage and pending per resource, unit counts, the fair-share value, conditions."""
+    shown = [r for r in RESOURCES if r in spec.quota or r in spec.limit or usage.get(r) or pending.get(r)]
+    # "cpu 16/4, memory 4Gi": usage over quota where there is one
+    summary = ", ".join(
+        f"{r} {format_amount(r, usage.get(r, 0))}"
+        + (f"/{format_amount(r, spec.quota[r])}" if r in spec.quota else "")
+        for r in shown
+        if r in spec.quota or usage.get(r)
+    )
+    problems = list(spec.problems)
+    return {
+        "usage": {r: format_amount(r, usage.get(r, 0)) for r in shown},
+        "pending": {r: format_amount(r, pending.get(r, 0)) for r in shown},
+        "usageSummary": summary,
+        "runningUnits": running,
+        "pendingUnits": pending_units,
+        "share": f"{share:.3f}",
+        "conditions": [
+            {
+                "type": "Valid",
+                "status": "False" if problems else "True",
+                "reason": "InvalidFields" if problems else "Valid",
+                "message": "; ".join(problems) if problems else "every field is understood",
+            }
+        ],
+    }

@@ -1,0 +1,193 @@
+"""Issue 16, tenant queues, end to end with the real kubectl: borrowing an idle cluster, a hard limit, weights
+dividing what is borrowed, an unknown queue said in words, and the queue's own status.
+
+Cluster (conftest): 4 nodes x 4 cpus x 16Gi unless a test says otherwise; time scale 20 (a 40 s runtime is two
+wall seconds).
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from fluxqueue.kube import names
+from fluxqueue.queues import QUEUES_API
+from fluxqueue.sim.cluster import ClusterSpec
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+
+def namespace(name: str) -> str:
+    return f"""
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: {name}
+---
+"""
+
+
+def queue(name: str, namespaces: list[str], quota: dict, limit: dict | None = None, weight: int = 1) -> str:
+    def amounts(d: dict) -> str:
+        return "{" + ", ".join(f'{k}: "{v}"' for k, v in d.items()) + "}"
+
+    limit_line = f"\n  limit: {amounts(limit)}" if limit else ""
+    return f"""
+apiVersion: fluxqueue.io/v1alpha1
+kind: Queue
+metadata:
+  name: {name}
+spec:
+  namespaces: [{", ".join(namespaces)}]
+  quota: {amounts(quota)}{limit_line}
+  weight: {weight}
+---
+"""
+
+
+def job(name: str, ns: str, *, cpu: str = "1", runtime: str = "40s", queue_label: str | None = None) -> str:
+    label = f'\n    {names.LABEL_QUEUE}: "{queue_label}"' if queue_label else ""
+    return f"""
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {name}
+  namespace: {ns}
+  labels:
+    {names.LABEL_DURATION}: "60"{label}
+spec:
+  parallelism: 1
+  completions: 1
+  backoffLimit: 0
+  template:
+    metadata:
+      annotations:
+        {names.SIM_RUNTIME}: "{runtime}"
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: work
+        image: busybox
+        resources:
+          requests:
+            cpu: "{cpu}"
+            memory: 1Gi
+---
+"""
+
+
+def phase_of(system, name: str, ns: str) -> str | None:
+    versions = system.history.of(f"{name}-job", ns)
+    return ((versions[-1].get("status") or {}).get("phase")) if versions else None
+
+
+def ever(system, name: str, ns: str, phases: tuple[str, ...]) -> bool:
+    return any((v.get("status") or {}).get("phase") in phases for v in system.history.of(f"{name}-job", ns))
+
+
+async def holding(system, ns: str) -> int:
+    """Units of namespace ``ns`` holding an allocation now."""
+    conn = await asyncpg.connect(system.dsn)
+    try:
+        return await conn.fetchval(
+            "SELECT count(*) FROM fluxqueue.units u JOIN fluxqueue.allocations a ON a.unit_id = u.id "
+            "WHERE a.released_at IS NULL AND u.namespace = $1",
+            ns,
+        )
+    finally:
+        await conn.close()
+
+
+async def held_by(system, ns: str) -> int:
+    return await holding(system, ns)
+
+
+async def queue_status(system, name: str) -> dict:
+    return (await system.api.client.get(QUEUES_API, name)).get("status") or {}
+
+
+async def test_a_queue_borrows_an_idle_cluster_beyond_its_quota(system):
+    await system.apply(namespace("team-a") + namespace("team-b"))
+    await system.apply(queue("team-a", ["team-a"], {"cpu": 4}) + queue("team-b", ["team-b"], {"cpu": 12}))
+    await system.apply("".join(job(f"a{i}", "team-a", cpu="4", runtime="200s") for i in range(4)))
+    # 16 CPUs asked with a quota of 4: the other 12 are borrowed from team-b, which is idle.
+    await system.wait_for(lambda: _at_least(system, "team-a", 4), 30, "all four of team-a holding")
+
+    async def status_shows_it() -> bool:
+        s = await queue_status(system, "team-a")
+        return s.get("runningUnits") == 4 and s.get("usage", {}).get("cpu") == "16"
+
+    await system.wait_for(status_shows_it, 20, "team-a's status to show its usage")
+    s = await queue_status(system, "team-a")
+    assert s["usageSummary"] == "cpu 16/4, memory 4Gi" and float(s["share"]) > 0, s
+    printed = await system.kubectl("get", "queues")
+    assert "team-a" in printed and "SHARE" in printed and "cpu 16/4" in printed, printed
+
+
+async def _at_least(system, ns: str, n: int) -> bool:
+    return await holding(system, ns) >= n
+
+
+async def test_a_hard_limit_is_never_exceeded_even_on_an_idle_cluster(system):
+    await system.apply(namespace("team-a"))
+    await system.apply(queue("team-a", ["team-a"], {"cpu": 4}, limit={"cpu": 8}))
+    await system.apply("".join(job(f"a{i}", "team-a", cpu="4", runtime="40s") for i in range(4)))
+    await system.wait_for(lambda: _at_least(system, "team-a", 2), 30, "two of team-a holding")
+    await system.passes(3)
+    assert await holding(system, "team-a") == 2  # 8 CPUs: the limit, though 8 more are idle
+    waiting = [n for n in ("a0", "a1", "a2", "a3") if not ever(system, n, "team-a", ("Scheduled", "Running"))]
+    assert len(waiting) == 2
+    fj = await system.fluxjob(f"{waiting[0]}-job", "team-a")
+    assert fj["status"]["reason"] == (
+        "waiting within the limit of team-a: needs 4 CPUs, 0 of 8 left under its limit"
+    ), fj["status"]
+    # All four finish, two at a time (the shared invariants check the limit at every instant).
+    for n in ("a0", "a1", "a2", "a3"):
+        await system.wait_for(lambda n=n: phase_of(system, n, "team-a") == "Succeeded", 40, f"{n} to succeed")
+
+
+async def test_a_workload_naming_an_unknown_queue_is_told_and_starts_once_the_queue_exists(system):
+    await system.apply(namespace("team-a"))
+    await system.apply(queue("team-a", ["team-a"], {"cpu": 4}))
+    await system.apply(job("lost", "team-a", queue_label="team-z", runtime="10s"))
+
+    async def told() -> bool:
+        fj = await system.fluxjob("lost-job", "team-a")
+        return "queue team-z does not exist" in ((fj or {}).get("status") or {}).get("reason", "")
+
+    await system.wait_for(told, 20, "the FluxJob to say its queue does not exist")
+    events = {e["reason"]: e["message"] for e in await system.events("lost-job", "team-a")}
+    assert "queue team-z does not exist" in events.get("UnknownQueue", ""), events
+    assert await holding(system, "team-a") == 0
+    await system.apply(queue("team-z", [], {"cpu": 4}))
+    await system.wait_for(lambda: phase_of(system, "lost", "team-a") == "Succeeded", 30, "lost to run")
+
+
+@pytest.mark.parametrize(
+    "cluster_spec", [ClusterSpec(nodes=3, cpus=4, memory="16Gi", racks=1, heartbeat_writes_per_s=20)]
+)
+async def test_weights_divide_what_is_borrowed(system):
+    """12 CPUs, both queues without quota, weights 2 and 1: what is lent goes 8 to 4, whatever the order of
+    submission (a job of the default queue holds the cluster while both submit)."""
+    await system.apply(namespace("heavy") + namespace("light"))
+    await system.apply(queue("heavy", ["heavy"], {}, weight=2) + queue("light", ["light"], {}, weight=1))
+    await system.apply(
+        job("blocker", "default", cpu="4", runtime="60s")
+        .replace("parallelism: 1", "parallelism: 3")
+        .replace("completions: 1", "completions: 3")
+    )
+    await system.wait_for(lambda: _at_least(system, "default", 1), 30, "the blocker to hold the cluster")
+    # light submits first: order of submission does not decide
+    await system.apply("".join(job(f"l{i}", "light", runtime="400s") for i in range(12)))
+    await system.apply("".join(job(f"h{i}", "heavy", runtime="400s") for i in range(12)))
+    await system.wait_for(
+        lambda: phase_of(system, "blocker", "default") == "Succeeded", 40, "the blocker to end"
+    )
+    await system.wait_for(
+        lambda: _total(system, ("heavy", "light"), 12), 30, "the freed cluster to be lent out"
+    )
+    assert (await holding(system, "heavy"), await holding(system, "light")) == (8, 4)
+
+
+async def _total(system, namespaces: tuple[str, ...], n: int) -> bool:
+    return sum([await holding(system, ns) for ns in namespaces]) >= n
