@@ -12,7 +12,7 @@ from fluxqueue.controller.allocations import HeldAllocations
 from fluxqueue.controller.context import Context
 from fluxqueue.controller.fluxjob import fluxjob_status, rfc3339
 from fluxqueue.kube.client import TokenBucket
-from fluxqueue.queue.store import QUEUED, RESERVED, RUNNING, SCHEDULED, WAITING, Unit
+from fluxqueue.queue.store import HELD, QUEUED, RESERVED, RUNNING, SCHEDULED, WAITING, Unit
 
 POSITION_REFRESH_SECONDS = 5.0
 # Further back in the queue, a position is refreshed less often (0.1 s per place: the 2,000th every 200 s), so a
@@ -90,7 +90,8 @@ class StatusWriter:
             # Written beside the pass, not in it: under a flood each write waits on a busy API server, and
             # the pass (placing the next units) must not wait for them. Writes of one FluxJob stay in order:
             # a newer status waits for this one (_after_waiting_write).
-            first_wait = last is None or last.get("phase") == WAITING  # (a group that just filled)
+            # (a group that just filled, a unit whose dependency just came to hold)
+            first_wait = last is None or last.get("phase") in (WAITING, HELD)
             task = asyncio.create_task(self._write_status(unit, status, first_wait=first_wait))
             self._waiting_writes[unit.id] = task
             task.add_done_callback(lambda _t, uid=unit.id: self._waiting_writes.pop(uid, None))

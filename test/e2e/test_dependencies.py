@@ -340,3 +340,17 @@ async def test_a_pod_group_member_naming_another_dependency_is_told_so(system):
 
     await system.wait_for(warned, 20, "the disagreeing member warned")
     await system.wait_phase("mixed-group", "Succeeded", within=30)  # the group's (first member's) dependency
+
+
+async def test_a_jobset_waits_for_a_job(system):
+    from test_podsets import jobset
+
+    manifest = jobset("trainset", "1", 2, "1", runtime="20s").replace(
+        "  labels:\n", f'  annotations:\n    {names.ANNOTATION_DEPENDENCY}: "afterok:data"\n  labels:\n', 1
+    )
+    await system.apply(job("data", runtime="40s") + manifest)
+    held = await system.wait_phase("trainset-jobset", "Held")
+    assert held["spec"]["dependency"] == "afterok:data"
+    await system.wait_phase("trainset-jobset", "Succeeded", within=40)
+    data, trainset = await times(system, "data-job"), await times(system, "trainset-jobset")
+    assert trainset["scheduled_at"] >= data["finished_at"]
