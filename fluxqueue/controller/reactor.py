@@ -380,7 +380,7 @@ class Reactor:
     async def _group_pod(self, kind: str, pod: dict, group: str) -> None:
         meta = _meta(pod)
         ns, uid = meta.get("namespace"), meta.get("uid") or ""
-        terminal = kind == "DELETED" or _phase(pod) in TERMINAL_PHASES
+        terminal = kind == "DELETED" or _phase(pod) in TERMINAL_PHASES or bool(meta.get("deletionTimestamp"))
         if terminal:
             unit = await self.ctx.store.live_group(ns, group)
             if unit is not None:
@@ -515,15 +515,20 @@ class Reactor:
             pod = self.ctx.pods.get(unit.namespace, name)
             pods.append(pod if pod is not None and _meta(pod).get("uid") == uid else None)
         outcome = group_outcome(pods, unit.size)
-        failed = [
-            p
-            for p in pods
-            if p is not None and _phase(p) == "Failed" and not _meta(p).get("deletionTimestamp")
+        # A member that cannot run: failed (rejected by its kubelet, crashed) or being deleted while it ran
+        # (by a user, or with its node).
+        present = [p for p in pods if p is not None]
+        alive = [
+            p for p in present if _phase(p) not in TERMINAL_PHASES and not _meta(p).get("deletionTimestamp")
         ]
-        if outcome is None and failed and unit.state in HOLDING_STATES:
-            # A gang with a member that cannot run (rejected by its kubelet, lost with its node, crashed) is
-            # over: it ends Failed, the rest of it is deleted and the allocation comes back once they are gone.
-            await self._fail_group(unit, failed[0], [p for p in pods if p is not None and p not in failed])
+        failed = [p for p in present if _phase(p) == "Failed" and not _meta(p).get("deletionTimestamp")]
+        killed = [p for p in present if _meta(p).get("deletionTimestamp") and _phase(p) != "Succeeded"]
+        # (All of it being deleted is the user cancelling the group: group_outcome says Cancelled.)
+        broken = failed + (killed if alive else [])
+        if outcome is None and broken and unit.state in HOLDING_STATES:
+            # A gang with a member that cannot run is over: it ends Failed, the rest of it is deleted and the
+            # allocation comes back once they are gone.
+            await self._fail_group(unit, broken[0], [p for p in pods if p is not None and p not in broken])
         elif outcome is not None:
             await self.end.finish(unit, *outcome, warning=outcome[0] != "Succeeded")
         elif self.end.group_expired(unit):
@@ -533,11 +538,12 @@ class Reactor:
 
     async def _fail_group(self, unit: Unit, failed: dict, others: list[dict]) -> None:
         status = failed.get("status") or {}
-        why = status.get("reason") or status.get("message") or "failed"
         node = (failed.get("spec") or {}).get("nodeName")
-        reason = (
-            f"member {_meta(failed).get('name')} failed on {node}: {why}; the group's other pods were deleted"
-        )
+        if _phase(failed) == "Failed":
+            what = f"failed on {node}: {status.get('reason') or status.get('message') or 'failed'}"
+        else:
+            what = f"was deleted while it ran on {node}"
+        reason = f"member {_meta(failed).get('name')} {what}; the group's other pods were deleted"
         done = await self.end.finish(unit, FAILED, reason, warning=True)
         if done is None:
             return

@@ -295,3 +295,14 @@ spec:
     assert bound == 2  # the pod, then its replacement, both in the Job's one allocation
     failed = [e for e in await system.events("flaky-job") if e["reason"] == "PodFailed"]
     assert failed and "failed on" in failed[0]["message"]
+
+
+async def test_a_pod_group_member_deleted_while_the_group_runs_fails_the_group(system):
+    group = {names.LABEL_GROUP_NAME: "torn", names.LABEL_GROUP_SIZE: "2"}
+    await system.apply(
+        member("torn-0", "1", group, runtime="120s") + member("torn-1", "1", group, runtime="120s")
+    )
+    await system.wait_phase("torn-group", "Running", within=30)
+    await system.kubectl("delete", "pod", "torn-1", "--wait=false")
+    fj = await system.wait_phase("torn-group", "Failed", within=30)
+    assert "torn-1 was deleted while it ran" in fj["status"]["reason"]
