@@ -50,6 +50,16 @@ async def test_the_workflow_examples_run_to_completion_in_the_simulator():
     assert rows["process-b-retry-job"]["state"] == "Cancelled"
     assert rows["process-b-retry-job"]["reason"].startswith("DependencyNeverSatisfied")
     assert rows["process-b-retry-job"]["scheduled_at"] is None
+    dags = {tuple(d["critical_path"]): d for d in report["dags"]}
+    # Each DAG's critical path, the shortest it could have been on an empty cluster (sim seconds).
+    assert dags[("fetch-a", "process-a", "process-a-retry", "publish-a")]["critical_path_s"] == 330
+    assert dags[("fetch-b", "process-b", "publish-b")]["units"] == 4  # its retry never ran
+    assert dags[("prepare", "shard-0", "merge")]["critical_path_s"] == 300
+    assert dags[("infer-gpu", "postprocess")]["critical_path_s"] == 300
+    assert len(dags) == 6
+    for d in dags.values():
+        assert d["makespan_s"] >= d["critical_path_s"] * 0.9  # (the sim clock is sampled, not exact)
+    assert "workflows (fluxqueue.io/dependency DAGs" in text
     for dependent, targets in AFTER:
         if dependent != "process-a-job":  # (fails on purpose)
             assert rows[dependent]["state"] == "Succeeded", (dependent, rows[dependent]["reason"])

@@ -27,6 +27,7 @@ from fluxqueue.sim.report import (
     percentile,
     summarize,
 )
+from fluxqueue.sim.report.dags import dag_report
 from fluxqueue.sim.workload import SETUP_KIND, WorkloadItem
 
 log = get_logger(__name__)
@@ -228,6 +229,9 @@ class Run:
             progress.close(c["done"], c["running"], c["queued"], rec.sim_time(end))
         rec.add_rejections(list(getattr(system.cluster, "rejections", []) or []))
         extra: dict[str, Any] = {"match_latency_ms": await self.match_latency()}
+        dags = dag_report(self.items, rec.units, system.config.time_scale)
+        if dags:
+            extra["dags"] = dags
         if self.errors:
             extra["submission_errors"] = self.errors[:50]
         if self.timed_out:

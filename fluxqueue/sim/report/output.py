@@ -80,6 +80,16 @@ def summary_text(report: dict[str, Any]) -> str:
             f"    {label:>6} {d['count']:>6} {_fmt(d['mean']):>9} {_fmt(d['p50']):>9} "
             f"{_fmt(d['p95']):>9} {_fmt(d['max']):>9}"
         )
+    dags = report.get("dags") or []
+    if dags:
+        lines.append("  workflows (fluxqueue.io/dependency DAGs; sim s):")
+        lines.append(f"    {'units':>6} {'makespan':>9} {'critical':>9} {'stretch':>8}  critical path")
+        for d in dags:
+            stretch = f"{d['stretch']:.2f}" if d.get("stretch") is not None else "-"
+            lines.append(
+                f"    {d['units']:>6} {_fmt(d['makespan_s']):>9} {_fmt(d['critical_path_s']):>9} {stretch:>8}  "
+                + " -> ".join(d["critical_path"])
+            )
     v = report["violations"]
     if report["violation_count"] == 0:
         lines.append("  invariants: OK (no over-committed node, no partial gang, no lost or unqueued job)")
