@@ -8,7 +8,13 @@ from typing import Any, ClassVar
 
 from fluxqueue.kube import names
 from fluxqueue.placement.podsets import PodSet
-from fluxqueue.placement.units import SchedulingUnit, UnitDefaults
+from fluxqueue.placement.units import (
+    SchedulingUnit,
+    UnitDefaults,
+    UserSettings,
+    pod_priority,
+    workload_duration,
+)
 from fluxqueue.queue.store import CANCELLED, FAILED, SUCCEEDED
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
@@ -101,6 +107,32 @@ class Workload:
 
     def started(self, obj: dict[str, Any]) -> bool:
         return False
+
+
+def unit_of_sets(
+    kind: str,
+    meta: dict[str, Any],
+    settings: UserSettings,
+    defaults: UnitDefaults,
+    sets: list[PodSet],
+    deadline: Any,
+    pod_spec: dict[str, Any],
+) -> SchedulingUnit:
+    """The unit of a workload object made of several pod sets (a JobSet, an MPIJob): its settings from the
+    object's labels, its walltime from them or the workload's deadline, its priority from its first pod."""
+    return SchedulingUnit(
+        kind=kind,
+        namespace=meta.get("namespace") or "default",
+        name=meta.get("name") or "",
+        uid=meta.get("uid") or "",
+        size=sum(s.count for s in sets),
+        pod_sets=tuple(sets),
+        duration=workload_duration(settings, defaults, deadline, pod_spec),
+        priority=pod_priority(pod_spec, defaults),
+        exclusive=settings.exclusive,
+        queue=settings.queue,
+        dependency=settings.dependency,
+    )
 
 
 def get_path(obj: Any, path: Iterable[str]) -> Any:

@@ -18,12 +18,10 @@ from fluxqueue.placement.units import (
     UnitDefaults,
     UnitError,
     job_size,
-    pod_priority,
     read_settings,
-    workload_duration,
 )
 from fluxqueue.queue.store import FAILED, SUCCEEDED
-from fluxqueue.workloads.base import Outcome, UnitRef, Workload, annotated_unit, condition
+from fluxqueue.workloads.base import Outcome, UnitRef, Workload, annotated_unit, condition, unit_of_sets
 
 KIND_JOBSET = "JobSet"
 LABEL_REPLICATED_JOB = "jobset.sigs.k8s.io/replicatedjob-name"
@@ -60,19 +58,7 @@ class JobSetWorkload(Workload):
         if not sets:
             raise UnitError("the JobSet has no replicated job with pods to run")
         deadline = max((d for d in deadlines if isinstance(d, int)), default=None)
-        return SchedulingUnit(
-            kind=self.kind,
-            namespace=meta.get("namespace") or "default",
-            name=meta.get("name") or "",
-            uid=meta.get("uid") or "",
-            size=sum(s.count for s in sets),
-            pod_sets=tuple(sets),
-            duration=workload_duration(settings, defaults, deadline, first_pod_spec),
-            priority=pod_priority(first_pod_spec, defaults),
-            exclusive=settings.exclusive,
-            queue=settings.queue,
-            dependency=settings.dependency,
-        )
+        return unit_of_sets(self.kind, meta, settings, defaults, sets, deadline, first_pod_spec)
 
     def pod_set_of(self, pod: dict[str, Any], sets: tuple[PodSet, ...]) -> str | None:
         return ((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_REPLICATED_JOB)

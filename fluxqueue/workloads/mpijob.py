@@ -16,9 +16,7 @@ from fluxqueue.placement.units import (
     SchedulingUnit,
     UnitDefaults,
     UnitError,
-    pod_priority,
     read_settings,
-    workload_duration,
 )
 from fluxqueue.queue.store import FAILED, SUCCEEDED
 from fluxqueue.workloads.base import (
@@ -28,6 +26,7 @@ from fluxqueue.workloads.base import (
     annotated_unit,
     condition,
     controller_ref,
+    unit_of_sets,
 )
 
 KIND_MPIJOB = "MPIJob"
@@ -69,19 +68,7 @@ class MPIJobWorkload(Workload):
         if not sets:
             raise UnitError("the MPIJob has no launcher or worker pods to run")
         deadline = (spec.get("runPolicy") or {}).get("activeDeadlineSeconds")
-        return SchedulingUnit(
-            kind=self.kind,
-            namespace=meta.get("namespace") or "default",
-            name=meta.get("name") or "",
-            uid=meta.get("uid") or "",
-            size=sum(s.count for s in sets),
-            pod_sets=tuple(sets),
-            duration=workload_duration(settings, defaults, deadline, first_pod_spec),
-            priority=pod_priority(first_pod_spec, defaults),
-            exclusive=settings.exclusive,
-            queue=settings.queue,
-            dependency=settings.dependency,
-        )
+        return unit_of_sets(self.kind, meta, settings, defaults, sets, deadline, first_pod_spec)
 
     def pod_set_of(self, pod: dict[str, Any], sets: tuple[PodSet, ...]) -> str | None:
         return ((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_ROLE)
