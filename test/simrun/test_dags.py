@@ -68,3 +68,24 @@ def test_a_unit_that_never_ran_is_not_on_the_critical_path():
     }
     [dag] = dag_report([a, retry, after], units, time_scale=10)
     assert dag["ran"] == 2 and dag["critical_path"] == ["a", "next"] and dag["critical_path_s"] == 110
+
+
+def test_a_generated_dag_is_a_head_parallel_steps_and_a_tail_linked_by_afterok():
+    from fluxqueue.sim.workload import GeneratorSpec, generate, with_mix
+
+    items = generate(with_mix(GeneratorSpec(jobs=12, seed=5, nodes=4, cpus=8), "job=1,dag=1"))
+    dags = {i.meta["dag"] for i in items if "dag" in i.meta}
+    assert dags, "no DAG drawn"
+    name = sorted(dags)[0]
+    steps = [i for i in items if i.meta.get("dag") == name]
+    assert steps[0].name == f"{name}-head" and steps[-1].name == f"{name}-tail"
+    assert len({i.submit_at for i in steps}) == 1  # submitted together, in any order
+    links = {(d.split("/")[-1], t.split("/")[-1], c) for d, t, c, _ in edges(steps)}
+    middle = [i.name for i in steps[1:-1]]
+    assert 2 <= len(middle) <= 4
+    assert links == {(m, f"{name}-head", "afterok") for m in middle} | {
+        (f"{name}-tail", m, "afterok") for m in middle
+    }
+    # Without dag in the mix, a seed's draws are what they were.
+    plain = generate(GeneratorSpec(jobs=12, seed=5, nodes=4, cpus=8))
+    assert not any("dag" in i.meta for i in plain)

@@ -65,3 +65,26 @@ async def test_the_workflow_examples_run_to_completion_in_the_simulator():
             assert rows[dependent]["state"] == "Succeeded", (dependent, rows[dependent]["reason"])
         for target in targets:
             assert rows[dependent]["scheduled_at"] >= rows[target]["finished_at"], (dependent, target)
+
+
+async def test_generated_dags_run_to_completion_and_are_reported():
+    from fluxqueue.sim.workload import GeneratorSpec, generate, with_mix
+
+    items = generate(
+        with_mix(
+            GeneratorSpec(jobs=8, seed=11, nodes=4, cpus=8, memory_bytes=32 * 2**30, median_duration=120.0),
+            "job=1,dag=1",
+        )
+    )
+    config = SimConfig(nodes=4, cpus=8, memory="32Gi", racks=1, time_scale=120.0, strategy="easy")
+    async with SimSystem(config) as system:
+        report = await Run(system, items, RunOptions(timeout=90, progress=False)).execute()
+    text = summary_text(report)
+    n = len(items)
+    assert report["units"] == {"submitted": n, "finished": n, "failed": 0, "lost": 0}, text
+    assert report["violation_count"] == 0, text
+    drawn = {i.meta["dag"] for i in items if "dag" in i.meta}
+    assert len(report["dags"]) == len(drawn) > 0
+    for d in report["dags"]:
+        assert d["critical_path"][0].endswith("-head") and d["critical_path"][-1].endswith("-tail")
+        assert d["makespan_s"] >= d["critical_path_s"] * 0.9

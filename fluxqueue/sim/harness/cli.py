@@ -104,7 +104,8 @@ def register(sim_subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help=(
             "relative weights of the generated unit kinds, e.g. pod=35,job=45,group=20,jobset=10,mpijob=10 "
-            "(kinds not named get none; default pod=35,job=45,group=20)"
+            "(kinds not named get none; default pod=35,job=45,group=20); dag=10 adds fan-out/fan-in "
+            "workflows of Jobs (fluxqueue.io/dependency), reported with their makespan and critical path"
         ),
     )
     w.add_argument("--cores-per-pod", type=int, default=8, help="SWF traces: processors packed per pod")

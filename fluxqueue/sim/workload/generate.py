@@ -8,7 +8,10 @@ exactly what makes backfill worth having.
 
 Besides bare Pods, Jobs and pod groups the mix can hold JobSets (a leader replicated job of one big pod and a
 workers one of N smaller pods) and MPIJobs (a one-core launcher and N workers): their shares are 0 by default
-(``--mix pod=35,job=45,group=20,jobset=10,mpijob=10`` turns them on, see :func:`parse_mix`).
+(``--mix pod=35,job=45,group=20,jobset=10,mpijob=10`` turns them on, see :func:`parse_mix`). A ``dag`` draw
+(``--mix ...,dag=10``) is a workflow of Jobs linked by ``fluxqueue.io/dependency``: a head, two to four
+parallel Jobs after it (``afterok``), a tail after all of them; the report gives each its makespan and
+critical path.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class GeneratorSpec:
     # JobSets and MPIJobs: off until the scheduler places each as one unit
     share_jobsets: float = 0.0
     share_mpijobs: float = 0.0
+    share_dags: float = 0.0  # fan-out / fan-in workflows of Jobs (fluxqueue.io/dependency)
     share_exclusive: float = 0.10
     share_gpu: float = 0.20
 
@@ -83,6 +87,7 @@ MIX_FIELDS = {
     "group": "share_groups",
     "jobset": "share_jobsets",
     "mpijob": "share_mpijobs",
+    "dag": "share_dags",
 }
 
 
@@ -112,6 +117,7 @@ def with_mix(spec: GeneratorSpec, mix: str | None) -> GeneratorSpec:
     return dataclasses.replace(spec, **parse_mix(mix)) if mix else spec
 
 
+DAG = "dag"  # a draw that is a workflow of several Jobs, not one unit
 JOB_SIZES = (2, 4, 8, 16)
 JOB_SIZE_WEIGHTS = (0.4, 0.3, 0.2, 0.1)
 CORE_CHOICES = (1, 2, 4, 8, 16)
@@ -266,8 +272,15 @@ def generate(spec: GeneratorSpec) -> list[WorkloadItem]:
     t = 0.0
     width = max(4, len(str(spec.jobs)))
     # new kinds go last: with their shares 0 the draws (and so the mix of a seed) stay as they were
-    kinds = (KIND_POD, KIND_JOB, KIND_GROUP, KIND_JOBSET, KIND_MPIJOB)
-    weights = (spec.share_pods, spec.share_jobs, spec.share_groups, spec.share_jobsets, spec.share_mpijobs)
+    kinds = (KIND_POD, KIND_JOB, KIND_GROUP, KIND_JOBSET, KIND_MPIJOB, DAG)
+    weights = (
+        spec.share_pods,
+        spec.share_jobs,
+        spec.share_groups,
+        spec.share_jobsets,
+        spec.share_mpijobs,
+        spec.share_dags,
+    )
     for i in range(spec.jobs):
         if i:
             t += rng.expovariate(1.0 / spec.mean_interarrival) if spec.mean_interarrival > 0 else 0.0
@@ -283,6 +296,9 @@ def generate(spec: GeneratorSpec) -> list[WorkloadItem]:
             size = rng.choices(JOB_SIZES, JOB_SIZE_WEIGHTS)[0]
         else:
             size = rng.randint(2, 8)  # pod groups; JobSet and MPIJob workers
+        if kind == DAG:
+            items.extend(_dag_items(rng, spec, i, width, t, cores, gpus, duration, runtime))
+            continue
         if kind in (KIND_JOBSET, KIND_MPIJOB):
             items.append(_multi_kind_item(rng, spec, kind, i, width, t, size, cores, gpus, duration, runtime))
             continue
@@ -318,6 +334,42 @@ def generate(spec: GeneratorSpec) -> list[WorkloadItem]:
                 meta=meta,
             )
         )
+    return items
+
+
+def _dag_items(
+    rng: random.Random,
+    spec: GeneratorSpec,
+    i: int,
+    width: int,
+    t: float,
+    cores: int,
+    gpus: int,
+    duration: float,
+    runtime: float,
+) -> list[WorkloadItem]:
+    """A fan-out / fan-in workflow submitted at once: ``<dag>-head``, then 2-4 ``<dag>-<j>`` after it
+    (afterok), then ``<dag>-tail`` after all of them (afterok:a:b...). Each step a Job of 1-4 pods."""
+    name = f"dag-{i:0{width}d}"
+    total_cores = spec.nodes * spec.cpus
+    cores = min(cores, spec.cpus)
+    fan = rng.randint(2, 4)
+    steps = [(f"{name}-head", None)]
+    steps += [(f"{name}-{j}", f"afterok:{name}-head") for j in range(fan)]
+    steps.append((f"{name}-tail", "afterok:" + ":".join(f"{name}-{j}" for j in range(fan))))
+    items = []
+    for step, dependency in steps:
+        size = max(1, min(rng.randint(1, 4), (total_cores // 2) // cores or 1))
+        step_runtime = max(1.0, runtime * rng.uniform(0.5, 1.0))
+        memory = _memory(rng, spec, cores)
+        manifest = _job(
+            spec.namespace, step, size, _settings(duration, False), step_runtime, (cores * 1000, memory, gpus)
+        )
+        if dependency:
+            manifest["metadata"]["annotations"] = {names.ANNOTATION_DEPENDENCY: dependency}
+        meta = {"cores": cores, "gpus": gpus, "memory": memory, "duration": duration, "runtime": step_runtime}
+        meta["dag"] = name
+        items.append(WorkloadItem(KIND_JOB, spec.namespace, step, round(t, 3), [manifest], size, meta=meta))
     return items
 
 
