@@ -1,6 +1,6 @@
 """Held units (``fluxqueue.io/dependency``), decided at the start of each pass while any is held: released into
 the queue, told what they wait for, or ended when they can never run (Slurm's DependencyNeverSatisfied: the
-unit is Cancelled, its workload stays suspended and never runs).
+unit is Cancelled, its workload stays suspended and never runs; a pod group's pods are deleted).
 
 What decides is :func:`fluxqueue.dependencies.resolve.decide`, a pure function of the database's rows, so a
 restart loses nothing: the next leader's first pass decides again from the same rows. Ends wake the pass
@@ -10,17 +10,20 @@ restart loses nothing: the next leader's first pass decides again from the same 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 
 from fluxqueue.controller.context import Context
 from fluxqueue.controller.end import Ender
+from fluxqueue.controller.pods import unit_pods
 from fluxqueue.controller.status import StatusWriter
 from fluxqueue.controller.units import fluxjob_name
 from fluxqueue.dependencies.resolve import HOLD, NEVER, RELEASE, HeldUnit, Peer, Target, decide
 from fluxqueue.dependencies.spec import AFTER, SINGLETON, Dependency
+from fluxqueue.kube.client import APIError
 from fluxqueue.log import get_logger
 from fluxqueue.queue.store import CANCELLED, Unit
-from fluxqueue.workloads.registry import KINDS
+from fluxqueue.workloads.registry import KINDS, workload
 
 log = get_logger(__name__)
 
@@ -70,21 +73,33 @@ class DependencyResolver:
         }
         for v in waiting:
             unit = changed.get(v.unit_id) or by_id[v.unit_id]
-            if v.unit_id in changed or v.unit_id not in self.status.published:
+            first = v.unit_id not in self.status.published
+            if v.unit_id in changed or first:
                 await self.status.publish(unit)
+            if first and v.unit_id in self.status.published:
+                # Once, when its holding is first shown (`kubectl describe fj`); later reasons are its status.
+                await ctx.actions.event([ctx.actions.fluxjob_ref(unit)], "Held", v.reason)
         for v in verdicts:
             if v.outcome == NEVER:
-                await self.end.finish(
-                    by_id[v.unit_id], CANCELLED, v.reason, warning=True, event=NEVER_SATISFIED
-                )
+                await self._never(by_id[v.unit_id], v.reason)
         self.may_hold = bool(waiting)
+        still = {v.unit_id for v in waiting}
         self.waits_for_starts = any(
-            t.condition == AFTER
-            for h in held
-            if h.unit_id in {v.unit_id for v in waiting}
-            for t in h.dependency.terms
+            t.condition == AFTER for h in held if h.unit_id in still for t in h.dependency.terms
         )
         self._wake_when_due(min((v.due for v in waiting if v.due is not None), default=None), now)
+
+    async def _never(self, unit: Unit, reason: str) -> None:
+        """End a unit whose dependency can never hold. Its workload object stays as it is (a Job suspended,
+        as Slurm leaves the job pending); a unit made of pods only (a pod group) has its pods deleted, as a
+        group that never fills does: gated pods of no live unit would make a new group at the next start."""
+        done = await self.end.finish(unit, CANCELLED, reason, warning=True, event=NEVER_SATISFIED)
+        if done is None or not workload(done.kind).owned_by_members:
+            return
+        for pod in unit_pods(self.ctx, done):
+            await self.ctx.actions.event([pod], NEVER_SATISFIED, reason, "Warning")
+            with contextlib.suppress(APIError):
+                await self.ctx.actions.delete_pod(pod)
 
     async def _states(
         self, held: list[HeldUnit]

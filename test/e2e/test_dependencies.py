@@ -102,6 +102,7 @@ async def test_afterok_holds_a_job_until_its_target_succeeds_and_says_so(system)
     assert held["spec"]["dependency"] == "afterok:prep"
     listing = await system.kubectl("get", "fj")
     assert any(line.startswith("train-job") and "Held" in line for line in listing.splitlines()), listing
+    assert "Held" in [e["reason"] for e in await system.events("train-job")]
     await system.wait_phase("train-job", "Succeeded", within=30)
     prep, train = await times(system, "prep-job"), await times(system, "train-job")
     assert prep["state"] == "Succeeded"
@@ -354,3 +355,28 @@ async def test_a_jobset_waits_for_a_job(system):
     await system.wait_phase("trainset-jobset", "Succeeded", within=40)
     data, trainset = await times(system, "data-job"), await times(system, "trainset-jobset")
     assert trainset["scheduled_at"] >= data["finished_at"]
+
+
+async def test_a_pod_group_whose_dependency_can_never_hold_ends_and_its_pods_are_deleted(system):
+    def annotated(name: str) -> str:
+        return group_member(name, "doomed", 2).replace(
+            "  annotations:\n", f'  annotations:\n    {names.ANNOTATION_DEPENDENCY}: "afterok:broken"\n', 1
+        )
+
+    await system.apply(job("broken", fail=True) + annotated("doomed-0") + annotated("doomed-1"))
+    fj = await system.wait_phase("doomed-group", "Cancelled", within=30)
+    assert fj["status"]["reason"] == "DependencyNeverSatisfied: default/broken failed (afterok)"
+
+    async def pods_gone() -> bool:
+        return not await system.pods(selector=f"{names.LABEL_GROUP_NAME}=doomed")
+
+    await system.wait_for(pods_gone, 20, "the doomed group's pods deleted")
+    # After a restart no new group is made of them, and nothing of it ran.
+    await system.restart_controller()
+    await system.passes(2)
+    conn = await asyncpg.connect(system.dsn)
+    try:
+        rows = await conn.fetch("SELECT state, scheduled_at FROM fluxqueue.units WHERE group_name = 'doomed'")
+    finally:
+        await conn.close()
+    assert [(r["state"], r["scheduled_at"]) for r in rows] == [("Cancelled", None)]
