@@ -238,27 +238,28 @@ class Matcher:
         # at which select succeeds wins. Points where the leaf amounts in use leave too little are skipped
         # (a necessary condition, as the planner's own aggregate test is).
         self.dfu.ebusy = False  # schedule() clears errno before it looks for a later start
-        jobs = list(self.jobs.values())
-        points = {1}
-        for j in jobs:
-            points.add(j.start)
-            points.add(j.end)
-        # A job that would outlast the graph's window is cut at its end (dfu_traverser_t::run).
-        candidates = sorted(t for t in points if 1 <= t < SYSTEM_MAX_DURATION)
-        by_start = sorted(jobs, key=lambda j: j.start)
-        by_end = sorted(jobs, key=lambda j: j.end)
-        si = ei = 0
-        usage: dict[str, int] = {}
-        for t in candidates:
-            while si < len(by_start) and by_start[si].start <= t:
-                for k, a in by_start[si].amounts.items():
-                    usage[k] = usage.get(k, 0) + a
-                si += 1
-            while ei < len(by_end) and by_end[ei].end <= t:
-                for k, a in by_end[ei].amounts.items():
-                    usage[k] = usage.get(k, 0) - a
-                ei += 1
-            if any(caps.get(k, 0) - usage.get(k, 0) < a for k, a in need.items()):
+        # The usage of the needed leaf types changes at each job's start and end: one delta per time.
+        kinds = list(need)
+        deltas: list[dict[int, int]] = [{1: 0} for _ in kinds]  # per needed type: time -> change of free
+        jobs = self.jobs.values()
+        for k, dk in zip(kinds, deltas, strict=True):
+            get = dk.get
+            for j in jobs:
+                a = j.amounts.get(k, 0)
+                if a:
+                    dk[j.start] = get(j.start, 0) - a
+                    dk[j.end] = get(j.end, 0) + a
+        # every point of the planner is a candidate, also where no needed type changes (a node freed)
+        times = sorted({1} | {j.start for j in jobs} | {j.end for j in jobs})
+        free = [caps.get(k, 0) for k in kinds]
+        want = [need[k] for k in kinds]
+        for t in times:
+            for i, dk in enumerate(deltas):
+                free[i] += dk.get(t, 0)
+            # A job that would outlast the graph's window is cut at its end (dfu_traverser_t::run).
+            if t < 1 or t >= SYSTEM_MAX_DURATION:
+                continue
+            if any(f < w for f, w in zip(free, want, strict=True)):
                 continue
             sel = Select(self.dfu, DfuWindow(t, min(t + d, SYSTEM_MAX_DURATION), False), js.constraint)
             if sel.select(root, js.resources, x_root) is not None:
