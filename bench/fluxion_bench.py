@@ -8,6 +8,7 @@ Latency: wall time around Matcher.match (includes writing R as JGF), churn = mat
 
     python bench/fluxion_bench.py                       # 128, 1024, 4096, 16384 (+ GPU variants)
     python bench/fluxion_bench.py --sizes 128 1024 --out /tmp/fluxion.json
+    python bench/fluxion_bench.py --sizes 128 1024 --gpu-sizes --grpc-sizes --policy high
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def fill(m: Matcher, js, reps: int) -> dict:
     return {"match_p50_ms": pct(lat, 50) * 1e3, "match_p99_ms": pct(lat, 99) * 1e3, "ok": ok, "reps": reps}
 
 
-def one(n: int, gpus: int, grpc_too: bool = False) -> dict:
+def one(n: int, gpus: int, grpc_too: bool = False, policy: str = "first") -> dict:
     t = time.perf_counter()
     text = synthetic_cluster(n, CORES, gpus, 16, 16).to_json()
     gen = time.perf_counter() - t
@@ -111,7 +112,7 @@ def one(n: int, gpus: int, grpc_too: bool = False) -> dict:
     base = rss_mb()
     m = Matcher()
     t = time.perf_counter()
-    m.init(text)
+    m.init(text, policy)
     init_s = time.perf_counter() - t
     jgf_mb = len(text) / 1e6
     rss_after = rss_mb() - base
@@ -232,18 +233,19 @@ def main() -> None:
         "--grpc-sizes", type=int, nargs="*", default=[1024, 16384], help="sizes also timed over gRPC"
     )
     ap.add_argument("--out", default="fluxion_bench_results.json")
+    ap.add_argument("--policy", default="first", help="match policy (a name or a custom policy string)")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--gpus", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--grpc", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(args.one, args.gpus, args.grpc)))
+        print(json.dumps(one(args.one, args.gpus, args.grpc, args.policy)))
         return
     runs = [(n, 0) for n in args.sizes] + [(n, 8) for n in args.gpu_sizes]
     results = []
     for n, g in runs:
         print(f"... N={n} gpus={g}", file=sys.stderr, flush=True)
-        cmd = [sys.executable, __file__, "--one", str(n), "--gpus", str(g)]
+        cmd = [sys.executable, __file__, "--one", str(n), "--gpus", str(g), "--policy", args.policy]
         if g == 0 and n in args.grpc_sizes:
             cmd.append("--grpc")
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
