@@ -37,7 +37,9 @@ async def first_version(api, key, obj: dict, check: Callable[[dict], object], li
     meta = obj["metadata"]
 
     async def scan() -> dict:
-        events = api.client.watch(key, namespace=meta.get("namespace"), resource_version=meta["resourceVersion"])
+        events = api.client.watch(
+            key, namespace=meta.get("namespace"), resource_version=meta["resourceVersion"]
+        )
         async with contextlib.aclosing(events):
             async for ev in events:
                 seen = ev.get("object") or {}
