@@ -14,10 +14,16 @@ Scores are multilevel ids (resource/policies/dfu_match_multilevel_id_impl.hpp): 
 ``MATCH_MET`` plus the scores of what it holds. Equal scores are ordered as libstdc++'s ``std::sort`` (an
 unstable introsort) orders them, which we replay exactly: that is where ``high``/``low`` spread over nodes in
 an order that is not id order. Policies with ``stop_on_1_matches`` (``first``) visit children by
-``by_outedges`` (free cores below, then uniq_id, both descending; updated when a job lands there) and stop once
-enough is found (``explore_dynamically``); the others visit every child in graph order.
+``by_outedges`` (weight, then uniq_id, both descending; a child's weight is set when a job lands below it, to
+what is free there now of the last type its subtree plan tracks, cores under a node and nodes above one, and
+a cancel leaves it) and stop once enough is found (``explore_dynamically``); the others visit every child in
+graph order.
 
-Leaves live in pools (graph.py); a pool member is visited as the leaf vertex it stands for.
+Leaves live in pools (graph.py); a pool member is visited as the leaf vertex it stands for. Where we are not
+flux-sched: "graph order" is children by (id, uniq_id), which is the JGF edge order of the graphs flux-sched
+and fluxqueue generate, not necessarily of any JGF; the prune filters are applied as the necessary conditions
+they are (they change no outcome); errno, which decides between a refusal and a no-match when an update
+reaches nothing, is tracked as a flag set where flux-sched's traversal sets EBUSY.
 """
 
 from __future__ import annotations
@@ -865,7 +871,9 @@ class Select:
 
 
 class Tally:
-    """share_tally_t: whole edge groups packed greedily into shares of ``per_share``."""
+    """share_tally_t: whole edge groups packed greedily into shares of ``per_share`` (what is left over when
+    a share is complete is not carried: an edge group is never split). ``done`` once ``multiplier`` shares
+    are complete (explore_dynamically's is_enough); a multiplier of 0 only counts (cnt_slot)."""
 
     __slots__ = ("acc", "done", "multiplier", "per_share", "shares")
 
@@ -874,7 +882,7 @@ class Tally:
         self.multiplier = multiplier
         self.acc = 0
         self.shares = 0
-        self.done = multiplier <= 0 and False
+        self.done = False
 
     def add(self, n: int) -> bool:
         self.acc += n
