@@ -48,3 +48,17 @@ async def test_trace_replays_through_the_grpc_service(case):
     it = iter(answers)
     ran, diff = replay(trace, lambda jgf, opts: None, lambda js, reserve: next(it), lambda jobid: None)
     assert diff is None, f"first difference after {ran} ops: {diff}"
+
+
+@pytest.mark.parametrize(
+    "case", ["pack_high_8x4", "gpu_mem_low", "hetero_hinodex", "socket_first", "mem_pools_lonode", "rack_low"]
+)
+def test_the_general_slot_path_replays_as_the_packed_one(case, monkeypatch):
+    # Slots of leaves are packed straight from pool bitmasks; the general path (one edge group per leaf, as
+    # flux-sched keeps them) serves every other shape and must place alike.
+    from fluxqueue.fluxion.matcher.dfu import Select
+
+    monkeypatch.setattr(Select, "_dom_slot_leaves", lambda self, u, shape, nslots, dfu: False)
+    trace = load_trace(next(p for p in TRACES if p.stem == case))
+    ran, diff = replay_in_process(trace)
+    assert diff is None, f"first difference after {ran} ops: {diff}"
