@@ -108,3 +108,23 @@ def test_equal_scores_come_out_in_libstdcxx_sort_order():
             egs = [Egroup(s, 1, False, [(i, 1, False)]) for i, s in enumerate(case["scores"])]
             cxx_sort(egs, "greater" if case["greater"] else "less", k)
             assert [e.edges[0][0] for e in egs][:k] == case["order"][:k], (case, k)
+
+
+async def test_init_over_grpc_takes_a_custom_policy_string_and_refuses_a_bad_one():
+    from fluxqueue.fluxion.client import FluxionClient, FluxionError
+    from fluxqueue.fluxion.server import FluxionServer
+
+    srv = FluxionServer(port=0)
+    await srv.start()
+    client = FluxionClient(srv.address, timeout=10)
+    try:
+        jgf = synthetic_cluster(4, cores=2).to_json()
+        await client.init(jgf, policy=json.dumps({"matcher_policy": "policy=low node_centric=true"}))
+        assert (await client.stats())["policy"] == "policy=low node_centric=true"
+        r = await client.match(jobspec(slots=1, cores=1))
+        assert list(r.nodes) == ["node0"]  # lonode packs from the bottom
+        with pytest.raises(FluxionError, match="invalid policy option"):
+            await client.init(jgf, policy="policy=low colour=blue")
+    finally:
+        await client.close()
+        await srv.stop()
