@@ -93,7 +93,7 @@ def _pool_json(p: Pool, mask: int) -> tuple[list[str], list[str]]:
 # The text of whole pools, the most common part of R for jobs that take nodes whole (an exclusive node, a
 # *nodex policy): a pool's vertices never change after Init, so their text is kept, for a bounded number.
 _WHOLE: OrderedDict[int, tuple[Pool, str, str]] = OrderedDict()
-_WHOLE_MAX = 2048
+_WHOLE_MAX = 1024  # a 256-node gang is 512 pools; at most ~11 MB of text for 64-core pools
 
 
 def _pool_text(p: Pool, mask: int) -> tuple[str, str]:
