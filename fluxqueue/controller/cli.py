@@ -43,7 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--policy",
         default=_env("FLUXQUEUE_POLICY", "first"),
-        help="Fluxion match policy: " + ", ".join(POLICIES),
+        help="Fluxion match policy: "
+        + ", ".join(POLICIES)
+        + ", or a custom string ('policy=high node_centric=true')",
     )
     p.add_argument(
         "--namespace", default=_env("FLUXQUEUE_NAMESPACE", _env("POD_NAMESPACE", "fluxqueue-system"))

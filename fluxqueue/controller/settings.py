@@ -7,7 +7,17 @@ from dataclasses import dataclass, field
 from fluxqueue.errors import ConfigError
 
 STRATEGIES = ("easy", "fcfs", "conservative")
-POLICIES = ("first", "firstnodex", "high", "low", "lonode", "hinode", "lonodex", "hinodex", "locality")
+POLICIES = (
+    "first", "firstnodex", "high", "low", "lonode", "hinode", "lonodex", "hinodex", "locality", "variation"
+)  # fmt: skip
+
+
+def valid_policy(policy: str) -> bool:
+    """A policy flux-sched 0.54 names, or a custom policy string as flux-sched defines its own
+    ("policy=high node_centric=true stop_on_1_matches=true"): key=value words, checked in full by Fluxion's
+    Init."""
+    words = policy.split()
+    return policy in POLICIES or (bool(words) and all("=" in w and w.split("=", 1)[0] for w in words))
 
 
 @dataclass
@@ -70,8 +80,11 @@ class ControllerSettings:
             raise ConfigError("no database given: pass --dsn or set FLUXQUEUE_DSN")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"unknown strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
-        if self.policy not in POLICIES:
-            raise ConfigError(f"unknown match policy {self.policy!r}: choose one of {', '.join(POLICIES)}")
+        if not valid_policy(self.policy):
+            raise ConfigError(
+                f"unknown match policy {self.policy!r}: choose one of {', '.join(POLICIES)}, or give a custom "
+                "policy string such as 'policy=high node_centric=true stop_on_1_matches=true'"
+            )
         if ":" not in self.fluxion_address:
             raise ConfigError(f"--fluxion-address must be host:port, got {self.fluxion_address!r}")
         if self.qps <= 0 or self.burst < 1:

@@ -195,3 +195,11 @@ async def test_batched_matching_decides_exactly_as_one_call_per_unit(fluxion, st
     assert batched == one_by_one
     kinds = {kind for kind, *_ in one_by_one}
     assert kinds >= ({"Allocate", "Wait", "Reject"} | ({"Reserve"} if strategy != "fcfs" else set()))
+
+
+def test_the_controller_takes_flux_sched_policy_names_and_custom_policy_strings():
+    from fluxqueue.controller.settings import valid_policy
+
+    assert valid_policy("first") and valid_policy("variation")
+    assert valid_policy("policy=high node_centric=true stop_on_1_matches=true")
+    assert not valid_policy("fastest") and not valid_policy("") and not valid_policy("=x")
