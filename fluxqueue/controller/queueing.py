@@ -16,11 +16,12 @@ from typing import Any
 
 from fluxqueue.controller import strategy as strategies
 from fluxqueue.controller.context import Context
+from fluxqueue.controller.preempting import Preempter
 from fluxqueue.kube.client import APIError
 from fluxqueue.log import get_logger
 from fluxqueue.placement.graph import ClusterGraph
 from fluxqueue.queues import QUEUES_API
-from fluxqueue.queues.admission import UNKNOWN, PassQuotas, Refusal
+from fluxqueue.queues.admission import QUOTA, UNKNOWN, PassQuotas, Refusal
 from fluxqueue.queues.share import CPU, GPU, MEMORY, RESOURCES, Amounts, DecayedUsage, add, format_amount
 from fluxqueue.queues.spec import QueueBook
 
@@ -31,8 +32,11 @@ DEFAULT_HALF_LIFE = 3600.0  # workload seconds (Slurm's PriorityDecayHalfLife is
 
 
 class QueueGate:
-    def __init__(self, ctx: Context, half_life: float | None = None):
+    def __init__(self, ctx: Context, end: Any = None, graphs: Any = None, half_life: float | None = None):
         self.ctx = ctx
+        self.preempter = Preempter(ctx, end, graphs) if end is not None and graphs is not None else None
+        self.blocked: list[Any] = []  # units this pass that their queue admits and Fluxion could not place
+        self._graph: ClusterGraph | None = None
         self.half_life = (
             half_life
             if half_life is not None
@@ -73,6 +77,8 @@ class QueueGate:
             decayed = self.decayed.setdefault(spec.name, DecayedUsage(self.half_life))
             decayed.observe(now, usage.get(spec.name, {}))
         quotas = self.last = PassQuotas(book, usage, graph_capacity(graph), self.decayed)
+        self.blocked = []
+        self._graph = graph
         return quotas.order(units), QuotaMatcher(matcher, quotas, self)
 
     def refused(self, unit: Any, refusal: Refusal) -> None:
@@ -90,9 +96,19 @@ class QueueGate:
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def after_pass(self) -> None:
-        """Queue status, the database mirror and metrics, at most every STATUS_SECONDS."""
+        """Preemption (inside the pass lock, once the pass's reservations are gone), then Queue status, the
+        database mirror and metrics, at most every STATUS_SECONDS."""
         quotas = self.last
-        if quotas is None or time.monotonic() - self._status_at < STATUS_SECONDS:
+        if quotas is None:
+            return
+        if self.preempter is not None and self._graph is not None:
+            try:
+                if await self.preempter.run(quotas, self.blocked, self._graph):
+                    self._status_at = 0.0
+            except Exception:
+                log.exception("preemption failed")
+        self.blocked = []
+        if time.monotonic() - self._status_at < STATUS_SECONDS:
             return
         self._status_at = time.monotonic()
         try:
@@ -180,11 +196,16 @@ class QuotaMatcher:
         refusal = self.quotas.check(unit)
         if refusal is not None:
             self.gate.refused(unit, refusal)
+            if refusal.kind == QUOTA:
+                self.gate.blocked.append(unit)  # may evict lower-priority units of its own queue
         return refusal
 
     def _settle(self, unit: Any, result: Any) -> None:
-        if strategies.status_name(result) != strategies.ALLOCATED:
+        status = strategies.status_name(result)
+        if status != strategies.ALLOCATED:
             self.quotas.charge(unit, -1)  # charged when asked: only a placed unit holds
+        if status in (strategies.BUSY, strategies.RESERVED):
+            self.gate.blocked.append(unit)  # a candidate preemptor
 
     async def match(self, unit: Any, reserve: bool) -> Any:
         refusal = self._refusal(unit)

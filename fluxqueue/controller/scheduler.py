@@ -49,7 +49,7 @@ class Scheduler:
         self.status = StatusWriter(ctx, self.allocations)
         self.start = Starter(ctx, self.allocations, self.status, self.graphs)
         self.end = Ender(ctx, self.allocations, self.status, self.graphs, self.start)
-        self.queues = QueueGate(ctx)
+        self.queues = QueueGate(ctx, self.end, self.graphs)
         self.dependencies = DependencyResolver(ctx, self.end, self.status)
         self.passes = 0
         self._start_tasks: set[asyncio.Task] = set()

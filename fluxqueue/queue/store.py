@@ -351,7 +351,16 @@ class QueueStore:
 
     async def view(self, name: str) -> list[dict]:
         """Rows of a human view: ``queue``, ``running``, ``nodes``, ``held`` or ``waits``."""
-        if name not in ("queue", "running", "nodes", "held", "waits", "queue_usage", "fair_share"):
+        if name not in (
+            "queue",
+            "running",
+            "nodes",
+            "held",
+            "waits",
+            "queue_usage",
+            "fair_share",
+            "preemption_history",
+        ):
             raise ValueError(f"no view {name!r}")
         return [dict(r) for r in await self._pool.fetch(self._q[f"{name}_view"])]
 
@@ -370,6 +379,31 @@ class QueueStore:
         """The Queue objects as they are now ({name, namespaces, quota, limit, weight, share} each), for the
         psql views; queues no longer declared are dropped."""
         await self._pool.execute(self._q["mirror_queues"], queues)
+
+    async def holders(self) -> list[dict]:
+        """Every unit holding an allocation: id, namespace, name, kind, queue, priority, state, pod_sets,
+        owner_uid, fluxion_jobid, epoch, allocated_at, shares ([node, cores, memory_bytes, gpus] each) and
+        preempted (already a victim once)."""
+        return [dict(r) for r in await self._pool.fetch(self._q["holders"])]
+
+    async def preempting(self) -> set[int]:
+        """Units whose preemption victims still hold their allocations."""
+        return {r["preemptor_id"] for r in await self._pool.fetch(self._q["preempting"])}
+
+    async def record_preemptions(
+        self, preemptor_id: int, victim_ids: list[int], cause: str, reason: str
+    ) -> list[int]:
+        """The decision, before any eviction (one statement); returns the rows' ids."""
+        rows = await self._pool.fetch(self._q["record_preemptions"], preemptor_id, victim_ids, cause, reason)
+        return [r["id"] for r in rows]
+
+    async def unevicted_preemptions(self) -> list[dict]:
+        """Decided evictions not carried out yet (a controller stopped half way): id, victim_id, reason."""
+        return [dict(r) for r in await self._pool.fetch(self._q["unevicted_preemptions"])]
+
+    async def mark_evicted(self, ids: list[int]) -> None:
+        if ids:
+            await self._pool.execute(self._q["mark_evicted"], ids)
 
     # ---- dependencies ---------------------------------------------------------------------------------
 

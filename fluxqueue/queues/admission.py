@@ -6,7 +6,9 @@ Rules (issue 16; Kueue's ClusterQueue admission with the cluster as the one coho
 * never above ``limit`` (borrowing included);
 * within ``quota``: admitted (Fluxion then decides where, or that it must wait: quota arithmetic alone never
   starts a unit, kueue#407);
-* above quota: only by borrowing capacity nobody holds (the nodes' total minus every queue's usage);
+* above quota: only by borrowing capacity nobody holds (the nodes' total minus every queue's usage); a
+  resource the quota does not name is not guaranteed and not counted here (the unit borrows it wherever the
+  nodes have it: Fluxion decides);
 * order: units within their quota first (each queue's own order: priority, then submit time), then the
   borrowers, one unit at a time from the queue with the lowest fair share (:func:`.share.fair_share`), as if
   every unit taken were placed, so one pass divides what is lent by weight.
@@ -84,6 +86,20 @@ class PassQuotas:
             )
         return _check(spec, self.demand(unit), self.usage.get(name, {}), self.total, self.capacity)
 
+    def check_without(self, unit: Any, gone: Sequence[tuple[str, Mapping[str, int]]]) -> Refusal | None:
+        """:meth:`check` as if the holders ``gone`` ((queue, demand) each) held nothing (preemption)."""
+        name = self.queue_of(unit)
+        spec = self.book.spec(name)
+        if spec is None:
+            return self.check(unit)
+        usage = dict(self.usage.get(name, {}))
+        total = dict(self.total)
+        for queue, demand in gone:
+            total = add(total, demand, -1)
+            if queue == name:
+                usage = add(usage, demand, -1)
+        return _check(spec, self.demand(unit), usage, total, self.capacity)
+
     def charge(self, unit: Any, sign: int = 1) -> None:
         """Count ``unit`` as holding (or, with ``sign=-1``, no longer holding) in its queue."""
         name = self.queue_of(unit)
@@ -118,7 +134,7 @@ class PassQuotas:
             d = self.demand(unit)
             held = usage.get(name, {})
             after = add(held, d)
-            if _within(spec.quota, after, d) and _check(spec, d, held, total, self.capacity) is None:
+            if within_quota(spec.quota, after, d) and _check(spec, d, held, total, self.capacity) is None:
                 first.append(unit)
                 usage[name] = after
                 total = add(total, d)
@@ -143,8 +159,12 @@ class PassQuotas:
         return out + later + unknown
 
 
-def _within(quota: Mapping[str, int], after: Mapping[str, int], demand: Mapping[str, int]) -> bool:
-    return all(after.get(r, 0) <= quota.get(r, 0) for r in RESOURCES if demand.get(r, 0) > 0)
+def within_quota(quota: Mapping[str, int], after: Mapping[str, int], demand: Mapping[str, int]) -> bool:
+    """Whether a unit asking ``demand`` stays within ``quota`` (``after``: its queue's usage with it): of every
+    resource the quota names and the unit asks for, and the quota names at least one of them. A resource the
+    quota does not name is not guaranteed: the unit borrows it, as long as the nodes have it."""
+    named = [r for r in RESOURCES if demand.get(r, 0) > 0 and r in quota]
+    return bool(named) and all(after.get(r, 0) <= quota[r] for r in named)
 
 
 def _check(
@@ -165,12 +185,12 @@ def _check(
             f"waiting within the limit of {spec.name}: needs {describe_amount(r, demand[r])}, "
             f"{_of(r, left, cap)} left under its limit",
         )
-    if _within(spec.quota, after, demand):
+    if within_quota(spec.quota, after, demand):
         return None
     for r in RESOURCES:
         d = demand.get(r, 0)
-        if d <= 0 or after.get(r, 0) <= spec.quota.get(r, 0):
-            continue
+        if d <= 0 or r not in spec.quota or after.get(r, 0) <= spec.quota[r]:
+            continue  # a resource the quota does not name is Fluxion's alone to grant
         # The part above quota is borrowed from what nobody holds (beyond the queue's own unused quota).
         quota = spec.quota.get(r, 0)
         free = max(0, quota - held.get(r, 0))

@@ -20,7 +20,7 @@ pass), and Fluxion has the last word on a set it accepts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,15 +107,23 @@ def choose_victims(
     holders: Sequence[Holder],
     candidates: Sequence[Holder],
     memory_chunk: int = 2**30,
+    enough: Callable[[Sequence[Holder]], bool] | None = None,
 ) -> list[Holder] | None:
-    """The fewest ``candidates`` (a subset of ``holders``) whose eviction makes the unit placeable; ``[]``
-    when it is placeable already; None when no set of candidates would do."""
+    """The fewest ``candidates`` (a subset of ``holders``) whose eviction makes the unit placeable (and, with
+    ``enough``, satisfies it too: its queue's quota once they are gone); ``[]`` when it is placeable already
+    and needs nobody evicted; None when no set of candidates would do."""
     free = free_slots(nodes, holders)
-    if placeable(pod_sets, exclusive, nodes, free, memory_chunk):
+
+    def works(victims: Sequence[Holder]) -> bool:
+        return (enough is None or enough(victims)) and placeable(
+            pod_sets, exclusive, nodes, _freed(free, victims), memory_chunk
+        )
+
+    if works([]):
         return []
     recent_first = sorted(candidates, key=lambda h: (-h.started_at, h.unit_id))
-    if not placeable(pod_sets, exclusive, nodes, _freed(free, recent_first), memory_chunk):
-        return None  # even evicting every candidate would not place it
+    if not works(recent_first):
+        return None  # even evicting every candidate would not do
     seeds: list[str | None] = [None]
     for h in recent_first:
         for node in h.shares:
@@ -131,12 +139,12 @@ def choose_victims(
         chosen: list[Holder] = []
         for h in order:
             chosen.append(h)
-            if placeable(pod_sets, exclusive, nodes, _freed(free, chosen), memory_chunk):
+            if works(chosen):
                 break
         # Drop every victim the unit can do without, the oldest first (recent ones are cheaper to lose).
         for h in sorted(chosen, key=lambda h: (h.started_at, h.unit_id)):
             rest = [c for c in chosen if c is not h]
-            if placeable(pod_sets, exclusive, nodes, _freed(free, rest), memory_chunk):
+            if works(rest):
                 chosen = rest
         if best is None or _better(chosen, best):
             best = chosen

@@ -131,7 +131,7 @@ async def _at_least(system, ns: str, n: int) -> bool:
 async def test_a_hard_limit_is_never_exceeded_even_on_an_idle_cluster(system):
     await system.apply(namespace("team-a"))
     await system.apply(queue("team-a", ["team-a"], {"cpu": 4}, limit={"cpu": 8}))
-    await system.apply("".join(job(f"a{i}", "team-a", cpu="4", runtime="40s") for i in range(4)))
+    await system.apply("".join(job(f"a{i}", "team-a", cpu="4", runtime="100s") for i in range(4)))
     await system.wait_for(lambda: _at_least(system, "team-a", 2), 30, "two of team-a holding")
     await system.passes(3)
     assert await holding(system, "team-a") == 2  # 8 CPUs: the limit, though 8 more are idle
@@ -191,3 +191,128 @@ async def test_weights_divide_what_is_borrowed(system):
 
 async def _total(system, namespaces: tuple[str, ...], n: int) -> bool:
     return sum([await holding(system, ns) for ns in namespaces]) >= n
+
+
+def bare_pod(
+    name: str, ns: str, *, cpu: str = "1", gpus: int = 0, runtime: str = "400s", priority: str = ""
+) -> str:
+    gpu_line = f'\n            nvidia.com/gpu: "{gpus}"' if gpus else ""
+    prio = f"\n  priorityClassName: {priority}" if priority else ""
+    return f"""
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  namespace: {ns}
+  labels:
+    {names.LABEL_DURATION}: "600"
+  annotations:
+    {names.SIM_RUNTIME}: "{runtime}"
+spec:
+  restartPolicy: Never{prio}
+  containers:
+  - name: work
+    image: busybox
+    resources:
+      requests:
+        cpu: "{cpu}"
+        memory: 1Gi{gpu_line}
+      limits:
+        memory: 1Gi{gpu_line}
+---
+""".replace("\n            nvidia", "\n        nvidia")
+
+
+def pod_phase(system, name: str, ns: str) -> str | None:
+    versions = system.history.of(f"{name}-pod", ns)
+    return ((versions[-1].get("status") or {}).get("phase")) if versions else None
+
+
+async def preemptions(system) -> list[dict]:
+    conn = await asyncpg.connect(system.dsn)
+    try:
+        return [dict(r) for r in await conn.fetch("SELECT * FROM fluxqueue.preemption_history ORDER BY id")]
+    finally:
+        await conn.close()
+
+
+async def test_a_queue_below_its_quota_reclaims_what_another_borrowed(system):
+    await system.apply(namespace("team-a") + namespace("team-b"))
+    await system.apply(queue("team-a", ["team-a"], {"cpu": 8}) + queue("team-b", ["team-b"], {"cpu": 8}))
+    # team-b borrows the idle half of the cluster: 16 CPUs held on a quota of 8
+    for i in range(4):
+        await system.apply(bare_pod(f"b{i}", "team-b", cpu="4"))
+        await system.wait_for(
+            lambda i=i: pod_phase(system, f"b{i}", "team-b") == "Running", 20, f"b{i} running"
+        )
+    await system.apply(bare_pod("a0", "team-a", cpu="4", runtime="20s"))
+    await system.wait_for(
+        lambda: pod_phase(system, "a0", "team-a") == "Succeeded", 40, "a0 to run and succeed"
+    )
+    history = await preemptions(system)
+    assert [(h["preemptor"], h["victim"], h["cause"]) for h in history] == [
+        ("team-a/a0-pod", "team-b/b3-pod", "reclaim")  # one victim, the most recently started
+    ], history
+    assert history[0]["evicted_at"] is not None
+    # The pod is deleted, and its FluxJob with it (owned by the pod); its unit tells why:
+    row = await system.unit_row("b3-pod", "team-b")
+    assert row["state"] == "Cancelled"
+    assert row["reason"] == "preempted to make room for team-a/a0-pod (queue team-a reclaims its quota)"
+    events = {e["reason"]: e["message"] for e in await system.events("b3-pod", "team-b")}
+    assert "preempted to make room for team-a/a0-pod" in events.get("Preempted", ""), events
+    assert "Preempting" in {e["reason"] for e in await system.events("a0-pod", "team-a")}
+    assert [pod_phase(system, f"b{i}", "team-b") for i in range(3)] == ["Running"] * 3  # nobody else evicted
+
+
+async def test_a_higher_priority_unit_preempts_a_lower_one_inside_its_queue(system):
+    await system.kubectl("create", "priorityclass", "urgent", "--value=1000", "--description=test")
+    await system.apply(namespace("team-a"))
+    await system.apply(
+        queue("team-a", ["team-a"], {"cpu": 16}).replace(
+            "  weight: 1", "  weight: 1\n  preemption: {withinQueue: LowerPriority}"
+        )
+    )
+    for i in range(4):
+        await system.apply(bare_pod(f"low{i}", "team-a", cpu="4"))
+        await system.wait_for(lambda i=i: pod_phase(system, f"low{i}", "team-a") == "Running", 20, f"low{i}")
+    await system.apply(bare_pod("high", "team-a", cpu="4", runtime="20s", priority="urgent"))
+    await system.wait_for(lambda: pod_phase(system, "high", "team-a") == "Succeeded", 40, "high to run")
+    history = await preemptions(system)
+    assert [(h["victim"], h["cause"]) for h in history] == [("team-a/low3-pod", "priority")], history
+
+
+@pytest.mark.parametrize(
+    "cluster_spec", [ClusterSpec(nodes=4, cpus=16, gpus=8, memory="64Gi", racks=1, heartbeat_writes_per_s=20)]
+)
+async def test_a_preemption_frees_one_whole_node_for_an_8_gpu_pod_not_eight_scattered_gpus(system):
+    """kueue#5243: team-b borrows every GPU (a 7-GPU pod and a 1-GPU pod per node, the 1-GPU pods started
+    last). Evicting the four newest pods would free four GPUs on four nodes and place nothing; fluxqueue
+    evicts the two pods of one node, and the 8-GPU pod runs there."""
+    await system.apply(namespace("team-a") + namespace("team-b"))
+    await system.apply(
+        queue("team-a", ["team-a"], {"nvidia.com/gpu": 8})
+        + queue("team-b", ["team-b"], {"nvidia.com/gpu": 8})
+    )
+    for i in range(4):
+        await system.apply(bare_pod(f"big{i}", "team-b", gpus=7))
+        await system.wait_for(lambda i=i: pod_phase(system, f"big{i}", "team-b") == "Running", 20, f"big{i}")
+    for i in range(4):
+        await system.apply(bare_pod(f"small{i}", "team-b", gpus=1))
+        await system.wait_for(
+            lambda i=i: pod_phase(system, f"small{i}", "team-b") == "Running", 20, f"small{i}"
+        )
+    await system.apply(bare_pod("train", "team-a", gpus=8, runtime="20s"))
+    await system.wait_for(lambda: pod_phase(system, "train", "team-a") == "Succeeded", 40, "train to run")
+    history = await preemptions(system)
+    victims = {h["victim"] for h in history}
+    assert len(victims) == 2, history
+    placed = [v for v in system.history.of("train-pod", "team-a") if (v.get("status") or {}).get("nodes")]
+    node = placed[-1]["status"]["nodes"][0]
+    conn = await asyncpg.connect(system.dsn)
+    try:
+        freed = await conn.fetch(
+            "SELECT n.node FROM fluxqueue.preemptions p JOIN fluxqueue.allocation_nodes n ON n.unit_id = p.victim_id"
+        )
+    finally:
+        await conn.close()
+    assert {r["node"] for r in freed} == {node}, (freed, node)

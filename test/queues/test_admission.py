@@ -128,13 +128,19 @@ def test_weights_divide_what_is_borrowed():
     b = book(queue("heavy", ["h"], weight=2), queue("light", ["l"], weight=1))
     units = [U(i, "h") for i in range(100, 130)] + [U(i, "l") for i in range(200, 230)]
     q = PassQuotas(b, {}, {CPU: 12000, MEMORY: 64 * GI, GPU: 0})
-    admitted = []
-    for unit in q.order(units):  # what the pass does: check, then charge what was placed
-        if q.check(unit) is None:
-            q.charge(unit)
-            admitted.append(unit)
-    heavy = sum(1 for u in admitted if u.namespace == "h")
-    assert (heavy, len(admitted) - heavy) == (8, 4)
+    # No quota: nothing is refused by arithmetic; Fluxion places the first 12 of the order on 12 CPUs.
+    order = q.order(units)
+    assert all(q.check(u) is None for u in order)
+    heavy = sum(1 for u in order[:12] if u.namespace == "h")
+    assert (heavy, 12 - heavy) == (8, 4)
+
+
+def test_a_resource_the_quota_does_not_name_is_neither_guaranteed_nor_refused():
+    b = book(queue("gpus", ["g"], {"nvidia.com/gpu": 8}), queue("none", ["n"], {}))
+    q = PassQuotas(b, {}, CAPACITY)
+    # asks cpu and memory (not named) and GPUs (named): within its quota by its GPUs
+    assert q.order([U(1, "n"), U(2, "g", gpus=2)])[0].id == 2
+    assert q.check(U(3, "n", cpus=64)) is None  # no quota names cpu: Fluxion alone says whether it fits
 
 
 def test_a_queue_that_just_used_a_lot_borrows_after_one_that_did_not():

@@ -82,3 +82,17 @@ def test_node_selectors_are_honoured_when_packing():
     on_b = holder(2, 20, n2=(4, 4, 0))
     sets = [PodSet("main", 1, Resources(4000, GI, 0), node_selector={"pool": "a"})]
     assert choose_victims(sets, False, nodes, [on_a, on_b], [on_a, on_b]) == [on_a]
+
+
+def test_victims_are_enough_only_when_the_queue_also_lets_the_unit_start():
+    """Room on the nodes is not all: a unit above its quota needs enough of its own queue's units gone."""
+    nodes = [Node("n1", (8, 32, 0))]
+    a = holder(1, 10, n1=(2, 2, 0))
+    b = holder(2, 20, n1=(2, 2, 0))
+    held = {1: 2, 2: 2}
+
+    def enough(victims):  # the queue allows 4 cores, 4 are held: 2 more need 2 freed
+        return 4 - sum(held[v.unit_id] for v in victims) + 2 <= 4
+
+    victims = choose_victims(pods(1, cpus=2), False, nodes, [a, b], [a, b], enough=enough)
+    assert [v.unit_id for v in victims] == [2]  # the nodes had room; the quota needed one gone

@@ -38,3 +38,33 @@ SELECT * FROM fluxqueue.queue_usage;
 
 -- name: fair_share_view
 SELECT * FROM fluxqueue.fair_share;
+
+-- name: holders
+-- Every unit holding an allocation, with its Fluxion job and per-node shares: the candidates for preemption.
+SELECT u.id, u.namespace, u.name, u.kind, u.queue, u.priority, u.state, u.pod_sets, u.owner_uid,
+       a.fluxion_jobid, a.epoch, a.allocated_at,
+       (SELECT jsonb_agg(jsonb_build_array(n.node, n.cores, n.memory_bytes, n.gpus))
+          FROM fluxqueue.allocation_nodes n WHERE n.unit_id = u.id) AS shares,
+       EXISTS (SELECT 1 FROM fluxqueue.preemptions p WHERE p.victim_id = u.id) AS preempted
+FROM fluxqueue.allocations a JOIN fluxqueue.units u ON u.id = a.unit_id
+WHERE a.released_at IS NULL;
+
+-- name: preempting
+-- Preemptors whose victims still hold an allocation (their room is not free yet).
+SELECT DISTINCT p.preemptor_id FROM fluxqueue.preemptions p
+JOIN fluxqueue.allocations a ON a.unit_id = p.victim_id AND a.released_at IS NULL;
+
+-- name: record_preemptions
+-- One row per victim ($2), all in this one statement.
+INSERT INTO fluxqueue.preemptions (preemptor_id, victim_id, cause, reason)
+SELECT $1, v, $3, $4 FROM unnest($2::bigint[]) AS v
+RETURNING id, victim_id;
+
+-- name: unevicted_preemptions
+SELECT id, victim_id, reason FROM fluxqueue.preemptions WHERE evicted_at IS NULL ORDER BY id;
+
+-- name: mark_evicted
+UPDATE fluxqueue.preemptions SET evicted_at = now() WHERE id = ANY($1::bigint[]) AND evicted_at IS NULL;
+
+-- name: preemption_history_view
+SELECT * FROM fluxqueue.preemption_history;
