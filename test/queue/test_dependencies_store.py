@@ -129,3 +129,28 @@ async def test_psql_views_show_held_units_and_who_waits_for_whom(store):
         ("afterok", "prep", "any", "prep-job", QUEUED),
         ("afterany", "other", "any", None, None),
     ]
+
+
+async def test_fluxqueue_queue_lists_held_units_below_the_queue_and_held_alone(store, migrated_dsn):
+    import subprocess
+    import sys
+
+    await store.submit(submission("prep"))
+    held, _ = await store.submit(submission("train", "afterok:prep"))
+    await store.set_held_reasons([(held.id, "waiting for default/prep to succeed")])
+
+    def cli(*args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "fluxqueue", "queue", "--dsn", migrated_dsn, *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+
+    out = cli()
+    assert "prep-job" in out
+    tail = out.split("held until their dependency holds (1):")[1]
+    assert "train-job" in tail and "afterok:prep" in tail and "waiting for default/prep to succeed" in tail
+    waits = cli("waits")
+    assert "train-job" in waits and "prep-job" in waits and "Queued" in waits
