@@ -12,6 +12,7 @@ The rules are sbatch(1)'s, over fluxqueue's unit states:
   that user can be running or suspended at any point in time"), and no other singleton of the name has been
   let into the queue before it; of several held ones, one is let go at a time.
 
+A name several units have had (a Job deleted and made again, a Pod and a Job of one name) means the newest.
 An Unsatisfiable target has not ended (the cluster may change and it be queued again): it is waited for. A
 target not submitted yet is waited for. Units waiting on each other in a cycle (and units that need one of
 them) can never run: that is found here too, as the largest set of held units each needing another of the set.

@@ -5,7 +5,7 @@ Syntax and meaning are sbatch(1)'s ``--dependency``:
 * ``after:a[+minutes][:b[+minutes]...]``: after each target has started (or been cancelled), plus the delay;
 * ``afterany:a[:b...]``: after each has ended, whatever its outcome;
 * ``afterok:a[:b...]``: after each has succeeded;
-* ``afternotok:a[:b...]``: after each has ended without succeeding (failed, cancelled, unplaceable);
+* ``afternotok:a[:b...]``: after each has ended without succeeding (failed or cancelled);
 * ``singleton``: one workload of this name running at a time in the namespace;
 * conditions joined by ``,`` must all hold, by ``?`` any one is enough ("Only one separator may be used").
 
