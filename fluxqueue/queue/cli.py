@@ -82,10 +82,15 @@ async def _run_queue(args: argparse.Namespace) -> int:
     except (OSError, asyncpg.PostgresError) as exc:
         raise ConfigError(f"cannot connect to the database: {exc}") from exc
     held: list[dict] = []
+    by_queue: dict[tuple[str, str], str] = {}
+    usage: list[dict] = []
+    view = {"queues": "queue_usage", "preemptions": "preemption_history"}.get(args.view, args.view)
     try:
-        rows = await store.view(args.view)
+        rows = await store.view(view)
         if args.view == "queue":
             held = await store.view("held")  # and, below the queue, what each held unit waits for
+            by_queue = await store.pending_queues()  # tenant queues: the listing is grouped by queue
+            usage = await store.view("queue_usage") if by_queue else []
     except asyncpg.UndefinedTableError as exc:
         raise ConfigError("the fluxqueue schema is missing: run `fluxqueue migrate` first") from exc
     finally:
@@ -98,8 +103,14 @@ async def _run_queue(args: argparse.Namespace) -> int:
                 "nodes": "no allocations",
                 "held": "no units held",
                 "waits": "no dependencies",
+                "queues": "no tenant queues",
+                "preemptions": "no preemptions",
             }[args.view]
         )
+    elif by_queue:
+        from fluxqueue.queues.listing import grouped_by_queue
+
+        print(grouped_by_queue(rows, by_queue, usage, format_table))
     else:
         print(format_table(rows))
     if held:
@@ -119,9 +130,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "view",
         nargs="?",
         default="queue",
-        choices=["queue", "held", "waits", "running", "nodes"],
-        help="queue (pending, in order; default), held (waiting for their dependency, and what for), waits "
-        "(every dependency term and its target's state), running (holding allocations) or nodes (usage per node)",
+        choices=["queue", "held", "waits", "running", "nodes", "queues", "preemptions"],
+        help="queue (pending, in order, grouped by tenant queue when Queue objects exist; default), held "
+        "(waiting for their dependency, and what for), waits (every dependency term and its target's state), "
+        "running (holding allocations), nodes (usage per node), queues (each tenant queue's usage against "
+        "quota) or preemptions (who was evicted for whom)",
     )
     q.set_defaults(func=_run_queue)
 

@@ -380,6 +380,12 @@ class QueueStore:
         psql views; queues no longer declared are dropped."""
         await self._pool.execute(self._q["mirror_queues"], queues)
 
+    async def pending_queues(self) -> dict[tuple[str, str], str]:
+        """(namespace, FluxJob name) of each pending unit -> the tenant queue it belongs to; empty while no
+        Queue object exists."""
+        rows = await self._pool.fetch(self._q["pending_queues"])
+        return {(r["namespace"], r["name"]): r["queue"] for r in rows}
+
     async def holders(self) -> list[dict]:
         """Every unit holding an allocation: id, namespace, name, kind, queue, priority, state, pod_sets,
         owner_uid, fluxion_jobid, epoch, allocated_at, shares ([node, cores, memory_bytes, gpus] each) and

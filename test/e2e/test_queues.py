@@ -316,3 +316,29 @@ async def test_a_preemption_frees_one_whole_node_for_an_8_gpu_pod_not_eight_scat
     finally:
         await conn.close()
     assert {r["node"] for r in freed} == {node}, (freed, node)
+
+
+async def test_without_queue_objects_nothing_changes_and_nothing_is_asked(system):
+    """No Queue objects: one queue, as before; the fluxqueue.io/queue label is stored and ignored, and the
+    pass asks the database nothing about queues."""
+    store = system.controller.store
+    asked = []
+    for method in ("queue_usage", "queue_pending", "holders", "mirror_queues"):
+        original = getattr(store, method)
+
+        async def counted(*args, _original=original, _name=method, **kwargs):
+            asked.append(_name)
+            return await _original(*args, **kwargs)
+
+        setattr(store, method, counted)
+    await system.apply(
+        job("plain", "default", cpu="4", runtime="10s")
+        + job("named", "default", queue_label="team-z", runtime="10s")
+    )
+    for name in ("plain", "named"):
+        await system.wait_for(
+            lambda n=name: phase_of(system, n, "default") == "Succeeded", 30, f"{name} to run"
+        )
+    await system.passes(2)
+    assert asked == []
+    assert (await system.unit_row("named-job"))["queue"] == "team-z"

@@ -91,3 +91,67 @@ async def test_the_queue_mirror_feeds_the_usage_and_fair_share_views(store):
     )
     assert (rows["team-b"]["pending"], float(rows["team-b"]["cpus_pending"])) == (1, 1.0)
     assert [r["queue"] for r in await store.view("fair_share")] == ["team-b", "team-a"]
+
+
+async def test_the_queue_command_groups_pending_units_by_tenant_queue(store, migrated_dsn):
+    import asyncio
+    import subprocess
+    import sys
+
+    await store.submit(submission("a", "team-a", cpus=2))
+    await store.submit(submission("b", "team-b", cpus=1))
+    await store.submit(submission("c", "elsewhere", cpus=1, queue="team-a"))
+    queues = [
+        {
+            "name": "team-a",
+            "namespaces": ["team-a"],
+            "quota": {"cpu": 4000},
+            "limit": {},
+            "weight": 1,
+            "share": 0,
+        },
+        {"name": "team-b", "namespaces": ["team-b"], "quota": {}, "limit": {}, "weight": 1, "share": 0},
+    ]
+    await store.mirror_queues(queues)
+    out = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "fluxqueue", "queue", "--dsn", migrated_dsn],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    blocks = out.stdout.strip().split("\n\n")
+    assert (
+        blocks[0].splitlines()[0]
+        == "queue team-a: 2 pending, 0 running, 0.000 CPUs used of 4.000 guaranteed, share 0.0000"
+    )
+    assert [line.split()[2] for line in blocks[0].splitlines()[2:]] == ["a-job", "c-job"]
+    assert blocks[1].splitlines()[0].startswith("queue team-b: 1 pending")
+
+
+async def test_a_preemption_is_recorded_before_eviction_and_found_again_until_marked(store):
+    waiting, _ = await store.submit(submission("w", "team-a", cpus=4))
+    victim, _ = await store.submit(submission("v", "team-b", cpus=4))
+    await store.schedule(victim.id, jobid=7, epoch=1, nodes=[NodeShare("n1", 4, GI, 0, 1)], reason="placed")
+    [holder] = await store.holders()
+    assert (holder["id"], holder["fluxion_jobid"], holder["shares"], holder["preempted"]) == (
+        victim.id,
+        7,
+        [["n1", 4, GI, 0]],
+        False,
+    )
+    ids = await store.record_preemptions(
+        waiting.id, [victim.id], "reclaim", "preempted to make room for team-a/w-job"
+    )
+    assert await store.preempting() == {waiting.id}  # its victim still holds
+    assert [r["victim_id"] for r in await store.unevicted_preemptions()] == [
+        victim.id
+    ]  # a new leader redoes it
+    await store.mark_evicted(ids)
+    assert await store.unevicted_preemptions() == []
+    assert (await store.holders())[0]["preempted"] is True
+    await store.finish(victim.id, "Cancelled", "preempted")
+    assert await store.preempting() == set()
+    [row] = await store.view("preemption_history")
+    assert (row["preemptor"], row["victim"], row["cause"]) == ("team-a/w-job", "team-b/v-job", "reclaim")

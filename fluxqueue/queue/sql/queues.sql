@@ -68,3 +68,9 @@ UPDATE fluxqueue.preemptions SET evicted_at = now() WHERE id = ANY($1::bigint[])
 
 -- name: preemption_history_view
 SELECT * FROM fluxqueue.preemption_history;
+
+-- name: pending_queues
+-- The queue each pending unit belongs to, while Queue objects exist (nothing otherwise).
+SELECT u.namespace, u.name, fluxqueue.queue_of(u.namespace, u.queue) AS queue
+FROM fluxqueue.units u
+WHERE u.state IN ('Queued', 'Reserved') AND EXISTS (SELECT 1 FROM fluxqueue.queues);
