@@ -85,6 +85,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="walltime (s) when a workload gives none",
     )
     p.add_argument(
+        "--queue-half-life",
+        type=float,
+        default=_float_env("FLUXQUEUE_QUEUE_HALF_LIFE", 3600.0),
+        help="seconds over which tenant queues' past usage halves in fair share (0: no memory)",
+    )
+    p.add_argument(
         "--group-timeout",
         type=float,
         default=_float_env("FLUXQUEUE_GROUP_TIMEOUT", 300.0),
@@ -162,6 +168,7 @@ def settings_from_args(args: argparse.Namespace) -> ControllerSettings:
         qps=args.qps,
         burst=args.burst,
         default_duration=args.default_duration,
+        queue_half_life=args.queue_half_life,
         group_timeout=args.group_timeout,
         memory_chunk=args.memory_chunk,
         metrics_host=args.metrics_host,

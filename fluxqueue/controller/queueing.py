@@ -28,7 +28,6 @@ from fluxqueue.queues.spec import QueueBook
 log = get_logger(__name__)
 
 STATUS_SECONDS = 2.0  # how often Queue status, the database mirror and the queue metrics are refreshed
-DEFAULT_HALF_LIFE = 3600.0  # workload seconds (Slurm's PriorityDecayHalfLife is 7 days; ours is per hour)
 
 
 class QueueGate:
@@ -37,11 +36,7 @@ class QueueGate:
         self.preempter = Preempter(ctx, end, graphs) if end is not None and graphs is not None else None
         self.blocked: list[Any] = []  # units this pass that their queue admits and Fluxion could not place
         self._graph: ClusterGraph | None = None
-        self.half_life = (
-            half_life
-            if half_life is not None
-            else getattr(ctx.settings, "queue_half_life", DEFAULT_HALF_LIFE)
-        )
+        self.half_life = half_life if half_life is not None else ctx.settings.queue_half_life
         self.decayed: dict[str, DecayedUsage] = {}
         self._book: QueueBook = QueueBook()
         self._book_key: tuple = ()

@@ -89,6 +89,8 @@ class ControllerSettings:
             raise ConfigError(f"--fluxion-address must be host:port, got {self.fluxion_address!r}")
         if self.qps <= 0 or self.burst < 1:
             raise ConfigError("--qps must be > 0 and --burst >= 1")
+        if self.queue_half_life < 0:
+            raise ConfigError("--queue-half-life must be 0 (no memory) or a positive number of seconds")
         if self.default_duration <= 0:
             raise ConfigError("--default-duration must be a positive number of seconds")
         if self.time_scale <= 0:
