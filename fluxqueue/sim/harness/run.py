@@ -64,7 +64,7 @@ def resource_for(obj: dict[str, Any]) -> tuple[str, str, str]:
     return group, version, plural
 
 
-CLUSTER_SCOPED = {"Namespace", "PriorityClass", "Node"}
+CLUSTER_SCOPED = {"Namespace", "PriorityClass", "Node", "Queue"}  # Queue: fluxqueue.io tenant queues
 
 
 def scale_walltime(manifest: dict[str, Any], time_scale: float) -> dict[str, Any]:
