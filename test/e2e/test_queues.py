@@ -342,3 +342,39 @@ async def test_without_queue_objects_nothing_changes_and_nothing_is_asked(system
     await system.passes(2)
     assert asked == []
     assert (await system.unit_row("named-job"))["queue"] == "team-z"
+
+
+async def test_a_controller_stopped_between_deciding_and_evicting_finishes_the_same_eviction(system):
+    """The decision is in PostgreSQL before any eviction: the next leader carries out exactly that one (no
+    second victim, nothing lost), and the waiting unit runs."""
+    import asyncio
+
+    await system.apply(namespace("team-a") + namespace("team-b"))
+    await system.apply(queue("team-a", ["team-a"], {"cpu": 8}) + queue("team-b", ["team-b"], {"cpu": 8}))
+    for i in range(4):
+        await system.apply(bare_pod(f"b{i}", "team-b", cpu="4"))
+        await system.wait_for(
+            lambda i=i: pod_phase(system, f"b{i}", "team-b") == "Running", 20, f"b{i} running"
+        )
+    preempter = system.controller.scheduler.queues.preempter
+
+    async def stuck(*_args, **_kwargs):
+        await asyncio.Event().wait()  # the crash comes while evicting
+
+    preempter._evict = stuck
+    await system.apply(bare_pod("a0", "team-a", cpu="4", runtime="20s"))
+
+    async def decided() -> bool:
+        return len(await preemptions(system)) == 1
+
+    await system.wait_for(decided, 20, "the preemption to be decided")
+    await system.kill_controller()
+    assert (await preemptions(system))[0]["evicted_at"] is None
+    assert [pod_phase(system, f"b{i}", "team-b") for i in range(4)] == ["Running"] * 4  # nothing evicted yet
+    await system.start_controller()
+    await system.wait_for(
+        lambda: pod_phase(system, "a0", "team-a") == "Succeeded", 40, "a0 to run and succeed"
+    )
+    history = await preemptions(system)
+    assert [(h["victim"], h["evicted_at"] is not None) for h in history] == [("team-b/b3-pod", True)], history
+    assert [pod_phase(system, f"b{i}", "team-b") for i in range(3)] == ["Running"] * 3
