@@ -43,6 +43,7 @@ class QueueGate:
         self._status_at = 0.0
         self._written: dict[str, dict] = {}  # queue -> the status last written
         self._told_unknown: set[int] = set()  # units whose unknown queue has had its Event
+        self._tasks: set[asyncio.Task] = set()
         self.last: PassQuotas | None = None
         self._usage_rows: list[dict] = []  # the last pass's usage rows (per namespace and label)
 
@@ -57,13 +58,17 @@ class QueueGate:
         key = tuple(sorted(((o.get("metadata") or {}).get("resourceVersion") or "") for o in items))
         if key != self._book_key:
             self._book, self._book_key = QueueBook.from_objects(items), key
+            self._written = {}  # a Queue made again under an old name has no status yet
         return self._book
 
     async def prepare(self, units: list[Any], matcher: Any, graph: ClusterGraph) -> tuple[list[Any], Any]:
         """The pass's units in queue order and a matcher that asks each unit's queue before Fluxion."""
         book = self.book()
         if not book:
-            self.last = None
+            if self.last is not None:  # the last Queue object went: the psql mirror goes with it (once)
+                self.last = None
+                with contextlib.suppress(Exception):
+                    await self.ctx.store.mirror_queues([])
             return units, matcher
         self._usage_rows = await self.ctx.store.queue_usage()
         usage = queue_amounts(book, self._usage_rows)
@@ -88,6 +93,8 @@ class QueueGate:
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
+        self._tasks.add(task)  # held until done (the loop keeps only weak references)
+        task.add_done_callback(self._tasks.discard)
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def after_pass(self) -> None:
