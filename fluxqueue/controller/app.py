@@ -160,24 +160,25 @@ class Controller:
         self.webhook = await ThreadedWebhook.start(app, s.webhook_host, s.webhook_port, ssl_context=context)
 
     async def _install_crd(self) -> None:
+        """Create the FluxJob and Queue CRDs where they are missing (the chart installs them; the simulator and
+        a bare controller do not). Each is read first: the chart's RBAC grants reading them, not creating."""
         assert self.client is not None
-        try:
-            await self.client.get(CRDS, names.CRD_NAME)
-        except APIError as exc:
-            if exc.code != 404:
-                raise
+        for name, body, what in (
+            (names.CRD_NAME, fluxjob_crd, "FluxJob"),
+            (queue_crd()["metadata"]["name"], queue_crd, "Queue"),
+        ):
             try:
-                await self.client.create(CRDS, fluxjob_crd())
-                log.info("installed the FluxJob CRD")
+                await self.client.get(CRDS, name)
+                continue
+            except APIError as exc:
+                if exc.code != 404:
+                    raise
+            try:
+                await self.client.create(CRDS, body())
+                log.info("installed a CRD", kind=what)
             except APIError as exc2:
                 if exc2.code != 409:
                     raise
-        try:
-            await self.client.create(CRDS, queue_crd())
-            log.info("installed the Queue CRD")
-        except APIError as exc:
-            if exc.code not in (403, 409):
-                raise
 
     async def _served(self, key: tuple[str, str, str]) -> bool:
         """Whether the API server serves a resource (a workload kind's CRD may not be installed): kinds that

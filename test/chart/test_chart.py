@@ -269,7 +269,10 @@ def test_rbac_is_least_privilege(rendered):
         if rule["resources"] in (["jobs"], ["nodes"]):
             assert "delete" not in rule["verbs"]
         if rule["apiGroups"] == ["apiextensions.k8s.io"]:
-            assert rule["verbs"] == ["get"] and rule["resourceNames"] == [names.CRD_NAME]
+            assert rule["verbs"] == ["get"] and rule["resourceNames"] == [
+                names.CRD_NAME,
+                "queues.fluxqueue.io",
+            ]
     webhook_rule = next(r for r in cluster_rules if r["resources"] == ["mutatingwebhookconfigurations"])
     assert webhook_rule["resourceNames"] == ["fluxqueue-webhook"] and set(webhook_rule["verbs"]) == {
         "get",
