@@ -102,7 +102,11 @@ async def test_afterok_holds_a_job_until_its_target_succeeds_and_says_so(system)
     assert held["spec"]["dependency"] == "afterok:prep"
     listing = await system.kubectl("get", "fj")
     assert any(line.startswith("train-job") and "Held" in line for line in listing.splitlines()), listing
-    assert "Held" in [e["reason"] for e in await system.events("train-job")]
+
+    async def told() -> bool:
+        return "Held" in [e["reason"] for e in await system.events("train-job")]
+
+    await system.wait_for(told, 10, "the Held Event")
     await system.wait_phase("train-job", "Succeeded", within=30)
     prep, train = await times(system, "prep-job"), await times(system, "train-job")
     assert prep["state"] == "Succeeded"
@@ -134,8 +138,13 @@ async def test_a_failing_target_dooms_its_afterok_dependent_which_never_runs(sys
     assert fj["status"]["reason"] == "DependencyNeverSatisfied: default/step1 failed (afterok)"
     assert await job_suspended(system, "step2")
     assert not await system.pods(selector="job-name=step2")
-    events = [e["reason"] for e in await system.events("step2-job") + await system.events("step2")]
-    assert "DependencyNeverSatisfied" in events
+
+    async def told() -> bool:
+        # The Event is posted beside the status write: it may land just after the phase is seen.
+        events = await system.events("step2-job") + await system.events("step2")
+        return "DependencyNeverSatisfied" in [e["reason"] for e in events]
+
+    await system.wait_for(told, 10, "the DependencyNeverSatisfied Event")
     assert (await times(system, "step2-job"))["scheduled_at"] is None
 
 
