@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from json.encoder import encode_basestring_ascii
 
 from fluxqueue.fluxion.allocation import SLOTS_METADATA_KEY
 from fluxqueue.fluxion.matcher.graph import Pool, Vertex
 
-_q = json.dumps  # C-accelerated string quoting
+_q = encode_basestring_ascii  # json.dumps of a str, without building an encoder each call
 
 
 def _vertex_json(v: Vertex, excl: bool) -> str:
@@ -90,26 +91,69 @@ def _pool_json(p: Pool, mask: int) -> tuple[list[str], list[str]]:
     return nodes, edges
 
 
-# The text of whole pools, the most common part of R for jobs that take nodes whole (an exclusive node, a
-# *nodex policy): a pool's vertices never change after Init, so their text is kept, for a bounded number.
+# Whole pools, the most common part of R for jobs that take nodes whole (an exclusive node, a *nodex policy):
+# pools of one shape (type, names, attributes, member ids) differ only in their uniq_ids and their parent, so
+# their text is one %-format template per shape, filled with the uniq_ids and the parent's path (vertices) or
+# uniq_id (edges).
+_SHAPES: dict[tuple, tuple[str, str]] = {}
+
+
+def _whole_templates(p: Pool) -> tuple[str, str]:
+    props = json.dumps(p.properties, separators=(", ", ": ")) if p.properties else ""
+    key = (p.type, p.basename, p.unit, p.size, p.rank, p.count, p.id_base, props)
+    hit = _SHAPES.get(key)
+    if hit is not None:
+        return hit
+    head = f', "metadata": {{"type": {_q(p.type)}'
+    if p.basename != p.type:
+        head += f', "basename": {_q(p.basename)}'
+    tail = ', "exclusive": true'
+    if p.unit:
+        tail += f', "unit": {_q(p.unit)}'
+    if p.size != 1:
+        tail += f', "size": {p.size}'
+    if props:
+        tail += f', "properties": {props}'
+    head = head.replace("%", "%%")
+    tail = tail.replace("%", "%%")
+    ib, rank = p.id_base, p.rank
+    nodes = ", ".join(
+        f'{{"id": "%d"{head}, "id": {ib + i}, "rank": {rank}{tail}, "paths": {{"containment": %s{ib + i}"}}}}}}'
+        for i in range(p.count)
+    )
+    edges = ", ".join('{"source": "%s", "target": "%d"}' for _ in range(p.count))
+    if len(_SHAPES) >= 256:  # shapes are few in any real graph; bound them anyway
+        _SHAPES.clear()
+    out = _SHAPES[key] = (nodes, edges)
+    return out
+
+
+# The text of the whole pools written last is also kept as it is, for a bounded number: a job on nodes used
+# before (churn on a busy cluster) then copies it instead of formatting it again.
 _WHOLE: OrderedDict[int, tuple[Pool, str, str]] = OrderedDict()
 _WHOLE_MAX = 1024  # a 256-node gang is 512 pools; at most ~11 MB of text for 64-core pools
 
 
 def _pool_text(p: Pool, mask: int) -> tuple[str, str]:
-    if mask != p.all_mask:
+    if mask != p.all_mask or p.uids is not None or p.names is not None or p.paths is not None or not p.count:
         pn, pe = _pool_json(p, mask)
         return ", ".join(pn), ", ".join(pe)
     hit = _WHOLE.get(id(p))
     if hit is not None and hit[0] is p:
         _WHOLE.move_to_end(id(p))
         return hit[1], hit[2]
-    pn, pe = _pool_json(p, mask)
-    out = ", ".join(pn), ", ".join(pe)
-    _WHOLE[id(p)] = (p, *out)
+    nodes, edges = _whole_templates(p)
+    c = p.count
+    args = [_q(f"{p.parent.path}/{p.basename}")[:-1]] * (2 * c)
+    args[0::2] = range(p.uid_base, p.uid_base + c)
+    pn = nodes % tuple(args)
+    args[1::2] = args[0::2]
+    args[0::2] = [str(p.parent.uid)] * c
+    pe = edges % tuple(args)
+    _WHOLE[id(p)] = (p, pn, pe)
     if len(_WHOLE) > _WHOLE_MAX:
         _WHOLE.popitem(last=False)
-    return out
+    return pn, pe
 
 
 def write_r(vertices: dict[Vertex, bool], pools: dict[Pool, int], slots: dict[str, int]) -> str:
@@ -145,4 +189,7 @@ def write_r(vertices: dict[Vertex, bool], pools: dict[Pool, int], slots: dict[st
     md = ""
     if slots:
         md = f', "metadata": {{{_q(SLOTS_METADATA_KEY)}: {json.dumps(slots, separators=(", ", ": "))}}}'
-    return '{"graph": {"nodes": [' + ", ".join(nodes) + '], "edges": [' + ", ".join(edges) + "]" + md + "}}\n"
+    # one join (a chain of + would copy megabytes of a gang's R once per piece)
+    return "".join(
+        ('{"graph": {"nodes": [', ", ".join(nodes), '], "edges": [', ", ".join(edges), "]", md, "}}\n")
+    )
