@@ -304,15 +304,23 @@ class Matcher:
                     v.x_now = True
             else:
                 v.n_res += 1
+        taken: dict[Vertex, dict[str, int]] = {}  # pool parent -> type -> amount taken now
         for p, mask in pools.items():
             p.spans[jobid] = Span(start, end, True, mask)
             amount = mask.bit_count() * p.size
-            amounts[p.type] = amounts.get(p.type, 0) + amount
+            t = p.type
+            amounts[t] = amounts.get(t, 0) + amount
             if start == 0:
                 p.now_mask |= mask
-                _adjust_free(p.parent, p.type, -amount)
+                d = taken.get(p.parent)
+                if d is None:
+                    taken[p.parent] = {t: -amount}
+                else:
+                    d[t] = d.get(t, 0) - amount
             else:
                 p.n_res += 1
+        if taken:
+            _adjust_free_many(taken)
         job = Job(jobid, start, end, duration, vertices, pools, slots, amounts)
         job.r = write_r(vertices, pools, slots)
         self.jobs[jobid] = job
@@ -332,6 +340,7 @@ class Matcher:
                     v.x_now = False
             else:
                 v.n_res -= 1
+        freed: dict[Vertex, dict[str, int]] = {}  # pool parent -> type -> amount freed now
         for p, mask in pools.items():
             s = p.spans.get(jobid)
             if s is None:
@@ -344,7 +353,14 @@ class Matcher:
                     p.n_res -= 1
             if s.start == 0:
                 p.now_mask &= ~mask
-                _adjust_free(p.parent, p.type, mask.bit_count() * p.size)
+                t = p.type
+                d = freed.get(p.parent)
+                if d is None:
+                    freed[p.parent] = {t: mask.bit_count() * p.size}
+                else:
+                    d[t] = d.get(t, 0) + mask.bit_count() * p.size
+        if freed:
+            _adjust_free_many(freed)
 
     def cancel(self, jobid: int) -> bool:
         """Free an allocation or reservation; False when the id is unknown (reapi noent_ok)."""
@@ -616,19 +632,35 @@ class Matcher:
 
 
 def _adjust_free(v: Vertex | None, t: str, delta: int) -> None:
-    """Add ``delta`` to the free amount of ``t`` on v and its ancestors, keeping the nonzero masks right."""
+    """Add ``delta`` to the free amount of ``t`` on v and its ancestors."""
     while v is not None:
-        old = v.free.get(t, 0)
-        new = old + delta
-        v.free[t] = new
-        parent = v.parent
-        if parent is not None and (old > 0) != (new > 0):
-            bit = 1 << v.index
-            if new > 0:
-                parent.nonzero[t] = parent.nonzero.get(t, 0) | bit
-            else:
-                parent.nonzero[t] = parent.nonzero.get(t, 0) & ~bit
-        v = parent
+        free = v.free
+        free[t] = free.get(t, 0) + delta
+        v = v.parent
+
+
+def _adjust_free_many(deltas: dict[Vertex, dict[str, int]]) -> None:
+    """_adjust_free for many vertices at once: each ancestor is updated once per level, not once per pool."""
+    if len(deltas) == 1:
+        ((v, d),) = deltas.items()
+        for t, a in d.items():
+            _adjust_free(v, t, a)
+        return
+    while deltas:
+        up: dict[Vertex, dict[str, int]] = {}
+        for v, d in deltas.items():
+            free = v.free
+            for t, a in d.items():
+                free[t] = free.get(t, 0) + a
+            parent = v.parent
+            if parent is not None:
+                pd = up.get(parent)
+                if pd is None:
+                    up[parent] = dict(d)
+                else:
+                    for t, a in d.items():
+                        pd[t] = pd.get(t, 0) + a
+        deltas = up
 
 
 def _reindex_up(v: Vertex | None) -> None:

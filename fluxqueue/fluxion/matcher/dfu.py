@@ -912,6 +912,7 @@ class DFU:
         self.by_id = not policy.variation
         self.weights: dict[Vertex, int] = {}
         self._orders: dict[Vertex, list[Vertex]] = {}  # by_outedges order of a vertex's children, kept
+        self._okeys: dict[Vertex, list[tuple[int, int]]] = {}  # their keys, (-weight, -uniq_id) ascending
         # flux-sched reports the outcome of a failed update through errno, which its traversals leave set
         # to EBUSY whenever some vertex was pruned or mismatched (and nothing clears): we track the same.
         self.ebusy = False
@@ -964,37 +965,44 @@ class DFU:
         if not self.policy.stop_on_1:
             return
         w = self.weights
+        orders = self._orders
+        okeys = self._okeys
         for v in touched:
             if not v.children and not v.pools:
                 continue
             new = subplan_weight(v)
-            if w.get(v, UNTOUCHED) == new:
+            old = w.get(v, UNTOUCHED)
+            if old == new:
                 continue
-            order = self._orders.get(v.parent)
-            if order is None:
-                w[v] = new
-                continue
-
-            def key(c: Vertex) -> tuple[int, int]:
-                return (-w.get(c, UNTOUCHED), -c.uid)
-
-            i = bisect.bisect_left(order, key(v), key=key)  # where v is now (keys are unique: uid)
-            if i < len(order) and order[i] is v:
-                del order[i]
-            else:
-                order.remove(v)
             w[v] = new
-            bisect.insort(order, v, key=key)
+            order = orders.get(v.parent)
+            if order is None:
+                continue
+            keys = okeys[v.parent]
+            # where v is now (the first of its key; a uniq_id is unique in any graph a reader accepts)
+            i = bisect.bisect_left(keys, (-old, -v.uid))
+            if not (i < len(order) and order[i] is v):
+                i = order.index(v)
+            del order[i]
+            del keys[i]
+            k = (-new, -v.uid)
+            i = bisect.bisect_right(keys, k)
+            keys.insert(i, k)
+            order.insert(i, v)
 
     def graph_changed(self) -> None:
         self._orders.clear()
+        self._okeys.clear()
 
     def child_order(self, u: Vertex) -> list[Vertex]:
+        """u's children by by_outedges order: (weight, uniq_id) descending, kept beside their sort keys."""
         order = self._orders.get(u)
         if order is None or len(order) != len(u.children):
             w = self.weights
-            order = sorted(u.children, key=lambda c: (w.get(c, UNTOUCHED), c.uid), reverse=True)
-            self._orders[u] = order
+            # (a stable sort, descending: equal keys keep graph order)
+            keyed = sorted((-w.get(c, UNTOUCHED), -c.uid, i, c) for i, c in enumerate(u.children))
+            order = self._orders[u] = [t[3] for t in keyed]
+            self._okeys[u] = [(t[0], t[1]) for t in keyed]
         return order
 
 

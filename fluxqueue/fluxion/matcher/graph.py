@@ -121,7 +121,6 @@ class Vertex:
         "n_now",
         "n_res",
         "name",
-        "nonzero",
         "parent",
         "path",
         "pools",
@@ -174,20 +173,23 @@ class Vertex:
         self.n_res = 0
         self.n_excl = 0  # exclusive spans of any time (lets blocked() skip the span scan)
         self.index = 0  # position in parent.children
-        # type -> bitmask over children (by index) whose free amount of that type is > 0: lets a walk over
-        # thousands of nodes jump straight to the ones with something free (flux-sched's prune filters).
-        self.nonzero: dict[str, int] = {}
 
     def reindex(self) -> None:
-        """Recompute children's indexes and the nonzero masks after the children changed."""
-        nz: dict[str, int] = {}
+        """Recompute children's indexes after the children changed."""
         for i, c in enumerate(self.children):
             c.index = i
-            bit = 1 << i
+
+    @property
+    def nonzero(self) -> dict[str, int]:
+        """type -> bitmask over children (by index) with some of that type free. Computed when asked: no
+        walk reads it (flux-sched visits children by by_outedges order), so it is not kept up to date."""
+        nz: dict[str, int] = {}
+        for c in self.children:
+            bit = 1 << c.index
             for t, a in c.free.items():
                 if a > 0:
                     nz[t] = nz.get(t, 0) | bit
-        self.nonzero = nz
+        return nz
 
     def __repr__(self) -> str:
         return f"<Vertex {self.type} {self.name} uid={self.uid}>"
