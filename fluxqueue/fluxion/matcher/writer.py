@@ -156,6 +156,10 @@ def _pool_text(p: Pool, mask: int) -> tuple[str, str]:
     return pn, pe
 
 
+def _uid(v: Vertex) -> int:
+    return v.uid
+
+
 def write_r(vertices: dict[Vertex, bool], pools: dict[Pool, int], slots: dict[str, int]) -> str:
     """R for the given vertices (vertex -> exclusive) and pool members, as one JGF line."""
     kids: dict[Vertex, list[Vertex]] = {}
@@ -175,8 +179,11 @@ def write_r(vertices: dict[Vertex, bool], pools: dict[Pool, int], slots: dict[st
         v, expanded = stack.pop()
         if not expanded:
             stack.append((v, True))
-            for c in sorted(kids.get(v, ()), key=lambda c: c.uid, reverse=True):
-                stack.append((c, False))
+            ks = kids.get(v)
+            if ks:
+                if len(ks) > 1:
+                    ks.sort(key=_uid, reverse=True)
+                stack.extend([(c, False) for c in ks])
             continue
         ps = pools_of.get(v, ())
         for p in sorted(ps, key=v.pools.index) if len(ps) > 1 else ps:
@@ -188,7 +195,11 @@ def write_r(vertices: dict[Vertex, bool], pools: dict[Pool, int], slots: dict[st
             edges.append(f'{{"source": "{v.parent.uid}", "target": "{v.uid}"}}')
     md = ""
     if slots:
-        md = f', "metadata": {{{_q(SLOTS_METADATA_KEY)}: {json.dumps(slots, separators=(", ", ": "))}}}'
+        if all(type(n) is int for n in slots.values()):  # a bool is not written as a number
+            text = "{" + ", ".join([f"{_q(k)}: {n}" for k, n in slots.items()]) + "}"
+        else:
+            text = json.dumps(slots, separators=(", ", ": "))
+        md = f', "metadata": {{{_q(SLOTS_METADATA_KEY)}: {text}}}'
     # one join (a chain of + would copy megabytes of a gang's R once per piece)
     return "".join(
         ('{"graph": {"nodes": [', ", ".join(nodes), '], "edges": [', ", ".join(edges), "]", md, "}}\n")
