@@ -157,6 +157,13 @@ class Metrics:
             namespace=NAMESPACE,
             registry=r,
         )
+        self.queue_admitted_unplaced = Counter(
+            "queue_admitted_unplaced",
+            "Units their queue admitted that Fluxion could not place then (only under --queue-admission quota).",
+            ["queue"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
         self.queue_share = Gauge(
             "queue_fair_share",
             "A tenant queue's fair-share value (dominant share above quota over weight; lower borrows first).",

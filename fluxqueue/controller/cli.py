@@ -91,6 +91,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="seconds over which tenant queues' past usage halves in fair share (0: no memory)",
     )
     p.add_argument(
+        "--queue-admission",
+        default=_env("FLUXQUEUE_QUEUE_ADMISSION", "nodes"),
+        help="nodes: a unit holds its queue's quota once placed on nodes (default); quota: as soon as the "
+        "quota arithmetic allows, placeable or not (Kueue's admission, for comparison)",
+    )
+    p.add_argument(
         "--group-timeout",
         type=float,
         default=_float_env("FLUXQUEUE_GROUP_TIMEOUT", 300.0),
@@ -169,6 +175,7 @@ def settings_from_args(args: argparse.Namespace) -> ControllerSettings:
         burst=args.burst,
         default_duration=args.default_duration,
         queue_half_life=args.queue_half_life,
+        queue_admission=args.queue_admission,
         group_timeout=args.group_timeout,
         memory_chunk=args.memory_chunk,
         metrics_host=args.metrics_host,

@@ -1,7 +1,8 @@
 """The tenant queues inside the pass: the Queue objects read from their informer, usage read from PostgreSQL,
 the pass's units put in queue order and every match checked against its queue first (quota arithmetic never
 starts a unit on its own: a unit admitted by its queue still needs Fluxion to place it on real nodes, which
-is how kueue#407 cannot happen here).
+is how kueue#407 cannot happen here). Under ``queue_admission = "quota"`` (a comparison mode, Kueue's way) a
+unit the arithmetic admits holds its quota from then on, placed or not, until Fluxion places it.
 
 With no Queue objects this costs nothing: :meth:`QueueGate.prepare` returns the pass's units and matcher
 untouched without a query. The decisions themselves are pure (:mod:`fluxqueue.queues.admission`).
@@ -46,6 +47,10 @@ class QueueGate:
         self._tasks: set[asyncio.Task] = set()
         self.last: PassQuotas | None = None
         self._usage_rows: list[dict] = []  # the last pass's usage rows (per namespace and label)
+        # Quota-only admission: units admitted by quota arithmetic and not placed yet, holding their quota.
+        self.quota_only = getattr(ctx.settings, "queue_admission", "nodes") == "quota"
+        self.held: dict[int, Any] = {}
+        self.admitted_unplaced = 0  # units ever held so (each counted once)
 
     def book(self) -> QueueBook:
         """The declared queues (rebuilt only when a Queue object changed)."""
@@ -77,9 +82,24 @@ class QueueGate:
             decayed = self.decayed.setdefault(spec.name, DecayedUsage(self.half_life))
             decayed.observe(now, usage.get(spec.name, {}))
         quotas = self.last = PassQuotas(book, usage, graph_capacity(graph), self.decayed)
+        if self.quota_only:  # admitted units waiting for nodes keep holding (gone ones let go)
+            pending = {u.id: u for u in units}
+            self.held = {i: pending[i] for i in self.held if i in pending}
+            for unit in self.held.values():
+                quotas.charge(unit)
         self.blocked = []
         self._graph = graph
         return quotas.order(units), QuotaMatcher(matcher, quotas, self)
+
+    def hold(self, unit: Any) -> None:
+        """Quota-only admission: ``unit`` (charged) keeps its quota though Fluxion could not place it."""
+        if unit.id in self.held:
+            return
+        self.held[unit.id] = unit
+        self.admitted_unplaced += 1
+        if self.ctx.metrics is not None and self.last is not None:
+            with contextlib.suppress(Exception):
+                self.ctx.metrics.queue_admitted_unplaced.labels(queue=self.last.queue_of(unit)).inc()
 
     def refused(self, unit: Any, refusal: Refusal) -> None:
         if refusal.kind == UNKNOWN and unit.id not in self._told_unknown:
@@ -195,6 +215,8 @@ class QuotaMatcher:
         return self.inner.fits_ever(unit)
 
     def _refusal(self, unit: Any) -> Refusal | None:
+        if unit.id in self.gate.held:
+            return None  # quota-only admission: admitted before, still holding
         refusal = self.quotas.check(unit)
         if refusal is not None:
             self.gate.refused(unit, refusal)
@@ -202,9 +224,17 @@ class QuotaMatcher:
                 self.gate.blocked.append(unit)  # may evict lower-priority units of its own queue
         return refusal
 
+    def _charge(self, unit: Any) -> None:
+        if unit.id not in self.gate.held:
+            self.quotas.charge(unit)
+
     def _settle(self, unit: Any, result: Any) -> None:
         status = strategies.status_name(result)
-        if status != strategies.ALLOCATED:
+        if status == strategies.ALLOCATED:
+            self.gate.held.pop(unit.id, None)  # from now on in the database's usage
+        elif self.gate.quota_only:
+            self.gate.hold(unit)  # Kueue's way: admitted, holding, waiting for nodes
+        else:
             self.quotas.charge(unit, -1)  # charged when asked: only a placed unit holds
         if status in (strategies.BUSY, strategies.RESERVED):
             self.gate.blocked.append(unit)  # a candidate preemptor
@@ -213,7 +243,7 @@ class QuotaMatcher:
         refusal = self._refusal(unit)
         if refusal is not None:
             return QuotaRefused(refusal)
-        self.quotas.charge(unit)
+        self._charge(unit)
         result = await self.inner.match(unit, reserve)
         self._settle(unit, result)
         return result
@@ -231,7 +261,7 @@ class QuotaMatcher:
                 if not admitted:
                     return [QuotaRefused(refusal)]
                 break
-            self.quotas.charge(unit)
+            self._charge(unit)
             admitted.append(unit)
         if len(admitted) == 1:
             results = [await self.inner.match(admitted[0], reserve)]
@@ -241,7 +271,8 @@ class QuotaMatcher:
             )
         for n, unit in enumerate(admitted):
             if n >= len(results):
-                self.quotas.charge(unit, -1)  # not asked in this call
+                if unit.id not in self.gate.held:
+                    self.quotas.charge(unit, -1)  # not asked in this call
             else:
                 self._settle(unit, results[n])
         return results

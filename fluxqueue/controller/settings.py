@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from fluxqueue.errors import ConfigError
 
 STRATEGIES = ("easy", "fcfs", "conservative")
+QUEUE_ADMISSIONS = ("nodes", "quota")  # node-aware (the default) | quota arithmetic alone (Kueue's)
 POLICIES = (
     "first", "firstnodex", "high", "low", "lonode", "hinode", "lonodex", "hinodex", "locality", "variation"
 )  # fmt: skip
@@ -74,6 +75,10 @@ class ControllerSettings:
     priority_classes: dict[str, int] = field(default_factory=dict)
     # Tenant queues: how fast past usage is forgotten by fair share (workload seconds; 0 = no memory).
     queue_half_life: float = 3600.0
+    # Tenant queue admission: "nodes" (a unit holds quota only once Fluxion places it on real nodes) or
+    # "quota" (Kueue's way, for comparison: a unit holds quota as soon as the arithmetic allows, placeable
+    # or not, and keeps holding it while it waits for nodes).
+    queue_admission: str = "nodes"
 
     def validate(self) -> ControllerSettings:
         if not self.dsn:
@@ -91,6 +96,10 @@ class ControllerSettings:
             raise ConfigError("--qps must be > 0 and --burst >= 1")
         if self.queue_half_life < 0:
             raise ConfigError("--queue-half-life must be 0 (no memory) or a positive number of seconds")
+        if self.queue_admission not in QUEUE_ADMISSIONS:
+            raise ConfigError(
+                f"unknown queue admission {self.queue_admission!r}: choose one of {', '.join(QUEUE_ADMISSIONS)}"
+            )
         if self.default_duration <= 0:
             raise ConfigError("--default-duration must be a positive number of seconds")
         if self.time_scale <= 0:
