@@ -38,6 +38,10 @@ class Instruments:
     def set_queue_lengths(self, counts: dict[str, int]) -> None:
         self.m.set_queue_lengths(counts)
 
+    def admitted_unplaced(self, queue: str) -> None:
+        """Quota-only admission: a unit its queue admitted that Fluxion could not place then."""
+        self.m.queue_admitted_unplaced.labels(queue=queue).inc()
+
     def set_queue(
         self, queue: str, usage: dict, quota: dict, running: int, pending: int, share: float
     ) -> None:

@@ -99,7 +99,7 @@ class QueueGate:
         self.admitted_unplaced += 1
         if self.ctx.metrics is not None and self.last is not None:
             with contextlib.suppress(Exception):
-                self.ctx.metrics.queue_admitted_unplaced.labels(queue=self.last.queue_of(unit)).inc()
+                self.ctx.metrics.admitted_unplaced(self.last.queue_of(unit))
 
     def refused(self, unit: Any, refusal: Refusal) -> None:
         if refusal.kind == UNKNOWN and unit.id not in self._told_unknown:
