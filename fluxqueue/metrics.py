@@ -32,7 +32,7 @@ NAMESPACE = "fluxqueue"
 
 # Live queue states (fluxqueue.units.state, migrations/0002_queue.sql); terminal ones are counters' business.
 # Each is always reported, so an emptied phase shows 0 rather than disappearing.
-QUEUE_PHASES = ("Waiting", "Held", "Queued", "Reserved", "Scheduled", "Running")
+QUEUE_PHASES = ("Waiting", "Held", "Queued", "Reserved", "Scheduled", "Running", "Preempted")
 
 # Submit -> bound spans sub-second (idle cluster) to hours (a deep HPC queue).
 SCHEDULING_LATENCY_BUCKETS = (
@@ -161,6 +161,14 @@ class Metrics:
             "queue_admitted_unplaced",
             "Units their queue admitted that Fluxion could not place then (only under --queue-admission quota).",
             ["queue"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.queue_preemptions = Counter(
+            "queue_preemptions",
+            "Units evicted to make room for another, by the victim's queue, the cause (reclaim or priority) and "
+            "what became of it (requeued: suspended and queued again; deleted: a pod or pod group).",
+            ["queue", "cause", "outcome"],
             namespace=NAMESPACE,
             registry=r,
         )

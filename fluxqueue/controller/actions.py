@@ -162,6 +162,12 @@ class Actions:
         )
         return await self.client.patch(kind.api, name, patch, namespace=namespace, patch_type="merge")
 
+    async def suspend_workload(self, kind: Any, namespace: str, name: str) -> dict:
+        """Suspend a started workload again (preemption): its controller deletes its pods."""
+        return await self.client.patch(
+            kind.api, name, kind.suspend_patch(), namespace=namespace, patch_type="merge"
+        )
+
     async def bind_pod(
         self, pod: dict, node: str, *, jobid: int | None = None, fluxjob: str | None = None
     ) -> bool:

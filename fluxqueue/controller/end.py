@@ -1,6 +1,11 @@
 """Ending a unit: its terminal state in the database, its allocation given back to Fluxion once no pod of it
 is left on a node (a failed or deleted Job's pods take their grace period to stop: until then Fluxion keeps
-holding it, "draining"), its status, Events and the loop woken."""
+holding it, "draining"), its status, Events and the loop woken.
+
+Ending one run of a unit (preemption of a Job, JobSet or MPIJob): ``Preempted`` in the database first, its
+workload suspended (its own controller deletes the pods, each within its grace period), and once no pod of it
+is left on a node its allocation goes to ``past_allocations`` and the unit is ``Queued`` again with its
+original submit time (Slurm's preempt-and-requeue)."""
 
 from __future__ import annotations
 
@@ -17,7 +22,8 @@ from fluxqueue.controller.start import Starter
 from fluxqueue.controller.status import StatusWriter
 from fluxqueue.kube.client import APIError
 from fluxqueue.log import get_logger
-from fluxqueue.queue.store import FAILED, WAITING, Released, Unit
+from fluxqueue.queue.store import FAILED, HOLDING_STATES, PREEMPTED, TERMINAL_STATES, WAITING, Released, Unit
+from fluxqueue.workloads.registry import workload
 
 log = get_logger(__name__)
 
@@ -115,10 +121,71 @@ class Ender:
         self.draining.pop(unit.id, None)
         self.ctx.wake("released")
 
+    async def preempt(self, unit: Unit, reason: str) -> Unit | None:
+        """Preempt a unit whose workload can be suspended (:attr:`Workload.requeueable`): Preempted, its
+        workload suspended, an Event on its FluxJob and its object; requeued once its pods are gone. Safe to
+        repeat (a controller that stopped half way): a unit already Preempted is only suspended again if it is
+        not, and watched until its pods are gone. Raises the API error when the suspend failed (the unit
+        stays Preempted, holding, and the caller tries again)."""
+        ctx = self.ctx
+        told = False
+        if unit.state in HOLDING_STATES:
+            moved = await ctx.store.preempt(unit.id, reason)
+            if moved is None:
+                return None  # ended, or preempted by another pass, meanwhile
+            unit, told = moved, True
+        elif unit.state != PREEMPTED:
+            return None
+        self.draining[unit.id] = unit  # holds until its pods are gone
+        self.starter.running.discard(unit.id)
+        self.starter.recorded_binds.pop(unit.id, None)
+        kind = workload(unit.kind)
+        informer = ctx.objects.get(unit.kind)
+        obj = informer.get(unit.namespace, unit.object_name) if informer is not None else None
+        if obj is not None and not kind.suspended(obj):
+            await ctx.actions.suspend_workload(kind, unit.namespace, unit.object_name)
+        if told:
+            log.info("preempted", unit=unit.key, reason=reason)
+            await self.status.publish(unit)
+            await ctx.actions.event(
+                [ctx.actions.fluxjob_ref(unit), *wrapped_objects(ctx, unit)[:1]],
+                "Preempted",
+                reason,
+                "Warning",
+            )
+        if not self.live_pods(unit):
+            await self.requeue(unit)
+        return unit
+
+    async def requeue(self, unit: Unit) -> Unit | None:
+        """A preempted unit whose pods are all gone: Queued again (its allocation archived and given back)."""
+        reason = f"requeued after it was {unit.reason}" if unit.reason.startswith("preempted") else "requeued"
+        async with self._fluxion_follows_database():
+            done, released = await self.ctx.store.requeue(unit.id, reason)
+        if done is None:
+            fresh = await self.ctx.store.get(unit.id)
+            if fresh is not None and fresh.state in TERMINAL_STATES:
+                # Ended while preempted (its object deleted): the normal end gives the allocation back.
+                async with self._fluxion_follows_database():
+                    released = await self.ctx.store.release_allocation(unit.id)
+                await self.give_back(fresh, released)
+            else:
+                self.draining.pop(unit.id, None)
+            return None
+        await self.give_back(done, released)
+        log.info("requeued", unit=done.key, requeues=done.requeues)
+        await self.status.publish(done)
+        self.ctx.wake("requeued")
+        return done
+
     async def settle_draining(self) -> None:
-        """Give back the allocations of ended units whose pods have all left their nodes."""
+        """Give back the allocations of ended units whose pods have all left their nodes, and requeue the
+        preempted ones."""
         for unit in list(self.draining.values()):
             if not self.live_pods(unit):
+                if unit.state == PREEMPTED:
+                    await self.requeue(unit)
+                    continue
                 async with self._fluxion_follows_database():
                     released = await self.ctx.store.release_allocation(unit.id)
                 await self.give_back(unit, released)

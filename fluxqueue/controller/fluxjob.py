@@ -14,6 +14,7 @@ from fluxqueue.queue.store import (
     CANCELLED,
     FAILED,
     HELD,
+    PREEMPTED,
     QUEUED,
     RESERVED,
     RUNNING,
@@ -141,6 +142,8 @@ def fluxjob_status(
         status["reservedStart"] = rfc3339(reserved_start)
     if members is not None and unit.state == WAITING:
         status["members"] = members
+    if unit.requeues:
+        status["requeues"] = unit.requeues
     for key, value in (
         ("queuedAt", unit.queued_at),
         ("scheduledAt", unit.scheduled_at),
@@ -164,6 +167,11 @@ def fluxjob_status(
                 unit.scheduled_at,
             )
         )
+    if unit.state == PREEMPTED:
+        conditions.append(_cond("Preempted", "True", "Preempted", unit.reason, None))
+    elif unit.requeues:
+        runs = "once" if unit.requeues == 1 else f"{unit.requeues} times"
+        conditions.append(_cond("Preempted", "False", "Requeued", f"preempted and requeued {runs}", None))
     if unit.finished_at:
         conditions.append(_cond("Finished", "True", unit.state, unit.reason, unit.finished_at))
     if unit.state == UNSATISFIABLE:

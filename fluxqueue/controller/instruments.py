@@ -42,6 +42,9 @@ class Instruments:
         """Quota-only admission: a unit its queue admitted that Fluxion could not place then."""
         self.m.queue_admitted_unplaced.labels(queue=queue).inc()
 
+    def preempted(self, queue: str, cause: str, outcome: str) -> None:
+        self.m.queue_preemptions.labels(queue=queue, cause=cause, outcome=outcome).inc()
+
     def set_queue(
         self, queue: str, usage: dict, quota: dict, running: int, pending: int, share: float
     ) -> None:

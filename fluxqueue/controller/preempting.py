@@ -14,9 +14,10 @@ evictions when it leads again (:meth:`Preempter.resume`); the waiting unit is pl
 the victims' pods are gone and their allocations given back (the normal end of a unit), never onto
 resources still in use. One preemptor per pass, and none while an earlier one's victims still hold.
 
-Evicted here: units made of pods only (a bare pod, a pod group), deleted as the issue asks (a pod cannot be
-suspended). Units of an API object (Job, JobSet, MPIJob) are not candidates yet: requeueing a suspended Job
-needs a second allocation per unit (allocations are keyed by unit).
+How a victim is evicted depends on its kind: a Job, JobSet or MPIJob is suspended again and requeued with its
+original submit time (:meth:`fluxqueue.controller.end.Ender.preempt`: its own controller deletes the pods
+within their grace period, not counted as failures); a bare pod or a pod group is ended (Cancelled) and its
+pods deleted, since a pod cannot be suspended. Either way an Event on the victim says why.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from fluxqueue.controller import strategy as strategies
 from fluxqueue.controller.context import Context
 from fluxqueue.controller.pods import unit_pods
 from fluxqueue.controller.units import scheduling_unit
+from fluxqueue.kube.client import APIError
 from fluxqueue.log import get_logger
 from fluxqueue.placement.graph import ClusterGraph
 from fluxqueue.placement.jobspec import jobspec_for
@@ -59,19 +61,21 @@ class Preempter:
     async def resume(self) -> None:
         """Carry out the evictions a controller decided and did not finish (decisions are written first)."""
         rows = await self.ctx.store.unevicted_preemptions()
+        done = []
         for row in rows:
             victim = await self.ctx.store.get(row["victim_id"])
-            await self._evict(victim, row["reason"])
-        await self.ctx.store.mark_evicted([row["id"] for row in rows])
+            if await self._evict(victim, row["reason"]):
+                done.append(row["id"])
+        await self.ctx.store.mark_evicted(done)
+        self.resumed = len(done) == len(rows)  # an eviction that failed is tried again next pass
         if rows:
-            log.info("finished evictions decided by an earlier leader", victims=len(rows))
+            log.info("finished evictions decided earlier", victims=len(done), left=len(rows) - len(done))
 
     async def run(self, quotas: PassQuotas, blocked: list[Unit], graph: ClusterGraph) -> bool:
         """Make room for the first unit of ``blocked`` (queue-admitted, not placeable) that may preempt;
         returns whether victims were evicted."""
         if not self.resumed:
             await self.resume()
-            self.resumed = True
         if not blocked or not graph.nodes:
             return False
         store = self.ctx.store
@@ -99,8 +103,8 @@ class Preempter:
             holders = {r["id"]: _holder(r, chunk) for r in rows}
             causes: dict[int, str] = {}
             for r in rows:
-                if r["state"] not in HOLDING_STATES or r["preempted"] or workload(r["kind"]).api is not None:
-                    continue  # ended (draining), evicted once already, or not evictable by deletion
+                if r["state"] not in HOLDING_STATES or r["preempted"]:
+                    continue  # ended or preempted (its pods stopping), or a victim of this placement already
                 theirs = quotas.book.queue_of(r["namespace"], r["queue"])
                 if reclaim and theirs != name and self._borrowing(quotas, theirs, demand):
                     causes[r["id"]] = RECLAIM
@@ -133,7 +137,7 @@ class Preempter:
             if not await self._fluxion_agrees(unit, [by_id[v.unit_id] for v in victims], graph):
                 self.refused[unit.id] = seen
                 continue
-            await self._carry_out(unit, name, victims, causes)
+            await self._carry_out(unit, name, victims, causes, {v: q for v, (q, _) in gone.items()})
             return True
         return False
 
@@ -172,9 +176,16 @@ class Preempter:
         log.info("Fluxion on a preemption", unit=unit.key, victims=len(victims), placeable=placed)
         return placed
 
-    async def _carry_out(self, unit: Unit, queue: str, victims: list[Holder], causes: dict[int, str]) -> None:
+    async def _carry_out(
+        self,
+        unit: Unit,
+        queue: str,
+        victims: list[Holder],
+        causes: dict[int, str],
+        queue_of: dict[int, str],
+    ) -> None:
         store = self.ctx.store
-        ids: list[int] = []
+        row_of: dict[int, int] = {}
         told: dict[int, str] = {}
         for cause in (RECLAIM, PRIORITY):
             mine = [v.unit_id for v in victims if causes[v.unit_id] == cause]
@@ -186,11 +197,21 @@ class Preempter:
                 else f"higher priority in queue {queue}"
             )
             reason = f"preempted to make room for {unit.key} ({why})"
-            ids += await store.record_preemptions(unit.id, mine, cause, reason)  # before any eviction
+            ids = await store.record_preemptions(unit.id, mine, cause, reason)  # before any eviction
+            row_of.update(zip(mine, ids, strict=True))
             told.update(dict.fromkeys(mine, reason))
+        evicted = []
         for v in victims:
-            await self._evict(await store.get(v.unit_id), told[v.unit_id])
-        await store.mark_evicted(ids)
+            victim = await store.get(v.unit_id)
+            if await self._evict(victim, told[v.unit_id]):
+                evicted.append(row_of[v.unit_id])
+                if self.ctx.metrics is not None and victim is not None:
+                    outcome = "requeued" if workload(victim.kind).requeueable else "deleted"
+                    with contextlib.suppress(Exception):
+                        self.ctx.metrics.preempted(queue_of.get(v.unit_id, ""), causes[v.unit_id], outcome)
+            else:
+                self.resumed = False  # finished by resume() next pass
+        await store.mark_evicted(evicted)
         self.evictions += len(victims)
         names = ", ".join(v.key for v in victims)
         log.info("preempted", preemptor=unit.key, victims=names)
@@ -199,11 +220,19 @@ class Preempter:
                 [self.ctx.actions.fluxjob_ref(unit)], "Preempting", f"evicting {names} to make room for it"
             )
 
-    async def _evict(self, victim: Unit | None, reason: str) -> None:
-        """End the victim (an Event says why) and delete its pods; its allocation is given back once they are
-        gone (:class:`fluxqueue.controller.end.Ender`). Safe to repeat."""
+    async def _evict(self, victim: Unit | None, reason: str) -> bool:
+        """Evict the victim (an Event says why): a workload that can be suspended is suspended and requeued,
+        anything else ended and its pods deleted; its allocation is given back once its pods are gone
+        (:class:`fluxqueue.controller.end.Ender`). Safe to repeat; False when it must be tried again."""
         if victim is None:
-            return
+            return True
+        if workload(victim.kind).requeueable:
+            try:
+                await self.end.preempt(victim, reason)
+            except APIError as exc:
+                log.warning("could not suspend a preempted workload", unit=victim.key, error=str(exc))
+                return False
+            return True
         if victim.state in ACTIVE_STATES:
             await self.end.finish(victim, CANCELLED, reason, warning=True, event="Preempted")
         for pod in unit_pods(self.ctx, victim):
@@ -212,6 +241,7 @@ class Preempter:
                     await self.ctx.actions.delete_pod(pod)
                 except Exception as exc:
                     log.warning("could not delete a preempted pod", unit=victim.key, error=repr(exc))
+        return True
 
 
 def _holder(row: dict, chunk: int) -> Holder:

@@ -21,6 +21,7 @@ from fluxqueue.controller.scheduler import Scheduler
 from fluxqueue.controller.units import owner_key, scheduling_unit, submission_for
 from fluxqueue.dependencies.spec import DependencyError, parse_dependency
 from fluxqueue.kube import names
+from fluxqueue.kube.client import APIError
 from fluxqueue.log import get_logger
 from fluxqueue.placement.jobspec import jobspec_for
 from fluxqueue.placement.units import UnitDefaults, UnitError, read_settings, same_dependency
@@ -30,6 +31,7 @@ from fluxqueue.queue.store import (
     FAILED,
     HELD,
     HOLDING_STATES,
+    PREEMPTED,
     QUEUED,
     TERMINAL_STATES,
     WAITING,
@@ -653,6 +655,11 @@ class Reactor:
             await ctx.actions.ensure_fluxjob(unit, wrapped, spec)
             self.status.published.pop(unit.id, None)
             await self.status.publish(unit)
+        if unit.state == PREEMPTED:
+            # Suspended again if a stopped controller had not, and requeued once its pods are gone.
+            with contextlib.suppress(APIError):
+                await self.end.preempt(unit, unit.reason)
+            return
         if unit.state in HOLDING_STATES:
             if not unit.started:
                 await self.start.start(unit.id)

@@ -32,6 +32,7 @@ QUEUED = "Queued"
 RESERVED = "Reserved"
 SCHEDULED = "Scheduled"
 RUNNING = "Running"
+PREEMPTED = "Preempted"  # evicted, its workload suspended and its pods stopping: requeued once they are gone
 SUCCEEDED = "Succeeded"
 FAILED = "Failed"
 UNSATISFIABLE = "Unsatisfiable"
@@ -39,7 +40,7 @@ CANCELLED = "Cancelled"
 
 PENDING_STATES = (QUEUED, RESERVED)
 HOLDING_STATES = (SCHEDULED, RUNNING)
-ACTIVE_STATES = (WAITING, HELD, QUEUED, RESERVED, SCHEDULED, RUNNING)
+ACTIVE_STATES = (WAITING, HELD, QUEUED, RESERVED, SCHEDULED, RUNNING, PREEMPTED)
 TERMINAL_STATES = (SUCCEEDED, FAILED, UNSATISFIABLE, CANCELLED)
 
 
@@ -93,6 +94,7 @@ class Unit:
     placement: dict
     pod_sets: list
     dependency: str | None = None  # fluxqueue.io/dependency as written
+    requeues: int = 0  # times preempted and requeued
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> Unit:
@@ -550,8 +552,27 @@ class QueueStore:
         """Mark a held allocation released; returns it (None when nothing was held)."""
         return _released(await self._pool.fetchrow(self._q["release_allocation"], unit_id))
 
+    async def preempt(self, unit_id: int, reason: str) -> Unit | None:
+        """Scheduled/Running -> Preempted (its workload is suspended next; the allocation stays held until
+        :meth:`requeue`); None when the unit was in another state."""
+        row = await self._pool.fetchrow(self._q["preempt_unit"], unit_id, reason)
+        return Unit.from_record(row) if row else None
+
+    async def requeue(self, unit_id: int, reason: str) -> tuple[Unit | None, Released | None]:
+        """Preempted -> Queued with its original submit time, its allocation (with its node shares and
+        bindings) moved to ``past_allocations``, in one transaction. Returns (the unit, or None when it was
+        not Preempted; what Fluxion must cancel)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(self._q["requeue_unit"], unit_id, reason)
+            if row is None:
+                return None, None
+            released = await conn.fetchrow(self._q["archive_allocation"], unit_id, reason)
+            await conn.execute(self._q["drop_allocation"], unit_id)
+            return Unit.from_record(row), _released(released)
+
     async def draining(self) -> list[Unit]:
-        """Units that have ended but still hold their allocation (their pods had not left their nodes)."""
+        """Units that have ended (or were preempted) but still hold their allocation (their pods had not left
+        their nodes)."""
         return [Unit.from_record(r) for r in await self._pool.fetch(self._q["draining_units"])]
 
     async def requeue_unsatisfiable(self, reason: str) -> list[Unit]:

@@ -101,6 +101,31 @@ class Workload:
         node[path[-1]] = False
         return patch
 
+    @property
+    def requeueable(self) -> bool:
+        """A preempted unit of this kind is suspended and requeued (an API object with a suspend flag); one made
+        of pods only is deleted (a pod cannot be suspended)."""
+        return self.api is not None
+
+    def suspend_patch(self) -> dict[str, Any]:
+        """The merge patch that suspends a started workload again (preemption): its own controller deletes
+        its pods (a Job's are not counted as failures, batch/v1 JobSpec.suspend). The placement annotations
+        go, so the webhook tells a user's unsuspend from ours again."""
+        patch: dict[str, Any] = {
+            "metadata": {
+                "annotations": {
+                    names.ANNOTATION_NODES: None,
+                    names.ANNOTATION_FLUXION_JOBID: None,
+                }
+            }
+        }
+        node: dict[str, Any] = patch
+        path = self.suspend_path()
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = True
+        return patch
+
     def outcome(self, obj: dict[str, Any]) -> Outcome | None:
         """(state, reason) once the workload has finished; None while it has not."""
         return None

@@ -4,7 +4,8 @@
   allocatable, and the simulated kubelets rejected nothing;
 * every gang bound together: all pods of a placed unit were bound, onto the nodes of its one allocation;
 * nothing lost: every unit the database knows has its FluxJob, and every managed object has a unit;
-* nothing scheduled twice: one allocation per unit, one move to Scheduled per unit, one binding per pod;
+* nothing scheduled twice: one allocation per unit, one move to Scheduled per unit (one more for each time it
+  was preempted and requeued, each such run backed by a recorded preemption decision), one binding per pod;
 * no tenant queue above its limit: at every instant, what the units of a Queue holding an allocation ask stays
   within its ``spec.limit``.
 
@@ -155,10 +156,27 @@ async def check_invariants(api, cluster, dsn: str, timeline: PodTimeline) -> Non
     conn = await asyncpg.connect(dsn)
     try:
         twice = await conn.fetch(
-            "SELECT unit_id, count(*) FROM fluxqueue.state_changes WHERE to_state = 'Scheduled' "
-            "GROUP BY unit_id HAVING count(*) > 1"
+            "SELECT c.unit_id, count(*) FROM fluxqueue.state_changes c WHERE c.to_state = 'Scheduled' "
+            "GROUP BY c.unit_id HAVING count(*) > 1 + "
+            "(SELECT count(*) FROM fluxqueue.past_allocations p WHERE p.unit_id = c.unit_id)"
         )
         assert not twice, f"units scheduled twice: {[tuple(r) for r in twice]}"
+        # A run given up (requeued) only by a preemption decided while it held that allocation, and only
+        # released once its pods were gone (checked with the node timeline by the over-commit check).
+        unbacked = await conn.fetch(
+            "SELECT p.unit_id, p.allocated_at FROM fluxqueue.past_allocations p WHERE NOT EXISTS ("
+            "SELECT 1 FROM fluxqueue.preemptions d WHERE d.victim_id = p.unit_id "
+            "AND d.decided_at BETWEEN p.allocated_at AND p.released_at AND d.evicted_at IS NOT NULL)"
+        )
+        assert not unbacked, f"runs given up with no preemption recorded: {[tuple(r) for r in unbacked]}"
+        moves = await conn.fetch(
+            "SELECT unit_id, count(*) FILTER (WHERE from_state = 'Preempted' AND to_state = 'Queued') AS requeued,"
+            " (SELECT count(*) FROM fluxqueue.past_allocations p WHERE p.unit_id = c.unit_id) AS archived,"
+            " (SELECT requeues FROM fluxqueue.units u WHERE u.id = c.unit_id) AS requeues "
+            "FROM fluxqueue.state_changes c GROUP BY unit_id"
+        )
+        for m in moves:
+            assert m["requeued"] == m["archived"] == m["requeues"], f"requeue bookkeeping differs: {dict(m)}"
         units = await conn.fetch(
             "SELECT id, namespace, name, kind, size, state, started FROM fluxqueue.units"
         )
@@ -167,7 +185,7 @@ async def check_invariants(api, cluster, dsn: str, timeline: PodTimeline) -> Non
             for f in (await api.client.list(R.FLUXJOBS))["items"]
         }
         for u in units:
-            if u["state"] in ("Waiting", "Queued", "Reserved", "Scheduled", "Running"):
+            if u["state"] in ("Waiting", "Queued", "Reserved", "Scheduled", "Running", "Preempted"):
                 assert (u["namespace"], u["name"]) in fluxjobs, (
                     f"unit {u['namespace']}/{u['name']} has no FluxJob"
                 )
@@ -217,6 +235,12 @@ async def check_invariants(api, cluster, dsn: str, timeline: PodTimeline) -> Non
                 assert len(pods_bound) >= u["size"] or u["state"] == "Scheduled", (
                     f"{u['name']}: only {len(pods_bound)} of {u['size']} pods bound"
                 )
+        for past in await conn.fetch("SELECT unit_id, nodes, bindings FROM fluxqueue.past_allocations"):
+            held = {n["node"] for n in orjson.loads(past["nodes"])}
+            for b in orjson.loads(past["bindings"]):
+                assert b["node"] in held, (
+                    f"unit {past['unit_id']}: pod {b['pod']} bound outside its allocation"
+                )
         await _check_queue_limits(api, conn)
     finally:
         await conn.close()
@@ -243,7 +267,9 @@ async def _check_queue_limits(api, conn) -> None:
         return
     rows = await conn.fetch(
         "SELECT u.namespace, u.name, u.queue, u.pod_sets, a.allocated_at, a.released_at "
-        "FROM fluxqueue.units u JOIN fluxqueue.allocations a ON a.unit_id = u.id"
+        "FROM fluxqueue.units u JOIN fluxqueue.allocations a ON a.unit_id = u.id "
+        "UNION ALL SELECT u.namespace, u.name, u.queue, u.pod_sets, p.allocated_at, p.released_at "
+        "FROM fluxqueue.units u JOIN fluxqueue.past_allocations p ON p.unit_id = u.id"
     )
     events: dict[str, list] = defaultdict(list)
     for r in rows:

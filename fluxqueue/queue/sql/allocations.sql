@@ -42,9 +42,36 @@ SELECT pg_advisory_unlock($1);
 
 -- name: draining_units
 SELECT u.* FROM fluxqueue.units u JOIN fluxqueue.allocations a ON a.unit_id = u.id
-WHERE a.released_at IS NULL AND u.state IN ('Succeeded', 'Failed', 'Unsatisfiable', 'Cancelled')
+WHERE a.released_at IS NULL
+  AND u.state IN ('Succeeded', 'Failed', 'Unsatisfiable', 'Cancelled', 'Preempted')
 ORDER BY u.id;
 
 -- name: count_held_in_load
 -- Allocations held under Fluxion load $1 (index allocations_held).
 SELECT count(*) FROM fluxqueue.allocations WHERE released_at IS NULL AND epoch = $1;
+
+-- name: archive_allocation
+-- The allocation of a requeued unit, its node shares and its pods' bindings, kept in past_allocations ($2:
+-- why it was given up); returns what Fluxion must cancel when it was still held.
+WITH given_up AS (
+    INSERT INTO fluxqueue.past_allocations (unit_id, fluxion_jobid, epoch, allocated_at, released_at, nodes,
+                                            bindings, reason)
+    SELECT a.unit_id, a.fluxion_jobid, a.epoch, a.allocated_at, coalesce(a.released_at, now()),
+           coalesce((SELECT jsonb_agg(jsonb_build_object('node', n.node, 'cores', n.cores,
+                                                         'memory_bytes', n.memory_bytes, 'gpus', n.gpus,
+                                                         'slots', n.slots) ORDER BY n.node)
+                     FROM fluxqueue.allocation_nodes n WHERE n.unit_id = a.unit_id), '[]'),
+           coalesce((SELECT jsonb_agg(jsonb_build_object('pod', b.pod, 'pod_uid', b.pod_uid, 'node', b.node)
+                                      ORDER BY b.pod)
+                     FROM fluxqueue.pod_bindings b WHERE b.unit_id = a.unit_id), '[]'),
+           $2
+    FROM fluxqueue.allocations a WHERE a.unit_id = $1
+    RETURNING fluxion_jobid, epoch
+)
+SELECT g.fluxion_jobid, g.epoch FROM given_up g
+JOIN fluxqueue.allocations a ON a.unit_id = $1 AND a.released_at IS NULL;
+
+-- name: drop_allocation
+-- After archive_allocation: the unit holds nothing and has bound no pod (its next run starts afresh).
+WITH bindings AS (DELETE FROM fluxqueue.pod_bindings WHERE unit_id = $1)
+DELETE FROM fluxqueue.allocations WHERE unit_id = $1;

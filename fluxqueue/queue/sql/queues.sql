@@ -45,14 +45,18 @@ SELECT u.id, u.namespace, u.name, u.kind, u.queue, u.priority, u.state, u.pod_se
        a.fluxion_jobid, a.epoch, a.allocated_at,
        (SELECT jsonb_agg(jsonb_build_array(n.node, n.cores, n.memory_bytes, n.gpus))
           FROM fluxqueue.allocation_nodes n WHERE n.unit_id = u.id) AS shares,
-       EXISTS (SELECT 1 FROM fluxqueue.preemptions p WHERE p.victim_id = u.id) AS preempted
+       -- a victim of this placement already (a requeued unit placed again may be chosen again)
+       EXISTS (SELECT 1 FROM fluxqueue.preemptions p
+               WHERE p.victim_id = u.id AND p.decided_at >= a.allocated_at) AS preempted
 FROM fluxqueue.allocations a JOIN fluxqueue.units u ON u.id = a.unit_id
 WHERE a.released_at IS NULL;
 
 -- name: preempting
 -- Preemptors whose victims still hold an allocation (their room is not free yet).
+-- (A victim requeued and placed again holds a later allocation, not the one it was evicted from.)
 SELECT DISTINCT p.preemptor_id FROM fluxqueue.preemptions p
-JOIN fluxqueue.allocations a ON a.unit_id = p.victim_id AND a.released_at IS NULL;
+JOIN fluxqueue.allocations a ON a.unit_id = p.victim_id AND a.released_at IS NULL
+                               AND a.allocated_at <= p.decided_at;
 
 -- name: record_preemptions
 -- One row per victim ($2), all in this one statement.

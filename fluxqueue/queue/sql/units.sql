@@ -61,7 +61,7 @@ LIMIT $1;
 
 -- name: active_units
 SELECT * FROM fluxqueue.units
-WHERE state IN ('Waiting', 'Held', 'Queued', 'Reserved', 'Scheduled', 'Running')
+WHERE state IN ('Waiting', 'Held', 'Queued', 'Reserved', 'Scheduled', 'Running', 'Preempted')
 ORDER BY id;
 
 -- name: exclusive_units
@@ -160,7 +160,7 @@ SELECT position FROM fluxqueue.queue WHERE id = $1;
 
 -- name: state_counts
 SELECT state, count(*) AS n FROM fluxqueue.units
-WHERE state IN ('Waiting', 'Held', 'Queued', 'Reserved', 'Scheduled', 'Running')
+WHERE state IN ('Waiting', 'Held', 'Queued', 'Reserved', 'Scheduled', 'Running', 'Preempted')
 GROUP BY state;
 
 -- name: requeue_unsatisfiable
@@ -177,4 +177,18 @@ WHERE u.state = 'Unsatisfiable'
         AND u.id = (SELECT max(d.id) FROM fluxqueue.units d
                     WHERE d.kind = 'PodGroup' AND d.state = 'Unsatisfiable' AND d.namespace = u.namespace
                       AND d.group_name = u.group_name)))
+RETURNING *;
+
+-- name: preempt_unit
+-- Scheduled/Running -> Preempted: its workload is being suspended; the allocation stays held until no pod of
+-- it is left on a node (then requeue_unit).
+UPDATE fluxqueue.units SET state = 'Preempted', reason = $2, started = false
+WHERE id = $1 AND state IN ('Scheduled', 'Running')
+RETURNING *;
+
+-- name: requeue_unit
+-- Preempted -> Queued, keeping submitted_at (its place in the queue's order); run in one transaction with
+-- archive_allocation and drop_allocation.
+UPDATE fluxqueue.units SET state = 'Queued', reason = $2, scheduled_at = NULL, requeues = requeues + 1
+WHERE id = $1 AND state = 'Preempted'
 RETURNING *;
