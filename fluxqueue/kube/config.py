@@ -6,6 +6,10 @@ what users' kubeconfigs hold: tokens and token files, client certificates, exec 
 loading is theirs: requests go through ``fluxqueue.kube.http``, which asks :meth:`KubeConfig.due` (a
 clock comparison) before each one.
 
+Exec credential plugins run as asyncio subprocesses with no stdin, in their own session, and are killed
+(with whatever they started) when they have not answered within ``FLUXQUEUE_EXEC_TIMEOUT`` seconds (60):
+client-go waits for ever, which a controller must not.
+
 Credentials are loaded again, as client-go does:
 - an exec credential with an ``expirationTimestamp`` shortly before it expires; any exec credential when
   the API server answers 401 (client-go's exec authenticator forgets its cached credential then);
@@ -16,9 +20,13 @@ Credentials are loaded again, as client-go does:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import functools
+import json
 import logging
 import os
+import signal
 import ssl
 import time
 from dataclasses import dataclass
@@ -47,6 +55,9 @@ REFUSED_RENEWAL_INTERVAL_S = 1.0
 RETRY_AFTER_FAILURE_S = 10.0
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+EXEC_TIMEOUT_ENV = "FLUXQUEUE_EXEC_TIMEOUT"
+EXEC_TIMEOUT_S = 60.0  # an exec credential plugin that has not answered by then is killed
 
 
 @dataclass(frozen=True)
@@ -162,6 +173,86 @@ class KubeConfig:
             return changed
 
 
+def exec_timeout() -> float:
+    """Seconds an exec credential plugin may take (``FLUXQUEUE_EXEC_TIMEOUT``; raises ConfigError)."""
+    raw = os.environ.get(EXEC_TIMEOUT_ENV)
+    if raw is None or not raw.strip():
+        return EXEC_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"{EXEC_TIMEOUT_ENV} must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+async def run_exec_plugin(exec_config: Any, limit_s: float) -> dict:
+    """Run a ``users[].user.exec`` plugin; its ExecCredential's ``status``. Raises ConfigError (one line).
+
+    kubernetes_asyncio's ExecProvider builds the command line and environment; it is run here because its
+    own run has no timeout and could not kill what it started when cancelled.
+    """
+    from kubernetes_asyncio.config.exec_provider import ExecProvider
+
+    provider = ExecProvider(exec_config)
+    command = provider.args[0]
+    # No stdin: nobody is there to answer a prompt, and a plugin reading it gets end-of-file instead of
+    # waiting (client-go connects stdin only to an interactive plugin).
+    info = {"apiVersion": provider.api_version, "kind": "ExecCredential", "spec": {"interactive": False}}
+    env = dict(provider.env, KUBERNETES_EXEC_INFO=json.dumps(info))
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *provider.args,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # its own process group: killed with what it started (helpers, browsers)
+        )
+    except FileNotFoundError as exc:
+        raise ConfigError(f"the credential plugin {command!r} was not found") from exc
+    except OSError as exc:
+        raise ConfigError(f"the credential plugin {command!r} cannot be run: {_describe(exc)}") from exc
+    try:
+        async with asyncio.timeout(limit_s):
+            stdout, stderr = await proc.communicate()
+    except TimeoutError:
+        raise ConfigError(
+            f"the credential plugin {command!r} did not answer within {limit_s:g} s ({EXEC_TIMEOUT_ENV})"
+        ) from None
+    finally:
+        if proc.returncode is None:  # timed out or cancelled
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            # Waited for briefly (the event loop's child watcher reaps it in any case): wait() also waits
+            # for its pipes, which a helper that left its process group may hold open.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await proc.wait()
+    if proc.returncode != 0:
+        text = stderr.decode("utf-8", "replace").strip()
+        first = text.splitlines()[0] if text else ""
+        raise ConfigError(f"exec: process returned {proc.returncode}" + (f". {first}" if first else ""))
+    try:
+        data = json.loads(stdout)
+    except ValueError as exc:
+        raise ConfigError(f"exec: the plugin {command!r} printed no JSON ExecCredential") from exc
+    if not isinstance(data, dict) or not all(k in data for k in ("apiVersion", "kind", "status")):
+        raise ConfigError(
+            f"exec: the plugin {command!r} printed no ExecCredential (apiVersion, kind, status)"
+        )
+    if data["apiVersion"] != provider.api_version:
+        raise ConfigError(
+            f"exec: plugin api version {data['apiVersion']} does not match {provider.api_version}"
+        )
+    if not isinstance(data["status"], dict):
+        raise ConfigError(f"exec: the plugin {command!r} printed an ExecCredential without a status")
+    return data["status"]
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, FileNotFoundError) and exc.filename:
         return f"{exc.filename}: not found"
@@ -228,6 +319,50 @@ class _Source:
         return float("inf")
 
 
+@functools.cache
+def _loader_class() -> type:
+    from kubernetes_asyncio.config.dateutil import parse_rfc3339
+    from kubernetes_asyncio.config.kube_config import FileOrData, KubeConfigLoader, _is_expired
+
+    class Loader(KubeConfigLoader):
+        """kubernetes_asyncio's loader with the exec plugin run by :func:`run_exec_plugin` (the rest of
+        ``load_from_exec_plugin`` as it is there)."""
+
+        exec_timeout = EXEC_TIMEOUT_S
+
+        async def load_from_exec_plugin(self) -> bool:
+            expiry = getattr(self, "exec_plugin_expiry", None)
+            if expiry is not None and not _is_expired(expiry):
+                return True
+            status = await run_exec_plugin(self._user["exec"], self.exec_timeout)
+            if "token" in status:
+                self.token = f"Bearer {status['token']}"
+                if "expirationTimestamp" in status:
+                    self.exec_plugin_expiry = parse_rfc3339(status["expirationTimestamp"])
+            elif "clientCertificateData" in status:
+                if "clientKeyData" not in status:
+                    raise ConfigError("exec: missing clientKeyData field in plugin output")
+                base_path = self._get_base_path(self._cluster.path)
+                for attr, key in (("cert_file", "clientCertificateData"), ("key_file", "clientKeyData")):
+                    data = FileOrData(
+                        status,
+                        None,
+                        data_key_name=key,
+                        file_base_path=base_path,
+                        base64_file_content=False,
+                        temp_file_path=self._temp_file_path,
+                    )
+                    setattr(self, attr, data.as_file())
+            else:
+                # Logged and gone on from, as kubernetes_asyncio does (_LoaderLog reports it).
+                logging.getLogger(_LoaderLog.NAME).error(
+                    "exec: missing token or clientCertificateData field in plugin output"
+                )
+            return True
+
+    return Loader
+
+
 class _KubeconfigFile(_Source):
     def __init__(self, paths: str, context: str | None):
         self.paths = [os.path.expanduser(p) for p in paths.split(os.pathsep) if p]
@@ -241,18 +376,20 @@ class _KubeconfigFile(_Source):
 
     async def load(self, force: bool = False) -> Access:
         from kubernetes_asyncio.client import Configuration
-        from kubernetes_asyncio.config.kube_config import KubeConfigLoader, KubeConfigMerger
+        from kubernetes_asyncio.config.kube_config import KubeConfigMerger
 
         first = self.loader is None
         if first:
+            timeout = exec_timeout()
             self._check_files()
             # config_base_path None: relative paths are taken from the file that names them. No persister:
             # a refreshed OIDC or GCP token is never written back to the user's file.
-            self.loader = KubeConfigLoader(
+            self.loader = _loader_class()(
                 config_dict=KubeConfigMerger(os.pathsep.join(self.paths)).config,
                 active_context=self.context,
                 config_base_path=None,
             )
+            self.loader.exec_timeout = timeout
             user = self.loader._user  # the context's user entry (the loader's own refresh_token reads it)
             self._exec = user is not None and "exec" in user
             self._token_file = user is not None and "tokenFile" in user and "token" not in user
@@ -262,13 +399,7 @@ class _KubeconfigFile(_Source):
             self.loader.__dict__.pop("exec_plugin_expiry", None)
         configuration = Configuration()
         with _LoaderLog() as complaints:
-            try:
-                await self.loader.load_and_set(configuration)
-            except FileNotFoundError as exc:
-                if not self._exec:
-                    raise
-                command = self.loader._user["exec"]["command"]
-                raise ConfigError(f"the credential plugin {command!r} was not found") from exc
+            await self.loader.load_and_set(configuration)
         if complaints:
             # What the loader logs and goes on from (a plugin's answer with neither token nor certificate).
             if first:
@@ -309,11 +440,12 @@ class _InCluster(_Source):
         if not os.environ.get("KUBERNETES_SERVICE_HOST"):
             raise ConfigError("KUBERNETES_SERVICE_HOST is unset (not in a pod): pass --kubeconfig")
         configuration = Configuration()
-        InClusterConfigLoader(
+        loader = InClusterConfigLoader(
             token_filename=str(SERVICE_ACCOUNT_DIR / "token"),
             cert_filename=str(SERVICE_ACCOUNT_DIR / "ca.crt"),
             try_refresh_token=False,  # we read the token file again ourselves (renew_at)
-        ).load_and_set(configuration)
+        )
+        await asyncio.to_thread(loader.load_and_set, configuration)  # reads files: off the event loop
         self._loaded_at = time.monotonic()
         return _access(configuration)
 
