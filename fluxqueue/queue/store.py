@@ -665,12 +665,7 @@ class QueueStore:
                 yield bool(got)
             finally:
                 if got:
-                    try:
-                        await conn.fetchval(self._q["pass_unlock"], PASS_LOCK_KEY)
-                    except BaseException:
-                        # The pool does not reset sessions: end this one, and the lock with it.
-                        conn.terminate()
-                        raise
+                    await _unlock(conn, self._q["pass_unlock"])
 
     async def listen(self, on_wakeup: Callable[[str], None], *, stop: asyncio.Event) -> None:
         """LISTEN on ``fluxqueue_wakeup`` until ``stop`` is set, reconnecting after a lost connection.
@@ -699,6 +694,22 @@ class QueueStore:
                 if conn is not None and not conn.is_closed():
                     with contextlib.suppress(Exception):
                         await conn.close()
+
+
+async def _unlock(conn: Any, query: str) -> None:
+    """Let go of the pass lock. A session PostgreSQL ended meanwhile (a failover, pg_terminate_backend) took
+    the lock with it: asyncpg has then handed the connection back to the pool already, and any call on it
+    raises InterfaceError ("released back to the pool"), which is not a failure of the pass."""
+    try:
+        await conn.fetchval(query, PASS_LOCK_KEY)
+    except asyncpg.InterfaceError:
+        with contextlib.suppress(asyncpg.InterfaceError):
+            conn.terminate()  # still ours ("another operation in progress"): end it, and the lock with it
+    except (Exception, asyncio.CancelledError):
+        with contextlib.suppress(asyncpg.InterfaceError):
+            # The pool does not reset sessions: end this one, and the lock with it.
+            conn.terminate()
+        raise
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -360,3 +360,21 @@ async def test_a_group_adds_each_member_to_the_pod_set_of_its_shape_in_any_order
     ]
     rows = await store.view("queue")
     assert rows[0]["pod_sets"] == "mpi-worker 2 x 1 CPU, mpi-launcher 1 x 8 CPU"
+
+
+async def test_a_pass_whose_lock_connection_is_cut_ends_cleanly_and_the_lock_is_free_again(store):
+    """PostgreSQL ends the session holding the pass lock (a failover, pg_terminate_backend): the lock went with
+    the session, so leaving the pass must not fail on the lost connection, and the next pass takes the lock."""
+    conn = await asyncpg.connect(store.dsn)
+    try:
+        async with store.pass_lock() as mine:
+            assert mine
+            holder = await conn.fetchval(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted LIMIT 1"
+            )
+            assert await conn.fetchval("SELECT pg_terminate_backend($1)", holder)
+            await asyncio.sleep(0.2)  # the client sees the connection closed
+        async with store.pass_lock() as again:
+            assert again
+    finally:
+        await conn.close()
