@@ -36,7 +36,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Every flag has an environment variable (FLUXQUEUE_<FLAG>)."
         ),
     )
-    p.add_argument("--kubeconfig", default=_env("KUBECONFIG"), help="kubeconfig file (default: in-cluster)")
+    p.add_argument(
+        "--kubeconfig",
+        default=_env("KUBECONFIG"),
+        help="kubeconfig file, or a KUBECONFIG-style list of them (default: in-cluster)",
+    )
+    p.add_argument(
+        "--context",
+        default=_env("FLUXQUEUE_CONTEXT"),
+        help="the kubeconfig context to use instead of its current-context (env FLUXQUEUE_CONTEXT)",
+    )
     p.add_argument("--dsn", default=_env("FLUXQUEUE_DSN"), help="PostgreSQL DSN (env FLUXQUEUE_DSN)")
     p.add_argument("--fluxion-address", default=_env("FLUXQUEUE_FLUXION_ADDRESS", "127.0.0.1:4242"))
     p.add_argument("--strategy", default=_env("FLUXQUEUE_STRATEGY", "easy"), help="|".join(STRATEGIES))
@@ -194,13 +203,17 @@ async def _run(args: argparse.Namespace) -> int:
     from fluxqueue.metrics import METRICS
 
     settings = settings_from_args(args)
+    if args.context:
+        # The settings carry no context: every client the controller opens reads it from the environment
+        # (fluxqueue.kube.config.KubeConfig.load), as kubectl's --context selects it for every request.
+        os.environ["FLUXQUEUE_CONTEXT"] = args.context
     cert_manager = None
     if settings.webhook_port is not None and not settings.webhook_cert_file:
         from fluxqueue.certs.options import manager_from_args
         from fluxqueue.kube.client import KubeClient
 
         cert_client = await KubeClient.from_kubeconfig(
-            settings.kubeconfig, qps=settings.qps, burst=settings.burst
+            settings.kubeconfig, args.context, qps=settings.qps, burst=settings.burst
         )
         cert_manager = manager_from_args(args, cert_client, settings.namespace, metrics=METRICS)
     ctl = Controller(settings, metrics=METRICS, cert_manager=cert_manager)

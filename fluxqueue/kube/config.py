@@ -6,6 +6,9 @@ what users' kubeconfigs hold: tokens and token files, client certificates, exec 
 loading is theirs: requests go through ``fluxqueue.kube.http``, which asks :meth:`KubeConfig.due` (a
 clock comparison) before each one.
 
+A context other than ``current-context`` is chosen with ``context`` (``--context``, or ``FLUXQUEUE_CONTEXT``).
+Of a ``KUBECONFIG`` list, the first file that sets ``current-context`` names it, as kubectl has it.
+
 Exec credential plugins run as asyncio subprocesses with no stdin, in their own session, and are killed
 (with whatever they started) when they have not answered within ``FLUXQUEUE_EXEC_TIMEOUT`` seconds (60):
 client-go waits for ever, which a controller must not.
@@ -56,6 +59,7 @@ RETRY_AFTER_FAILURE_S = 10.0
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
+CONTEXT_ENV = "FLUXQUEUE_CONTEXT"  # the kubeconfig context when none is passed (``--context``)
 EXEC_TIMEOUT_ENV = "FLUXQUEUE_EXEC_TIMEOUT"
 EXEC_TIMEOUT_S = 60.0  # an exec credential plugin that has not answered by then is killed
 
@@ -109,9 +113,15 @@ class KubeConfig:
 
     @classmethod
     async def load(cls, kubeconfig: str | os.PathLike | None, context: str | None = None) -> KubeConfig:
-        """Raises ConfigError (one line) when the file or the service account cannot be used."""
+        """Raises ConfigError (one line) when the file or the service account cannot be used.
+
+        ``context`` None: ``FLUXQUEUE_CONTEXT`` if set, else the kubeconfig's current-context.
+        """
         source: _Source
+        context = context or os.environ.get(CONTEXT_ENV) or None
         if kubeconfig is None:
+            if context:
+                raise ConfigError(f"context {context!r} needs a kubeconfig (pass --kubeconfig)")
             source = _InCluster()
             origin = "the in-cluster service account"
         else:
@@ -363,6 +373,21 @@ def _loader_class() -> type:
     return Loader
 
 
+def _merged(paths: list[str]) -> Any:
+    """The files merged as kubectl merges them (the first file naming a cluster, user or context wins; so
+    does the first setting current-context, where kubernetes_asyncio's merger lets the last win)."""
+    from kubernetes_asyncio.config.kube_config import KubeConfigMerger
+
+    merger = KubeConfigMerger(os.pathsep.join(paths))
+    config = merger.config
+    for path in paths:
+        doc = merger.config_files.get(path)
+        if isinstance(doc, dict) and doc.get("current-context"):
+            config.value["current-context"] = doc["current-context"]
+            break
+    return config
+
+
 class _KubeconfigFile(_Source):
     def __init__(self, paths: str, context: str | None):
         self.paths = [os.path.expanduser(p) for p in paths.split(os.pathsep) if p]
@@ -376,18 +401,19 @@ class _KubeconfigFile(_Source):
 
     async def load(self, force: bool = False) -> Access:
         from kubernetes_asyncio.client import Configuration
-        from kubernetes_asyncio.config.kube_config import KubeConfigMerger
 
         first = self.loader is None
         if first:
             timeout = exec_timeout()
-            self._check_files()
+            paths = self._check_files()
+            # Read off the event loop (files on a network home directory can be slow).
+            config = await asyncio.to_thread(_merged, paths)
+            if self.context is not None:
+                self._check_context(config)
             # config_base_path None: relative paths are taken from the file that names them. No persister:
             # a refreshed OIDC or GCP token is never written back to the user's file.
             self.loader = _loader_class()(
-                config_dict=KubeConfigMerger(os.pathsep.join(self.paths)).config,
-                active_context=self.context,
-                config_base_path=None,
+                config_dict=config, active_context=self.context, config_base_path=None
             )
             self.loader.exec_timeout = timeout
             user = self.loader._user  # the context's user entry (the loader's own refresh_token reads it)
@@ -411,12 +437,27 @@ class _KubeconfigFile(_Source):
         self._expiry = getattr(self.loader, "exec_plugin_expiry", None) if self._exec else None
         return _access(configuration)
 
-    def _check_files(self) -> None:
+    def _check_context(self, config: Any) -> None:
+        # kubectl: error: context "x" does not exist. The names are listed, since they are what to pass.
+        entries = [getattr(c, "value", c) for c in config.value.get("contexts") or []]  # ConfigNodes
+        names = [str(c.get("name")) for c in entries if isinstance(c, dict)]
+        if self.context not in names:
+            known = ", ".join(names) if names else "none"
+            raise ConfigError(f"context {self.context!r} not found; the contexts there: {known}")
+
+    def _check_files(self) -> list[str]:
+        """The files to merge. Of a list, those missing are left out, as client-go's loader skips them;
+        the one file given must be there."""
         if not self.paths:
             raise ConfigError("no kubeconfig file given")
-        for path in self.paths:
-            if not os.path.isfile(path):  # the loader would only warn and go on without it
-                raise ConfigError("not found" if len(self.paths) == 1 else f"{path} not found")
+        if len(self.paths) == 1:
+            if not os.path.isfile(self.paths[0]):
+                raise ConfigError("not found")
+            return self.paths
+        there = [path for path in self.paths if os.path.isfile(path)]
+        if not there:
+            raise ConfigError("none of these files is there")
+        return there
 
     def renew_at(self) -> float:
         if self._expiry is not None:
