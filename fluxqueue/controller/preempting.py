@@ -26,6 +26,8 @@ import contextlib
 import math
 from typing import Any
 
+import asyncpg
+
 from fluxqueue.controller import strategy as strategies
 from fluxqueue.controller.context import Context
 from fluxqueue.controller.pods import unit_pods
@@ -64,6 +66,13 @@ class Preempter:
         done = []
         for row in rows:
             victim = await self.ctx.store.get(row["victim_id"])
+            if victim is not None and victim.state in HOLDING_STATES:
+                alloc = await self.ctx.store.allocation(victim.id)
+                if alloc is not None and alloc.allocated_at > row["decided_at"]:
+                    done.append(
+                        row["id"]
+                    )  # evicted, requeued and placed again since: that run is not the one
+                    continue
             if await self._evict(victim, row["reason"]):
                 done.append(row["id"])
         await self.ctx.store.mark_evicted(done)
@@ -200,6 +209,7 @@ class Preempter:
             ids = await store.record_preemptions(unit.id, mine, cause, reason)  # before any eviction
             row_of.update(zip(mine, ids, strict=True))
             told.update(dict.fromkeys(mine, reason))
+        self.resumed = False  # until every eviction below is done and marked (else resume() finishes them)
         evicted = []
         for v in victims:
             victim = await store.get(v.unit_id)
@@ -209,9 +219,8 @@ class Preempter:
                     outcome = "requeued" if workload(victim.kind).requeueable else "deleted"
                     with contextlib.suppress(Exception):
                         self.ctx.metrics.preempted(queue_of.get(v.unit_id, ""), causes[v.unit_id], outcome)
-            else:
-                self.resumed = False  # finished by resume() next pass
         await store.mark_evicted(evicted)
+        self.resumed = len(evicted) == len(victims)
         self.evictions += len(victims)
         names = ", ".join(v.key for v in victims)
         log.info("preempted", preemptor=unit.key, victims=names)
@@ -229,8 +238,8 @@ class Preempter:
         if workload(victim.kind).requeueable:
             try:
                 await self.end.preempt(victim, reason)
-            except APIError as exc:
-                log.warning("could not suspend a preempted workload", unit=victim.key, error=str(exc))
+            except (APIError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("could not preempt a workload; will retry", unit=victim.key, error=repr(exc))
                 return False
             return True
         if victim.state in ACTIVE_STATES:

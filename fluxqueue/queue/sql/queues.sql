@@ -65,7 +65,7 @@ SELECT $1, v, $3, $4 FROM unnest($2::bigint[]) AS v
 RETURNING id, victim_id;
 
 -- name: unevicted_preemptions
-SELECT id, victim_id, reason FROM fluxqueue.preemptions WHERE evicted_at IS NULL ORDER BY id;
+SELECT id, victim_id, reason, decided_at FROM fluxqueue.preemptions WHERE evicted_at IS NULL ORDER BY id;
 
 -- name: mark_evicted
 UPDATE fluxqueue.preemptions SET evicted_at = now() WHERE id = ANY($1::bigint[]) AND evicted_at IS NULL;
