@@ -12,19 +12,20 @@ defaults (5/10) throttle a scheduler long before the API server would.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import aiohttp
 import orjson
 
 from fluxqueue.kube import names
 from fluxqueue.kube.config import KubeConfig
-from fluxqueue.kube.http import ConnectionPool, HTTPConnectionError
+from fluxqueue.kube.http import MAX_HEAD_BYTES, ConnectionPool, HTTPConnectionError, _Connection
 from fluxqueue.log import get_logger
 
 log = get_logger(__name__)
@@ -144,6 +145,52 @@ def resource_path(
     return path
 
 
+class ProxiedPool(ConnectionPool):
+    """The pool with its connections through an HTTP proxy (a kubeconfig cluster's ``proxy-url``), as
+    client-go's transport goes through one: a CONNECT tunnel to an https server (TLS inside it, end to end),
+    absolute-form request lines to a plain-http one. The proxy's user and password, if the URL has them,
+    are sent as ``Proxy-Authorization: Basic``."""
+
+    def __init__(self, server: str, ssl_context: Any, *, proxy: str, headers: dict[str, str], **kwargs: Any):
+        url = urlsplit(proxy)
+        self.proxy_host = url.hostname or "localhost"
+        self.proxy_port = url.port or 80
+        self._proxy_authorization: str | None = None
+        if url.username is not None:
+            pair = f"{unquote(url.username)}:{unquote(url.password or '')}".encode()
+            self._proxy_authorization = "Basic " + base64.b64encode(pair).decode()
+        super().__init__(server, ssl_context, headers=headers, **kwargs)
+        self._target = f"{self.host}:{self.port}" if ":" not in self.host else f"[{self.host}]:{self.port}"
+        if not self.tls:
+            # The request line names the server: "GET http://host:port/api/v1/pods HTTP/1.1".
+            self.base_path = f"http://{self._target}{self.base_path}"
+
+    def set_headers(self, headers: dict[str, str]) -> None:
+        if self._proxy_authorization and not self.tls:  # seen by the proxy on every forwarded request
+            headers = {**headers, "Proxy-Authorization": self._proxy_authorization}
+        super().set_headers(headers)
+
+    async def _connect(self) -> _Connection:
+        reader, writer = await asyncio.open_connection(self.proxy_host, self.proxy_port, limit=MAX_HEAD_BYTES)
+        if not self.tls:
+            return _Connection(reader, writer)
+        try:
+            auth = (
+                f"Proxy-Authorization: {self._proxy_authorization}\r\n" if self._proxy_authorization else ""
+            )
+            writer.write(f"CONNECT {self._target} HTTP/1.1\r\nHost: {self._target}\r\n{auth}\r\n".encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+            parts = status_line.split(" ", 2)
+            if len(parts) < 2 or not parts[1].startswith("2"):
+                raise HTTPConnectionError(f"the proxy refused CONNECT {self._target}: {status_line[:120]!r}")
+            await writer.start_tls(self.ssl_context, server_hostname=self.server_hostname)
+        except BaseException:
+            writer.close()
+            raise
+        return _Connection(reader, writer)
+
+
 class KubeClient:
     """``client = await KubeClient.from_kubeconfig(path, qps=..., burst=...)``; ``async with client:`` or
     ``await client.close()``."""
@@ -186,14 +233,18 @@ class KubeClient:
     @property
     def pool(self) -> ConnectionPool:
         if self._pool is None:
-            self._pool = ConnectionPool(
-                self.config.server,
-                self._ssl,
-                headers=self._headers(),
-                limit=64,
-                timeout=self._timeout,
-                server_hostname=self.config.access.tls_server_name,
-            )
+            kwargs: dict[str, Any] = {
+                "headers": self._headers(),
+                "limit": 64,
+                "timeout": self._timeout,
+                "server_hostname": self.config.access.tls_server_name,
+            }
+            if self.config.access.proxy:
+                self._pool = ProxiedPool(
+                    self.config.server, self._ssl, proxy=self.config.access.proxy, **kwargs
+                )
+            else:
+                self._pool = ConnectionPool(self.config.server, self._ssl, **kwargs)
         return self._pool
 
     async def __aenter__(self) -> KubeClient:
@@ -374,6 +425,8 @@ class KubeClient:
                     headers=headers,
                     ssl=self._ssl if self._ssl is not None else True,
                     server_hostname=self.config.access.tls_server_name,
+                    # aiohttp tunnels with CONNECT to an https server and takes the URL's user and password.
+                    proxy=self.config.access.proxy,
                 ) as resp:
                     if (
                         resp.status == 401

@@ -7,7 +7,9 @@ loading is theirs: requests go through ``fluxqueue.kube.http``, which asks :meth
 clock comparison) before each one.
 
 A context other than ``current-context`` is chosen with ``context`` (``--context``, or ``FLUXQUEUE_CONTEXT``).
-Of a ``KUBECONFIG`` list, the first file that sets ``current-context`` names it, as kubectl has it.
+Of a ``KUBECONFIG`` list, the first file that sets ``current-context`` names it, as kubectl has it. A cluster's
+``proxy-url`` (an ``http://`` proxy) is where requests go: CONNECT tunnels to an https server, absolute-form
+requests to a plain-http one, as client-go's transport sends them.
 
 Exec credential plugins run as asyncio subprocesses with no stdin, in their own session, and are killed
 (with whatever they started) when they have not answered within ``FLUXQUEUE_EXEC_TIMEOUT`` seconds (60):
@@ -35,6 +37,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -75,6 +78,7 @@ class Access:
     key_file: str | None = None
     verify: bool = True
     tls_server_name: str | None = None  # the name the server's certificate carries, when not the host's
+    proxy: str | None = None  # the cluster's proxy-url: http://[user:password@]host:port
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """None for a plain-HTTP server."""
@@ -137,6 +141,8 @@ class KubeConfig:
             access.ssl_context()
         except (OSError, ssl.SSLError, ValueError) as exc:
             raise ConfigError(f"{origin}: unusable TLS settings: {_describe(exc)}") from exc
+        if access.proxy is not None:
+            _check_proxy(origin, access.proxy)
         return cls(source, access, origin)
 
     @property
@@ -181,6 +187,20 @@ class KubeConfig:
             if changed:
                 log.info("API credentials loaded again", source=self.origin)
             return changed
+
+
+def _check_proxy(origin: str, proxy: str) -> None:
+    # The URL is not repeated in messages: it may carry a password.
+    try:
+        url = urlsplit(proxy)
+        url.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: proxy-url is not a valid URL") from exc
+    if url.scheme != "http":
+        what = f"{url.scheme}:// proxies are" if url.scheme else "a proxy-url without a scheme is"
+        raise ConfigError(f"{origin}: proxy-url: {what} not supported, only http:// proxies")
+    if not url.hostname:
+        raise ConfigError(f"{origin}: proxy-url names no host")
 
 
 def exec_timeout() -> float:
@@ -289,6 +309,7 @@ def _access(configuration: Any) -> Access:
         key_file=configuration.key_file,
         verify=bool(configuration.verify_ssl),
         tls_server_name=getattr(configuration, "tls_server_name", None),
+        proxy=configuration.proxy or None,
     )
 
 
@@ -431,8 +452,6 @@ class _KubeconfigFile(_Source):
             if first:
                 raise ConfigError(complaints[0])
             log.warning("loading the API credentials again", source=self.paths_text, problem=complaints[0])
-        if configuration.proxy:
-            raise ConfigError("proxy-url is not supported")
         self._loaded_at = time.monotonic()
         self._expiry = getattr(self.loader, "exec_plugin_expiry", None) if self._exec else None
         return _access(configuration)
