@@ -845,6 +845,11 @@ class Select:
 
     def select(self, root: Vertex, resources: list[Request], x: bool) -> tuple[int, bool] | None:
         """Returns (root needs, root exclusive) and fills ``marks``, or None for no match."""
+        if self.dynamic and self.by_id and len(resources) == 1 and one_slot_shape(resources[0], root):
+            return self._select_one_slot(root, resources[0], x)
+        return self._select(root, resources, x)
+
+    def _select(self, root: Vertex, resources: list[Request], x: bool) -> tuple[int, bool] | None:
         dfu = Scoring()
         ok, x_in = self.dom_dfv(root, resources, True, x, dfu)
         if not ok:
@@ -868,6 +873,127 @@ class Select:
                 return None
         self.enforce(dfu, True)
         return needs, x_in
+
+    # -- the one-slot walk ------------------------------------------------------------------------------
+    #
+    # For the most common request, one slot type at the top (``slot[n] -> leaf[k]``, no other top-level
+    # resource) under a stop_on_1 policy, the general walk does less than it seems: above the vertices that
+    # host the slot nothing is chosen (no request names their types, so dom_finish_vtx scores them MATCH_MET
+    # and resolves by merging), every vertex passes ``pristine`` and ``excl`` down unchanged, and what reaches
+    # the root is the slot edge groups in visiting order plus, per vertex type, the edge groups of the vertices
+    # visited (only read by select's "every type qualifies" test). This walk visits the same vertices in the
+    # same order with the same prunes and errno effects, collects the slot groups in the same order, and keeps
+    # the per-type qualified counts instead of edge groups; slot-hosting vertices go through dom_slot as in
+    # the general walk. test_fast_path.py compares the two on random graphs, jobspecs and policies.
+
+    def _select_one_slot(self, root: Vertex, s: Request, x: bool) -> tuple[int, bool] | None:
+        w = self.w
+        self._s_res = [s]
+        self._s_shape = s.with_
+        self._s_leaf = s.with_[0].type
+        self._s_nslots = effective_max(s)
+        self._s_need = s.need.get("core", 0) if w.start == 0 else 0
+        self._s_groups: list[Egroup] = []
+        self._s_qual = 0  # of the slot groups
+        self._s_total = 0
+        quals = self._s_quals = {}  # vertex type -> count of its qualified edge groups
+        # dom_dfv(root): a prune failure is a NONE_MATCH like any other
+        u = root
+        c = self.constraint
+        if (
+            (u.status != UP and not w.sat)
+            or (c is not None and u.type in NODE_TYPES and not c.match(u.name, u.properties, u.rank))
+            or u.blocked(w.start, w.end)
+            or (self._s_need and u.free.get("core", 0) < self._s_need)
+        ):
+            self.dfu.ebusy = True
+            return None
+        overall = self._one_slot_visit(root)
+        avail = root.size if root.size > 0 else 1
+        quals[root.type] = quals.get(root.type, 0) + (avail if overall > 0 else 0)
+        # dom_finish_graph
+        count = s.best_count(self._s_qual)
+        if count == 0:
+            return None
+        ev = Evals()
+        ev.groups = self._s_groups
+        ev.qual = self._s_qual
+        ev.total = self._s_total
+        ev.choose_best_k(count, self.cmp_graph)
+        self.ml = 0
+        for q in quals.values():
+            if q == 0:
+                return None
+        dfu = Scoring()
+        dfu.types["slot"] = ev
+        self.enforce(dfu, True)
+        return 1, x
+
+    def _one_slot_visit(self, u: Vertex) -> int:
+        """dom_dfv(u, [slot], pristine, no exclusivity) for a u already past its prune; returns u's score."""
+        factor = 0
+        if self.node_centric and u.type == "node":
+            factor = self._factor(u)
+            self.ml += factor
+        if self._s_leaf in u.ctypes:
+            d = Scoring()
+            self.dom_slot(u, self._s_shape, self._s_nslots, False, d)
+            ev = d.types.get("slot")
+            if ev is not None:
+                self._s_groups.extend(ev.groups)
+                self._s_qual += ev.qual
+                self._s_total += ev.total
+        else:
+            self._one_slot_explore(u)
+        self.ml -= factor
+        return MATCH_MET + self.ml + u.vid + 1
+
+    def _one_slot_explore(self, u: Vertex) -> None:
+        """_explore_dynamically(u, [slot], pristine, multiplier 1): the tally counts new slot groups."""
+        dfu = self.dfu
+        if u.pools:
+            # (the pools: no request here names a leaf type, and pristine leaves errno alone)
+            order = [(dfu.weights.get(c, UNTOUCHED), c.uid, c) for c in u.children]
+            if len(order) > 1:
+                order.sort(key=lambda t: (t[0], t[1]), reverse=True)
+            children = [t[2] for t in order]
+        else:
+            children = dfu.child_order(u)
+        w = self.w
+        start, end, sat = w.start, w.end, w.sat
+        need = self._s_need
+        con = self.constraint
+        quals = self._s_quals
+        per_share = self._s_nslots
+        acc = 0
+        for c in children:
+            if (
+                (c.status != UP and not sat)
+                or c.blocked(start, end)
+                or (need and c.free.get("core", 0) < need)
+                or (con is not None and c.type in NODE_TYPES and not con.match(c.name, c.properties, c.rank))
+            ):
+                dfu.ebusy = True
+                continue
+            before = self._s_total
+            overall = self._one_slot_visit(c)
+            avail = c.size if c.size > 0 else 1
+            t = c.type
+            quals[t] = quals.get(t, 0) + (avail if overall > 0 else 0)
+            added = self._s_total - before
+            if added > 0:
+                acc += added
+                if acc >= per_share:  # Tally(per_share, 1): one share is enough
+                    break
+
+
+def one_slot_shape(s: Request, root: Vertex) -> bool:
+    """The request ``select`` walks with ``_select_one_slot``: one slot of one leaf-or-vertex type that has
+    nothing below it in the request, in a graph with no vertex of type slot."""
+    if s.type != "slot" or len(s.with_) != 1:
+        return False
+    e = s.with_[0]
+    return not e.with_ and e.type != "slot" and root.type != "slot" and "slot" not in root.cap
 
 
 class Tally:
