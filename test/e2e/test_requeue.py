@@ -295,3 +295,38 @@ async def test_a_controller_killed_between_suspend_and_requeue_converges(system)
     assert (
         len(await rows(system, "SELECT 1 FROM fluxqueue.past_allocations WHERE unit_id = $1", row["id"])) == 1
     )
+
+
+async def test_database_connections_cut_while_jobs_are_preempted_and_requeued_converge(system):
+    """Every connection of the controller cut again and again while team-a reclaims from team-b (decisions,
+    suspends, requeues under way): nothing lost, nothing run twice at once, each eviction carried out once, and
+    every Job completes."""
+    await two_teams(system)
+    for i in range(4):
+        await system.apply(job(f"b{i}", "team-b", cpu="4", runtime="200s"))
+        await running(system, f"b{i}-job", "team-b")
+    await system.apply(
+        job("a0", "team-a", cpu="4", runtime="40s") + job("a1", "team-a", cpu="4", runtime="40s")
+    )
+    conn = await asyncpg.connect(system.dsn)
+    try:
+        for _ in range(8):
+            await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            await system.passes(1, within=30)  # the controller reconnected and finished a pass
+    finally:
+        await conn.close()
+
+    async def finished() -> bool:
+        names_ = [("a0", "team-a"), ("a1", "team-a")] + [(f"b{i}", "team-b") for i in range(4)]
+        return all([await condition_true(system, R.JOBS, n, ns, "Complete") for n, ns in names_])
+
+    await system.wait_for(finished, 120, "every Job to complete")
+    history = await rows(system, "SELECT victim, evicted_at FROM fluxqueue.preemption_history")
+    assert history and all(h["evicted_at"] is not None for h in history), history
+    requeued = await rows(system, "SELECT name, requeues FROM fluxqueue.units WHERE requeues > 0")
+    assert sum(r["requeues"] for r in requeued) == len(history), (requeued, history)
+    for i in range(4):
+        assert not (await job_status(system, f"b{i}", "team-b")).get("failed")
