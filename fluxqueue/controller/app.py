@@ -79,7 +79,7 @@ class Controller:
 
     async def start(self) -> None:
         s = self.settings.validate()
-        self.client = await KubeClient.from_kubeconfig(s.kubeconfig, qps=s.qps, burst=s.burst)
+        self.client = await KubeClient.from_kubeconfig(s.kubeconfig, s.context, qps=s.qps, burst=s.burst)
         try:
             await migrate(s.dsn)
             self.store = await QueueStore.open(s.dsn, max_size=8)

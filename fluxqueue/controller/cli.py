@@ -169,6 +169,7 @@ def settings_from_args(args: argparse.Namespace) -> ControllerSettings:
         raise ConfigError("--priority-classes must be a JSON object of name -> integer") from exc
     return ControllerSettings(
         kubeconfig=args.kubeconfig,
+        context=args.context,
         dsn=args.dsn or "",
         fluxion_address=args.fluxion_address,
         strategy=args.strategy,
@@ -203,17 +204,13 @@ async def _run(args: argparse.Namespace) -> int:
     from fluxqueue.metrics import METRICS
 
     settings = settings_from_args(args)
-    if args.context:
-        # The settings carry no context: every client the controller opens reads it from the environment
-        # (fluxqueue.kube.config.KubeConfig.load), as kubectl's --context selects it for every request.
-        os.environ["FLUXQUEUE_CONTEXT"] = args.context
     cert_manager = None
     if settings.webhook_port is not None and not settings.webhook_cert_file:
         from fluxqueue.certs.options import manager_from_args
         from fluxqueue.kube.client import KubeClient
 
         cert_client = await KubeClient.from_kubeconfig(
-            settings.kubeconfig, args.context, qps=settings.qps, burst=settings.burst
+            settings.kubeconfig, settings.context, qps=settings.qps, burst=settings.burst
         )
         cert_manager = manager_from_args(args, cert_client, settings.namespace, metrics=METRICS)
     ctl = Controller(settings, metrics=METRICS, cert_manager=cert_manager)

@@ -24,6 +24,7 @@ def valid_policy(policy: str) -> bool:
 @dataclass
 class ControllerSettings:
     kubeconfig: str | None = None  # None: in-cluster service account
+    context: str | None = None  # the kubeconfig context (None: its current-context)
     dsn: str = ""
     fluxion_address: str = "127.0.0.1:4242"
     strategy: str = "easy"
