@@ -47,6 +47,7 @@ class Pool:
         "paths",
         "properties",
         "rank",
+        "rtext",
         "size",
         "spans",
         "type",
@@ -75,6 +76,7 @@ class Pool:
         self.now_mask = 0  # members held by allocations (spans starting at 0)
         self.spans: dict[int, Span] = {}
         self.n_res = 0  # spans that are reservations (start > 0)
+        self.rtext: tuple | None = None  # the writer's templates for members of this pool, made when needed
 
     def uid(self, i: int) -> int:
         return self.uids[i] if self.uids is not None else self.uid_base + i
@@ -126,6 +128,7 @@ class Vertex:
         "pools",
         "properties",
         "rank",
+        "rtext",
         "size",
         "spans",
         "status",
@@ -173,6 +176,7 @@ class Vertex:
         self.n_res = 0
         self.n_excl = 0  # exclusive spans of any time (lets blocked() skip the span scan)
         self.index = 0  # position in parent.children
+        self.rtext: tuple | None = None  # the writer's text of this vertex, made when first written
 
     def reindex(self) -> None:
         """Recompute children's indexes after the children changed."""

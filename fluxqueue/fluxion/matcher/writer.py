@@ -54,29 +54,14 @@ def _bits(mask: int, count: int) -> list[int] | range:
 
 def _pool_json(p: Pool, mask: int) -> tuple[list[str], list[str]]:
     """Vertex and edge JSON for the members in ``mask`` (all exclusive: leaves are only allocated in slots)."""
-    head = f', "metadata": {{"type": {_q(p.type)}'
-    if p.basename != p.type:
-        head += f', "basename": {_q(p.basename)}'
-    tail = ', "exclusive": true'
-    if p.unit:
-        tail += f', "unit": {_q(p.unit)}'
-    if p.size != 1:
-        tail += f', "size": {p.size}'
-    if p.properties:
-        tail += f', "properties": {json.dumps(p.properties, separators=(", ", ": "))}'
-    rank = p.rank
     idx = _bits(mask, p.count)
-    src = f'{{"source": "{p.parent.uid}", "target": "'
     if p.uids is None and p.names is None and p.paths is None:
-        prefix = _q(f"{p.parent.path}/{p.basename}")[:-1]
+        nt, prefix, src = p.rtext or _member_text(p)
         ub, ib = p.uid_base, p.id_base
-        nodes = [
-            f'{{"id": "{ub + i}"{head}, "id": {ib + i}, "rank": {rank}{tail}, '
-            f'"paths": {{"containment": {prefix}{ib + i}"}}}}}}'
-            for i in idx
-        ]
-        edges = [f'{src}{ub + i}"}}' for i in idx]
-        return nodes, edges
+        return [nt % (ub + i, ib + i, prefix, ib + i) for i in idx], [src % (ub + i) for i in idx]
+    head, tail = _head_tail(p)
+    rank = p.rank
+    src = f'{{"source": "{p.parent.uid}", "target": "'
     nodes = []
     edges = []
     for i in idx:
@@ -89,6 +74,43 @@ def _pool_json(p: Pool, mask: int) -> tuple[list[str], list[str]]:
         )
         edges.append(f'{src}{p.uid(i)}"}}')
     return nodes, edges
+
+
+def _head_tail(p: Pool) -> tuple[str, str]:
+    """What a member's metadata holds before its id and after its rank (the same for every member)."""
+    head = f', "metadata": {{"type": {_q(p.type)}'
+    if p.basename != p.type:
+        head += f', "basename": {_q(p.basename)}'
+    tail = ', "exclusive": true'
+    if p.unit:
+        tail += f', "unit": {_q(p.unit)}'
+    if p.size != 1:
+        tail += f', "size": {p.size}'
+    if p.properties:
+        tail += f', "properties": {json.dumps(p.properties, separators=(", ", ": "))}'
+    return head, tail
+
+
+# A member of a regular pool as a %-template of (uniq_id, id, quoted path prefix, id), one per shape (type,
+# basename, unit, size, rank, properties): every node's cores are one shape.
+_MEMBER: dict[tuple, str] = {}
+
+
+def _member_text(p: Pool) -> tuple[str, str, str]:
+    """(member template, the quoted path up to the member's id, edge template), kept on the pool."""
+    key = (p.type, p.basename, p.unit, p.size, p.rank, repr(p.properties) if p.properties else "")
+    tmpl = _MEMBER.get(key)
+    if tmpl is None:
+        head, tail = _head_tail(p)
+        head = head.replace("%", "%%")
+        tail = tail.replace("%", "%%")
+        tmpl = f'{{"id": "%d"{head}, "id": %d, "rank": {p.rank}{tail}, "paths": {{"containment": %s%d"}}}}}}'
+        if len(_MEMBER) >= 256:  # shapes are few in any real graph; bound them anyway
+            _MEMBER.clear()
+        _MEMBER[key] = tmpl
+    src = '{"source": "' + str(p.parent.uid) + '", "target": "%d"}'
+    out = p.rtext = (tmpl, _q(f"{p.parent.path}/{p.basename}")[:-1], src)
+    return out
 
 
 # Whole pools, the most common part of R for jobs that take nodes whole (an exclusive node, a *nodex policy):
@@ -165,34 +187,62 @@ def write_r(vertices: dict[Vertex, bool], pools: dict[Pool, int], slots: dict[st
     kids: dict[Vertex, list[Vertex]] = {}
     roots = []
     for v in vertices:
-        if v.parent is not None and v.parent in vertices:
-            kids.setdefault(v.parent, []).append(v)
+        par = v.parent
+        if par in vertices:  # (never None: None is no key)
+            ks = kids.get(par)
+            if ks is None:
+                kids[par] = [v]
+            else:
+                ks.append(v)
         else:
             roots.append(v)
     pools_of: dict[Vertex, list[Pool]] = {}
     for p in pools:
-        pools_of.setdefault(p.parent, []).append(p)
+        ps = pools_of.get(p.parent)
+        if ps is None:
+            pools_of[p.parent] = [p]
+        else:
+            ps.append(p)
     nodes: list[str] = []
     edges: list[str] = []
-    stack: list[tuple[Vertex, bool]] = [(r, False) for r in roots]
-    while stack:
-        v, expanded = stack.pop()
-        if not expanded:
-            stack.append((v, True))
-            ks = kids.get(v)
-            if ks:
-                if len(ks) > 1:
-                    ks.sort(key=_uid, reverse=True)
-                stack.extend([(c, False) for c in ks])
-            continue
-        ps = pools_of.get(v, ())
-        for p in sorted(ps, key=v.pools.index) if len(ps) > 1 else ps:
-            pn, pe = _pool_text(p, pools[p])
-            nodes.append(pn)
-            edges.append(pe)
-        nodes.append(_vertex_json(v, vertices[v]))
-        if v.parent is not None and v.parent in vertices:
-            edges.append(f'{{"source": "{v.parent.uid}", "target": "{v.uid}"}}')
+
+    def emit(v: Vertex) -> None:
+        # post-order, children by uniq_id ascending; a vertex's pools (in its order) before itself
+        ks = kids.get(v)
+        if ks is not None:
+            if len(ks) > 1:
+                ks.sort(key=_uid, reverse=True)
+                ks.reverse()  # (equal ids, if any, in the order a stack of the descending sort pops them)
+            for c in ks:
+                emit(c)
+        ps = pools_of.get(v)
+        if ps is not None:
+            if len(ps) > 1:
+                ps.sort(key=v.pools.index)
+            for p in ps:
+                pn, pe = _pool_text(p, pools[p])
+                nodes.append(pn)
+                edges.append(pe)
+        t = v.rtext
+        if t is None or t[0] is not v.parent:
+            t = v.rtext = [v.parent, None, None, None]
+        if vertices[v]:
+            text = t[2]
+            if text is None:
+                text = t[2] = _vertex_json(v, True)
+        else:
+            text = t[1]
+            if text is None:
+                text = t[1] = _vertex_json(v, False)
+        nodes.append(text)
+        if v.parent in vertices:
+            e = t[3]
+            if e is None:
+                e = t[3] = f'{{"source": "{v.parent.uid}", "target": "{v.uid}"}}'
+            edges.append(e)
+
+    for r in reversed(roots):
+        emit(r)
     md = ""
     if slots:
         if all(type(n) is int for n in slots.values()):  # a bool is not written as a number
