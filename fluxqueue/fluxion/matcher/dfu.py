@@ -333,6 +333,31 @@ class Window:
 class Select:
     """One ``select()``: a walk of the graph for one jobspec at one time. ``marks`` is the outcome."""
 
+    __slots__ = (
+        "_s_groups",
+        "_s_leaf",
+        "_s_need",
+        "_s_nslots",
+        "_s_qual",
+        "_s_quals",
+        "_s_shape",
+        "_s_total",
+        "by_id",
+        "cmp_graph",
+        "cmp_slot",
+        "cmp_vtx",
+        "constraint",
+        "dfu",
+        "dynamic",
+        "marks",
+        "ml",
+        "node_centric",
+        "pmarks",
+        "policy",
+        "slots",
+        "w",
+    )
+
     def __init__(self, dfu: DFU, window: Window, constraint: Constraint | None) -> None:
         self.dfu = dfu
         self.policy = dfu.policy
@@ -741,18 +766,30 @@ class Select:
 
     def _dom_slot_one_pool(self, u: Vertex, e: Request, nslots: int, dfu: Scoring) -> bool:
         """_dom_slot_leaves for a slot of one leaf type (the most common shape: cores)."""
-        if e.with_:
+        out = self._one_pool_slots(u, e, nslots)
+        if out is None:
             return False
+        if out:
+            ev = dfu.evals("slot")  # slot scores are > 0: all qualify
+            ev.groups.extend(out)
+            ev.total += len(out)
+            ev.qual += len(out)
+        return True
+
+    def _one_pool_slots(self, u: Vertex, e: Request, nslots: int) -> list[Egroup] | None:
+        """The slot edge groups _dom_slot_one_pool adds, or None where it does not apply."""
+        if e.with_:
+            return None
         p = None
         for q in u.pools:
             if q.type == e.type:
                 if p is not None:
-                    return False
+                    return None
                 p = q
             else:
                 self.dfu.ebusy = True  # NONE_MATCH on a leaf of another type
         if p is None or p.uids is not None:
-            return False
+            return None
         free = self._free_members(p)
         full = free == p.all_mask
         if not full:
@@ -784,11 +821,11 @@ class Select:
                 members.reverse()
         count = e.best_count(len(members) * size)
         if count == 0:
-            return True
+            return []
         take = -(-count // size) if size > 0 else count
         qual = len(members) // take
         if not qual:
-            return True
+            return []
         base = MATCH_MET + take * (MATCH_MET + self.ml + 1 + p.id_base)
         amount = take * size
         if take == 1:
@@ -806,11 +843,7 @@ class Select:
                     for i in chunk:
                         mask |= 1 << i
                 out.append(Egroup(base + sum(chunk), 1, True, [((p, mask), amount, True)]))
-        ev = dfu.evals("slot")  # slot scores are > 0: all qualify
-        ev.groups.extend(out)
-        ev.total += len(out)
-        ev.qual += len(out)
-        return True
+        return out
 
     # -- enforce: mark the chosen edges -----------------------------------------------------------------
 
@@ -888,7 +921,6 @@ class Select:
 
     def _select_one_slot(self, root: Vertex, s: Request, x: bool) -> tuple[int, bool] | None:
         w = self.w
-        self._s_res = [s]
         self._s_shape = s.with_
         self._s_leaf = s.with_[0].type
         self._s_nslots = effective_max(s)
@@ -936,13 +968,20 @@ class Select:
             factor = self._factor(u)
             self.ml += factor
         if self._s_leaf in u.ctypes:
-            d = Scoring()
-            self.dom_slot(u, self._s_shape, self._s_nslots, False, d)
-            ev = d.types.get("slot")
-            if ev is not None:
-                self._s_groups.extend(ev.groups)
-                self._s_qual += ev.qual
-                self._s_total += ev.total
+            # dom_slot: _dom_slot_leaves takes a slot of one pool's leaves directly, else the general way
+            out = None if u.children else self._one_pool_slots(u, self._s_shape[0], self._s_nslots)
+            if out is None:
+                d = Scoring()
+                self.dom_slot(u, self._s_shape, self._s_nslots, False, d)
+                ev = d.types.get("slot")
+                if ev is not None:
+                    self._s_groups.extend(ev.groups)
+                    self._s_qual += ev.qual
+                    self._s_total += ev.total
+            elif out:
+                self._s_groups.extend(out)
+                self._s_qual += len(out)
+                self._s_total += len(out)
         else:
             self._one_slot_explore(u)
         self.ml -= factor
