@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+
 from fluxqueue.kube import names
 from fluxqueue.log import get_logger
 from fluxqueue.sim.harness.system import SimSystem
@@ -232,6 +234,9 @@ class Run:
         dags = dag_report(self.items, rec.units, system.config.time_scale)
         if dags:
             extra["dags"] = dags
+        preemptions = await self.preemptions()
+        if preemptions:
+            extra["preemptions"] = preemptions
         if self.errors:
             extra["submission_errors"] = self.errors[:50]
         if self.timed_out:
@@ -251,6 +256,35 @@ class Run:
             "strategy": cfg.strategy,
             "policy": cfg.policy,
             "jobs": sum(1 for i in self.items if i.kind != SETUP_KIND),
+        }
+
+    async def preemptions(self) -> dict[str, Any] | None:
+        """Evictions made for tenant queues (none without Queue objects): how many, why, and what became of
+        the victims (requeued: a suspended workload queued again; deleted: a pod or pod group)."""
+        if self.system.dsn is None:
+            return None
+        try:
+            conn = await asyncpg.connect(self.system.dsn)
+        except (OSError, asyncpg.PostgresError):
+            return None
+        try:
+            rows = await conn.fetch(
+                "SELECT p.cause, v.kind IN ('Pod', 'PodGroup') AS deleted, count(*) AS n "
+                "FROM fluxqueue.preemptions p JOIN fluxqueue.units v ON v.id = p.victim_id GROUP BY 1, 2"
+            )
+            requeues = await conn.fetchval("SELECT coalesce(sum(requeues), 0) FROM fluxqueue.units")
+        finally:
+            await conn.close()
+        if not rows:
+            return None
+        by_cause: dict[str, int] = {}
+        for r in rows:
+            by_cause[r["cause"]] = by_cause.get(r["cause"], 0) + r["n"]
+        return {
+            "count": sum(r["n"] for r in rows),
+            "by_cause": by_cause,
+            "deleted": sum(r["n"] for r in rows if r["deleted"]),
+            "requeued": int(requeues),
         }
 
     async def match_latency(self) -> dict[str, Any]:

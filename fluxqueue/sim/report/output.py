@@ -67,6 +67,15 @@ def summary_text(report: dict[str, Any]) -> str:
                 f"({match.get('count')} matches)",
             )
         )
+    pre = report.get("preemptions") or {}
+    if pre.get("count"):
+        causes = ", ".join(f"{n} {cause}" for cause, n in sorted(pre["by_cause"].items()))
+        rows.append(
+            (
+                "preemptions",
+                f"{pre['count']} ({causes}): {pre['requeued']} requeued, {pre['deleted']} pods/groups deleted",
+            )
+        )
     width = max(len(r[0]) for r in rows)
     lines += [f"  {k:<{width}}  {v}" for k, v in rows]
     lines.append("  wait time by job size (sim s):")
