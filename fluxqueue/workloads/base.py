@@ -93,13 +93,7 @@ class Workload:
 
     def start_patch(self, annotations: dict[str, str]) -> dict[str, Any]:
         """The merge patch that lets the workload's own controller create its pods."""
-        patch: dict[str, Any] = {"metadata": {"annotations": annotations}}
-        node: dict[str, Any] = patch
-        path = self.suspend_path()
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = False
-        return patch
+        return self._suspend_flag_patch(False, annotations)
 
     @property
     def requeueable(self) -> bool:
@@ -111,19 +105,17 @@ class Workload:
         """The merge patch that suspends a started workload again (preemption): its own controller deletes
         its pods (a Job's are not counted as failures, batch/v1 JobSpec.suspend). The placement annotations
         go, so the webhook tells a user's unsuspend from ours again."""
-        patch: dict[str, Any] = {
-            "metadata": {
-                "annotations": {
-                    names.ANNOTATION_NODES: None,
-                    names.ANNOTATION_FLUXION_JOBID: None,
-                }
-            }
-        }
+        return self._suspend_flag_patch(
+            True, {names.ANNOTATION_NODES: None, names.ANNOTATION_FLUXION_JOBID: None}
+        )
+
+    def _suspend_flag_patch(self, suspend: bool, annotations: dict[str, Any]) -> dict[str, Any]:
+        patch: dict[str, Any] = {"metadata": {"annotations": annotations}}
         node: dict[str, Any] = patch
         path = self.suspend_path()
         for key in path[:-1]:
             node = node.setdefault(key, {})
-        node[path[-1]] = True
+        node[path[-1]] = suspend
         return patch
 
     def outcome(self, obj: dict[str, Any]) -> Outcome | None:

@@ -42,7 +42,15 @@ metadata:
 """
 
 
-def jobset(name: str, leader_cpu: str, workers: int, worker_cpu: str, runtime: str = "40s") -> str:
+def jobset(
+    name: str,
+    leader_cpu: str,
+    workers: int,
+    worker_cpu: str,
+    runtime: str = "40s",
+    namespace: str = "default",
+    duration: int = 120,
+) -> str:
     def rjob(rname: str, parallelism: int, cpu: str) -> str:
         return f"""
   - name: {rname}
@@ -69,11 +77,12 @@ apiVersion: jobset.x-k8s.io/v1alpha2
 kind: JobSet
 metadata:
   name: {name}
-  namespace: default
+  namespace: {namespace}
   labels:
-    {names.LABEL_DURATION}: "120"
+    {names.LABEL_DURATION}: "{duration}"
 spec:
   replicatedJobs:{rjob("leader", 1, leader_cpu)}{rjob("workers", workers, worker_cpu)}
+---
 """
 
 

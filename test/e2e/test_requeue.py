@@ -12,6 +12,7 @@ import asyncio
 
 import asyncpg
 import pytest
+from test_podsets import jobset
 from test_queues import job, namespace, queue
 
 from fluxqueue.kube import names
@@ -139,44 +140,22 @@ async def test_reclaim_requeues_the_borrowers_jobs_and_they_all_finish_later(sys
         assert (await system.unit_row(f"b{i}-job", "team-b"))["requeues"] == 0
 
 
-def jobset(name: str, ns: str, cpu: str, workers: int, runtime: str) -> str:
-    def rjob(rname: str, parallelism: int) -> str:
-        return f"""
-  - name: {rname}
-    replicas: 1
-    template:
-      spec:
-        parallelism: {parallelism}
-        completions: {parallelism}
-        backoffLimit: 0
-        template:
-          metadata:
-            annotations:
-              {names.SIM_RUNTIME}: "{runtime}"
-          spec:
-            restartPolicy: Never
-            containers:
-            - name: c
-              image: busybox
-              resources:
-                requests: {{cpu: "{cpu}", memory: 1Gi}}"""
-
-    # No failurePolicy: the first failed child Job fails the JobSet (a suspension must not count as one)
-    return f"""
-apiVersion: jobset.x-k8s.io/v1alpha2
-kind: JobSet
-metadata:
-  name: {name}
-  namespace: {ns}
-  labels:
-    {names.LABEL_DURATION}: "600"
-spec:
-  replicatedJobs:{rjob("leader", 1)}{rjob("workers", workers)}
----
-"""
-
-
 def mpijob(name: str, ns: str, workers: int, runtime: str) -> str:
+    def replicas(role: str, n: int) -> str:
+        return f"""
+    {role}:
+      replicas: {n}
+      template:
+        metadata:
+          annotations:
+            {names.SIM_RUNTIME}: "{runtime}"
+        spec:
+          containers:
+          - name: {role.lower()}
+            image: mpi
+            resources:
+              requests: {{cpu: "4", memory: 1Gi}}"""
+
     return f"""
 apiVersion: kubeflow.org/v2beta1
 kind: MPIJob
@@ -190,31 +169,7 @@ spec:
   runPolicy:
     cleanPodPolicy: Running
     backoffLimit: 0
-  mpiReplicaSpecs:
-    Launcher:
-      replicas: 1
-      template:
-        metadata:
-          annotations:
-            {names.SIM_RUNTIME}: "{runtime}"
-        spec:
-          containers:
-          - name: launcher
-            image: mpi
-            resources:
-              requests: {{cpu: "4", memory: 1Gi}}
-    Worker:
-      replicas: {workers}
-      template:
-        metadata:
-          annotations:
-            {names.SIM_RUNTIME}: "{runtime}"
-        spec:
-          containers:
-          - name: worker
-            image: mpi
-            resources:
-              requests: {{cpu: "4", memory: 1Gi}}
+  mpiReplicaSpecs:{replicas("Launcher", 1)}{replicas("Worker", workers)}
 ---
 """
 
@@ -222,7 +177,13 @@ spec:
 @pytest.mark.parametrize(
     ("kind", "manifest", "key", "done"),
     [
-        ("jobset", jobset("train", "team-b", "4", 2, "200s"), JOBSETS, "Completed"),
+        # No failurePolicy: the first failed child Job fails the JobSet (a suspension must not count as one)
+        (
+            "jobset",
+            jobset("train", "4", 2, "4", "200s", namespace="team-b", duration=600),
+            JOBSETS,
+            "Completed",
+        ),
         ("mpijob", mpijob("train", "team-b", 2, "200s"), MPIJOBS, "Succeeded"),
     ],
     ids=["jobset", "mpijob"],
