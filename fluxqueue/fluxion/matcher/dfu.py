@@ -1095,34 +1095,7 @@ class DFU:
             if v.parent is not None:
                 kids.setdefault(v.parent, []).append(v)
 
-        def upd(u: Vertex, excl: bool, mod: bool) -> int:
-            mod = mod or u.type in x_types
-            excl = excl or mod
-            n = 0
-            for p in u.pools:
-                got = p.all_mask if mod else pmarks.get(p, 0)
-                if got:
-                    pools[p] = pools.get(p, 0) | got
-                    n += got.bit_count()
-            if mod:
-                for c in u.children:
-                    sub = upd(c, True, True)
-                    if sub > 0:
-                        touched.append(c)
-                        n += sub
-            else:
-                for c in kids.get(u, ()):
-                    sub = upd(c, marks[c][1], False)
-                    if sub > 0:
-                        touched.append(c)
-                        n += sub
-            if excl:
-                n += 1
-            if n > 0:
-                vertices[u] = excl
-            return n
-
-        upd(root, excl, False)
+        _upd(root, excl, False, x_types, marks, pmarks, kids, vertices, pools, touched)
         return vertices, pools, touched
 
     def update_weights(self, touched: list[Vertex]) -> None:
@@ -1169,6 +1142,36 @@ class DFU:
             order = self._orders[u] = [t[3] for t in keyed]
             self._okeys[u] = [(t[0], t[1]) for t in keyed]
         return order
+
+
+def _upd(u: Vertex, excl: bool, mod: bool, x_types, marks, pmarks, kids, vertices, pools, touched) -> int:
+    """upd_dfv below u; returns how much was reached. (A module function, not a closure: a recursive
+    closure is a reference cycle, garbage for the collector, per match.)"""
+    mod = mod or u.type in x_types
+    excl = excl or mod
+    n = 0
+    for p in u.pools:
+        got = p.all_mask if mod else pmarks.get(p, 0)
+        if got:
+            pools[p] = pools.get(p, 0) | got
+            n += got.bit_count()
+    if mod:
+        for c in u.children:
+            sub = _upd(c, True, True, x_types, marks, pmarks, kids, vertices, pools, touched)
+            if sub > 0:
+                touched.append(c)
+                n += sub
+    else:
+        for c in kids.get(u, ()):
+            sub = _upd(c, marks[c][1], False, x_types, marks, pmarks, kids, vertices, pools, touched)
+            if sub > 0:
+                touched.append(c)
+                n += sub
+    if excl:
+        n += 1
+    if n > 0:
+        vertices[u] = excl
+    return n
 
 
 def subplan_weight(v: Vertex) -> int:

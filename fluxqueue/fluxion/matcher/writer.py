@@ -182,6 +182,43 @@ def _uid(v: Vertex) -> int:
     return v.uid
 
 
+def _emit(v: Vertex, vertices, pools, kids, pools_of, nodes: list[str], edges: list[str]) -> None:
+    """write_r's walk: post-order, children by uniq_id ascending; a vertex's pools (in its order) before
+    itself. (A module function, not a closure: a recursive closure is a reference cycle per call.)"""
+    ks = kids.get(v)
+    if ks is not None:
+        if len(ks) > 1:
+            ks.sort(key=_uid, reverse=True)
+            ks.reverse()  # (equal ids, if any, in the order a stack of the descending sort pops them)
+        for c in ks:
+            _emit(c, vertices, pools, kids, pools_of, nodes, edges)
+    ps = pools_of.get(v)
+    if ps is not None:
+        if len(ps) > 1:
+            ps.sort(key=v.pools.index)
+        for p in ps:
+            pn, pe = _pool_text(p, pools[p])
+            nodes.append(pn)
+            edges.append(pe)
+    t = v.rtext
+    if t is None or t[0] is not v.parent:
+        t = v.rtext = [v.parent, None, None, None]
+    if vertices[v]:
+        text = t[2]
+        if text is None:
+            text = t[2] = _vertex_json(v, True)
+    else:
+        text = t[1]
+        if text is None:
+            text = t[1] = _vertex_json(v, False)
+    nodes.append(text)
+    if v.parent in vertices:
+        e = t[3]
+        if e is None:
+            e = t[3] = f'{{"source": "{v.parent.uid}", "target": "{v.uid}"}}'
+        edges.append(e)
+
+
 def write_r(vertices: dict[Vertex, bool], pools: dict[Pool, int], slots: dict[str, int]) -> str:
     """R for the given vertices (vertex -> exclusive) and pool members, as one JGF line."""
     kids: dict[Vertex, list[Vertex]] = {}
@@ -205,44 +242,8 @@ def write_r(vertices: dict[Vertex, bool], pools: dict[Pool, int], slots: dict[st
             ps.append(p)
     nodes: list[str] = []
     edges: list[str] = []
-
-    def emit(v: Vertex) -> None:
-        # post-order, children by uniq_id ascending; a vertex's pools (in its order) before itself
-        ks = kids.get(v)
-        if ks is not None:
-            if len(ks) > 1:
-                ks.sort(key=_uid, reverse=True)
-                ks.reverse()  # (equal ids, if any, in the order a stack of the descending sort pops them)
-            for c in ks:
-                emit(c)
-        ps = pools_of.get(v)
-        if ps is not None:
-            if len(ps) > 1:
-                ps.sort(key=v.pools.index)
-            for p in ps:
-                pn, pe = _pool_text(p, pools[p])
-                nodes.append(pn)
-                edges.append(pe)
-        t = v.rtext
-        if t is None or t[0] is not v.parent:
-            t = v.rtext = [v.parent, None, None, None]
-        if vertices[v]:
-            text = t[2]
-            if text is None:
-                text = t[2] = _vertex_json(v, True)
-        else:
-            text = t[1]
-            if text is None:
-                text = t[1] = _vertex_json(v, False)
-        nodes.append(text)
-        if v.parent in vertices:
-            e = t[3]
-            if e is None:
-                e = t[3] = f'{{"source": "{v.parent.uid}", "target": "{v.uid}"}}'
-            edges.append(e)
-
     for r in reversed(roots):
-        emit(r)
+        _emit(r, vertices, pools, kids, pools_of, nodes, edges)
     md = ""
     if slots:
         if all(type(n) is int for n in slots.values()):  # a bool is not written as a number
