@@ -175,6 +175,12 @@ class Ender:
         await self.give_back(done, released)
         log.info("requeued", unit=done.key, requeues=done.requeues)
         await self.status.publish(done)
+        await self.ctx.actions.event(
+            [self.ctx.actions.fluxjob_ref(done)],
+            "Requeued",
+            "its pods are gone; queued again in its original place (submitted "
+            f"{done.submitted_at.strftime('%Y-%m-%d %H:%M:%S')}Z)",
+        )
         self.ctx.wake("requeued")
         return done
 

@@ -120,6 +120,8 @@ async def test_reclaim_requeues_the_borrowers_jobs_and_they_all_finish_later(sys
         assert not status.get("failed"), status
         events = {e["reason"]: e["message"] for e in await system.events(victim, "team-b")}
         assert "preempted to make room for team-a/a" in events.get("Preempted", ""), events
+        told = {e["reason"] for e in await system.events(f"{victim}-job", "team-b")}
+        assert {"Preempted", "Requeued"} <= told, told
         fj = await system.fluxjob(f"{victim}-job", "team-b")
         assert fj["status"]["requeues"] == 1, fj["status"]
         runs = await rows(
