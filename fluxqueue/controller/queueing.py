@@ -39,6 +39,7 @@ class QueueGate:
         self._graph: ClusterGraph | None = None
         self.half_life = half_life if half_life is not None else ctx.settings.queue_half_life
         self.decayed: dict[str, DecayedUsage] = {}
+        self._restored = False  # the previous leader's decayed usage read back (once per leader term)
         self._book: QueueBook = QueueBook()
         self._book_key: tuple = ()
         self._status_at = 0.0
@@ -78,6 +79,8 @@ class QueueGate:
         self._usage_rows = await self.ctx.store.queue_usage()
         usage = queue_amounts(book, self._usage_rows)
         now = time.monotonic() * self.ctx.settings.time_scale
+        if not self._restored:
+            await self._restore(book, now)
         for spec in book.all():
             decayed = self.decayed.setdefault(spec.name, DecayedUsage(self.half_life))
             decayed.observe(now, usage.get(spec.name, {}))
@@ -90,6 +93,21 @@ class QueueGate:
         self.blocked = []
         self._graph = graph
         return quotas.order(units), QuotaMatcher(matcher, quotas, self)
+
+    async def _restore(self, book: QueueBook, now: float) -> None:
+        """Before this term's first fair share: the decayed usage the last leader wrote with the queue mirror,
+        aged by the wall-clock time since (a restart or failover must not forget who used the cluster lately).
+        A failed read fails the pass, as a failed usage read does, and is tried again by the next one."""
+        stored = await self.ctx.store.decayed_usage()
+        scale = self.ctx.settings.time_scale
+        for spec in book.all():
+            if spec.name in stored:
+                mean, age = stored[spec.name]
+                decayed = self.decayed.setdefault(spec.name, DecayedUsage(self.half_life))
+                decayed.restore(now, mean, age * scale)
+        self._restored = True
+        if stored:
+            log.info("fair-share memory read back", queues=len(stored))
 
     def hold(self, unit: Any) -> None:
         """Quota-only admission: ``unit`` (charged) keeps its quota though Fluxion could not place it."""
@@ -142,6 +160,7 @@ class QueueGate:
         pending = queue_amounts(book, pending_rows)
         pending_units = queue_counts(book, pending_rows)
         running = self._running_counts(book)
+        now = time.monotonic() * self.ctx.settings.time_scale
         mirror = []
         for spec in book.all():
             share = quotas.share(spec.name)
@@ -161,6 +180,7 @@ class QueueGate:
                     "limit": spec.limit,
                     "weight": spec.weight,
                     "share": share,
+                    **self._decayed_row(spec.name, now),
                 }
             )
             if self.ctx.metrics is not None:
@@ -185,6 +205,15 @@ class QueueGate:
             await self.ctx.store.mirror_queues(mirror)
         except Exception as exc:
             log.warning("could not mirror the queues into the database", error=str(exc))
+
+    def _decayed_row(self, name: str, now: float) -> dict[str, Any]:
+        """The queue's decayed usage for the mirror, with its age in wall seconds (the database stamps it
+        with its own clock, so the next leader can decay it over the downtime)."""
+        decayed = self.decayed.get(name)
+        if decayed is None or decayed.at is None:
+            return {}
+        age = max(0.0, now - decayed.at) / self.ctx.settings.time_scale
+        return {"decayed": {r: round(v, 3) for r, v in decayed.mean.items()}, "decayed_age": age}
 
     def _running_counts(self, book: QueueBook) -> dict[str, int]:
         counts: dict[str, int] = {}

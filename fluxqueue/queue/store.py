@@ -379,8 +379,18 @@ class QueueStore:
 
     async def mirror_queues(self, queues: list[dict]) -> None:
         """The Queue objects as they are now ({name, namespaces, quota, limit, weight, share} each), for the
-        psql views; queues no longer declared are dropped."""
+        psql views; queues no longer declared are dropped. With ``decayed`` (resource -> mean amount) and
+        ``decayed_age`` (wall seconds since it was computed) a queue's fair-share memory is kept too, for the
+        next leader (:meth:`decayed_usage`); without them the stored one stays."""
         await self._pool.execute(self._q["mirror_queues"], queues)
+
+    async def decayed_usage(self) -> dict[str, tuple[dict[str, float], float]]:
+        """Queue -> (its usage decayed over the half-life as last written, wall seconds since then)."""
+        rows = await self._pool.fetch(self._q["decayed_usage"])
+        return {
+            r["name"]: ({k: float(v) for k, v in r["decayed_usage"].items()}, float(r["age_seconds"]))
+            for r in rows
+        }
 
     async def pending_queues(self) -> dict[tuple[str, str], str]:
         """(namespace, FluxJob name) of each pending unit -> the tenant queue it belongs to; empty while no

@@ -100,6 +100,13 @@ class DecayedUsage:
             }
         self.at = now
 
+    def restore(self, now: float, mean: Mapping[str, float], age: float) -> None:
+        """Continue from ``mean``, computed ``age`` seconds before ``now`` (by a previous leader): the next
+        observation decays it over that gap, as if this process had been observing all along (what the
+        queue held meanwhile is taken to be what it holds at that observation)."""
+        self.mean = {r: float(mean.get(r, 0)) for r in RESOURCES}  # type: ignore[misc]
+        self.at = now - max(0.0, age)
+
     def charged(self, usage: Mapping[str, int]) -> dict[str, float]:
         """What the fair share counts: per resource, the larger of ``usage`` (now) and the decayed mean."""
         return {r: max(float(usage.get(r, 0)), float(self.mean.get(r, 0))) for r in RESOURCES}

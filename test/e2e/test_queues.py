@@ -378,3 +378,84 @@ async def test_a_controller_stopped_between_deciding_and_evicting_finishes_the_s
     history = await preemptions(system)
     assert [(h["victim"], h["evicted_at"] is not None) for h in history] == [("team-b/b3-pod", True)], history
     assert [pod_phase(system, f"b{i}", "team-b") for i in range(3)] == ["Running"] * 3
+
+
+async def decayed_cpus(system, name: str) -> float:
+    """The fair share's memory of ``name`` as the leader last wrote it (CPUs), 0 when none."""
+    conn = await asyncpg.connect(system.dsn)
+    try:
+        value = await conn.fetchval(
+            "SELECT (decayed_usage->>'cpu')::float8 / 1000 FROM fluxqueue.queues WHERE name = $1", name
+        )
+    finally:
+        await conn.close()
+    return value or 0.0
+
+
+async def test_the_fair_share_memory_survives_a_controller_restart(system):
+    """a-busy borrows the whole cluster for a while, then holds nothing; the controller crashes and a new one
+    leads. When one slot frees with a unit of each queue waiting, b-idle (which never used anything) borrows
+    first: the new leader read a-busy's decayed usage back. (Forgetting it, both would have a share of 0 and
+    the tie would go to a-busy, first by name and first submitted.)"""
+    await system.apply(namespace("a-busy") + namespace("b-idle"))
+    await system.apply(queue("a-busy", ["a-busy"], {}) + queue("b-idle", ["b-idle"], {}))
+    await system.apply("".join(job(f"burst{i}", "a-busy", cpu="4", runtime="200s") for i in range(4)))
+    await system.wait_for(lambda: _at_least(system, "a-busy", 4), 30, "a-busy to borrow the whole cluster")
+    for i in range(4):
+        await system.wait_for(
+            lambda i=i: phase_of(system, f"burst{i}", "a-busy") == "Succeeded", 40, f"burst{i} to end"
+        )
+    # the mirror is written every STATUS_SECONDS: wait for one written after the burst ended
+    remembered = 0.0
+
+    async def written_after_the_burst() -> bool:
+        nonlocal remembered
+        s = await queue_status(system, "a-busy")
+        remembered = await decayed_cpus(system, "a-busy")
+        return s.get("runningUnits") == 0 and remembered > 0
+
+    await system.wait_for(written_after_the_burst, 20, "a-busy's decayed usage in the database")
+    # The default queue holds the cluster: three long units and one ended on demand (the slot to compete for).
+    await system.apply(
+        job("wall", "default", cpu="4", runtime="2000s")
+        .replace("parallelism: 1", "parallelism: 3")
+        .replace("completions: 1", "completions: 3")
+        + job("slot", "default", cpu="4", runtime="2000s")
+    )
+    await system.wait_for(
+        lambda: _at_least(system, "default", 2), 30, "the default queue to hold the cluster"
+    )
+
+    await system.kill_controller()
+    conn = await asyncpg.connect(system.dsn)
+    try:
+        restarted_at = await conn.fetchval("SELECT now()")
+    finally:
+        await conn.close()
+    await system.start_controller()
+    await system.apply(job("next", "a-busy", cpu="4", runtime="400s"))
+    await system.apply(job("next", "b-idle", cpu="4", runtime="400s"))
+
+    async def queued_and_ranked() -> bool:
+        conn = await asyncpg.connect(system.dsn)
+        try:
+            waiting = await conn.fetchval(
+                "SELECT count(*) FROM fluxqueue.units WHERE name = 'next-job' AND state IN ('Queued', 'Reserved')"
+            )
+            shares = {
+                r["queue"]: float(r["share"])
+                for r in await conn.fetch(
+                    "SELECT queue, share FROM fluxqueue.fair_share WHERE updated_at > $1", restarted_at
+                )
+            }
+        finally:
+            await conn.close()
+        return waiting == 2 and shares.get("a-busy", 0) > shares.get("b-idle", 1) == 0
+
+    await system.wait_for(queued_and_ranked, 30, "the new leader to rank a-busy behind b-idle")
+    # decayed further over the downtime, never forgotten
+    assert 0 < await decayed_cpus(system, "a-busy") <= remembered
+    await system.kubectl("delete", "job", "slot", "-n", "default", "--wait=false")
+    await system.wait_for(lambda: _at_least(system, "b-idle", 1), 30, "b-idle to borrow the freed slot")
+    await system.passes(2)
+    assert (await holding(system, "b-idle"), await holding(system, "a-busy")) == (1, 0)

@@ -18,20 +18,34 @@ WHERE u.state IN ('Queued', 'Reserved')
 GROUP BY u.namespace, u.queue;
 
 -- name: mirror_queues
--- The Queue objects as they are now ($1: JSON array of {name, namespaces, quota, limit, weight, share}); queues
--- no longer declared are removed.
+-- The Queue objects as they are now ($1: JSON array of {name, namespaces, quota, limit, weight, share, decayed,
+-- decayed_age}); queues no longer declared are removed. decayed is the usage decayed over the half-life,
+-- computed decayed_age wall seconds ago; without it what is stored stays.
 WITH given AS (
     SELECT * FROM jsonb_to_recordset($1::jsonb)
         AS i(name text, namespaces text[], quota jsonb, "limit" jsonb, weight double precision,
-             share double precision)
+             share double precision, decayed jsonb, decayed_age double precision)
 ), gone AS (
     DELETE FROM fluxqueue.queues q WHERE NOT EXISTS (SELECT 1 FROM given g WHERE g.name = q.name)
 )
-INSERT INTO fluxqueue.queues (name, namespaces, quota, "limit", weight, share, updated_at)
-SELECT name, namespaces, quota, "limit", weight, share, now() FROM given
+INSERT INTO fluxqueue.queues AS q
+    (name, namespaces, quota, "limit", weight, share, updated_at, decayed_usage, decayed_at)
+SELECT name, namespaces, quota, "limit", weight, share, now(), decayed,
+       CASE WHEN decayed IS NOT NULL THEN now() - make_interval(secs => coalesce(decayed_age, 0)) END
+FROM given
 ON CONFLICT (name) DO UPDATE
 SET namespaces = excluded.namespaces, quota = excluded.quota, "limit" = excluded."limit",
-    weight = excluded.weight, share = excluded.share, updated_at = now();
+    weight = excluded.weight, share = excluded.share, updated_at = now(),
+    decayed_usage = coalesce(excluded.decayed_usage, q.decayed_usage),
+    decayed_at = CASE WHEN excluded.decayed_usage IS NOT NULL THEN excluded.decayed_at ELSE q.decayed_at END;
+
+-- name: decayed_usage
+-- What the last leader's fair share remembered per queue, and how many wall seconds ago it computed it (by
+-- PostgreSQL's clock, which also stamped it: the replicas' clocks need not agree).
+SELECT name, decayed_usage,
+       greatest(0, extract(epoch FROM now() - decayed_at))::double precision AS age_seconds
+FROM fluxqueue.queues
+WHERE decayed_usage IS NOT NULL AND decayed_at IS NOT NULL;
 
 -- name: queue_usage_view
 SELECT * FROM fluxqueue.queue_usage;
