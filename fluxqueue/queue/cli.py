@@ -105,6 +105,7 @@ async def _run_queue(args: argparse.Namespace) -> int:
                 "waits": "no dependencies",
                 "queues": "no tenant queues",
                 "preemptions": "no preemptions",
+                "runs": "no unit was requeued",
             }[args.view]
         )
     elif by_queue:
@@ -130,11 +131,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "view",
         nargs="?",
         default="queue",
-        choices=["queue", "held", "waits", "running", "nodes", "queues", "preemptions"],
+        choices=["queue", "held", "waits", "running", "nodes", "queues", "preemptions", "runs"],
         help="queue (pending, in order, grouped by tenant queue when Queue objects exist; default), held "
         "(waiting for their dependency, and what for), waits (every dependency term and its target's state), "
         "running (holding allocations), nodes (usage per node), queues (each tenant queue's usage against "
-        "quota) or preemptions (who was evicted for whom)",
+        "quota), preemptions (who was evicted for whom) or runs (where each run of a requeued unit ran)",
     )
     q.set_defaults(func=_run_queue)
 

@@ -362,6 +362,7 @@ class QueueStore:
             "queue_usage",
             "fair_share",
             "preemption_history",
+            "runs",
         ):
             raise ValueError(f"no view {name!r}")
         return [dict(r) for r in await self._pool.fetch(self._q[f"{name}_view"])]

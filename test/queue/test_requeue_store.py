@@ -62,6 +62,8 @@ async def test_a_preempted_unit_holds_until_requeued_then_is_placed_again_afresh
     await place(store, unit.id, jobid=9, node="n2")
     alloc = await store.allocation(unit.id)
     assert alloc is not None and alloc.fluxion_jobid == 9 and alloc.node_names == ["n2"]
+    shown = await store.view("runs")  # `fluxqueue queue runs`
+    assert [(r["name"], r["run"], r["nodes"]) for r in shown] == [("b3-job", 1, "n1"), ("b3-job", 2, "n2")]
     conn = await asyncpg.connect(store.dsn)
     try:
         past = await conn.fetch("SELECT * FROM fluxqueue.past_allocations WHERE unit_id = $1", unit.id)

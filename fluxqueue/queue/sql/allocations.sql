@@ -75,3 +75,9 @@ JOIN fluxqueue.allocations a ON a.unit_id = $1 AND a.released_at IS NULL;
 -- After archive_allocation: the unit holds nothing and has bound no pod (its next run starts afresh).
 WITH bindings AS (DELETE FROM fluxqueue.pod_bindings WHERE unit_id = $1)
 DELETE FROM fluxqueue.allocations WHERE unit_id = $1;
+
+-- name: runs_view
+-- Units placed more than once (preempted and requeued), each run on a line.
+SELECT namespace, name, kind, run, nodes, allocated_at, released_at, reason FROM fluxqueue.runs
+WHERE unit_id IN (SELECT unit_id FROM fluxqueue.past_allocations)
+ORDER BY unit_id, run;
