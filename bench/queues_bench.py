@@ -12,12 +12,15 @@ queue's entitlement (quota + weighted part of the rest) and submitted at a rate 
   - utilisation: CPU allocated over capacity, while work is being submitted (everyone backlogged) and overall;
   - each queue's share of the CPU-time during submission against its entitlement, the max deviation;
   - wait (submit -> first pod bound, simulated seconds) p50/p95 per queue;
-  - preemptions (rows of fluxqueue.preemptions);
+  - preemptions (rows of fluxqueue.preemptions), how many victims were suspended and requeued (Jobs, JobSets,
+    MPIJobs; migration 0010) rather than deleted, the most times one unit was a victim, and how long a requeued
+    unit waited to be placed again (or whether it never was);
   - units admitted by their queue that Fluxion could not place (fluxqueue_queue_admitted_unplaced_total;
     node-aware admission never charges a unit before Fluxion placed it, so it must be 0);
   - scheduler-side CPU per pod bound (controller + Fluxion + PostgreSQL), as bench/scale_bench.py reports it.
 
-    python bench/queues_bench.py                      # 32 x 32-CPU nodes, 2,000 units, both modes, ~4 min
+    python bench/queues_bench.py             # 16 x 32-CPU nodes, 400 units, both modes, ~2.5 min
+    python bench/queues_bench.py --full      # 32 x 32-CPU nodes, 2,000 units, both modes, ~7 min
     python bench/queues_bench.py --jobs 200 --nodes 8 --modes nodes     # quick look
 """
 
@@ -96,11 +99,15 @@ def build_workload(args: argparse.Namespace) -> tuple[list[WorkloadItem], list[d
             mean_interarrival=1.0 / p["entitled"],  # every queue's arrivals span the same window
             median_duration=args.median_duration,
         )
-        units.extend(generate(spec))
+        generated = generate(spec)
+        p["asked"] = sum(u.pods * u.meta.get("cores", 1) * u.meta.get("runtime", 0.0) for u in generated)
+        units.extend(generated)
     # Stretch submit times so that demand (CPU-seconds asked) is args.demand x capacity over the window.
     asked = sum(u.pods * u.meta.get("cores", 1) * u.meta.get("runtime", 0.0) for u in units)
     window = max(u.submit_at for u in units) or 1.0
     stretch = asked / (args.demand * capacity * window)
+    for p in plan:
+        p["asked"] /= asked  # the queue's part of all CPU-seconds asked
     for u in units:
         u.submit_at = round(u.submit_at * stretch, 3)
     units.sort(key=lambda u: u.submit_at)
@@ -142,6 +149,7 @@ def analyse(run: Run, plan: list[dict[str, Any]], window_sim: float, scale: floa
                 "quota": p["quota"],
                 "weight": p["weight"],
                 "entitled": p["entitled"],
+                "asked": p["asked"],
                 "share": share,
                 "deviation": share - p["entitled"],
                 "wait_p50": percentile(waits, 50) if waits else None,
@@ -166,14 +174,44 @@ def analyse(run: Run, plan: list[dict[str, Any]], window_sim: float, scale: floa
     }
 
 
-async def preemptions(dsn: str) -> int:
+async def preemptions(dsn: str, scale: float) -> dict[str, Any]:
+    """Preemptions, and what became of their victims: requeued (suspended, Queued again with their submit
+    time) or ended; the most times one unit was chosen (thrash); requeued units' wait to be placed again."""
     import asyncpg
 
     conn = await asyncpg.connect(dsn)
     try:
-        return int(await conn.fetchval("SELECT count(*) FROM fluxqueue.preemptions"))
+        total = int(await conn.fetchval("SELECT count(*) FROM fluxqueue.preemptions"))
+        per_victim = await conn.fetch(
+            "SELECT victim_id, count(*) AS n FROM fluxqueue.preemptions GROUP BY victim_id ORDER BY n DESC"
+        )
+        requeued = await conn.fetch(
+            "SELECT u.id, u.namespace, u.name, u.kind, u.state, u.requeues, a.allocated_at, a.released_at,"
+            " (SELECT max(p.released_at) FROM fluxqueue.past_allocations p WHERE p.unit_id = u.id) AS freed"
+            " FROM fluxqueue.units u LEFT JOIN fluxqueue.allocations a ON a.unit_id = u.id"
+            " WHERE u.requeues > 0"
+        )
     finally:
         await conn.close()
+    # wait from giving up the allocation to the next one (sim s); a unit requeued but never placed again
+    # (still Queued at the end) has none
+    again = [
+        (r["allocated_at"] - r["freed"]).total_seconds() * scale
+        for r in requeued
+        if r["allocated_at"] is not None and r["freed"] is not None and r["allocated_at"] > r["freed"]
+    ]
+    return {
+        "preemptions": total,
+        "victims": len(per_victim),
+        "max_per_victim": int(per_victim[0]["n"]) if per_victim else 0,
+        "requeues": sum(int(r["requeues"]) for r in requeued),
+        "requeued_units": len(requeued),
+        "requeued_never_placed_again": len(requeued) - len(again),
+        "requeued_not_finished": sum(1 for r in requeued if r["state"] not in ("Succeeded", "Failed")),
+        "requeue_wait_p50": percentile(again, 50) if again else None,
+        "requeue_wait_max": max(again) if again else None,
+        "requeued_detail": [{k: str(v) for k, v in dict(r).items()} for r in requeued],
+    }
 
 
 def admitted_unplaced(text: str) -> int:
@@ -209,7 +247,7 @@ async def one_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         await run.execute()
         after = cpu_report(system)
         result = analyse(run, plan, window_sim, args.time_scale)
-        result["preemptions"] = await preemptions(system.dsn)
+        result.update(await preemptions(system.dsn, args.time_scale))
         result["admitted_unplaced"] = admitted_unplaced(await scrape_metrics(system.metrics_port))
     pods = max(1, result["pods_bound"])
     cpu = {k: (after.get(k, 0.0) - v) * 1000 / pods for k, v in before.items()}
@@ -241,20 +279,26 @@ def print_results(results: list[dict[str, Any]]) -> None:
     row("makespan (sim s)", lambda r: f"{r['makespan_sim_s']:,.0f}")
     row("max share deviation (points / relative)", lambda r: f"{r['max_abs_deviation'] * 100:.1f} / "
         f"{r['max_rel_deviation']:.0%}")  # fmt: skip
-    row("preemptions", lambda r: str(r["preemptions"]))
+    row("preemptions (requeues; units requeued)", lambda r: f"{r['preemptions']} ({r['requeues']}; "
+        f"{r['requeued_units']})")  # fmt: skip
+    row("most preemptions of one unit", lambda r: str(r["max_per_victim"]))
+    row("requeued: wait to be placed again p50/max (sim s)", lambda r: "-" if r["requeue_wait_p50"] is None
+        else f"{r['requeue_wait_p50']:.0f}/{r['requeue_wait_max']:.0f}")  # fmt: skip
+    row("requeued, never placed again / not finished", lambda r: f"{r['requeued_never_placed_again']} / "
+        f"{r['requeued_not_finished']}")  # fmt: skip
     row("admitted but not placeable", lambda r: str(r["admitted_unplaced"]))
     row("overcommitted nodes", lambda r: str(r["overcommits"]))
     row("scheduler CPU ms/pod (ctl+fluxion+pg)", lambda r: f"{r['scheduler_cpu_ms_per_pod']:.1f} ("
         + ", ".join(f"{r['cpu_ms_per_pod'].get(k, 0):.1f}" for k in SCHEDULER) + ")")  # fmt: skip
     row("wall s (start-up)", lambda r: f"{r['wall_s']:.0f} ({r['startup_s']:.0f})")
-    print("\nper queue: share of CPU-time while submitting vs entitled (quota + weighted borrow); "
-          "wait p50/p95 (sim s)")  # fmt: skip
+    print("\nper queue: share of CPU-time while submitting vs entitled (quota + weighted borrow) and vs its "
+          "part of the CPU-seconds asked; wait p50/p95 (sim s)")  # fmt: skip
     print(
-        "\n| queue | quota | weight | entitled | "
+        "\n| queue | quota | weight | entitled | asked | "
         + " | ".join(f"{m}: share, wait p50/p95" for m in modes)
         + " |"
     )
-    print("|---|---|---|---|" + "---|" * len(modes))
+    print("|---|---|---|---|---|" + "---|" * len(modes))
     for i, q in enumerate(results[0]["queues"]):
         cells = []
         for r in results:
@@ -263,7 +307,7 @@ def print_results(results: list[dict[str, Any]]) -> None:
             p95 = "-" if x["wait_p95"] is None else f"{x['wait_p95']:.0f}"
             cells.append(f"{x['share']:.1%}, {p50}/{p95}")
         print(
-            f"| {q['queue']} | {q['quota']:.1%} | {q['weight']} | {q['entitled']:.1%} | "
+            f"| {q['queue']} | {q['quota']:.1%} | {q['weight']} | {q['entitled']:.1%} | {q['asked']:.1%} | "
             + " | ".join(cells)
             + " |"
         )
@@ -271,18 +315,27 @@ def print_results(results: list[dict[str, Any]]) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--nodes", type=int, default=32)
+    p.add_argument(
+        "--full", action="store_true", help="the full size: 32 nodes, 2,000 units, median 240 s (~7 min)"
+    )
+    p.add_argument("--nodes", type=int, help="16 (32 with --full)")
     p.add_argument("--cpus", type=int, default=32)
     p.add_argument("--queues", type=int, default=10)
-    p.add_argument("--jobs", type=int, default=2000, help="units in all (split by entitlement)")
+    p.add_argument("--jobs", type=int, help="units in all, split by entitlement: 400 (2,000 with --full)")
     p.add_argument("--demand", type=float, default=2.5, help="CPU-seconds asked over capacity x window")
-    p.add_argument("--median-duration", type=float, default=240.0, help="simulated seconds")
+    p.add_argument("--median-duration", type=float, help="simulated seconds (240)")
     p.add_argument("--time-scale", type=float, default=60.0)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--timeout", type=float, default=600.0, help="wall seconds to drain after submission")
     p.add_argument("--modes", nargs="+", default=["nodes", "quota"], choices=["nodes", "quota"])
     p.add_argument("--out", type=Path, help="write the results as JSON here")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # The default is a smaller run of the same shape (~2.5 min on 2 cores): half the nodes and a fifth of
+    # the units make the submission window about 0.4 x the full one's at half its pod rate.
+    for name, small, full in (("nodes", 16, 32), ("jobs", 400, 2000), ("median_duration", 240.0, 240.0)):
+        if getattr(args, name) is None:
+            setattr(args, name, full if args.full else small)
+    return args
 
 
 async def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -290,7 +343,7 @@ async def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
         f"{args.nodes} nodes x {args.cpus} CPUs, {args.queues} queues, {args.jobs} units, "
-        f"time scale {args.time_scale:g}",
+        f"median {args.median_duration:g} s, time scale {args.time_scale:g}",
         flush=True,
     )
     results = []
