@@ -947,18 +947,40 @@ class Select:
         count = s.best_count(self._s_qual)
         if count == 0:
             return None
-        ev = Evals()
-        ev.groups = self._s_groups
-        ev.qual = self._s_qual
-        ev.total = self._s_total
-        ev.choose_best_k(count, self.cmp_graph)
+        # choose_best_k (count <= qual here), then enforce(up_to_root) of the slot groups chosen
+        groups = self._s_groups
+        if len(groups) > 1:
+            cxx_sort(groups, self.cmp_graph, count)
+        chosen = 0
+        left = count
+        while left > 0:
+            g = groups[chosen]
+            g.needs = left if left <= g.count else g.count
+            left -= g.count
+            chosen += 1
         self.ml = 0
         for q in quals.values():
             if q == 0:
                 return None
-        dfu = Scoring()
-        dfu.types["slot"] = ev
-        self.enforce(dfu, True)
+        marks = self.marks
+        pmarks = self.pmarks
+        slots = self.slots
+        for i in range(chosen):
+            g = groups[i]
+            slots.append(g)
+            for tgt, needs, xe in g.edges:
+                if type(tgt) is tuple:
+                    p, m = tgt
+                    if xe:
+                        pmarks[p] = pmarks.get(p, 0) | m
+                    v = p.parent
+                else:
+                    marks[tgt] = (needs, xe)
+                    v = tgt.parent
+                # enforce_constrained: the edges up to the root are taken shared
+                while v is not None and v.parent is not None and v not in marks:
+                    marks[v] = (v.size, False)
+                    v = v.parent
         return 1, x
 
     def _one_slot_visit(self, u: Vertex) -> int:
