@@ -96,7 +96,16 @@ class DependencyResolver:
         done = await self.end.finish(unit, CANCELLED, reason, warning=True, event=NEVER_SATISFIED)
         if done is None or not workload(done.kind).owned_by_members:
             return
-        for pod in unit_pods(self.ctx, done):
+        pods = unit_pods(self.ctx, done)
+        status = self.end.status
+        if done.id in status.missed:
+            # Ended before its FluxJob was created (members still joining under load): the FluxJob is owned by
+            # the pods deleted below, so its status must land first or nobody ever sees why it ended.
+            if await self.ctx.actions.ensure_fluxjob(done, pods) is not None:
+                status.missed.discard(done.id)
+                status.published.pop(done.id, None)
+                await status.publish(done)
+        for pod in pods:
             await self.ctx.actions.event([pod], NEVER_SATISFIED, reason, "Warning")
             with contextlib.suppress(APIError):
                 await self.ctx.actions.delete_pod(pod)

@@ -78,8 +78,10 @@ class FluxJobHistory:
         meta = obj.get("metadata") or {}
         key = (meta.get("namespace") or "", meta.get("name") or "")
         seen = self.versions.setdefault(key, [])
-        if kind == "DELETED" or (seen and seen[-1]["metadata"].get("uid") != meta.get("uid")):
+        if seen and seen[-1]["metadata"].get("uid") != meta.get("uid"):
             seen.clear()  # a FluxJob of that name made later starts a history of its own
+        # A deleted FluxJob keeps its history: one owned by its pods (a pod group) is collected as soon as they
+        # are deleted, and a phase it held just before (Cancelled, Failed) must still be seen.
         if kind != "DELETED":
             seen.append(obj)
 
