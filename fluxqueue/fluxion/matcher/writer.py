@@ -126,16 +126,7 @@ def _whole_templates(p: Pool) -> tuple[str, str]:
     hit = _SHAPES.get(key)
     if hit is not None:
         return hit
-    head = f', "metadata": {{"type": {_q(p.type)}'
-    if p.basename != p.type:
-        head += f', "basename": {_q(p.basename)}'
-    tail = ', "exclusive": true'
-    if p.unit:
-        tail += f', "unit": {_q(p.unit)}'
-    if p.size != 1:
-        tail += f', "size": {p.size}'
-    if props:
-        tail += f', "properties": {props}'
+    head, tail = _head_tail(p)
     head = head.replace("%", "%%")
     tail = tail.replace("%", "%%")
     ib, rank = p.id_base, p.rank
