@@ -148,11 +148,16 @@ def cxx_sort(a: list[Egroup], order: str, k: int | None = None) -> None:
 
     With ``k``, only the first k places are made right (choose_best_k reads no further): a partition that
     lies wholly at or after k is left as it is, since the rest of std::sort never moves an element of it in
-    front of k (what lies before a partition's cut is never worse than what lies after)."""
+    front of k (what lies before a partition's cut is never worse than what lies after).
+
+    The sort runs on plain ints, ``key * n + position``: comparing keys is comparing against multiples of n,
+    and an int is neither a tuple to build nor an object the garbage collector tracks (a root's sort can see
+    one edge group per free core of the cluster). ``_introsort_loop`` and the others below, on (key, item)
+    pairs, are the same algorithm written plainly (the test keeps them as the reference)."""
     n = len(a)
     if n < 2:
         return
-    scores = [g.score for g in a]
+    scores = list(map(_score, a))
     if order == INTERVAL_GREATER:
         run = {}
         r = -1
@@ -164,17 +169,98 @@ def cxx_sort(a: list[Egroup], order: str, k: int | None = None) -> None:
             prev = sc
         keys = [-run[sc] for sc in scores]
     elif len(set(scores)) == n:  # no ties: every correct sort gives this order
-        a.sort(key=lambda g: g.score, reverse=order == GREATER)
+        a.sort(key=_score, reverse=order == GREATER)
         return
     elif order == GREATER:
         keys = [-s for s in scores]
     else:
         keys = scores
-    items = list(zip(keys, a, strict=True))
+    v = [kk * n + i for i, kk in enumerate(keys)]
     bound = [n]
-    _introsort_loop(items, 0, n, 2 * (n.bit_length() - 1), n if k is None else k, bound)
-    _final_insertion_sort(items, 0, bound[0])
-    a[:] = [g for _, g in items]
+    _int_introsort(v, 0, n, 2 * (n.bit_length() - 1), n if k is None else k, bound, n)
+    _int_final_insertion_sort(v, 0, bound[0], n)
+    a[:] = list(map(a.__getitem__, map(n.__rmod__, v)))
+
+
+def _score(g: Egroup) -> int:
+    return g.score
+
+
+def _int_introsort(v: list[int], first: int, last: int, depth: int, k: int, bound: list[int], n: int) -> None:
+    while last - first > _THRESHOLD:
+        if depth == 0:
+            # std::__partial_sort (first, last, last): rare (a depth limit), so on pairs, as written below
+            items = [(e // n, e) for e in v[first:last]]
+            _heap_sort(items, 0, len(items))
+            v[first:last] = [e for _, e in items]
+            return
+        depth -= 1
+        # __move_median_to_first (first, first + 1, mid, last - 1)
+        mid = first + (last - first) // 2
+        a, b, c = first + 1, mid, last - 1
+        ka, kb, kc = v[a] // n, v[b] // n, v[c] // n
+        if ka < kb:
+            if kb < kc:
+                m = b
+            elif ka < kc:
+                m = c
+            else:
+                m = a
+        elif ka < kc:
+            m = a
+        elif kb < kc:
+            m = c
+        else:
+            m = b
+        v[first], v[m] = v[m], v[first]
+        # __unguarded_partition (first + 1, last, first): key < p is e < lo, p < key is e >= hi
+        lo = v[first] // n * n
+        hi = lo + n
+        i = first + 1
+        j = last
+        while True:
+            while v[i] < lo:
+                i += 1
+            j -= 1
+            while v[j] >= hi:
+                j -= 1
+            if not i < j:
+                break
+            v[i], v[j] = v[j], v[i]
+            i += 1
+        cut = i
+        if cut < k:
+            _int_introsort(v, cut, last, depth, k, bound, n)
+        elif cut < bound[0]:
+            bound[0] = cut
+        last = cut
+
+
+def _int_final_insertion_sort(v: list[int], first: int, last: int, n: int) -> None:
+    # __final_insertion_sort: __insertion_sort of the first 16, __unguarded_insertion_sort of the rest
+    top = first + _THRESHOLD if last - first > _THRESHOLD else last
+    for i in range(first + 1, top):
+        val = v[i]
+        lo = val // n * n  # key(x) > key(val) is x >= lo + n
+        if val < v[first] // n * n:
+            v[first + 1 : i + 1] = v[first:i]
+            v[first] = val
+        else:
+            hi = lo + n
+            j = i - 1
+            while v[j] >= hi:
+                v[j + 1] = v[j]
+                j -= 1
+            v[j + 1] = val
+    for i in range(top, last):
+        val = v[i]
+        hi = val // n * n + n
+        j = i - 1
+        if v[j] >= hi:
+            while v[j] >= hi:
+                v[j + 1] = v[j]
+                j -= 1
+            v[j + 1] = val
 
 
 _THRESHOLD = 16
@@ -796,8 +882,33 @@ class Select:
             self.dfu.ebusy = True
         size = p.size
         per_leaf = -(-e.best_count(e.max) // size) if size > 0 else 1  # leaves per share
+        nfree = free.bit_count()
         if self.dynamic:
             want = nslots * per_leaf if per_leaf > 0 else nslots
+            n = min(nfree, want)
+        else:
+            want = -1
+            n = nfree
+        count = e.best_count(n * size)
+        if count == 0:
+            return []
+        take = -(-count // size) if size > 0 else count
+        if not n // take:
+            return []
+        # The groups are a function of these alone, and nothing changes an edge group once made (choose_best_k
+        # sets ``needs``, which nothing reads back; enforce and the writer read ``edges``), so the last ones
+        # made are handed out again while the pool's free members stay the same: an exhaustive walk would
+        # otherwise build one per free core of every node on every match.
+        key = (free, want, take, self.ml, self.cmp_slot, p.id_base, p.size)
+        cached = p.slot_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        out = self._make_pool_slots(p, free, full, want, take)
+        p.slot_cache = (key, out)
+        return out
+
+    def _make_pool_slots(self, p: Pool, free: int, full: bool, want: int, take: int) -> list[Egroup]:
+        if self.dynamic:
             if full and want >= p.count:
                 members = list(range(p.count - 1, -1, -1))
             else:
@@ -819,30 +930,23 @@ class Select:
                     members.append(low.bit_length() - 1)
             if self.cmp_slot == GREATER:
                 members.reverse()
-        count = e.best_count(len(members) * size)
-        if count == 0:
-            return []
-        take = -(-count // size) if size > 0 else count
         qual = len(members) // take
-        if not qual:
-            return []
         base = MATCH_MET + take * (MATCH_MET + self.ml + 1 + p.id_base)
-        amount = take * size
+        amount = take * p.size
         if take == 1:
-            out = [Egroup(base + i, 1, True, [((p, 1 << i), amount, True)]) for i in members]
-        else:
-            out = []
-            k = 0
-            for _ in range(qual):
-                chunk = members[k : k + take]
-                k += take
-                if take == p.count:
-                    mask = p.all_mask
-                else:
-                    mask = 0
-                    for i in chunk:
-                        mask |= 1 << i
-                out.append(Egroup(base + sum(chunk), 1, True, [((p, mask), amount, True)]))
+            return [Egroup(base + i, 1, True, [((p, 1 << i), amount, True)]) for i in members]
+        out = []
+        k = 0
+        for _ in range(qual):
+            chunk = members[k : k + take]
+            k += take
+            if take == p.count:
+                mask = p.all_mask
+            else:
+                mask = 0
+                for i in chunk:
+                    mask |= 1 << i
+            out.append(Egroup(base + sum(chunk), 1, True, [((p, mask), amount, True)]))
         return out
 
     # -- enforce: mark the chosen edges -----------------------------------------------------------------

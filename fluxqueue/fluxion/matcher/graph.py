@@ -49,6 +49,7 @@ class Pool:
         "rank",
         "rtext",
         "size",
+        "slot_cache",
         "spans",
         "type",
         "uid_base",
@@ -68,6 +69,8 @@ class Pool:
         self.uid_base = 0
         self.id_base = 0
         self.uids: list[int] | None = None  # irregular layout: per-member uniq_ids
+        # dfu.py's last slot edge groups of this pool and what they were made from (see _one_pool_slots)
+        self.slot_cache: tuple | None = None
         self.ids: list[int] | None = None
         self.names: list[str] | None = None  # per-member names when any differs from basename+id
         self.paths: list[str] | None = None  # per-member paths when any differs from parent path + "/" + name
