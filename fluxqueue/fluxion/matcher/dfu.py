@@ -29,6 +29,7 @@ reaches nothing, is tracked as a flag set where flux-sched's traversal sets EBUS
 from __future__ import annotations
 
 import bisect
+import operator
 import re
 
 from fluxqueue.fluxion.matcher.constraints import Constraint
@@ -150,55 +151,75 @@ def cxx_sort(a: list[Egroup], order: str, k: int | None = None) -> None:
     lies wholly at or after k is left as it is, since the rest of std::sort never moves an element of it in
     front of k (what lies before a partition's cut is never worse than what lies after).
 
-    The sort runs on plain ints, ``key * n + position``: comparing keys is comparing against multiples of n,
-    and an int is neither a tuple to build nor an object the garbage collector tracks (a root's sort can see
-    one edge group per free core of the cluster). ``_introsort_loop`` and the others below, on (key, item)
-    pairs, are the same algorithm written plainly (the test keeps them as the reference)."""
+    The sort runs on two parallel arrays, the keys as dense ranks (std::sort only compares them, so any
+    order-preserving renaming moves elements alike) and the positions the elements came from: a rank is one
+    of a few shared ints, the positions a copy of one list, so the sort allocates nothing per element (a
+    root's sort sees an edge group per free core of the cluster). With at most 256 ranks the keys are bytes,
+    and each partition finds its stoppers with bytes searches (_bytes_partition). ``_introsort_loop`` and
+    the others below, on (key, item) pairs, are the same algorithm written plainly (the test keeps them as the
+    reference)."""
     n = len(a)
     if n < 2:
         return
-    scores = list(map(_score, a))
+    scores = list(map(_SCORE, a))
+    distinct = set(scores)
     if order == INTERVAL_GREATER:
         run = {}
         r = -1
         prev = None
-        for sc in sorted(set(scores)):
+        for sc in sorted(distinct):
             if prev is None or sc != prev + 1:
                 r += 1
             run[sc] = r
             prev = sc
-        keys = [-run[sc] for sc in scores]
-    elif len(set(scores)) == n:  # no ties: every correct sort gives this order
-        a.sort(key=_score, reverse=order == GREATER)
+        rank_of = {sc: r - x for sc, x in run.items()}  # the key is -run: the last run ranks 0
+        nranks = r + 1
+    elif len(distinct) == n:  # no ties: every correct sort gives this order
+        a.sort(key=_SCORE, reverse=order == GREATER)
         return
-    elif order == GREATER:
-        keys = [-s for s in scores]
     else:
-        keys = scores
-    v = [kk * n + i for i, kk in enumerate(keys)]
+        rank_of = dict(zip(sorted(distinct, reverse=order == GREATER), range(len(distinct)), strict=True))
+        nranks = len(distinct)
+    ranks = list(map(rank_of.__getitem__, scores))
+    keys = bytearray(ranks) if nranks <= 256 else ranks
+    pos = _positions(n)
     bound = [n]
-    _int_introsort(v, 0, n, 2 * (n.bit_length() - 1), n if k is None else k, bound, n)
-    _int_final_insertion_sort(v, 0, bound[0], n)
-    a[:] = list(map(a.__getitem__, map(n.__rmod__, v)))
+    _introsort2(keys, pos, 0, n, 2 * (n.bit_length() - 1), n if k is None else k, bound)
+    _final_insertion_sort2(keys, pos, 0, bound[0])
+    a[:] = list(map(a.__getitem__, pos))
 
 
-def _score(g: Egroup) -> int:
-    return g.score
+_SCORE = operator.attrgetter("score")
+_POSITIONS: list[int] = []
 
 
-def _int_introsort(v: list[int], first: int, last: int, depth: int, k: int, bound: list[int], n: int) -> None:
+def _positions(n: int) -> list[int]:
+    """[0, 1, ..., n - 1], copied from a list kept (a copy shares the ints: nothing is allocated for them)."""
+    if len(_POSITIONS) < n:
+        _POSITIONS.extend(range(len(_POSITIONS), n))
+    return _POSITIONS[:n]
+
+
+# bytes.translate tables: rank r -> 1 where r >= q (the left scan's stoppers), where r <= q (the right's)
+_AT_LEAST = [bytes(r >= q for r in range(256)) for q in range(256)]
+_AT_MOST = [bytes(r <= q for r in range(256)) for q in range(256)]
+
+
+def _introsort2(keys, pos: list[int], first: int, last: int, depth: int, k: int, bound: list[int]) -> None:
+    """_introsort_loop on (keys, pos)."""
     while last - first > _THRESHOLD:
         if depth == 0:
             # std::__partial_sort (first, last, last): rare (a depth limit), so on pairs, as written below
-            items = [(e // n, e) for e in v[first:last]]
+            items = list(zip(keys[first:last], pos[first:last], strict=True))
             _heap_sort(items, 0, len(items))
-            v[first:last] = [e for _, e in items]
+            keys[first:last] = type(keys)(kk for kk, _ in items)
+            pos[first:last] = [i for _, i in items]
             return
         depth -= 1
         # __move_median_to_first (first, first + 1, mid, last - 1)
         mid = first + (last - first) // 2
         a, b, c = first + 1, mid, last - 1
-        ka, kb, kc = v[a] // n, v[b] // n, v[c] // n
+        ka, kb, kc = keys[a], keys[b], keys[c]
         if ka < kb:
             if kb < kc:
                 m = b
@@ -212,55 +233,94 @@ def _int_introsort(v: list[int], first: int, last: int, depth: int, k: int, boun
             m = c
         else:
             m = b
-        v[first], v[m] = v[m], v[first]
-        # __unguarded_partition (first + 1, last, first): key < p is e < lo, p < key is e >= hi
-        lo = v[first] // n * n
-        hi = lo + n
-        i = first + 1
-        j = last
-        while True:
-            while v[i] < lo:
-                i += 1
-            j -= 1
-            while v[j] >= hi:
-                j -= 1
-            if not i < j:
-                break
-            v[i], v[j] = v[j], v[i]
-            i += 1
-        cut = i
+        keys[first], keys[m] = keys[m], keys[first]
+        pos[first], pos[m] = pos[m], pos[first]
+        if type(keys) is bytearray:
+            cut = _bytes_partition(keys, pos, first, last)
+        else:
+            cut = _list_partition(keys, pos, first, last)
         if cut < k:
-            _int_introsort(v, cut, last, depth, k, bound, n)
+            _introsort2(keys, pos, cut, last, depth, k, bound)
         elif cut < bound[0]:
             bound[0] = cut
         last = cut
 
 
-def _int_final_insertion_sort(v: list[int], first: int, last: int, n: int) -> None:
-    # __final_insertion_sort: __insertion_sort of the first 16, __unguarded_insertion_sort of the rest
+def _list_partition(keys: list[int], pos: list[int], first: int, last: int) -> int:
+    """__unguarded_partition (first + 1, last, first)."""
+    p = keys[first]
+    i = first + 1
+    j = last
+    while True:
+        while keys[i] < p:
+            i += 1
+        j -= 1
+        while p < keys[j]:
+            j -= 1
+        if not i < j:
+            return i
+        keys[i], keys[j] = keys[j], keys[i]
+        pos[i], pos[j] = pos[j], pos[i]
+        i += 1
+
+
+def _bytes_partition(keys: bytearray, pos: list[int], first: int, last: int) -> int:
+    """__unguarded_partition (first + 1, last, first) with the scans done by bytes searches. Each scan
+    passes only places no swap has touched yet (the left one those before the last right stopper swapped,
+    the right one those after the last left stopper swapped), and ends, failing a stopper there, on the
+    place swapped last on its other side, which holds a stopper for it (or on the pivot, which is one): so
+    the stoppers can be looked up in masks made once, of the keys as they were."""
+    p = keys[first]
+    s0 = first + 1
+    seg = keys[s0:last]
+    find = seg.translate(_AT_LEAST[p]).find
+    rfind = seg.translate(_AT_MOST[p]).rfind
+    i = s0
+    j = last
+    prev = first  # the left place swapped last (first: the pivot)
+    while True:
+        x = find(1, i - s0, j - s0)
+        i = j if x < 0 else x + s0
+        y = rfind(1, prev + 1 - s0, j - s0)
+        j = prev if y < 0 else y + s0
+        if not i < j:
+            return i
+        keys[i], keys[j] = keys[j], keys[i]
+        pos[i], pos[j] = pos[j], pos[i]
+        prev = i
+        i += 1
+
+
+def _final_insertion_sort2(keys, pos: list[int], first: int, last: int) -> None:
+    """_final_insertion_sort on (keys, pos)."""
     top = first + _THRESHOLD if last - first > _THRESHOLD else last
     for i in range(first + 1, top):
-        val = v[i]
-        lo = val // n * n  # key(x) > key(val) is x >= lo + n
-        if val < v[first] // n * n:
-            v[first + 1 : i + 1] = v[first:i]
-            v[first] = val
+        kv = keys[i]
+        if kv < keys[first]:
+            pv = pos[i]
+            keys[first + 1 : i + 1] = keys[first:i]
+            pos[first + 1 : i + 1] = pos[first:i]
+            keys[first] = kv
+            pos[first] = pv
         else:
-            hi = lo + n
-            j = i - 1
-            while v[j] >= hi:
-                v[j + 1] = v[j]
-                j -= 1
-            v[j + 1] = val
+            _unguarded_linear_insert2(keys, pos, i)
     for i in range(top, last):
-        val = v[i]
-        hi = val // n * n + n
-        j = i - 1
-        if v[j] >= hi:
-            while v[j] >= hi:
-                v[j + 1] = v[j]
-                j -= 1
-            v[j + 1] = val
+        _unguarded_linear_insert2(keys, pos, i)
+
+
+def _unguarded_linear_insert2(keys, pos: list[int], last: int) -> None:
+    kv = keys[last]
+    nxt = last - 1
+    if not kv < keys[nxt]:
+        return
+    pv = pos[last]
+    while kv < keys[nxt]:
+        keys[last] = keys[nxt]
+        pos[last] = pos[nxt]
+        last = nxt
+        nxt -= 1
+    keys[last] = kv
+    pos[last] = pv
 
 
 _THRESHOLD = 16
