@@ -83,10 +83,10 @@ class Evals:
         self.total += o.total
         self.groups.extend(o.groups)
 
-    def choose_best_k(self, k: int, order: str) -> bool:
+    def choose_best_k(self, k: int, order: str, only_k: bool = False) -> bool:
         if k == 0 or k > self.qual:
             return False
-        cxx_sort(self.groups, order, k)
+        cxx_sort(self.groups, order, k, only_k)
         i = 0
         left = k
         groups = self.groups
@@ -132,7 +132,8 @@ class Scoring:
                 mine.merge(ev)
 
     def choose(self, t: str, k: int, order: str) -> None:
-        if self.evals(t).choose_best_k(k, order):
+        # (what is chosen is enforced, and nothing reads the groups after the k best: see cxx_sort)
+        if self.evals(t).choose_best_k(k, order, True):
             self.hier = True
 
 
@@ -142,14 +143,16 @@ class Scoring:
 GREATER, LESS, INTERVAL_GREATER = "greater", "less", "interval_greater"
 
 
-def cxx_sort(a: list[Egroup], order: str, k: int | None = None) -> None:
+def cxx_sort(a: list[Egroup], order: str, k: int | None = None, only_k: bool = False) -> None:
     """Sort edge groups by score as ``std::sort(begin, end, comp)`` does, ties included. ``comp`` is one of
     fold.hpp's: greater, less, or interval_greater (scores in one run of consecutive integers are equal: the
     closed intervals [s, s] joined into a boost::icl::interval_set).
 
     With ``k``, only the first k places are made right (choose_best_k reads no further): a partition that
     lies wholly at or after k is left as it is, since the rest of std::sort never moves an element of it in
-    front of k (what lies before a partition's cut is never worse than what lies after).
+    front of k (what lies before a partition's cut is never worse than what lies after). ``only_k`` says the
+    caller reads nothing after the first k either (dom_slot's cnt_slot does): then distinct scores and a k of
+    1 need no sort, only the best in front.
 
     The sort runs on two parallel arrays, the keys as dense ranks (std::sort only compares them, so any
     order-preserving renaming moves elements alike) and the positions the elements came from: a rank is one
@@ -175,7 +178,11 @@ def cxx_sort(a: list[Egroup], order: str, k: int | None = None) -> None:
         rank_of = {sc: r - x for sc, x in run.items()}  # the key is -run: the last run ranks 0
         nranks = r + 1
     elif len(distinct) == n:  # no ties: every correct sort gives this order
-        a.sort(key=_SCORE, reverse=order == GREATER)
+        if only_k and k == 1:
+            i = scores.index(max(scores) if order == GREATER else min(scores))
+            a[0], a[i] = a[i], a[0]
+        else:
+            a.sort(key=_SCORE, reverse=order == GREATER)
         return
     else:
         rank_of = dict(zip(sorted(distinct, reverse=order == GREATER), range(len(distinct)), strict=True))
@@ -582,7 +589,11 @@ class Select:
         slot = False
         if slot_res is not None:
             ct = u.ctypes
-            slot = all(e.type in ct for e in slot_res.with_)
+            slot = True
+            for e in slot_res.with_:
+                if e.type not in ct:
+                    slot = False
+                    break
         if slot:
             nxt = slot_res.with_
             pristine = False
@@ -652,11 +663,19 @@ class Select:
             if self._free_members(p) != p.all_mask:
                 self.dfu.ebusy = True  # a busy leaf fails by_avail
             self._add_leaves(p, self._members_up(p), excl, dfu.evals(p.type), None)
+        types = dfu.types
         for c in u.children:
             ok, x = self.dom_dfv(c, resources, pristine, excl, dfu)
             if ok:
                 n = dfu.avail
-                dfu.evals(c.type).add(Egroup(dfu.overall, n, x, [(c, n, x)]))
+                # dfu.evals(c.type).add(...), inline: once per vertex of a wide level
+                ev = types.get(c.type)
+                if ev is None:
+                    ev = types[c.type] = Evals()
+                ev.total += n
+                if dfu.overall > 0:
+                    ev.qual += n
+                ev.groups.append(Egroup(dfu.overall, n, x, [(c, n, x)]))
 
     def _members_up(self, p: Pool):
         free = self._free_members(p)
@@ -768,7 +787,17 @@ class Select:
                 break
 
     def dom_slot(self, u: Vertex, shape: list[Request], nslots: int, pristine: bool, dfu: Scoring) -> None:
-        if self._dom_slot_leaves(u, shape, nslots, dfu):
+        if len(shape) == 1 and not u.children and self.by_id:
+            # _dom_slot_leaves's first case, without the calls between (one per slot-hosting vertex visited)
+            out = self._one_pool_slots(u, shape[0], nslots)
+            if out is not None:
+                if out:
+                    ev = dfu.evals("slot")  # slot scores are > 0: all qualify
+                    ev.groups.extend(out)
+                    ev.total += len(out)
+                    ev.qual += len(out)
+                return
+        elif self._dom_slot_leaves(u, shape, nslots, dfu):
             return
         dfu_slot = Scoring()
         self.explore(u, shape, pristine, True, dfu_slot, nslots)
@@ -1114,7 +1143,7 @@ class Select:
         # choose_best_k (count <= qual here), then enforce(up_to_root) of the slot groups chosen
         groups = self._s_groups
         if len(groups) > 1:
-            cxx_sort(groups, self.cmp_graph, count)
+            cxx_sort(groups, self.cmp_graph, count, True)
         chosen = 0
         left = count
         while left > 0:
