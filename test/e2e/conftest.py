@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from support.invariants import PodTimeline, check_invariants
+from support.polling import Budget
 
 from fluxqueue.controller.app import Controller
 from fluxqueue.controller.settings import ControllerSettings
@@ -189,12 +189,12 @@ class System:
             "metadata": {"name": "webhook-probe", "namespace": "default"},
             "spec": {"containers": [{"name": "c", "image": "x"}]},
         }
-        deadline = time.monotonic() + 30
+        budget = Budget(30)
         while True:
             out = await self.api.client.create(R.PODS, pod, namespace="default", dry_run=True)
             if (out.get("spec") or {}).get("schedulerName") == "fluxqueue":
                 return
-            assert time.monotonic() < deadline, "the webhook never started mutating pods"
+            assert not budget.exhausted(), "the webhook never started mutating pods"
             await asyncio.sleep(0.1)
 
     async def restart_controller(self, **overrides: Any) -> Controller:
@@ -282,14 +282,14 @@ class System:
         return found
 
     async def wait_for(self, check: Callable[[], Any], within: float = 40, what: str = "condition") -> None:
-        deadline = time.monotonic() + within
+        budget = Budget(within)
         while True:
             result = check()
             if asyncio.iscoroutine(result):
                 result = await result
             if result:
                 return
-            if time.monotonic() > deadline:
+            if budget.exhausted():
                 raise AssertionError(f"timed out waiting for {what}")
             await asyncio.sleep(0.1)
 

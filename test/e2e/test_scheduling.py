@@ -243,7 +243,9 @@ async def test_easy_backfill_lets_a_short_small_job_run_ahead_without_delaying_t
 
 async def test_contention_starts_waiting_jobs_in_priority_then_fifo_order_as_resources_free(system):
     await system.kubectl("create", "priorityclass", "urgent", "--value=1000", "--description=test")
-    await system.apply(job("blocker", parallelism=4, cpu="4", runtime="20s", duration=20))
+    # The blocker holds every core until the test deletes it, so all three are queued behind it however
+    # slowly a busy machine submits them (a blocker that ends on its own could end before "high" arrives).
+    await system.apply(job("blocker", parallelism=4, cpu="4", runtime="1h", duration=3600))
     await system.wait_phase("blocker-job", ("Scheduled", "Running"))
     for name in ("low1", "low2"):
         await system.apply(job(name, parallelism=4, cpu="4", runtime="4s", duration=4))
@@ -251,7 +253,9 @@ async def test_contention_starts_waiting_jobs_in_priority_then_fifo_order_as_res
     await system.apply(job("high", parallelism=4, cpu="4", runtime="4s", duration=4, priority_class="urgent"))
     queued = await system.wait_phase("high-job", ("Queued", "Reserved"))
     assert queued["spec"]["priority"] == 1000
-    for name in ("blocker", "high", "low1", "low2"):
+    assert await system.scheduled_order() == ["blocker-job"]
+    await system.kubectl("delete", "job", "blocker", "--wait=false")
+    for name in ("high", "low1", "low2"):
         await system.wait_phase(f"{name}-job", "Succeeded", within=40)
     assert await system.scheduled_order() == ["blocker-job", "high-job", "low1-job", "low2-job"]
     table = await system.kubectl("get", "fj")
@@ -270,18 +274,22 @@ async def test_an_unsatisfiable_job_is_reported_and_does_not_block_the_queue(sys
 
 
 async def test_deleting_a_queued_job_cancels_it_and_it_never_runs(system):
-    await system.apply(job("blocker", parallelism=4, cpu="4", runtime="30s", duration=30))
+    # The blocker runs until it is deleted: "doomed" is queued behind it however slow the machine is.
+    await system.apply(job("blocker", parallelism=4, cpu="4", runtime="1h", duration=3600))
     await system.wait_phase("blocker-job", ("Scheduled", "Running"))
     await system.apply(job("doomed", parallelism=2, cpu="4", runtime="2s"))
     await system.wait_phase("doomed-job", ("Queued", "Reserved"))
     await system.kubectl("delete", "job", "doomed", "--wait=false")
 
-    async def cancelled():
-        row = await system.unit_row("doomed-job")
-        return row is not None and row["state"] == "Cancelled"
+    async def in_state(name, *states):
+        row = await system.unit_row(name)
+        return row is not None and row["state"] in states
 
-    await system.wait_for(cancelled, 10, "the queued unit cancelled")
-    await system.wait_phase("blocker-job", "Succeeded", within=30)
+    await system.wait_for(lambda: in_state("doomed-job", "Cancelled"), 10, "the queued unit cancelled")
+    await system.kubectl("delete", "job", "blocker", "--wait=false")
+    await system.wait_for(
+        lambda: in_state("blocker-job", "Cancelled"), 20, "the blocker ended, its nodes free"
+    )
     # Passes that saw the blocker's nodes free place nothing of the cancelled unit.
     await system.passes(2)
     row = await system.unit_row("doomed-job")

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+from support.polling import Budget
 
 from fluxqueue.sim.clock import SimClock, Timers
 from fluxqueue.sim.cluster import node_names
@@ -65,9 +66,9 @@ async def test_the_cluster_also_runs_on_copied_reads(apiserver):
             },
             namespace="default",
         )
-        deadline = time.monotonic() + 5
+        budget = Budget(5)
         phase = None
-        while time.monotonic() < deadline and phase != "Succeeded":
+        while phase != "Succeeded" and not budget.exhausted():
             await asyncio.sleep(0.05)
             phase = (await apiserver.client.get(R.PODS, "copy", namespace="default"))["status"].get("phase")
         assert phase == "Succeeded"
