@@ -86,7 +86,8 @@ class Evals:
     def choose_best_k(self, k: int, order: str, only_k: bool = False) -> bool:
         if k == 0 or k > self.qual:
             return False
-        cxx_sort(self.groups, order, k, only_k)
+        if len(self.groups) > 1:  # (as often as not one group: a vertex's own slot)
+            cxx_sort(self.groups, order, k, only_k)
         i = 0
         left = k
         groups = self.groups
@@ -970,9 +971,9 @@ class Select:
         if not full:
             self.dfu.ebusy = True
         size = p.size
-        per_leaf = -(-e.best_count(e.max) // size) if size > 0 else 1  # leaves per share
         nfree = free.bit_count()
         if self.dynamic:
+            per_leaf = -(-e.best_count(e.max) // size) if size > 0 else 1  # leaves per share
             want = nslots * per_leaf if per_leaf > 0 else nslots
             n = min(nfree, want)
         else:
