@@ -18,6 +18,21 @@ import asyncpg
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+CPUS = os.cpu_count() or 1
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item):
+    """Stretch a test's pytest-timeout by how oversubscribed the machine is when it starts (1-minute load
+    over CPUs, at most 4x): the waits inside tests count time at the machine's fair share
+    (support.polling.Budget), and the per-test limit, a last resort against a hang, must not cut them
+    short. Runs before pytest-timeout reads the marker."""
+    factor = min(4.0, max(1.0, os.getloadavg()[0] / CPUS))
+    if factor > 1.0:
+        marker = item.get_closest_marker("timeout")
+        base = marker.args[0] if marker is not None and marker.args else item.config.getini("timeout")
+        if base:
+            item.add_marker(pytest.mark.timeout(float(base) * factor))
 
 
 @pytest.fixture(scope="session")

@@ -43,6 +43,9 @@ COSCHEDULING_PODGROUPS = ("scheduling.x-k8s.io", "v1alpha1", "podgroups")
 log = get_logger(__name__)
 
 SWEEP_SHARE_INVERSE = 20  # wait at least 20x the last sweep's duration: sweeps use at most 5% of the time
+# ...but never more than this many sweep intervals: a sweep's wall time includes waiting for an event loop
+# busy with a flood, and a safety net several minutes away leaves what an event missed stuck that long.
+SWEEP_MAX_INTERVALS = 6
 
 
 class Controller:
@@ -302,7 +305,8 @@ class Controller:
             # The sweep is a safety net that reads every active unit: with tens of thousands of them it may
             # take a second, and it should never use more than a few percent of the controller.
             took = time.monotonic() - started
-            pause = max(self.settings.sweep_interval, SWEEP_SHARE_INVERSE * took)
+            interval = self.settings.sweep_interval
+            pause = min(SWEEP_MAX_INTERVALS * interval, max(interval, SWEEP_SHARE_INVERSE * took))
             log.info("sweep", seconds=round(took, 3), next_in=round(pause, 1))
 
     async def stop(self, *, release_lease: bool = True) -> None:

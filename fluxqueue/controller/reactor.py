@@ -54,6 +54,10 @@ GROUP_STATUS_DELAY = 2.0
 # group completes). Owners only matter to the garbage collector, once every member is gone.
 GROUP_OWNER_DELAY = 1.0
 LANES = 256  # units whose pod events are handled at once (each waits mostly on API and database round trips)
+# A pod event whose handler failed (the database or the API server away for a moment) is handled again after
+# RETRY_FIRST_S, doubling up to RETRY_MAX_S, as controller-runtime requeues a failed reconcile with backoff.
+RETRY_FIRST_S = 0.25
+RETRY_MAX_S = 30.0
 
 
 def _meta(obj: dict) -> dict:
@@ -90,6 +94,8 @@ class Reactor:
         self._lanes: dict[str, collections.deque] = {}
         self._lane_tasks: set[asyncio.Task] = set()
         self._lane_slots = asyncio.Semaphore(LANES)
+        self._retries: dict[str, int] = {}  # pod uid -> failed attempts in a row
+        self._retry_timers: set[asyncio.TimerHandle] = set()
         self._group_fluxjobs: dict[int, dict] = {}  # unit id -> its FluxJob while members join
         # unit id -> members not yet owners of its FluxJob, and an event set when they are to go at once
         self._pending_owners: dict[int, tuple[list[dict], asyncio.Event]] = {}
@@ -138,12 +144,42 @@ class Reactor:
                         raise
                     except Exception:
                         log.exception("pod handler failed", unit=key, event=kind)
+                        self._retry_later(kind, pod, old)
+                    else:
+                        if self._retries:
+                            self._retries.pop(_meta(pod).get("uid") or "", None)
         finally:
             if self._lanes.get(key) is lane:
                 del self._lanes[key]
 
+    def _retry_later(self, kind: str, pod: dict, old: dict | None) -> None:
+        """Handle a failed event again after a backoff: a group member whose join failed must not wait for
+        the sweep (a safety net that may be a minute away under load)."""
+        uid = _meta(pod).get("uid") or ""
+        attempt = self._retries.get(uid, 0)
+        self._retries[uid] = attempt + 1
+        delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2**attempt)
+        timer = asyncio.get_running_loop().call_later(delay, lambda: self._retry(timer, kind, pod, old))
+        self._retry_timers.add(timer)
+
+    def _retry(self, timer: asyncio.TimerHandle, kind: str, pod: dict, old: dict | None) -> None:
+        self._retry_timers.discard(timer)
+        meta = _meta(pod)
+        if kind != "DELETED":
+            # Acted on as the pod is now; one deleted or replaced since had its own events handled.
+            now = self.ctx.pods.get(meta.get("namespace") or "", meta.get("name") or "")
+            if now is None or _meta(now).get("uid") != meta.get("uid"):
+                self._retries.pop(meta.get("uid") or "", None)
+                return
+            pod = now
+        self.on_pod_event(kind, pod, old)
+
     async def drain(self) -> None:
         """Stop the lanes (leadership lost or stopping): the next leader's sweep redoes what they missed."""
+        for timer in self._retry_timers:
+            timer.cancel()
+        self._retry_timers.clear()
+        self._retries.clear()
         tasks = list(self._lane_tasks)
         for task in tasks:
             task.cancel()

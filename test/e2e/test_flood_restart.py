@@ -141,6 +141,43 @@ class Flood:
         out |= {f"job-{j}-job" for j in range(JOBS) if f"job-{j}" not in self.deleted}
         return out
 
+    async def _groups_seen(self, fluxjobs: list[str]) -> dict[str, dict]:
+        """For a failure message: each stuck group's members as the database, the controller and the API
+        server see them."""
+        out = {}
+        conn = await asyncpg.connect(self.system.dsn)
+        try:
+            for name in fluxjobs:
+                if not name.endswith("-group"):
+                    continue
+                rows = await conn.fetch(
+                    "SELECT m.pod, m.pod_uid FROM fluxqueue.group_members m JOIN fluxqueue.units u "
+                    "ON u.id = m.unit_id WHERE u.name = $1",
+                    name,
+                )
+                group = name.removesuffix("-group")
+                pods = [
+                    p
+                    for p in await self.system.pods()
+                    if (p["metadata"].get("labels") or {}).get(names.LABEL_GROUP_NAME) == group
+                ]
+                reactor = self.system.controller.reactor if self.system.controller else None
+                out[name] = {
+                    "joined": sorted(r["pod"] for r in rows),
+                    "pods": {
+                        p["metadata"]["name"]: (
+                            p.get("status", {}).get("phase"),
+                            bool(p["spec"].get("schedulingGates")),
+                            p["spec"].get("nodeName"),
+                            reactor is not None and p["metadata"]["uid"] in reactor.members,
+                        )
+                        for p in pods
+                    },
+                }
+        finally:
+            await conn.close()
+        return out
+
     async def finish(self) -> None:
         """Wait for the submissions, then for every expected FluxJob to be Succeeded, every deleted unit to
         have ended and every allocation to be released (database) and cancelled (Fluxion); then check the
@@ -163,7 +200,8 @@ class Flood:
             left = list((await not_succeeded()).items())[:10]
             states = [((await self.system.unit_row(name)) or {}).get("state") for name, _ in left]
             raise AssertionError(
-                f"not Succeeded (FluxJob phase, unit state): {dict(zip(left, states, strict=True))}"
+                f"not Succeeded (FluxJob phase, unit state): {dict(zip(left, states, strict=True))}; "
+                f"groups: {await self._groups_seen([name for name, _ in left])}"
             ) from None
         # What was deleted ended (Cancelled, or Succeeded when it had finished first).
         for name in self.deleted:
@@ -263,3 +301,49 @@ async def _unit_state_in(system, name: str, states: tuple[str, ...]) -> bool:
 
 def _of_deleted_job(pod: dict, deleted: set[str]) -> bool:
     return (pod["metadata"].get("labels") or {}).get("job-name") in deleted
+
+
+async def test_a_group_member_whose_join_failed_is_joined_again_without_waiting_for_a_sweep(system):
+    # The database goes away for a moment while a member's event is handled: the handler fails, and the event
+    # is handled again after a backoff (the sweep, a safety net, is an hour away here).
+    controller = await system.restart_controller(sweep_interval=3600.0)
+    store = controller.store
+    joins = store.join_group
+    failures = []
+
+    async def join_once_failing(*args):
+        if not failures:
+            failures.append(args[1])
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+        return await joins(*args)
+
+    store.join_group = join_once_failing
+    group = {names.LABEL_GROUP_NAME: "retried", names.LABEL_GROUP_SIZE: "2"}
+    pods = "---".join(_group_pod(f"retried-{i}", group) for i in (0, 1))
+    await system.apply(pods)
+    await system.wait_phase("retried-group", "Succeeded", within=30)
+    assert len(failures) == 1
+    assert controller.reactor.sweeps == 1  # only the start-up sweep ran
+
+
+def _group_pod(name: str, labels: dict) -> str:
+    label_lines = "".join(f'    {k}: "{v}"\n' for k, v in labels.items())
+    return f"""
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  namespace: default
+  labels:
+{label_lines}  annotations:
+    {names.SIM_RUNTIME}: "2s"
+spec:
+  restartPolicy: Never
+  containers:
+  - name: work
+    image: busybox
+    resources:
+      requests:
+        cpu: "1"
+        memory: 1Gi
+"""
