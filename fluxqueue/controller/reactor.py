@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -144,7 +144,9 @@ class Reactor:
                         raise
                     except Exception:
                         log.exception("pod handler failed", unit=key, event=kind)
-                        self._retry_later(kind, pod, old)
+                        self._retry_later(
+                            _meta(pod).get("uid") or "", lambda k=kind, p=pod, o=old: self._retry_pod(k, p, o)
+                        )
                     else:
                         if self._retries:
                             self._retries.pop(_meta(pod).get("uid") or "", None)
@@ -152,18 +154,21 @@ class Reactor:
             if self._lanes.get(key) is lane:
                 del self._lanes[key]
 
-    def _retry_later(self, kind: str, pod: dict, old: dict | None) -> None:
-        """Handle a failed event again after a backoff: a group member whose join failed must not wait for
-        the sweep (a safety net that may be a minute away under load)."""
-        uid = _meta(pod).get("uid") or ""
+    def _retry_later(self, uid: str, again: Callable[[], None]) -> None:
+        """Call ``again`` after a backoff: a failed event is handled again (a group member whose join failed
+        must not wait for the sweep, a safety net that may be a minute away under load)."""
         attempt = self._retries.get(uid, 0)
         self._retries[uid] = attempt + 1
         delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2**attempt)
-        timer = asyncio.get_running_loop().call_later(delay, lambda: self._retry(timer, kind, pod, old))
+
+        def fire() -> None:
+            self._retry_timers.discard(timer)
+            again()
+
+        timer = asyncio.get_running_loop().call_later(delay, fire)
         self._retry_timers.add(timer)
 
-    def _retry(self, timer: asyncio.TimerHandle, kind: str, pod: dict, old: dict | None) -> None:
-        self._retry_timers.discard(timer)
+    def _retry_pod(self, kind: str, pod: dict, old: dict | None) -> None:
         meta = _meta(pod)
         if kind != "DELETED":
             # Acted on as the pod is now; one deleted or replaced since had its own events handled.
@@ -231,9 +236,33 @@ class Reactor:
         kind = workload(kind_name)
 
         async def handle(event: str, obj: dict, old: dict | None) -> None:
-            await self.on_workload(kind, event, obj, old)
+            meta = _meta(obj)
+            uid = meta.get("uid") or ""
+            try:
+                await self.on_workload(kind, event, obj, old)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("workload handler failed", kind=kind_name, object=meta.get("name"), event=event)
+                self._retry_later(uid, lambda: self._retry_workload(kind_name, handle, event, obj, old))
+            else:
+                if self._retries:
+                    self._retries.pop(uid, None)
 
         return handle
+
+    def _retry_workload(self, kind_name: str, handle: Any, event: str, obj: dict, old: dict | None) -> None:
+        meta = _meta(obj)
+        if event != "DELETED":
+            informer = self.ctx.objects.get(kind_name)
+            now = informer.get(meta.get("namespace") or "", meta.get("name") or "") if informer else None
+            if now is None or _meta(now).get("uid") != meta.get("uid"):
+                self._retries.pop(meta.get("uid") or "", None)
+                return
+            obj = now
+        task = asyncio.create_task(handle(event, obj, old))
+        self._lane_tasks.add(task)
+        task.add_done_callback(self._lane_tasks.discard)
 
     async def on_job(self, event: str, job: dict, old: dict | None) -> None:
         await self.on_workload(workload(JobWorkload.kind), event, job, old)

@@ -326,6 +326,51 @@ async def test_a_group_member_whose_join_failed_is_joined_again_without_waiting_
     assert controller.reactor.sweeps == 1  # only the start-up sweep ran
 
 
+async def test_a_job_whose_submission_failed_is_submitted_again_without_waiting_for_a_sweep(system):
+    controller = await system.restart_controller(sweep_interval=3600.0)
+    store = controller.store
+    submit = store.submit
+    failures = []
+
+    async def submit_failing(sub):
+        # More failures than the Job has events (created, suspended): only a retry can get past them.
+        if len(failures) < 4:
+            failures.append(sub.name)
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+        return await submit(sub)
+
+    store.submit = submit_failing
+    await system.apply(
+        """
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: resubmitted
+  namespace: default
+spec:
+  parallelism: 2
+  completions: 2
+  backoffLimit: 0
+  template:
+    metadata:
+      annotations:
+        sim.fluxqueue.io/runtime: "2s"
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: work
+        image: busybox
+        resources:
+          requests:
+            cpu: "1"
+            memory: 1Gi
+"""
+    )
+    await system.wait_phase("resubmitted-job", "Succeeded", within=30)
+    assert failures == ["resubmitted-job"] * 4
+    assert controller.reactor.sweeps == 1  # only the start-up sweep ran
+
+
 def _group_pod(name: str, labels: dict) -> str:
     label_lines = "".join(f'    {k}: "{v}"\n' for k, v in labels.items())
     return f"""
