@@ -28,13 +28,13 @@ reaches nothing, is tracked as a flag set where flux-sched's traversal sets EBUS
 
 from __future__ import annotations
 
-import bisect
 import operator
 import re
 
 from fluxqueue.fluxion.matcher.constraints import Constraint
 from fluxqueue.fluxion.matcher.graph import UP, Pool, Vertex
 from fluxqueue.fluxion.matcher.jobspec import Request
+from fluxqueue.fluxion.matcher.outedges import ChildOrder
 
 MATCH_UNMET = 0
 MATCH_MET = 1
@@ -1292,8 +1292,7 @@ class DFU:
             self.cmps = (c, c, c)
         self.by_id = not policy.variation
         self.weights: dict[Vertex, int] = {}
-        self._orders: dict[Vertex, list[Vertex]] = {}  # by_outedges order of a vertex's children, kept
-        self._okeys: dict[Vertex, list[tuple[int, int]]] = {}  # their keys, (-weight, -uniq_id) ascending
+        self._orders: dict[Vertex, ChildOrder] = {}  # by_outedges order of a vertex's children, kept
         # flux-sched reports the outcome of a failed update through errno, which its traversals leave set
         # to EBUSY whenever some vertex was pruned or mismatched (and nothing clears): we track the same.
         self.ebusy = False
@@ -1320,7 +1319,6 @@ class DFU:
             return
         w = self.weights
         orders = self._orders
-        okeys = self._okeys
         for v in touched:
             if not v.children and not v.pools:
                 continue
@@ -1330,33 +1328,20 @@ class DFU:
                 continue
             w[v] = new
             order = orders.get(v.parent)
-            if order is None:
-                continue
-            keys = okeys[v.parent]
-            # where v is now (the first of its key; a uniq_id is unique in any graph a reader accepts)
-            i = bisect.bisect_left(keys, (-old, -v.uid))
-            if not (i < len(order) and order[i] is v):
-                i = order.index(v)
-            del order[i]
-            del keys[i]
-            k = (-new, -v.uid)
-            i = bisect.bisect_right(keys, k)
-            keys.insert(i, k)
-            order.insert(i, v)
+            if order is not None:
+                order.move(v, (-old, -v.uid), (-new, -v.uid))
 
     def graph_changed(self) -> None:
         self._orders.clear()
-        self._okeys.clear()
 
-    def child_order(self, u: Vertex) -> list[Vertex]:
-        """u's children by by_outedges order: (weight, uniq_id) descending, kept beside their sort keys."""
+    def child_order(self, u: Vertex) -> ChildOrder:
+        """u's children by by_outedges order: (weight, uniq_id) descending."""
         order = self._orders.get(u)
         if order is None or len(order) != len(u.children):
             w = self.weights
             # (a stable sort, descending: equal keys keep graph order)
             keyed = sorted((-w.get(c, UNTOUCHED), -c.uid, i, c) for i, c in enumerate(u.children))
-            order = self._orders[u] = [t[3] for t in keyed]
-            self._okeys[u] = [(t[0], t[1]) for t in keyed]
+            order = self._orders[u] = ChildOrder([((t[0], t[1]), t[3]) for t in keyed])
         return order
 
 
