@@ -12,6 +12,7 @@ import random
 
 import asyncpg
 import pytest
+from test_scheduling import job, pod
 
 from fluxqueue.fluxion.server import FluxionServer
 from fluxqueue.kube import names
@@ -319,8 +320,7 @@ async def test_a_group_member_whose_join_failed_is_joined_again_without_waiting_
 
     store.join_group = join_once_failing
     group = {names.LABEL_GROUP_NAME: "retried", names.LABEL_GROUP_SIZE: "2"}
-    pods = "---".join(_group_pod(f"retried-{i}", group) for i in (0, 1))
-    await system.apply(pods)
+    await system.apply("---".join(pod(f"retried-{i}", labels=group) for i in (0, 1)))
     await system.wait_phase("retried-group", "Succeeded", within=30)
     assert len(failures) == 1
     assert controller.reactor.sweeps == 1  # only the start-up sweep ran
@@ -340,55 +340,7 @@ async def test_a_job_whose_submission_failed_is_submitted_again_without_waiting_
         return await submit(sub)
 
     store.submit = submit_failing
-    await system.apply(
-        """
-apiVersion: batch/v1
-kind: Job
-metadata:
-  name: resubmitted
-  namespace: default
-spec:
-  parallelism: 2
-  completions: 2
-  backoffLimit: 0
-  template:
-    metadata:
-      annotations:
-        sim.fluxqueue.io/runtime: "2s"
-    spec:
-      restartPolicy: Never
-      containers:
-      - name: work
-        image: busybox
-        resources:
-          requests:
-            cpu: "1"
-            memory: 1Gi
-"""
-    )
+    await system.apply(job("resubmitted", parallelism=2, completions=2, runtime="2s"))
     await system.wait_phase("resubmitted-job", "Succeeded", within=30)
     assert failures == ["resubmitted-job"] * 4
     assert controller.reactor.sweeps == 1  # only the start-up sweep ran
-
-
-def _group_pod(name: str, labels: dict) -> str:
-    label_lines = "".join(f'    {k}: "{v}"\n' for k, v in labels.items())
-    return f"""
-apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  namespace: default
-  labels:
-{label_lines}  annotations:
-    {names.SIM_RUNTIME}: "2s"
-spec:
-  restartPolicy: Never
-  containers:
-  - name: work
-    image: busybox
-    resources:
-      requests:
-        cpu: "1"
-        memory: 1Gi
-"""

@@ -227,20 +227,7 @@ def _introsort2(keys, pos: list[int], first: int, last: int, depth: int, k: int,
         # __move_median_to_first (first, first + 1, mid, last - 1)
         mid = first + (last - first) // 2
         a, b, c = first + 1, mid, last - 1
-        ka, kb, kc = keys[a], keys[b], keys[c]
-        if ka < kb:
-            if kb < kc:
-                m = b
-            elif ka < kc:
-                m = c
-            else:
-                m = a
-        elif ka < kc:
-            m = a
-        elif kb < kc:
-            m = c
-        else:
-            m = b
+        m = _median(a, b, c, keys[a], keys[b], keys[c])
         keys[first], keys[m] = keys[m], keys[first]
         pos[first], pos[m] = pos[m], pos[first]
         if type(keys) is bytearray:
@@ -355,21 +342,19 @@ def _partition_pivot(v: list, first: int, last: int) -> int:
 
 
 def _median_to_first(v: list, result: int, a: int, b: int, c: int) -> None:
-    ka, kb, kc = v[a][0], v[b][0], v[c][0]
+    m = _median(a, b, c, v[a][0], v[b][0], v[c][0])
+    v[result], v[m] = v[m], v[result]
+
+
+def _median(a: int, b: int, c: int, ka, kb, kc) -> int:
+    """Which of positions a, b, c holds the median of their keys, as std::__move_median_to_first picks it."""
     if ka < kb:
         if kb < kc:
-            m = b
-        elif ka < kc:
-            m = c
-        else:
-            m = a
-    elif ka < kc:
-        m = a
-    elif kb < kc:
-        m = c
-    else:
-        m = b
-    v[result], v[m] = v[m], v[result]
+            return b
+        return c if ka < kc else a
+    if ka < kc:
+        return a
+    return c if kb < kc else b
 
 
 def _unguarded_partition(v: list, first: int, last: int, pivot: int) -> int:
