@@ -9,6 +9,7 @@ original submit time (Slurm's preempt-and-requeue)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -43,7 +44,13 @@ class Ender:
         self.graphs = graphs
         self.starter = starter
         self.draining: dict[int, Unit] = {}  # ended units whose pods are still on their nodes
-        self.to_cancel: dict[int, int] = {}  # Fluxion id -> its load, whose cancel failed; retried every pass
+        self.to_cancel: dict[int, int] = {}  # Fluxion id -> its load, not cancelled yet; cancelled every pass
+        # Held by the scheduling pass from before its first match to after its last. A release that lands
+        # between two matches of one pass lets a later unit take what an earlier one was just told is busy:
+        # the head reserves at a running job's end, the job is cancelled, and the next unit's plain allocate
+        # backfills into the nodes the head could have had now. flux-sched's qmanager applies a cancel between
+        # two scheduling loops, never inside one; so does this: a release during a pass waits for the next.
+        self.pass_matching = asyncio.Lock()
 
     async def finish(
         self, unit: Unit, state: str, reason: str, *, warning: bool = False, event: str | None = None
@@ -115,7 +122,7 @@ class Ender:
     async def give_back(self, unit: Unit, released: Released | None) -> None:
         self.graphs.released_at = time.monotonic()
         if released is not None:
-            await self.cancel(released.fluxion_jobid, released.epoch)
+            await self._release(released.fluxion_jobid, released.epoch)
         self.allocations.forget(unit.id)
         self.ctx.holding.discard(unit.owner_uid)
         self.draining.pop(unit.id, None)
@@ -196,6 +203,15 @@ class Ender:
                     released = await self.ctx.store.release_allocation(unit.id)
                 await self.give_back(unit, released)
 
+    async def _release(self, jobid: int, load_id: int) -> None:
+        """Cancel a released allocation in Fluxion now, or at the next pass's start if a pass is matching."""
+        if self.pass_matching.locked():
+            if jobid > 0:
+                self.to_cancel[jobid] = load_id  # the pass ending wakes the loop (give_back wakes it too)
+            return
+        async with self.pass_matching:
+            await self.cancel(jobid, load_id)
+
     async def cancel(self, jobid: int | None, load_id: int | None = None) -> None:
         """Cancel a Fluxion job of load ``load_id`` (default: the current load). An id of another load is left
         alone: that load's Init forgot the job, and the id may name another unit's allocation now."""
@@ -212,7 +228,7 @@ class Ender:
             log.warning("Fluxion cancel failed; will retry", jobid=jobid, error=repr(exc))
             self.to_cancel[jobid] = current
 
-    async def retry_cancels(self) -> None:
+    async def cancel_pending(self) -> None:
         for jobid, load_id in list(self.to_cancel.items()):
             await self.cancel(jobid, load_id)
 

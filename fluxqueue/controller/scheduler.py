@@ -75,7 +75,8 @@ class Scheduler:
     async def run_pass(self) -> int:
         """One pass over the queue; returns how many units were placed."""
         ctx = self.ctx
-        async with ctx.store.pass_lock() as mine:
+        # Releases wait while this pass matches (see Ender.pass_matching); they are cancelled at its start.
+        async with ctx.store.pass_lock() as mine, self.end.pass_matching:
             if not mine:
                 return 0
             started = time.monotonic()
@@ -98,7 +99,7 @@ class Scheduler:
             depth = ctx.settings.queue_depth
             units = await ctx.store.pending(limit=depth * PENDING_READ_FACTOR if depth else None)
             graph = await self.graphs.ensure(resync=bool(units) and ctx.settings.strategy != "fcfs")
-            await self.end.retry_cancels()
+            await self.end.cancel_pending()
             if len(self.fits_cache) > 4096:
                 self.fits_cache.clear()  # shapes of units long gone
             matcher = FluxionMatcher(ctx, graph, self.graphs.capacity, self.fits_cache)

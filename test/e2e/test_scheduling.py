@@ -262,6 +262,46 @@ async def test_contention_starts_waiting_jobs_in_priority_then_fifo_order_as_res
     assert "PHASE" in table and "high-job" in table
 
 
+async def test_a_release_during_a_pass_does_not_let_a_later_job_backfill_ahead_of_the_reserved_head(system):
+    # The race the contention test met on a busy machine, made certain: the blocker's allocation is given
+    # back exactly while a pass sits between the head's reservation and the next unit's match. Were that
+    # release applied at once, "later" (the same shape, 4 s long) would backfill into the freed nodes ahead
+    # of "head", which reserved them at the blocker's end.
+    await system.apply(job("blocker", parallelism=4, cpu="4", runtime="1h", duration=3600))
+    await system.wait_phase("blocker-job", ("Scheduled", "Running"))
+    await system.apply(job("head", parallelism=4, cpu="4", runtime="4s", duration=4))
+    await system.wait_phase("head-job", "Reserved")
+    await system.apply(job("later", parallelism=4, cpu="4", runtime="4s", duration=4))
+    await system.wait_phase("later-job", ("Queued", "Reserved"))
+    head_id = (await system.unit_row("head-job"))["id"]
+    blocker_id = (await system.unit_row("blocker-job"))["id"]
+    controller = system.controller
+    end, store = controller.scheduler.end, controller.store
+    give_back, reserve = end.give_back, store.reserve
+    in_pass, released = asyncio.Event(), asyncio.Event()
+
+    async def reserve_then_wait_for_the_release(unit_id, reason):
+        await reserve(unit_id, reason)
+        if unit_id == head_id and not released.is_set():
+            in_pass.set()
+            await asyncio.wait_for(released.wait(), 30)
+
+    async def give_back_inside_a_pass(unit, got):
+        if unit.id == blocker_id:
+            await asyncio.wait_for(in_pass.wait(), 30)
+        await give_back(unit, got)
+        if unit.id == blocker_id:
+            released.set()
+
+    store.reserve = reserve_then_wait_for_the_release
+    end.give_back = give_back_inside_a_pass
+    await system.kubectl("delete", "job", "blocker", "--wait=false")
+    for name in ("head", "later"):
+        await system.wait_phase(f"{name}-job", "Succeeded", within=40)
+    assert released.is_set()
+    assert await system.scheduled_order() == ["blocker-job", "head-job", "later-job"]
+
+
 async def test_an_unsatisfiable_job_is_reported_and_does_not_block_the_queue(system):
     await system.apply(job("huge", parallelism=1, cpu="64"))
     fj = await system.wait_phase("huge-job", "Unsatisfiable")
