@@ -481,6 +481,7 @@ class Select:
         "_s_quals",
         "_s_shape",
         "_s_total",
+        "_shape_keys",
         "by_id",
         "cmp_graph",
         "cmp_slot",
@@ -512,6 +513,7 @@ class Select:
         self.marks: dict = {}
         self.pmarks: dict[Pool, int] = {}
         self.slots: list[Egroup] = []  # the slots chosen (for the slots-per-node count in R's metadata)
+        self._shape_keys: dict[int, tuple] = {}  # id of a slot's shape -> request_key of it
 
     # -- availability (planner queries on our spans) ----------------------------------------------------
 
@@ -773,6 +775,46 @@ class Select:
                 break
 
     def dom_slot(self, u: Vertex, shape: list[Request], nslots: int, pristine: bool, dfu: Scoring) -> None:
+        if not u.children and not (len(shape) == 1 and self.by_id):
+            # Slots of a vertex that holds only leaves (a node's cores, memory, GPUs), outside the by-id fast
+            # path (variation's perf_class scores, where every leaf ties; shapes with several leaf types):
+            # what the slots are is a function of the leaves free and the request alone, and nothing changes
+            # an edge group once made (see _one_pool_slots), so the last ones made here are handed out again
+            # while neither changes. An exhaustive walk would otherwise sort every node's leaves every match.
+            shape_key = self._shape_keys.get(id(shape))  # (the shape lives as long as this select)
+            if shape_key is None:
+                shape_key = self._shape_keys[id(shape)] = request_key(shape)
+            key = (
+                [(p, self._free_members(p)) for p in u.pools],
+                shape_key,
+                nslots,
+                pristine,
+                self.cmp_slot,
+                self.dynamic,
+                self.ml if self.by_id else 0,
+            )
+            cached = u.slot_cache
+            if cached is None or cached[0] != key:
+                ebusy = self.dfu.ebusy
+                self.dfu.ebusy = False
+                made = Scoring()
+                self._dom_slot_walk(u, shape, nslots, pristine, made)
+                ev = made.types.get("slot")
+                cached = u.slot_cache = (key, self.dfu.ebusy, ev.groups if ev is not None else [])
+                self.dfu.ebusy = ebusy
+            _, ebusy, out = cached
+            if ebusy:
+                self.dfu.ebusy = True
+            if out:
+                ev = dfu.evals("slot")
+                for g in out:
+                    ev.add(g)
+            return
+        self._dom_slot_walk(u, shape, nslots, pristine, dfu)
+
+    def _dom_slot_walk(
+        self, u: Vertex, shape: list[Request], nslots: int, pristine: bool, dfu: Scoring
+    ) -> None:
         if len(shape) == 1 and not u.children and self.by_id:
             # _dom_slot_leaves's first case, without the calls between (one per slot-hosting vertex visited)
             out = self._one_pool_slots(u, shape[0], nslots)
@@ -1225,6 +1267,14 @@ class Select:
                 acc += added
                 if acc >= per_share:  # Tally(per_share, 1): one share is enough
                     break
+
+
+def request_key(requests: list[Request]) -> tuple:
+    """What a list of requests asks, as a value (requests compare by identity, and each match parses its own)."""
+    return tuple(
+        (r.type, r.min, r.max, r.operator, r.operand, r.exclusive, r.label, r.unit, request_key(r.with_))
+        for r in requests
+    )
 
 
 def one_slot_shape(s: Request, root: Vertex) -> bool:

@@ -133,6 +133,7 @@ class Vertex:
         "rank",
         "rtext",
         "size",
+        "slot_cache",
         "spans",
         "status",
         "type",
@@ -180,6 +181,8 @@ class Vertex:
         self.n_excl = 0  # exclusive spans of any time (lets blocked() skip the span scan)
         self.index = 0  # position in parent.children
         self.rtext: tuple | None = None  # the writer's text of this vertex, made when first written
+        # dfu.py's last slot edge groups made on this vertex and what they were made from (see Select.dom_slot)
+        self.slot_cache: tuple | None = None
 
     def reindex(self) -> None:
         """Recompute children's indexes after the children changed."""
