@@ -16,9 +16,8 @@ from fluxqueue.fluxion.matcher.core import ALLOCATE, ALLOCATE_ORELSE_RESERVE
 CASES = [json.loads(line) for line in (Path(__file__).parent / "golden" / "invalid.jsonl").open()]
 
 
-def _params():
-    for case in CASES:
-        yield pytest.param(case, id=case["name"])
+def _params() -> list:
+    return [pytest.param(case, id=case["name"]) for case in CASES]
 
 
 def _matcher(case) -> Matcher:
